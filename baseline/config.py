@@ -1,0 +1,352 @@
+"""Settings: declared once (default + help), read from rarenet.toml, env and CLI flags.
+
+Precedence, lowest first: built-in default, `rarenet.toml`, `RARENET_<SECTION>_<KEY>`
+environment variables, command-line flags. Every value is validated on load and a bad
+one raises `ConfigError` naming the key and where it came from (`file:line` or the
+environment variable).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from baseline.errors import ConfigError
+from baseline.units import format_duration, parse_duration, parse_size
+
+CONFIG_ENV = "RARENET_CONFIG"
+DB_ENV = "RARENET_DB"
+DEFAULT_CONFIG_NAME = "rarenet.toml"
+
+# Processes excluded by default: osquery itself, Fleet's agent and the agents Elastic's
+# job excludes. They talk to the network constantly and are monitored by other means.
+DEFAULT_EXCLUDED_PROCESSES = (
+    "osqueryd",
+    "osqueryi",
+    "orbit",
+    "fleet-desktop",
+    "rarenet-extension",
+    "elastic-agent",
+    "elastic-endpoint",
+    "agentbeat",
+    "auditbeat",
+    "filebeat",
+    "heartbeat",
+    "metricbeat",
+    "packetbeat",
+)
+
+
+def setting(default: Any, help: str, kind: str = "str", secret: bool = False) -> Any:
+    """Declare one setting: its default, help text and value kind."""
+    meta = {"help": help, "kind": kind, "secret": secret}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    path: str = setting("./rarenet.db", "SQLite database file (WAL mode).", "path")
+    retention: float = setting(30 * 86400.0, "How long raw observations are kept.", "duration")
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    files: list[str] = setting(
+        [], "Result-log files `rarenet serve` tails (globs allowed).", "list"
+    )
+    tokens: list[str] = setting([], "Bearer tokens accepted by POST /v1/ingest.", "list", True)
+    max_body: int = setting(16 * 1024**2, "Largest request body or input line.", "size")
+    exclude_destinations: list[str] = setting(
+        [],
+        "Extra destination addresses/CIDRs to ignore (loopback and unspecified always are).",
+        "list",
+    )
+    exclude_processes: list[str] = setting(
+        list(DEFAULT_EXCLUDED_PROCESSES),
+        "Process names (globs) whose sockets are ignored.",
+        "list",
+    )
+    exclude_users: list[str] = setting([], "User names whose processes are ignored.", "list")
+
+
+@dataclass(frozen=True)
+class CollectSettings:
+    interval: float = setting(60.0, "How often `rarenet collect` reads /proc.", "duration")
+    host_id: str = setting("", "Host identifier for collected rows (default /etc/machine-id).")
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    bucket_span: float = setting(900.0, "Presence bucket length.", "duration")
+    interval: float = setting(900.0, "How often the rule runs.", "duration")
+    lookback: float = setting(2700.0, "How far back each run looks.", "duration")
+    threshold: float = setting(50.0, "Lowest score that becomes a signal (0-100).", "float")
+    max_signals: int = setting(100, "Most signals one run emits (highest scores first).", "int")
+    history: float = setting(14 * 86400.0, "Baseline window before the look-back.", "duration")
+    warmup_buckets: int = setting(20, "Buckets of fleet history needed before any signal.", "int")
+    suppress_for: float = setting(
+        86400.0, "Quiet time per (host, executable) after a signal.", "duration"
+    )
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    url: str = setting("", "Where signals are POSTed.")
+    format: str = setting("json", "Payload format: json, slack or ecs.", "choice:json,slack,ecs")
+    secret: str = setting("", "HMAC-SHA256 key for X-Rarenet-Signature.", "str", True)
+    timeout: float = setting(10.0, "Per-request timeout.", "duration")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = setting("127.0.0.1", "Address `rarenet serve` binds.")
+    port: int = setting(8089, "Port `rarenet serve` binds.", "int")
+
+
+@dataclass(frozen=True)
+class ExtensionSettings:
+    snapshot_url: str = setting("", "Where the extension fetches its snapshot (GET /v1/snapshot).")
+    snapshot_path: str = setting("", "Or a snapshot file to read instead.", "path")
+    token: str = setting("", "Bearer token for snapshot_url.", "str", True)
+    cache_dir: str = setting("/var/cache/rarenet", "Where the last good snapshot is kept.", "path")
+    refresh: float = setting(300.0, "How often the snapshot is refreshed.", "duration")
+
+
+SECTIONS: dict[str, type] = {
+    "store": StoreSettings,
+    "ingest": IngestSettings,
+    "collect": CollectSettings,
+    "detect": DetectSettings,
+    "server": ServerSettings,
+    "extension": ExtensionSettings,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    store: StoreSettings = field(default_factory=StoreSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    collect: CollectSettings = field(default_factory=CollectSettings)
+    detect: DetectSettings = field(default_factory=DetectSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    extension: ExtensionSettings = field(default_factory=ExtensionSettings)
+    webhooks: tuple[WebhookSettings, ...] = ()
+    source: str | None = None
+
+
+def _convert(kind: str, raw: Any) -> Any:
+    """Turn a TOML/env/CLI value into the setting's type; raises ValueError."""
+    if kind == "duration":
+        return parse_duration(raw)
+    if kind == "size":
+        return parse_size(raw)
+    if kind == "int":
+        try:
+            if isinstance(raw, bool) or not isinstance(raw, int | str):
+                raise ValueError
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not an integer") from None
+    if kind == "float":
+        try:
+            if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+                raise ValueError
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a number") from None
+    if kind == "list":
+        if isinstance(raw, str):
+            return [part.strip() for part in raw.split(",") if part.strip()]
+        if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+            return list(raw)
+        raise ValueError(f"{raw!r} is not a list of strings")
+    if kind.startswith("choice:"):
+        choices = kind.removeprefix("choice:").split(",")
+        if raw not in choices:
+            raise ValueError(f"{raw!r} is not one of {', '.join(choices)}")
+        return raw
+    if not isinstance(raw, str):
+        raise ValueError(f"{raw!r} is not a string")
+    return raw
+
+
+def _locate(text: str, section: str, key: str, index: int = 0) -> int | None:
+    """The 1-based line of `key` inside `[section]` (or the index-th `[[section]]`)."""
+    current: str | None = None
+    seen = -1
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        header = re.match(r"^\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?", stripped)
+        if header:
+            current = header.group(1)
+            if current == section:
+                seen += 1
+            continue
+        if current == section and seen == index and re.match(rf"^{re.escape(key)}\s*=", stripped):
+            return number
+    return None
+
+
+def _apply(
+    settings: Any,
+    values: Mapping[str, Any],
+    where: Callable[[str], str],
+) -> Any:
+    """A copy of a section dataclass with `values` converted and applied."""
+    known = {f.name: f for f in fields(settings)}
+    changes: dict[str, Any] = {}
+    for key, raw in values.items():
+        spec = known.get(key)
+        if spec is None:
+            raise ConfigError(
+                f"unknown setting {key!r}",
+                where=where(key),
+                hint=f"known: {', '.join(sorted(known))}",
+            )
+        try:
+            changes[key] = _convert(spec.metadata["kind"], raw)
+        except ValueError as exc:
+            raise ConfigError(str(exc), where=where(key)) from None
+    return replace(settings, **changes)
+
+
+def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | None:
+    """`--config`, then `$RARENET_CONFIG`, then `./rarenet.toml` if it exists."""
+    if explicit:
+        return Path(explicit)
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    local = Path(DEFAULT_CONFIG_NAME)
+    return local if local.is_file() else None
+
+
+def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", where=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file: {exc}", where=str(path)) from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", where=str(path)) from None
+
+
+def _from_file(config: Config, path: Path) -> Config:
+    document, text = _read_toml(path)
+
+    def where_in(section: str, index: int = 0) -> Callable[[str], str]:
+        def where(key: str) -> str:
+            line = _locate(text, section, key, index)
+            location = f"{path}:{line}" if line else str(path)
+            return f"{location}: [{section}] {key}"
+
+        return where
+
+    changes: dict[str, Any] = {}
+    for section, values in document.items():
+        if section == "webhooks":
+            if not isinstance(values, list):
+                raise ConfigError("use [[webhooks]] tables", where=f"{path}: webhooks")
+            hooks = []
+            for index, table in enumerate(values):
+                hook = _apply(WebhookSettings(), table, where_in("webhooks", index))
+                if not hook.url:
+                    raise ConfigError(
+                        "a webhook needs a url", where=f"{path}: [[webhooks]] #{index + 1}"
+                    )
+                hooks.append(hook)
+            changes["webhooks"] = tuple(hooks)
+            continue
+        if section not in SECTIONS or not isinstance(values, dict):
+            raise ConfigError(
+                f"unknown section [{section}]",
+                where=str(path),
+                hint=f"known: {', '.join([*SECTIONS, 'webhooks'])}",
+            )
+        changes[section] = _apply(getattr(config, section), values, where_in(section))
+    return replace(config, source=str(path), **changes)
+
+
+def _env_where(prefix: str) -> Callable[[str], str]:
+    return lambda key: f"${prefix}{key.upper()}"
+
+
+def _from_env(config: Config, env: Mapping[str, str]) -> Config:
+    changes: dict[str, Any] = {}
+    for section in SECTIONS:
+        prefix = f"RARENET_{section.upper()}_"
+        values = {
+            name.removeprefix(prefix).lower(): value
+            for name, value in env.items()
+            if name.startswith(prefix)
+        }
+        if values:
+            changes[section] = _apply(getattr(config, section), values, _env_where(prefix))
+    hook_values = {
+        name.removeprefix("RARENET_WEBHOOKS_").lower(): value
+        for name, value in env.items()
+        if name.startswith("RARENET_WEBHOOKS_")
+    }
+    if hook_values:
+        first = config.webhooks[0] if config.webhooks else WebhookSettings()
+        hook = _apply(first, hook_values, lambda key: f"$RARENET_WEBHOOKS_{key.upper()}")
+        changes["webhooks"] = (hook, *config.webhooks[1:])
+    if env.get(DB_ENV):
+        store = changes.get("store", config.store)
+        changes["store"] = replace(store, path=env[DB_ENV])
+    return replace(config, **changes)
+
+
+def load_config(
+    path: str | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Build the effective configuration.
+
+    `overrides` maps section → {key: value} from command-line flags (highest precedence).
+    """
+    environ = os.environ if env is None else env
+    config = Config()
+    config_file = find_config_file(path, environ)
+    if config_file is not None:
+        config = _from_file(config, config_file)
+    config = _from_env(config, environ)
+    for section, values in (overrides or {}).items():
+        present = {key: value for key, value in values.items() if value is not None}
+        if present:
+            updated = _apply(getattr(config, section), present, lambda key: f"--{key}")
+            config = replace(config, **{section: updated})
+    return config
+
+
+def describe_settings() -> list[tuple[str, str, str, str]]:
+    """(section, key, default as written in TOML, help) for every setting, for docs."""
+    rows = []
+    for section, cls in [*SECTIONS.items(), ("webhooks", WebhookSettings)]:
+        for spec in fields(cls):
+            kind = spec.metadata["kind"]
+            default: Any = (
+                spec.default_factory() if callable(spec.default_factory) else spec.default
+            )
+            if kind == "duration":
+                shown = f'"{format_duration(default)}"'
+            elif kind == "size":
+                shown = f'"{default // 1024**2}MiB"' if default % 1024**2 == 0 else str(default)
+            elif isinstance(default, str):
+                shown = f'"{default}"'
+            elif isinstance(default, list):
+                shown = "[" + ", ".join(f'"{item}"' for item in default) + "]"
+            else:
+                shown = f"{default:g}" if isinstance(default, float) else str(default)
+            rows.append((section, spec.name, shown, spec.metadata["help"]))
+    return rows

@@ -1,0 +1,1 @@
+"""Ingest: osquery/Fleet result logs → typed observations in the store."""

@@ -1,0 +1,5 @@
+"""The SQLite store (WAL): observations, presence, quarantine, checkpoints, runs, signals."""
+
+from baseline.store.store import Checkpoint, Store, StoreSummary
+
+__all__ = ["Checkpoint", "Store", "StoreSummary"]

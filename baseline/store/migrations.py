@@ -1,0 +1,213 @@
+"""Schema steps, applied in order, each once, each in its own transaction.
+
+A step is recorded in `_migrations` inside the same transaction that applies it, so an
+interrupted upgrade leaves the store at the previous step, never half-way. Never edit a
+released step: add a new one. The schema is documented in docs/schema.md.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+from sqlite_utils import Database
+
+Migration = tuple[str, Callable[[Database], None]]
+
+
+def _initial(db: Database) -> None:
+    """Observations, quarantine and file checkpoints (the ingest side)."""
+    db.table("observations").create(
+        {
+            "id": int,
+            "time": int,
+            "host": str,
+            "host_uuid": str,
+            "name": str,
+            "path": str,
+            "pid": int,
+            "uid": int,
+            "username": str,
+            "cmdline": str,
+            "cwd": str,
+            "parent_pid": int,
+            "parent_name": str,
+            "family": int,
+            "protocol": int,
+            "local_address": str,
+            "local_port": int,
+            "remote_address": str,
+            "remote_port": int,
+            "state": str,
+            "direction": str,
+            "query": str,
+            "digest": int,
+        },
+        pk="id",
+        not_null={"time", "host", "name", "path", "digest"},
+    )
+    # Idempotency key. Data time leads, so inserts of a time-ordered log append at the
+    # end of the index and time-range scans (look-back, retention) use it too.
+    db.execute("CREATE UNIQUE INDEX observations_identity ON observations (time, digest)")
+    db.table("quarantine").create(
+        {
+            "id": int,
+            "received_at": int,
+            "source": str,
+            "line": int,
+            "reason": str,
+            "raw": bytes,
+            "raw_size": int,
+            "raw_digest": bytes,
+        },
+        pk="id",
+        not_null={"source", "reason"},
+    )
+    db.execute("CREATE UNIQUE INDEX quarantine_identity ON quarantine (source, line, raw_digest)")
+    db.execute(
+        """CREATE TABLE checkpoints (
+            device INTEGER NOT NULL,
+            inode INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            fingerprint BLOB NOT NULL,
+            offset INTEGER NOT NULL,
+            line INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (device, inode)
+        )"""
+    )
+    db.execute("CREATE INDEX checkpoints_path ON checkpoints (path)")
+
+
+def _detection(db: Database) -> None:
+    """Presence baselines, detection runs, the signal outbox and exceptions."""
+    db.execute(
+        """CREATE TABLE presence (
+            span INTEGER NOT NULL,
+            bucket INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            name TEXT NOT NULL,
+            path TEXT NOT NULL,
+            connections INTEGER NOT NULL,
+            first_time INTEGER NOT NULL,
+            last_time INTEGER NOT NULL,
+            PRIMARY KEY (span, bucket, host, name, path)
+        ) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX presence_name ON presence (span, name, bucket)")
+    db.execute("CREATE INDEX presence_path ON presence (span, path, bucket)")
+    db.execute("CREATE TABLE store_state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
+    db.table("runs").create(
+        {
+            "id": int,
+            "rule": str,
+            "started_at": float,
+            "data_time": int,
+            "window_start": int,
+            "window_end": int,
+            "observations": int,
+            "candidates": int,
+            "signals": int,
+            "truncated": int,
+            "suppressed": int,
+            "excepted": int,
+            "duration": float,
+            "status": str,
+            "error": str,
+        },
+        pk="id",
+    )
+    db.execute("CREATE INDEX runs_data_time ON runs (data_time)")
+    db.table("signals").create(
+        {
+            "id": str,
+            "rule": str,
+            "host": str,
+            "name": str,
+            "path": str,
+            "bucket": int,
+            "run_id": int,
+            "created_at": float,
+            "score": float,
+            "initial_score": float,
+            "document": str,
+            "suppressed_count": int,
+        },
+        pk="id",
+        not_null={"rule", "host", "name", "path", "bucket", "score", "initial_score"},
+    )
+    db.execute("CREATE INDEX signals_bucket ON signals (bucket)")
+    db.execute(
+        """CREATE TABLE deliveries (
+            signal_id TEXT NOT NULL REFERENCES signals (id),
+            webhook TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL DEFAULT 0,
+            last_status INTEGER,
+            last_error TEXT,
+            delivered_at REAL,
+            PRIMARY KEY (signal_id, webhook)
+        )"""
+    )
+    db.execute("CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at)")
+    db.table("exceptions").create(
+        {
+            "id": int,
+            "name": str,
+            "path_glob": str,
+            "host": str,
+            "user": str,
+            "cidr": str,
+            "port": int,
+            "expires_at": int,
+            "reason": str,
+            "created_at": int,
+            "matched": int,
+        },
+        pk="id",
+        defaults={"matched": 0},
+    )
+
+
+MIGRATIONS: list[Migration] = [
+    ("0001_initial", _initial),
+    ("0002_detection", _detection),
+]
+
+
+def applied(conn: sqlite3.Connection) -> list[str]:
+    """Names of the steps already applied to this database, in order."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+    )
+    return [row[0] for row in conn.execute("SELECT name FROM _migrations ORDER BY name")]
+
+
+def migrate(conn: sqlite3.Connection, upto: str | None = None) -> list[str]:
+    """Apply every missing step (or those up to `upto`); return the names applied now."""
+    done = set(applied(conn))
+    db = Database(conn)
+    newly: list[str] = []
+    for name, step in MIGRATIONS:
+        if name in done:
+            if name == upto:
+                break
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Re-check under the write lock: another process may have just applied it.
+            if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
+                conn.execute("COMMIT")
+                continue
+            step(db)
+            conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        newly.append(name)
+        if name == upto:
+            break
+    return newly

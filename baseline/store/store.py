@@ -1,0 +1,200 @@
+"""Open, migrate and write the SQLite store.
+
+Writes go through `transaction()` (BEGIN IMMEDIATE … COMMIT): a batch of observations
+and the checkpoint that covers it commit together, so an interrupted ingest resumes
+exactly where its last commit ended and never double-counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from baseline.errors import StoreError
+from baseline.ingest.model import OBSERVATION_COLUMNS, Observation
+from baseline.store.migrations import migrate
+
+QUARANTINE_RAW_LIMIT = 64 * 1024  # bytes of a rejected line kept for inspection
+
+_INSERT_OBSERVATIONS = (
+    f"INSERT OR IGNORE INTO observations ({', '.join(OBSERVATION_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(OBSERVATION_COLUMNS))})"
+)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """How far a file (identified by device + inode + head fingerprint) has been read."""
+
+    device: int
+    inode: int
+    path: str
+    fingerprint: bytes
+    offset: int
+    line: int
+
+
+@dataclass(frozen=True)
+class StoreSummary:
+    """What the store holds, for `rarenet status`."""
+
+    path: str
+    observations: int
+    hosts: int
+    names: int
+    paths: int
+    first_time: int | None
+    last_time: int | None
+    quarantined: int
+    files: int
+    schema: list[str]
+
+
+class Store:
+    """A rarenet SQLite database (WAL mode), migrated to the current schema on open."""
+
+    def __init__(self, path: str | Path, *, durable: bool = False):
+        self.path = str(path)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL survives process crashes (kill -9) in WAL mode; FULL also
+            # survives power loss and is used where a commit is acknowledged to a sender.
+            self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self.conn.execute("PRAGMA cache_size=-65536")
+            self.conn.execute("PRAGMA temp_store=MEMORY")
+            migrate(self.conn)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"cannot open the store: {exc}",
+                where=self.path,
+                hint="is it a rarenet SQLite file? check --db / [store] path",
+            ) from None
+        self.db = Database(self.conn)
+
+    def applied_migrations(self) -> list[str]:
+        """Schema steps recorded in this database."""
+        return [row[0] for row in self.conn.execute("SELECT name FROM _migrations ORDER BY name")]
+
+    def close(self) -> None:
+        """Close the connection (WAL content stays durable)."""
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: everything inside commits together or not at all."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- observations -------------------------------------------------------------------
+
+    def insert_observations(self, rows: Sequence[Observation]) -> int:
+        """Insert rows, ignoring those already stored; return how many were new."""
+        before = self.conn.total_changes
+        self.conn.executemany(_INSERT_OBSERVATIONS, rows)
+        return self.conn.total_changes - before
+
+    def prune_observations(self, older_than: int) -> int:
+        """Delete observations with data time before `older_than`; return how many."""
+        with self.transaction() as conn:
+            return conn.execute("DELETE FROM observations WHERE time < ?", (older_than,)).rowcount
+
+    # -- quarantine ---------------------------------------------------------------------
+
+    def quarantine(self, source: str, line: int, reason: str, raw: bytes) -> None:
+        """Keep a rejected input line (truncated) with where it came from and why."""
+        self.conn.execute(
+            "INSERT OR IGNORE INTO quarantine "
+            "(received_at, source, line, reason, raw, raw_size, raw_digest) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                int(time.time()),
+                source,
+                line,
+                reason,
+                raw[:QUARANTINE_RAW_LIMIT],
+                len(raw),
+                hashlib.blake2b(raw, digest_size=16).digest(),
+            ),
+        )
+
+    # -- file checkpoints ---------------------------------------------------------------
+
+    def checkpoint(self, device: int, inode: int) -> Checkpoint | None:
+        """The checkpoint of the file with this identity, if it was read before."""
+        row = self.conn.execute(
+            "SELECT device, inode, path, fingerprint, offset, line FROM checkpoints "
+            "WHERE device = ? AND inode = ?",
+            (device, inode),
+        ).fetchone()
+        return Checkpoint(*row) if row else None
+
+    def checkpoints_for_path(self, path: str) -> list[Checkpoint]:
+        """Checkpoints last recorded under `path`, newest first (rotation lookup)."""
+        rows = self.conn.execute(
+            "SELECT device, inode, path, fingerprint, offset, line FROM checkpoints "
+            "WHERE path = ? ORDER BY updated_at DESC",
+            (path,),
+        ).fetchall()
+        return [Checkpoint(*row) for row in rows]
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Record how far a file has been read (call inside the batch's transaction)."""
+        self.conn.execute(
+            "INSERT INTO checkpoints (device, inode, path, fingerprint, offset, line, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, inode) DO UPDATE SET "
+            "path = excluded.path, fingerprint = excluded.fingerprint, "
+            "offset = excluded.offset, line = excluded.line, updated_at = excluded.updated_at",
+            (
+                checkpoint.device,
+                checkpoint.inode,
+                checkpoint.path,
+                checkpoint.fingerprint,
+                checkpoint.offset,
+                checkpoint.line,
+                time.time_ns(),
+            ),
+        )
+
+    # -- reporting ----------------------------------------------------------------------
+
+    def summary(self) -> StoreSummary:
+        """Counts and time range of what is stored."""
+
+        def scalar(sql: str) -> int:
+            value = self.conn.execute(sql).fetchone()[0]
+            return int(value or 0)
+
+        first, last = self.conn.execute("SELECT min(time), max(time) FROM observations").fetchone()
+        return StoreSummary(
+            path=self.path,
+            observations=scalar("SELECT count(*) FROM observations"),
+            hosts=scalar("SELECT count(DISTINCT host) FROM observations"),
+            names=scalar("SELECT count(DISTINCT name) FROM observations"),
+            paths=scalar("SELECT count(DISTINCT path) FROM observations"),
+            first_time=first,
+            last_time=last,
+            quarantined=scalar("SELECT count(*) FROM quarantine"),
+            files=scalar("SELECT count(*) FROM checkpoints"),
+            schema=self.applied_migrations(),
+        )

@@ -1,0 +1,150 @@
+"""Settings: defaults, rarenet.toml, RARENET_* env, flags; bad values name key and file:line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from baseline.config import describe_settings, load_config
+from baseline.errors import ConfigError
+from baseline.units import format_duration, parse_duration, parse_size, parse_time
+
+
+def test_defaults_match_the_rule() -> None:
+    config = load_config(None, env={})
+    detect = config.detect
+    assert (detect.interval, detect.lookback, detect.threshold, detect.max_signals) == (
+        900,
+        2700,
+        50,
+        100,
+    )
+    assert (detect.history, detect.warmup_buckets, detect.suppress_for) == (14 * 86400, 20, 86400)
+    assert (config.server.host, config.server.port, config.store.path) == (
+        "127.0.0.1",
+        8089,
+        "./rarenet.db",
+    )
+    assert "osqueryd" in config.ingest.exclude_processes
+
+
+def test_file_env_and_flags_in_order_of_precedence(tmp_path: Path) -> None:
+    toml = tmp_path / "rarenet.toml"
+    toml.write_text(
+        '[detect]\ninterval = "5m"\nthreshold = 60\n\n[store]\npath = "/data/a.db"\n\n'
+        '[[webhooks]]\nurl = "http://127.0.0.1:9/hook"\nformat = "slack"\n'
+    )
+    config = load_config(str(toml), env={"RARENET_DETECT_THRESHOLD": "70"})
+    assert (config.detect.interval, config.detect.threshold, config.store.path) == (
+        300,
+        70,
+        "/data/a.db",
+    )
+    assert config.webhooks[0].format == "slack" and config.source == str(toml)
+    flagged = load_config(
+        str(toml), env={"RARENET_DB": "/env.db"}, overrides={"store": {"path": "/flag.db"}}
+    )
+    assert flagged.store.path == "/flag.db"
+    assert load_config(str(toml), env={"RARENET_DB": "/env.db"}).store.path == "/env.db"
+
+
+def test_config_found_via_env_then_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "rarenet.toml").write_text("[server]\nport = 9000\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_config(None, env={}).server.port == 9000
+    other = tmp_path / "other.toml"
+    other.write_text("[server]\nport = 9100\n")
+    assert load_config(None, env={"RARENET_CONFIG": str(other)}).server.port == 9100
+
+
+def test_bad_value_names_the_key_and_line(tmp_path: Path) -> None:
+    toml = tmp_path / "rarenet.toml"
+    toml.write_text('[store]\npath = "x.db"\n\n[detect]\n# comment\ninterval = "15x"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(toml), env={})
+    assert str(caught.value).startswith(f"{toml}:6: [detect] interval: '15x' is not a duration")
+
+
+def test_bad_env_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match=r"\$RARENET_SERVER_PORT: 'eighty' is not"):
+        load_config(None, env={"RARENET_SERVER_PORT": "eighty"})
+
+
+def test_unknown_key_and_section_are_refused(tmp_path: Path) -> None:
+    toml = tmp_path / "rarenet.toml"
+    toml.write_text("[detect]\ntreshold = 50\n")
+    with pytest.raises(
+        ConfigError, match=r":2: \[detect\] treshold: unknown setting 'treshold'.*threshold"
+    ):
+        load_config(str(toml), env={})
+    toml.write_text("[detection]\nthreshold = 50\n")
+    with pytest.raises(ConfigError, match=r"unknown section \[detection\]"):
+        load_config(str(toml), env={})
+
+
+def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
+    toml = tmp_path / "rarenet.toml"
+    toml.write_text("[detect\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(str(toml), env={})
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(str(tmp_path / "missing.toml"), env={})
+
+
+def test_webhook_needs_url(tmp_path: Path) -> None:
+    toml = tmp_path / "rarenet.toml"
+    toml.write_text('[[webhooks]]\nformat = "json"\n')
+    with pytest.raises(ConfigError, match=r"\[\[webhooks\]\] #1: a webhook needs a url"):
+        load_config(str(toml), env={})
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("15m", 900), ("1.5h", 5400), ("14d", 1209600), ("45", 45), (30, 30)],
+)
+def test_durations(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["", "15x", "-5m", "m15", True])
+def test_bad_durations(bad: str | bool) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+def test_sizes_times_and_formats() -> None:
+    assert [parse_size(v) for v in ("65536", "64KiB", "16MiB", "1GiB", 7)] == [
+        65536,
+        65536,
+        16 << 20,
+        1 << 30,
+        7,
+    ]
+    assert (
+        parse_time("2026-01-05T00:01:00Z")
+        == 1767571260
+        == parse_time("1767571260")
+        == parse_time("2026-01-05T00:01:00")
+    )
+    assert [format_duration(s) for s in (900, 5400, 86400, 14 * 86400, 90)] == [
+        "15m",
+        "90m",
+        "1d",
+        "14d",
+        "90s",
+    ]
+    with pytest.raises(ValueError):
+        parse_size("lots")
+    with pytest.raises(ValueError):
+        parse_time("yesterday")
+
+
+def test_every_setting_is_documented() -> None:
+    docs = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    for section, key, _default, _help in describe_settings():
+        assert f"| `{key}` |" in docs or f"`{section}.{key}`" in docs, (
+            f"[{section}] {key} is not in docs/configuration.md"
+        )
+        env = f"RARENET_{section.upper()}_{key.upper()}"
+        assert env in docs, f"{env} is not in docs/configuration.md"

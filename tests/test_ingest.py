@@ -1,0 +1,182 @@
+"""`Ingester` on real files: idempotency, checkpoints, rotation, partial lines, gzip."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+from osquery_lines import T0, batch, event, line, snapshot, socket_row
+
+from baseline.config import Config
+from baseline.ingest.pipeline import Ingester
+from baseline.store import Store
+
+
+def write(path: Path, *objs: object, mode: str = "wb") -> None:
+    with path.open(mode) as handle:
+        for obj in objs:
+            handle.write(line(obj))
+
+
+def events(count: int, start: int = 0, host: str = "web-001") -> list[dict[str, object]]:
+    return [
+        event(socket_row(pid=1000 + i), unix=T0 + i, host=host) for i in range(start, start + count)
+    ]
+
+
+def stored(store: Store) -> list[tuple[object, ...]]:
+    return store.conn.execute(
+        "SELECT time, host, pid, name, remote_address FROM observations ORDER BY time, pid"
+    ).fetchall()
+
+
+def test_file_ingest_then_again_stores_nothing_new(
+    tmp_path: Path, store: Store, config: Config
+) -> None:
+    log = tmp_path / "osqueryd.results.log"
+    write(log, *events(50))
+    first = Ingester(store, config).ingest([str(log)])
+    assert (first.lines, first.observations, first.duplicates, first.rejected) == (50, 50, 0, 0)
+    again = Ingester(store, config).ingest([str(log)])
+    assert (again.lines, again.observations) == (0, 0)  # resumed from the checkpoint
+    assert len(stored(store)) == 50
+
+
+def test_same_lines_in_another_file_are_duplicates(
+    tmp_path: Path, store: Store, config: Config
+) -> None:
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    write(a, *events(20))
+    write(b, *events(20))
+    Ingester(store, config).ingest([str(a)])
+    report = Ingester(store, config).ingest([str(b)])
+    assert (report.observations, report.duplicates) == (0, 20)
+    assert len(stored(store)) == 20
+
+
+def test_grown_file_is_read_from_its_checkpoint(
+    tmp_path: Path, store: Store, config: Config
+) -> None:
+    log = tmp_path / "results.log"
+    write(log, *events(10))
+    Ingester(store, config).ingest([str(log)])
+    write(log, *events(5, start=10), mode="ab")
+    report = Ingester(store, config).ingest([str(log)])
+    assert (report.lines, report.observations, report.duplicates) == (5, 5, 0)
+    assert len(stored(store)) == 15
+
+
+def test_partial_last_line_waits_for_its_newline(
+    tmp_path: Path, store: Store, config: Config
+) -> None:
+    log = tmp_path / "results.log"
+    full = line(events(1, start=1)[0])
+    log.write_bytes(line(events(1)[0]) + full[:40])
+    report = Ingester(store, config).ingest([str(log)])
+    assert (report.observations, report.rejected, report.pending_bytes) == (1, 0, 40)
+    with log.open("ab") as handle:
+        handle.write(full[40:])
+    report = Ingester(store, config).ingest([str(log)])
+    assert (report.observations, report.rejected, report.pending_bytes) == (1, 0, 0)
+    assert store.conn.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 0
+
+
+def test_complete_last_line_without_newline_is_taken(
+    tmp_path: Path, store: Store, config: Config
+) -> None:
+    log = tmp_path / "results.log"
+    log.write_bytes(line(events(1)[0]).rstrip(b"\n"))
+    assert Ingester(store, config).ingest([str(log)]).observations == 1
+    with log.open("ab") as handle:  # the writer finishes the line later: nothing doubles
+        handle.write(b"\n" + line(events(1, start=1)[0]))
+    report = Ingester(store, config).ingest([str(log)])
+    assert (report.observations, report.duplicates, report.rejected) == (1, 0, 0)
+
+
+def test_rotation_by_rename_is_followed(tmp_path: Path, store: Store, config: Config) -> None:
+    log = tmp_path / "osqueryd.results.log"
+    write(log, *events(10))
+    Ingester(store, config).ingest([str(log)])
+    write(log, *events(3, start=10), mode="ab")  # written after our last read…
+    os.rename(log, tmp_path / "osqueryd.results.log.1")  # …then rotated away
+    write(log, *events(4, start=13))
+    report = Ingester(store, config).ingest([str(log)])
+    assert (report.observations, report.duplicates) == (7, 0)
+    assert [row[2] for row in stored(store)] == list(range(1000, 1017))
+
+
+def test_truncated_in_place_starts_over(tmp_path: Path, store: Store, config: Config) -> None:
+    log = tmp_path / "results.log"
+    write(log, *events(10))
+    Ingester(store, config).ingest([str(log)])
+    write(log, *events(2, start=50), mode="wb")  # copytruncate-style rotation
+    report = Ingester(store, config).ingest([str(log)])
+    assert report.observations == 2
+
+
+def test_gzip_file(tmp_path: Path, store: Store, config: Config) -> None:
+    log = tmp_path / "results.log.gz"
+    with gzip.open(log, "wb") as handle:
+        for obj in events(30):
+            handle.write(line(obj))
+    report = Ingester(store, config).ingest([str(log)])
+    assert (report.lines, report.observations) == (30, 30)
+    assert Ingester(store, config).ingest([str(log)]).observations == 0
+
+
+def test_mixed_formats_in_one_file(tmp_path: Path, store: Store, config: Config) -> None:
+    log = tmp_path / "mixed.log"
+    write(
+        log,
+        event(socket_row(pid=1)),
+        snapshot([socket_row(pid=2), socket_row(pid=3)], unix=T0 + 1),
+        batch([socket_row(pid=4)], unix=T0 + 2),
+        event(socket_row(pid=5), action="removed"),
+        event({"name": "x", "version": "1"}, name="pack/Global/other"),
+    )
+    report = Ingester(store, config).ingest([str(log)])
+    assert (report.lines, report.observations, report.skipped) == (5, 4, 2)
+
+
+def test_bad_lines_are_quarantined_with_file_and_line(
+    tmp_path: Path, store: Store, config: Config
+) -> None:
+    log = tmp_path / "results.log"
+    good = events(3)
+    log.write_bytes(
+        line(good[0]) + b'{"name": "truncated\n' + line(good[1]) + b"[1, 2]\n" + line(good[2])
+    )
+    report = Ingester(store, config).ingest([str(log)])
+    assert (report.lines, report.observations, report.rejected) == (5, 3, 2)
+    rows = store.conn.execute(
+        "SELECT source, line, reason FROM quarantine ORDER BY line"
+    ).fetchall()
+    assert [(Path(r[0]).name, r[1]) for r in rows] == [("results.log", 2), ("results.log", 4)]
+    assert "not valid JSON" in rows[0][2]
+    assert "expected a JSON object" in rows[1][2]
+
+
+def test_parallel_workers_store_the_same_rows(
+    tmp_path: Path, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import baseline.ingest.pipeline as pipeline
+    import baseline.ingest.reader as reader
+
+    log = tmp_path / "big.log"
+    write(log, *events(3000), *[event(socket_row(pid=1), unix=T0)] * 10)
+    with log.open("ab") as handle:
+        handle.write(b"not json\n")
+    write(log, *events(500, start=3000), mode="ab")
+    serial_store = Store(tmp_path / "serial.db")
+    parallel_store = Store(tmp_path / "parallel.db")
+    monkeypatch.setattr(reader, "CHUNK_LINES", 97)
+    serial = Ingester(serial_store, config).ingest([str(log)])
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
+    parallel = Ingester(parallel_store, config, workers=2).ingest([str(log)])
+    assert parallel.rejected == 1 and parallel.observations == 3501
+    assert serial.as_json() | {"seconds": 0} == parallel.as_json() | {"seconds": 0}
+    assert stored(serial_store) == stored(parallel_store)
+    assert serial_store.checkpoints_for_path(str(log.resolve()))[0].offset == log.stat().st_size
+    assert parallel_store.checkpoints_for_path(str(log.resolve()))[0].offset == log.stat().st_size

@@ -1,0 +1,93 @@
+"""The store: WAL, migrations recorded and idempotent, upgrades keep data."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from baseline.errors import StoreError
+from baseline.store import Store
+from baseline.store.migrations import MIGRATIONS, applied, migrate
+
+
+def test_new_store_is_wal_and_fully_migrated(tmp_path: Path) -> None:
+    with Store(tmp_path / "r.db") as store:
+        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store.applied_migrations() == [name for name, _ in MIGRATIONS]
+        tables = {
+            r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+    assert {
+        "observations",
+        "presence",
+        "quarantine",
+        "checkpoints",
+        "runs",
+        "signals",
+        "deliveries",
+        "exceptions",
+    } <= tables
+
+
+def test_migrating_twice_applies_nothing(tmp_path: Path) -> None:
+    Store(tmp_path / "r.db").close()
+    conn = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
+    assert migrate(conn) == []
+    assert len(applied(conn)) == len(MIGRATIONS)
+
+
+def test_upgrade_keeps_existing_data(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate(conn, upto="0001_initial") == ["0001_initial"]
+    conn.execute(
+        "INSERT INTO observations (time, host, host_uuid, name, path, pid, digest) "
+        "VALUES (1767571260, 'web-1', '', 'curl', '/usr/bin/curl', 10, 42)"
+    )
+    conn.execute("INSERT INTO quarantine (source, line, reason) VALUES ('a.log', 3, 'bad')")
+    conn.close()
+    with Store(path) as store:
+        assert store.applied_migrations() == [name for name, _ in MIGRATIONS]
+        assert store.conn.execute("SELECT host, name, digest FROM observations").fetchall() == [
+            ("web-1", "curl", 42)
+        ]
+        assert store.summary().quarantined == 1
+        store.conn.execute("SELECT count(*) FROM presence").fetchone()
+
+
+def test_failed_step_leaves_the_previous_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import baseline.store.migrations as migrations
+
+    def broken(db: object) -> None:
+        db.execute("CREATE TABLE half_done (x)")  # type: ignore[attr-defined]
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*MIGRATIONS, ("0099_broken", broken)])
+    conn = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
+    with pytest.raises(RuntimeError):
+        migrate(conn)
+    assert applied(conn) == [name for name, _ in MIGRATIONS]
+    assert (
+        conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'half_done'").fetchone()[0]
+        == 0
+    )
+
+
+def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("this is not sqlite " * 100)
+    with pytest.raises(StoreError, match="cannot open the store"):
+        Store(bogus)
+
+
+def test_prune_observations(store: Store) -> None:
+    store.conn.executemany(
+        "INSERT INTO observations (time, host, host_uuid, name, path, digest) VALUES (?, 'h', '', 'n', 'p', ?)",
+        [(t, t) for t in (100, 200, 300)],
+    )
+    assert store.prune_observations(older_than=250) == 2
+    assert store.summary().observations == 1
