@@ -93,9 +93,10 @@ def main(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from baseline.cli import ingest_cmd, quarantine_cmd, simulate_cmd, status_cmd
+    from baseline.cli import ingest_cmd, packs_cmd, quarantine_cmd, simulate_cmd, status_cmd
 
     main.add_command(ingest_cmd.ingest)
+    main.add_command(packs_cmd.packs)
     main.add_command(quarantine_cmd.quarantine)
     main.add_command(simulate_cmd.simulate)
     main.add_command(status_cmd.status)

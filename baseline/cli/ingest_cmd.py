@@ -74,6 +74,8 @@ def summary_line(report: IngestReport) -> str:
         f"{report.filtered:,} filtered, {report.skipped:,} other rows skipped "
         f"in {report.seconds:.2f}s ({report.rows_per_second:,.0f} rows/s)"
     )
+    if report.files and not report.lines and not report.errors:
+        text += " — nothing new since the last checkpoint"
     if report.pending_bytes:
         text += f"; {report.pending_bytes:,} bytes of an unfinished last line wait for more"
     return text

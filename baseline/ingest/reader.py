@@ -10,6 +10,7 @@ already a complete JSON document (or the stream is stdin/gzip, which cannot grow
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import stat
 import sys
@@ -17,7 +18,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple, cast
 
 import orjson
 
@@ -99,11 +100,13 @@ def open_stream(path: Path, head: bytes, offset: int) -> tuple[BinaryIO, bool]:
 
 def stdin_stream() -> BinaryIO:
     """Standard input as bytes, transparently gunzipped if it starts like gzip."""
-    raw = sys.stdin.buffer
-    head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+    raw: Any = sys.stdin.buffer
+    if not hasattr(raw, "peek"):
+        raw = io.BufferedReader(raw)
+    head = raw.peek(2)[:2]
     if is_gzip(head):
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    return raw
+    return cast(BinaryIO, raw)
 
 
 def read_chunks(

@@ -1,0 +1,86 @@
+"""`rarenet packs build [--check]`: regenerate packs/ from queries/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import orjson
+
+from baseline.cli import common_options, json_option, run_guarded
+from baseline.errors import EXIT_FINDINGS, EXIT_OK
+from baseline.packs import BuildReport, build
+
+
+@click.group()
+@common_options
+def packs() -> None:
+    """Query packs for osquery, Fleet and Kolide, generated from queries/."""
+
+
+@packs.command(name="build")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if any pack is out of date.")
+@click.option(
+    "--queries",
+    "queries_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("queries"),
+    show_default=True,
+    help="Directory of *.sql queries (one statement per file).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("packs"),
+    show_default=True,
+    help="Directory the packs are written to.",
+)
+@common_options
+@json_option
+def build_command(check: bool, queries_dir: Path, out_dir: Path, as_json: bool) -> None:
+    """Regenerate the packs (osquery JSON, Fleet GitOps, fleetctl, Kolide) from queries/.
+
+    Paths are relative to the current directory. With --check nothing is written and
+    the exit status is 1 when a generated file is out of date, missing or left over
+    (0 when all are current). Exit 2: a query file is invalid (the error names it).
+    """
+    run_guarded(lambda: _build(check, queries_dir, out_dir, as_json))
+
+
+def _build(check: bool, queries_dir: Path, out_dir: Path, as_json: bool) -> int:
+    report = build(queries_dir, out_dir, check=check)
+    failed = check and bool(report.stale)
+    if as_json:
+        document = {
+            "written": _paths(out_dir, report.written),
+            "unchanged": _paths(out_dir, report.unchanged),
+            "stale": _paths(out_dir, report.stale),
+        }
+        click.echo(orjson.dumps(document).decode())
+    else:
+        _print(report, out_dir, check)
+    return EXIT_FINDINGS if failed else EXIT_OK
+
+
+def _paths(out_dir: Path, rels: list[str]) -> list[str]:
+    return [str(out_dir / rel) for rel in rels]
+
+
+def _print(report: BuildReport, out_dir: Path, check: bool) -> None:
+    for rel in report.written:
+        click.echo(f"wrote      {out_dir / rel}")
+    for rel in report.stale:
+        if check:
+            click.echo(f"{report.problems[rel]}: {out_dir / rel}", err=True)
+        else:
+            click.echo(f"removed    {out_dir / rel} (no longer generated)")
+    if check and report.stale:
+        click.echo(
+            f"rarenet: {len(report.stale)} pack file(s) not current; run `rarenet packs build`",
+            err=True,
+        )
+    elif check:
+        click.echo(f"packs are current ({len(report.unchanged)} files in {out_dir})")
+    else:
+        click.echo(f"{len(report.written)} written, {len(report.unchanged)} unchanged in {out_dir}")

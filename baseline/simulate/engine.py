@@ -1,0 +1,149 @@
+"""Run a simulation: all hosts' timelines, merged by time chunk, streamed to a writer.
+
+Memory stays bounded: rows are generated for one time chunk of the whole fleet at a
+time (at most an hour, and about 20k rows for big fleets), sorted, handed to a writer
+thread, and forgotten. Small chunks also keep the working set in the CPU caches.
+"""
+
+from __future__ import annotations
+
+import os
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import ExitStack
+from itertools import groupby, islice
+from operator import itemgetter
+from pathlib import Path
+
+from baseline.simulate.attacks import AttackPlan, plan_attacks
+from baseline.simulate.fleet import Fleet, ToolInstall, build_fleet
+from baseline.simulate.labels import write_labels
+from baseline.simulate.peers import FleetPeers
+from baseline.simulate.render import FleetSink, OsquerySink, ResultBuilder
+from baseline.simulate.sockets import SharedCache
+from baseline.simulate.spec import SimulationResult, SimulationSpec
+from baseline.simulate.timeline import Event, HostSim
+from baseline.simulate.writer import BackgroundWriter, Writable, open_output
+
+CHUNK_ROWS = 20_000
+ROWS_PER_HOST_DAY = 400  # a generous estimate, to size chunks
+MAX_CHUNK = 3600
+_TIME_HOST = itemgetter(0, 1)
+_TIME = itemgetter(0)
+
+
+def chunk_seconds(hosts: int) -> int:
+    """Data time per chunk: a whole number of minutes, at most an hour."""
+    seconds = CHUNK_ROWS * 86400 // (ROWS_PER_HOST_DAY * hosts)
+    return max(60, min(MAX_CHUNK, seconds // 60 * 60))
+
+
+def _bounds(start: int, end: int, step: int) -> Iterator[int]:
+    until = start + step
+    while until < end:
+        yield until
+        until += step
+    yield end
+
+
+def _drain(events: list[Event], cut: int, sink: OsquerySink) -> None:
+    for (unix, index), group in groupby(islice(events, cut), key=_TIME_HOST):
+        sink.poll(index, unix, [event[3] for event in group])
+
+
+def _simulators(fleet: Fleet, seed: int, plans: list[AttackPlan]) -> list[HostSim]:
+    peers = FleetPeers(fleet.addresses())
+    shared = SharedCache()
+    installs: dict[int, list[ToolInstall]] = defaultdict(list)
+    for install in fleet.installs:
+        installs[install.host].append(install)
+    attacks: dict[int, list[AttackPlan]] = defaultdict(list)
+    for plan in plans:
+        attacks[plan.host].append(plan)
+    return [
+        HostSim(host, fleet.end, seed, peers, shared, installs[host.index], attacks[host.index])
+        for host in fleet.hosts
+    ]
+
+
+def _generate(
+    spec: SimulationSpec, fleet: Fleet, plans: list[AttackPlan], out: Writable
+) -> tuple[int, int]:
+    """Write all rows of the run to `out`; returns (lines, rows)."""
+    sims = _simulators(fleet, spec.seed, plans)
+    builder = ResultBuilder(fleet.hosts)
+    sink = FleetSink(out, builder) if spec.format == "fleet" else OsquerySink(out, builder)
+    rows, carry = 0, list[Event]()
+    for until in _bounds(spec.start, spec.end, chunk_seconds(spec.hosts)):
+        events = carry
+        for sim in sims:
+            sim.run(until, events)
+        events.sort()
+        cut = bisect_left(events, until, key=_TIME)
+        _drain(events, cut, sink)
+        sink.flush()
+        rows += cut
+        carry = events[cut:]
+    sink.close()
+    return sink.lines, rows
+
+
+def write_simulation(
+    spec: SimulationSpec, out: Writable, labels: Writable | None
+) -> SimulationResult:
+    """Write the synthetic result log to `out` and, if given, its labels to `labels`.
+
+    One result object (or Fleet body) per line, in data-time order. Raises InputError
+    for a bad spec.
+    """
+    spec.validate()
+    fleet = build_fleet(spec)
+    plans = plan_attacks(fleet, spec.seed) if spec.attacks else []
+    writer = BackgroundWriter(out)
+    try:
+        lines, rows = _generate(spec, fleet, plans, writer)
+    finally:
+        writer.close()
+    if labels is not None:
+        write_labels(labels, (plan.label for plan in plans))
+    return SimulationResult(lines, rows, spec.hosts, len(plans), spec.start, spec.end)
+
+
+def default_labels_path(out: str | Path) -> Path:
+    """`fleet.log` → `fleet.labels.jsonl`; `fleet.log.gz` → `fleet.labels.jsonl`."""
+    path = Path(out)
+    if path.suffix == ".gz":
+        path = path.with_suffix("")
+    return path.with_name(f"{path.stem}.labels.jsonl")
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def simulate_to_path(
+    spec: SimulationSpec, out_path: str | Path, labels_path: str | Path | None
+) -> SimulationResult:
+    """Write the log to `out_path` (gzip if it ends in .gz) and labels to `labels_path`.
+
+    No labels file without `labels_path`. Files appear complete or not at all: each is
+    written under a temporary name, then renamed.
+    """
+    spec.validate()
+    final = [Path(out_path)] + ([Path(labels_path)] if labels_path is not None else [])
+    temps = [_temporary(path) for path in final]
+    try:
+        with ExitStack() as stack:
+            files = [
+                open_output(stack, temp, path.suffix == ".gz")
+                for temp, path in zip(temps, final, strict=True)
+            ]
+            result = write_simulation(spec, files[0], files[1] if len(files) > 1 else None)
+    except BaseException:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+        raise
+    for temp, path in zip(temps, final, strict=True):
+        os.replace(temp, path)
+    return result
