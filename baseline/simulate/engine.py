@@ -16,6 +16,7 @@ from itertools import groupby, islice
 from operator import itemgetter
 from pathlib import Path
 
+from baseline.errors import InputError
 from baseline.simulate.attacks import AttackPlan, plan_attacks
 from baseline.simulate.fleet import Fleet, ToolInstall, build_fleet
 from baseline.simulate.labels import write_labels
@@ -132,6 +133,9 @@ def simulate_to_path(
     """
     spec.validate()
     final = [Path(out_path)] + ([Path(labels_path)] if labels_path is not None else [])
+    for path in final:
+        if path.is_dir():
+            raise InputError(f"{path} is a directory", hint="give a file name")
     temps = [_temporary(path) for path in final]
     try:
         with ExitStack() as stack:
@@ -140,10 +144,9 @@ def simulate_to_path(
                 for temp, path in zip(temps, final, strict=True)
             ]
             result = write_simulation(spec, files[0], files[1] if len(files) > 1 else None)
-    except BaseException:
+        for temp, path in zip(temps, final, strict=True):
+            os.replace(temp, path)
+    finally:
         for temp in temps:
             temp.unlink(missing_ok=True)
-        raise
-    for temp, path in zip(temps, final, strict=True):
-        os.replace(temp, path)
     return result

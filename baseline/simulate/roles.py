@@ -156,9 +156,9 @@ BY_FLAVOR: dict[str, tuple[ActivitySpec, ...]] = {
         _rate("admin-ssh-in", every=1200.0, profile=OPS),
         _rate("bastion-ssh", every=900.0, profile=OPS),
     ),
-    "cache": (_rate("redis-in", every=900.0, profile=WEB),),
+    "cache": (_rate("redis-in", every=900.0, profile=WEB, open_at_start=True),),
     "queue": (
-        _rate("rabbit-in", every=900.0, profile=WEB),
+        _rate("rabbit-in", every=900.0, profile=WEB, open_at_start=True),
         _rate("rabbit-cluster", every=86400.0, open_at_start=True),
     ),
     "k8s": (

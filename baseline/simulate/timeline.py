@@ -23,6 +23,7 @@ from baseline.simulate.sockets import SharedCache, Stream, View
 
 Event = tuple[int, int, int, bytes]
 PID_MAX = 4_194_304
+EPHEMERAL_LOW, EPHEMERAL_COUNT = 32768, 28232  # net.ipv4.ip_local_port_range 32768 60999
 INTERNET = internet_pool()
 IPV6_CUTOFF = 154  # of 256: IPv6 share of connections to dual-stack peers from IPv6 hosts
 
@@ -52,6 +53,7 @@ class HostSim:
         self.pids: dict[str, int] = {"systemd": 1}
         self.last_pid = self.rng.randint(600, 3000)
         self.inode = self.rng.randint(18_000, 60_000)
+        self.port = EPHEMERAL_LOW + self.rng.randrange(EPHEMERAL_COUNT)
         self.sequence = itertools.count()
         self.out: list[Event] = []
         self.heap: list[tuple[float, int, Activity]] = []
@@ -223,13 +225,15 @@ class HostSim:
         else:
             template, local, pool = stream.template4, stream.local4, stream.v4
         remote = pool[(bits >> 8 & 0xFFFF) % len(pool)]
-        ephemeral = 32768 + (bits >> 24 & 0xFFFF) % 28232
         self.inode = inode = self.inode + 1 + (bits >> 40 & 0x1FF)
         fd = stream.fd_low + (bits >> 49 & 0xFF) % stream.fd_span
         if stream.inbound:
-            row = template % (pid, fd, inode, local, stream.port, remote, ephemeral, ppid)
-        else:
-            row = template % (pid, fd, inode, local, ephemeral, remote, stream.port, ppid)
+            client_port = EPHEMERAL_LOW + (bits >> 24 & 0xFFFF) % EPHEMERAL_COUNT
+            row = template % (pid, fd, inode, local, stream.port, remote, client_port, ppid)
+        else:  # the kernel walks its ephemeral range: no 4-tuple repeats soon
+            step = 1 + (bits >> 24 & 0x3F)
+            self.port = port = EPHEMERAL_LOW + (self.port + step - EPHEMERAL_LOW) % EPHEMERAL_COUNT
+            row = template % (pid, fd, inode, local, port, remote, stream.port, ppid)
         self.out.append((poll, self.index, next(self.sequence), row))
 
     def attack(self, plan: AttackPlan) -> None:
@@ -242,7 +246,7 @@ class HostSim:
         key = f"attack:{tech.id}"
         self.programs[key] = plan.program
         self.pools[key] = ((tech.remote,), ())
-        saved = (self.rng, self.bits, self.inode, self.last_pid, dict(self.pids))
+        saved = (self.rng, self.bits, self.inode, self.port, self.last_pid, dict(self.pids))
         self.rng = random.Random(f"rarenet-simulate:{plan.label.host}:{key}:{plan.start}")
         self.bits = self.rng.getrandbits
         try:
@@ -255,4 +259,4 @@ class HostSim:
                     pid = self.new_pid()
                 self.emit(stream, pid, ppid, plan.start + offset)
         finally:
-            self.rng, self.bits, self.inode, self.last_pid, self.pids = saved
+            self.rng, self.bits, self.inode, self.port, self.last_pid, self.pids = saved
