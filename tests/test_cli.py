@@ -99,7 +99,9 @@ def test_status_reports_what_is_stored(tmp_path: Path) -> None:
 
 
 def test_python_dash_m_baseline_is_the_same_command(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "baseline", "--version"], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "baseline", "--version"], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("rarenet, version")
 
 

@@ -158,25 +158,48 @@ def test_bad_lines_are_quarantined_with_file_and_line(
     assert "expected a JSON object" in rows[1][2]
 
 
+@pytest.mark.parametrize("compressed", [False, True])
 def test_parallel_workers_store_the_same_rows(
-    tmp_path: Path, config: Config, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, config: Config, monkeypatch: pytest.MonkeyPatch, compressed: bool
 ) -> None:
+    """Plain files go to workers as byte ranges they read themselves, gzip as lines;
+    both must store exactly what a single process stores, and checkpoint the same."""
     import baseline.ingest.pipeline as pipeline
     import baseline.ingest.reader as reader
 
-    log = tmp_path / "big.log"
-    write(log, *events(3000), *[event(socket_row(pid=1), unix=T0)] * 10)
-    with log.open("ab") as handle:
+    plain = tmp_path / "big.log"
+    write(plain, *events(3000), *[event(socket_row(pid=1), unix=T0)] * 10)
+    with plain.open("ab") as handle:
         handle.write(b"not json\n")
-    write(log, *events(500, start=3000), mode="ab")
+    write(plain, *events(500, start=3000), mode="ab")
+    tail = line(events(1, start=9000)[0])
+    with plain.open("ab") as handle:
+        handle.write(tail[:30])  # an unfinished last line waits in both modes
+    log = plain
+    if compressed:
+        log = tmp_path / "big.log.gz"
+        log.write_bytes(gzip.compress(plain.read_bytes()[:-30]))
     serial_store = Store(tmp_path / "serial.db")
     parallel_store = Store(tmp_path / "parallel.db")
     monkeypatch.setattr(reader, "CHUNK_LINES", 97)
     serial = Ingester(serial_store, config).ingest([str(log)])
     monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(pipeline, "RANGE_BYTES", 50_000)
     parallel = Ingester(parallel_store, config, workers=2).ingest([str(log)])
     assert parallel.rejected == 1 and parallel.observations == 3501
     assert serial.as_json() | {"seconds": 0} == parallel.as_json() | {"seconds": 0}
     assert stored(serial_store) == stored(parallel_store)
-    assert serial_store.checkpoints_for_path(str(log.resolve()))[0].offset == log.stat().st_size
-    assert parallel_store.checkpoints_for_path(str(log.resolve()))[0].offset == log.stat().st_size
+    quarantined = "SELECT line, reason FROM quarantine"
+    assert (
+        serial_store.conn.execute(quarantined).fetchall()
+        == parallel_store.conn.execute(quarantined).fetchall()
+        == [(3011, serial_store.conn.execute(quarantined).fetchone()[1])]
+    )
+    end = log.stat().st_size - (0 if compressed else 30)
+    if compressed:
+        end = len(gzip.decompress(log.read_bytes()))
+    for store in (serial_store, parallel_store):
+        checkpoint = store.checkpoints_for_path(str(log.resolve()))[0]
+        assert (checkpoint.offset, checkpoint.line) == (end, 3511)
+    if not compressed:
+        assert parallel.pending_bytes == serial.pending_bytes == 30

@@ -93,8 +93,16 @@ def main(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from baseline.cli import ingest_cmd, packs_cmd, quarantine_cmd, simulate_cmd, status_cmd
+    from baseline.cli import (
+        collect_cmd,
+        ingest_cmd,
+        packs_cmd,
+        quarantine_cmd,
+        simulate_cmd,
+        status_cmd,
+    )
 
+    main.add_command(collect_cmd.collect)
     main.add_command(ingest_cmd.ingest)
     main.add_command(packs_cmd.packs)
     main.add_command(quarantine_cmd.quarantine)

@@ -21,16 +21,27 @@ from baseline.ingest.reader import (
     Chunk,
     FileIdentity,
     identify,
+    is_gzip,
     open_stream,
     pending_bytes,
+    plan_ranges,
     read_chunks,
     stdin_stream,
 )
-from baseline.ingest.workers import WorkerPool
+from baseline.ingest.workers import Job, LinesJob, RangeJob, WorkerPool
 from baseline.store import Checkpoint, Store
 
 STDIN = "-"
 PARALLEL_MIN_BYTES = 8 << 20  # below this, worker start-up costs more than it saves
+RANGE_BYTES = 4 << 20  # bytes of a plain file one worker reads, parses and commits at once
+
+
+@dataclass
+class _Mark:
+    """How far a file has been committed: byte offset and line number."""
+
+    offset: int
+    line: int
 
 
 @dataclass
@@ -124,7 +135,7 @@ class Ingester:
     def _stream(self, stream: BinaryIO) -> None:
         self.report.files += 1
         chunks = read_chunks(stream, max_line=self.max_line, can_grow=False)
-        self._commit_all(chunks, STDIN, parallel=self.workers > 1, on_done=None)
+        self._commit_all(chunks, STDIN, self.workers > 1, None)
 
     def _file(self, path: Path) -> None:
         identity = identify(path)
@@ -143,11 +154,9 @@ class Ingester:
     def _read_file(self, path: Path, identity: FileIdentity, offset: int, line: int) -> None:
         self.report.files += 1
         source = str(path.resolve())
-        stream, can_grow = open_stream(path, identity.fingerprint, offset)
-        end = offset
+        mark = _Mark(offset, line)
 
         def committed(chunk: Chunk) -> None:
-            nonlocal end
             self.store.save_checkpoint(
                 Checkpoint(
                     identity.device,
@@ -159,32 +168,79 @@ class Ingester:
                 )
             )
             if self.progress:
-                self.progress(chunk.end_offset - end)
-            end = chunk.end_offset
+                self.progress(chunk.end_offset - mark.offset)
+            mark.offset, mark.line = chunk.end_offset, chunk.end_line
 
+        parallel = self.workers > 1 and identity.size - offset >= PARALLEL_MIN_BYTES
+        if parallel and not is_gzip(identity.fingerprint):
+            self._commit_ranges(path, source, mark, committed)
+        stream, can_grow = open_stream(path, identity.fingerprint, mark.offset)
         with stream:
             chunks = read_chunks(
                 stream,
-                start_offset=offset,
-                start_line=line,
+                start_offset=mark.offset,
+                start_line=mark.line,
                 max_line=self.max_line,
                 can_grow=can_grow,
             )
-            parallel = self.workers > 1 and identity.size - offset >= PARALLEL_MIN_BYTES
-            self._commit_all(chunks, source, parallel=parallel, on_done=committed, first_line=line)
+            self._commit_all(chunks, source, parallel, committed, first_line=mark.line)
         if can_grow:
-            self.report.pending_bytes += pending_bytes(path, end)
+            self.report.pending_bytes += pending_bytes(path, mark.offset)
+
+    def _commit_ranges(
+        self, path: Path, source: str, mark: _Mark, on_done: Callable[[Chunk], None]
+    ) -> None:
+        """Hand whole-line byte ranges of a plain file to the workers, which read them
+        themselves; the unfinished tail (if any) is left for the caller."""
+        with path.open("rb") as stream:
+            stream.seek(mark.offset)
+            ranges = plan_ranges(
+                stream, start_offset=mark.offset, start_line=mark.line, target=RANGE_BYTES
+            )
+            jobs = (
+                (
+                    Chunk([], piece.end, piece.end_line),
+                    RangeJob(source, str(path), piece.start, piece.end, piece.first_line),
+                )
+                for piece in ranges
+            )
+            self._run_parallel(jobs, on_done, first_line=mark.line)
 
     def _commit_all(
         self,
         chunks: Iterable[Chunk],
         source: str,
-        *,
         parallel: bool,
         on_done: Callable[[Chunk], None] | None,
         first_line: int = 0,
     ) -> None:
-        """Commit every chunk; count lines and call `on_done` in input order."""
+        """Commit every chunk read by this process; count lines; call `on_done` in order
+        (inside the chunk's own transaction when committing here)."""
+        if parallel:
+            jobs = (
+                (chunk, LinesJob(source, [(n, data, cut) for n, data, cut in chunk.lines]))
+                for chunk in chunks
+            )
+            self._run_parallel(jobs, on_done, first_line=first_line)
+            return
+        previous = first_line
+        for chunk in chunks:
+            result = parse_lines(self.parser, chunk.lines, self.max_line)
+            commit_chunk(self.store, source, result, _bind(on_done, chunk))
+            self.report.add(result.counts())
+            self.report.lines += chunk.end_line - previous
+            previous = chunk.end_line
+
+    def _run_parallel(
+        self,
+        jobs: Iterable[tuple[Chunk, Job]],
+        on_done: Callable[[Chunk], None] | None,
+        first_line: int,
+    ) -> None:
+        """Run jobs on the worker pool; as each commit is acknowledged (in input order),
+        count it and record its checkpoint in a transaction of our own."""
+        if self._pool is None:
+            self._pool = WorkerPool(self.store.path, self.config, self.workers)
         previous = first_line
 
         def done(chunk: Chunk, counts: ChunkCounts) -> None:
@@ -193,23 +249,10 @@ class Ingester:
             self.report.lines += chunk.end_line - previous
             previous = chunk.end_line
             if on_done:
-                if parallel:  # the worker committed the rows; the checkpoint follows
-                    with self.store.transaction():
-                        on_done(chunk)
-                else:
+                with self.store.transaction():
                     on_done(chunk)
 
-        if parallel:
-            if self._pool is None:
-                self._pool = WorkerPool(self.store.path, self.config, self.workers)
-            self._pool.run(chunks, source, done)
-            return
-        for chunk in chunks:
-            result = parse_lines(self.parser, chunk.lines, self.max_line)
-            commit_chunk(self.store, source, result, _bind(on_done, chunk))
-            self.report.add(result.counts())
-            self.report.lines += chunk.end_line - previous
-            previous = chunk.end_line
+        self._pool.run(jobs, done)
 
     def _finish_rotated(self, path: Path, current: FileIdentity) -> None:
         """If `path` was rotated (renamed away, a new file in its place) since the

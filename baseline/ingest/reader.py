@@ -162,6 +162,53 @@ def read_chunks(
         yield Chunk(lines, offset, number)
 
 
+class ByteRange(NamedTuple):
+    """Whole lines of a plain file: bytes [start, end) hold lines first_line+1 … end_line."""
+
+    start: int
+    end: int
+    first_line: int
+    end_line: int
+
+
+def plan_ranges(
+    stream: BinaryIO, *, start_offset: int, start_line: int, target: int
+) -> Iterator[ByteRange]:
+    """Cut a plain file (positioned at start_offset) into ranges of about `target` bytes
+    that end just after a newline, counting lines without splitting them. Whatever follows
+    the last newline (an unfinished line) is left for `read_chunks`."""
+    position, line = start_offset, start_line
+    range_start, range_line = start_offset, start_line
+    last_cut, last_cut_line = start_offset, start_line
+    while block := stream.read(BLOCK_SIZE):
+        newline = block.rfind(b"\n")
+        if newline >= 0:
+            line += block.count(b"\n")
+            last_cut, last_cut_line = position + newline + 1, line
+            if last_cut - range_start >= target:
+                yield ByteRange(range_start, last_cut, range_line, last_cut_line)
+                range_start, range_line = last_cut, last_cut_line
+        position += len(block)
+    if last_cut > range_start:
+        yield ByteRange(range_start, last_cut, range_line, last_cut_line)
+
+
+class LimitedReader:
+    """At most `length` bytes of a binary stream, as a stream."""
+
+    def __init__(self, stream: BinaryIO, length: int):
+        self._stream = stream
+        self._left = length
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        wanted = self._left if size < 0 else min(size, self._left)
+        data = self._stream.read(wanted)
+        self._left -= len(data)
+        return data
+
+
 def _complete_json(data: bytes) -> bool:
     try:
         orjson.loads(data)

@@ -16,18 +16,43 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.pool import AsyncResult, Pool
+from typing import BinaryIO, cast
 
 from baseline.config import Config
-from baseline.ingest.chunks import ChunkCounts, build_parser, commit_chunk, parse_lines
-from baseline.ingest.reader import Chunk
+from baseline.ingest.chunks import (
+    ChunkCounts,
+    ChunkResult,
+    build_parser,
+    commit_chunk,
+    parse_lines,
+)
+from baseline.ingest.parser import Parser
+from baseline.ingest.reader import Chunk, LimitedReader, read_chunks
 
 _worker_state: dict[str, object] = {}
 
 
 @dataclass(frozen=True)
-class _Job:
+class LinesJob:
+    """Lines read by the parent (stdin, gzip): parse and commit them."""
+
     source: str
     lines: list[tuple[int, bytes, int]]
+
+
+@dataclass(frozen=True)
+class RangeJob:
+    """A byte range of whole lines of a plain file: the worker reads it itself, so the
+    parent only finds range boundaries and never copies line data between processes."""
+
+    source: str
+    path: str
+    start: int
+    end: int
+    first_line: int
+
+
+Job = LinesJob | RangeJob
 
 
 def default_workers() -> int:
@@ -48,17 +73,36 @@ def _init_worker(db_path: str, config: Config) -> None:
     _worker_state["max_line"] = config.ingest.max_body
 
 
-def _work(job: _Job) -> ChunkCounts:
-    from baseline.ingest.parser import Parser
+def _work(job: Job) -> ChunkCounts:
     from baseline.store import Store
 
     store = _worker_state["store"]
     parser = _worker_state["parser"]
     max_line = _worker_state["max_line"]
     assert isinstance(store, Store) and isinstance(parser, Parser) and isinstance(max_line, int)
-    result = parse_lines(parser, job.lines, max_line)
+    if isinstance(job, LinesJob):
+        result = parse_lines(parser, job.lines, max_line)
+    else:
+        result = _parse_range(parser, job, max_line)
     commit_chunk(store, job.source, result)
     return result.counts()
+
+
+def _parse_range(parser: Parser, job: RangeJob, max_line: int) -> ChunkResult:
+    with open(job.path, "rb") as handle:
+        handle.seek(job.start)
+        stream = cast(BinaryIO, LimitedReader(handle, job.end - job.start))
+        lines: list[tuple[int, bytes, int]] = []
+        for chunk in read_chunks(
+            stream,
+            start_offset=job.start,
+            start_line=job.first_line,
+            max_line=max_line,
+            can_grow=False,
+            chunk_lines=1 << 30,
+        ):
+            lines.extend(chunk.lines)
+    return parse_lines(parser, lines, max_line)
 
 
 class WorkerPool:
@@ -71,15 +115,14 @@ class WorkerPool:
 
     def run(
         self,
-        chunks: Iterable[Chunk],
-        source: str,
+        jobs: Iterable[tuple[Chunk, Job]],
         on_done: Callable[[Chunk, ChunkCounts], None],
     ) -> None:
-        """Commit every chunk; call `on_done` in input order as each is acknowledged."""
+        """Commit every job; call `on_done` with its chunk (end offset and line) in input
+        order as each commit is acknowledged."""
         window: deque[tuple[Chunk, AsyncResult[ChunkCounts]]] = deque()
         limit = self.workers * 2
-        for chunk in chunks:
-            job = _Job(source, [tuple(line) for line in chunk.lines])  # type: ignore[misc]
+        for chunk, job in jobs:
             window.append((chunk, self._pool.apply_async(_work, (job,))))
             while len(window) >= limit:
                 self._finish_oldest(window, on_done)

@@ -1,0 +1,447 @@
+"""The /proc socket collector against real processes and sockets (no mocks).
+
+Traffic only goes to loopback or to a network namespace the tests create (tests/netns.py);
+the namespace tests are skipped when this machine cannot make one (not root, no `ip`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import pwd
+import socket
+import struct
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from netns import (
+    Child,
+    VethNamespace,
+    children,
+    holder_argv,
+    veth_ns_fixture,  # noqa: F401 - registers the `veth_ns` fixture
+    wait_until,
+)
+
+from extension.collector import COLUMNS, SocketRow, is_remote_peer, scan
+from extension.proc_net import SocketIndex, decode_address, parse_table, read_table
+
+HOST_NS = os.stat("/proc/self/ns/net").st_ino
+
+
+@pytest.fixture
+def kids() -> Iterator[list[Child]]:
+    """Children started by a test; all are stopped and reaped when it ends."""
+    with children() as started:
+        yield started
+
+
+def start(kids: list[Child], argv: Sequence[str | bytes], **popen: Any) -> tuple[Child, Any]:
+    """Start a child, wait for its first JSON line; return both."""
+    child = Child(argv, **popen)
+    kids.append(child)
+    return child, child.line()
+
+
+@pytest.fixture
+def server(veth_ns: VethNamespace, kids: list[Child]) -> tuple[Child, int, int]:
+    """A listener inside the namespace on its IPv4 and IPv6 address: (child, port4, port6)."""
+    spec = {
+        "sockets": [
+            {"op": "listen", "host": veth_ns.ns_v4},
+            {"op": "listen", "host": veth_ns.ns_v6},
+        ],
+        "report_accepts": True,
+    }
+    child, ready = start(kids, veth_ns.exec_argv(holder_argv(spec)))
+    assert ready["pid"] == child.pid  # `ip netns exec` execs: the child is the server
+    return child, ready["sockets"][0]["laddr"][1], ready["sockets"][1]["laddr"][1]
+
+
+def accepted(server: Child, client_port: int) -> dict[str, Any]:
+    """The server's report of the connection from `client_port` (skips other reports)."""
+    deadline = time.monotonic() + 10
+    for _ in range(50):
+        report: dict[str, Any] = server.line(timeout=max(deadline - time.monotonic(), 0.01))
+        if report["raddr"][1] == client_port:
+            return report
+    raise AssertionError(f"the server never accepted a connection from port {client_port}")
+
+
+def rows_of(pid: int, rows: list[SocketRow] | None = None) -> dict[int, SocketRow]:
+    """fd → row for `pid` (from a fresh scan unless `rows` is given)."""
+    found = [row for row in (scan() if rows is None else rows) if row.pid == pid]
+    by_fd = {row.fd: row for row in found}
+    assert len(by_fd) == len(found), "one row per (pid, fd)"
+    return by_fd
+
+
+def socket_count(pid: int) -> int:
+    """Socket descriptors of `pid` (psutil only sees sockets of its own namespace)."""
+    fd_dir = f"/proc/{pid}/fd"
+    return sum(os.readlink(f"{fd_dir}/{fd}").startswith("socket:") for fd in os.listdir(fd_dir))
+
+
+def comm(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().rstrip("\n")
+
+
+def test_tcp_client_and_server_rows(
+    veth_ns: VethNamespace, server: tuple[Child, int, int], kids: list[Child], tmp_path: Path
+) -> None:
+    srv, port4, _port6 = server
+    argv = holder_argv({"sockets": [{"op": "connect", "host": veth_ns.ns_v4, "port": port4}]})
+    client, ready = start(kids, argv, cwd=tmp_path)
+    held = ready["sockets"][0]
+    peer = accepted(srv, held["laddr"][1])
+    rows = scan()
+
+    row = rows_of(client.pid, rows)[held["fd"]]
+    assert row == SocketRow(
+        pid=client.pid,
+        fd=held["fd"],
+        socket=row.socket,
+        family=2,
+        protocol=6,
+        local_address=veth_ns.host_v4,
+        local_port=held["laddr"][1],
+        remote_address=veth_ns.ns_v4,
+        remote_port=port4,
+        state="ESTABLISHED",
+        net_namespace=HOST_NS,
+        name=comm(client.pid),
+        path=os.path.realpath(sys.executable),
+        cmdline=" ".join(str(arg) for arg in argv).strip(),
+        cwd=os.path.realpath(tmp_path),
+        uid=os.getuid(),
+        username=pwd.getpwuid(os.getuid()).pw_name,
+        parent=os.getpid(),
+        parent_name=comm(os.getpid()),
+        direction="outbound",
+    )
+    assert row.socket == int(os.readlink(f"/proc/{client.pid}/fd/{row.fd}")[8:-1])
+
+    inbound = rows_of(srv.pid, rows)[peer["fd"]]
+    assert (inbound.local_address, inbound.local_port) == (veth_ns.ns_v4, port4)
+    assert (inbound.remote_address, inbound.remote_port) == (veth_ns.host_v4, held["laddr"][1])
+    assert (inbound.state, inbound.direction) == ("ESTABLISHED", "inbound")
+    assert inbound.net_namespace == veth_ns.inode != HOST_NS
+    assert inbound.parent == os.getpid()
+
+
+def test_connected_udp_socket(veth_ns: VethNamespace, kids: list[Child]) -> None:
+    spec = {"sockets": [{"op": "connect", "host": veth_ns.ns_v4, "port": 5353, "udp": True}]}
+    client, ready = start(kids, holder_argv(spec, b"caf\xe9 "))
+    row = rows_of(client.pid)[ready["sockets"][0]["fd"]]
+    assert (row.family, row.protocol, row.state) == (2, 17, "")
+    assert (row.remote_address, row.remote_port) == (veth_ns.ns_v4, 5353)
+    assert row.direction == "outbound"
+    assert row.cmdline.endswith(" caf\ufffd")  # invalid UTF-8 replaced, trailing space trimmed
+
+
+def test_ipv6_and_mapped_ipv4(
+    veth_ns: VethNamespace, server: tuple[Child, int, int], kids: list[Child]
+) -> None:
+    srv, port4, port6 = server
+    spec = {
+        "sockets": [
+            {"op": "connect", "host": veth_ns.ns_v6, "port": port6},
+            {"op": "connect", "host": f"::ffff:{veth_ns.ns_v4}", "port": port4},
+        ]
+    }
+    client, ready = start(kids, holder_argv(spec))
+    v6, mapped = ready["sockets"]
+    accepted(srv, v6["laddr"][1])
+    rows = rows_of(client.pid)
+
+    row = rows[v6["fd"]]
+    assert (row.family, row.protocol, row.state) == (10, 6, "ESTABLISHED")
+    assert (row.local_address, row.remote_address) == (veth_ns.host_v6, veth_ns.ns_v6)
+    assert row.remote_address == str(ipaddress.IPv6Address(veth_ns.ns_v6))  # compressed
+    assert "::" in row.remote_address and row.remote_port == port6
+
+    row = rows[mapped["fd"]]
+    assert row.family == 10
+    assert row.remote_address == f"::ffff:{veth_ns.ns_v4}"
+    assert row.local_address == f"::ffff:{veth_ns.host_v4}"
+
+
+def test_process_of_another_user(veth_ns: VethNamespace, kids: list[Child]) -> None:
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no `nobody` user on this machine")
+    spec = {
+        "user": "nobody",
+        "sockets": [{"op": "connect", "host": veth_ns.ns_v4, "port": 9, "udp": True}],
+    }
+    client, ready = start(kids, holder_argv(spec))
+    row = rows_of(client.pid)[ready["sockets"][0]["fd"]]
+    assert (row.uid, row.username) == (nobody.pw_uid, "nobody")
+
+
+def test_process_exiting_mid_scan(veth_ns: VethNamespace, kids: list[Child]) -> None:
+    spec = {"sockets": [{"op": "connect", "host": veth_ns.ns_v4, "port": 9, "udp": True}]}
+    doomed, _ = start(kids, holder_argv(spec))
+    survivor, ready = start(kids, holder_argv(spec))
+    listed: list[int] = []
+
+    def vanish(pids: Sequence[int]) -> None:
+        listed.extend(pids)
+        doomed.proc.kill()
+        doomed.proc.wait(5)  # reaped: /proc/<pid> is gone before its fds are read
+
+    rows = scan(after_listing=vanish)
+    assert doomed.pid in listed
+    assert not [row for row in rows if row.pid == doomed.pid]
+    assert ready["sockets"][0]["fd"] in rows_of(survivor.pid, rows)
+
+
+CHURN = r"""
+import os, socket, sys, time
+host, end = sys.argv[1], time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    pid = os.fork()
+    if pid == 0:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.connect((host, 9))
+        time.sleep(0.001)
+        os._exit(0)
+    os.waitpid(pid, 0)
+"""
+
+
+def test_scans_while_processes_come_and_go(veth_ns: VethNamespace) -> None:
+    churn = Child([sys.executable, "-I", "-c", CHURN, veth_ns.ns_v4, "1.5"])
+    try:
+        deadline, scans = time.monotonic() + 3, 0
+        while churn.proc.poll() is None and time.monotonic() < deadline and scans < 100:
+            for row in scan():
+                assert row.pid > 0 and row.remote_port != 0
+            scans += 1
+    finally:
+        churn.stop()
+    assert scans >= 3
+
+
+SHARED = r"""
+import json, os, socket, sys
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.connect((sys.argv[1], 9))
+copy = os.dup(sock.fileno())
+child = os.fork()
+if child == 0:
+    sys.stdin.read()  # the parent's stdin: EOF when the test stops the parent
+    os._exit(0)
+print(json.dumps({"pids": [os.getpid(), child], "fds": [sock.fileno(), copy]}), flush=True)
+sys.stdin.read()
+os.waitpid(child, 0)
+"""
+
+
+def test_a_shared_socket_is_one_row_like_osquery(veth_ns: VethNamespace, kids: list[Child]) -> None:
+    _, ready = start(kids, [sys.executable, "-I", "-c", SHARED, veth_ns.ns_v4])
+    rows = [row for row in scan() if row.pid in ready["pids"]]
+    # osquery maps each inode to the last (pid, fd) it meets: pids as sorted strings,
+    # fds in directory order; the socket is one row, not four.
+    assert [(row.pid, row.fd) for row in rows] == [(max(ready["pids"], key=str), max(ready["fds"]))]
+
+
+def test_local_and_listening_sockets_give_no_rows(
+    veth_ns: VethNamespace, kids: list[Child]
+) -> None:
+    listen = {"sockets": [{"op": "listen", "host": "127.0.0.1"}, {"op": "listen", "host": "::1"}]}
+    local, ready = start(kids, holder_argv(listen))
+    port4, port6 = (held["laddr"][1] for held in ready["sockets"])
+    spec = {
+        "sockets": [
+            {"op": "connect", "host": "127.0.0.1", "port": port4},
+            {"op": "connect", "host": "::1", "port": port6},
+            {"op": "connect", "host": "::ffff:127.0.0.1", "port": port4},
+            {"op": "connect", "host": "127.0.0.2", "port": 9, "udp": True},
+            {"op": "listen", "host": veth_ns.host_v4},
+            {"op": "bind", "host": veth_ns.host_v4, "udp": True},
+            {"op": "listen", "host": "::"},
+            {"op": "unix"},
+        ]
+    }
+    client, _ = start(kids, holder_argv(spec))
+    assert wait_until(lambda: len(psutil.Process(local.pid).net_connections("inet")) >= 5)
+    assert len(psutil.Process(client.pid).net_connections("inet")) == 7
+    assert len(psutil.Process(client.pid).net_connections("unix")) == 2
+    rows = scan()
+    assert not [row for row in rows if row.pid in (local.pid, client.pid)]
+
+
+def test_agrees_with_psutil(
+    veth_ns: VethNamespace, server: tuple[Child, int, int], kids: list[Child]
+) -> None:
+    _srv, port4, port6 = server
+    spec = {
+        "sockets": [
+            {"op": "connect", "host": veth_ns.ns_v4, "port": port4, "count": 3},
+            {"op": "connect", "host": veth_ns.ns_v6, "port": port6, "count": 2},
+            {"op": "connect", "host": f"::ffff:{veth_ns.ns_v4}", "port": port4},
+            {"op": "connect", "host": veth_ns.ns_v4, "port": 53, "udp": True},
+            {"op": "connect", "host": veth_ns.ns_v6, "port": 53, "udp": True},
+            {"op": "connect", "host": "127.0.0.1", "port": 9, "udp": True},
+            {"op": "bind", "host": veth_ns.host_v4, "udp": True},
+        ]
+    }
+    pids = [start(kids, holder_argv(spec))[0].pid for _ in range(3)]
+    rows = scan()
+    for pid in pids:
+        expected = {
+            (c.fd, int(c.family), c.laddr.ip, c.laddr.port, c.raddr.ip, c.raddr.port, c.status)
+            for c in psutil.Process(pid).net_connections(kind="inet")
+            if c.raddr and is_remote_peer(c.raddr.ip)
+        }
+        got = {
+            (r.fd, r.family, r.local_address, r.local_port, r.remote_address, r.remote_port, state)
+            for r in rows_of(pid, rows).values()
+            for state in [r.state or psutil.CONN_NONE]  # psutil's state of a UDP socket
+        }
+        assert got == expected and len(got) == 8
+
+
+def test_udp_reply_socket_on_a_bound_port_is_inbound(
+    veth_ns: VethNamespace, kids: list[Child]
+) -> None:
+    port = 20000 + os.getpid() % 20000
+    spec = {
+        "sockets": [
+            {"op": "bind", "host": veth_ns.ns_v4, "port": port, "udp": True},
+            {"op": "listen", "host": veth_ns.ns_v4, "port": port + 1},
+            {
+                "op": "connect",
+                "host": veth_ns.host_v4,
+                "port": 9,
+                "udp": True,
+                "from": [veth_ns.ns_v4, port],
+            },
+            {
+                "op": "connect",
+                "host": veth_ns.host_v4,
+                "port": 9,
+                "udp": True,
+                "from": [veth_ns.ns_v4, port + 1],
+            },
+        ],
+    }
+    child, ready = start(kids, veth_ns.exec_argv(holder_argv(spec)))
+    rows = rows_of(child.pid)
+    reply, other = (rows[held["fd"]] for held in ready["sockets"][2:])
+    assert (reply.local_port, reply.direction) == (port, "inbound")
+    # a TCP listener on the port does not make a UDP socket inbound
+    assert (other.local_port, other.direction) == (port + 1, "outbound")
+    assert reply.net_namespace == veth_ns.inode
+
+
+def test_process_name_as_osquery_reads_it(veth_ns: VethNamespace, kids: list[Child]) -> None:
+    spec = {
+        "comm": "rn a:b::c",
+        "sockets": [{"op": "connect", "host": veth_ns.ns_v4, "port": 9, "udp": True}],
+    }
+    client, ready = start(kids, holder_argv(spec))
+    row = rows_of(client.pid)[ready["sockets"][0]["fd"]]
+    assert row.name == "rn a:b:c"  # osquery drops empty ':' pieces of status lines
+
+
+def test_netlink_and_proc_text_agree(
+    veth_ns: VethNamespace, server: tuple[Child, int, int], kids: list[Child]
+) -> None:
+    srv, port4, port6 = server
+    spec = {
+        "sockets": [
+            {"op": "connect", "host": veth_ns.ns_v4, "port": port4, "count": 60},
+            {"op": "connect", "host": veth_ns.ns_v6, "port": port6, "count": 30},
+            {"op": "connect", "host": veth_ns.ns_v6, "port": 53, "udp": True},
+        ]
+    }
+    client, _ = start(kids, holder_argv(spec))
+    assert wait_until(lambda: socket_count(srv.pid) >= 92)
+    ours = {client.pid, srv.pid}
+    fast = [row for row in scan() if row.pid in ours]
+    text = [row for row in scan(netlink=False) if row.pid in ours]
+    assert fast == text and len(fast) == 2 * 90 + 1
+
+
+def test_short_read_stops_only_at_the_end(
+    veth_ns: VethNamespace, server: tuple[Child, int, int], kids: list[Child]
+) -> None:
+    srv, port4, _ = server
+    spec = {"sockets": [{"op": "connect", "host": veth_ns.ns_v4, "port": port4, "count": 120}]}
+    start(kids, holder_argv(spec))
+    assert wait_until(lambda: socket_count(srv.pid) >= 122)
+    path = f"/proc/{srv.pid}/net/tcp"
+    with open(path, "rb") as handle:
+        whole = handle.read().decode()
+    fast = read_table(path)
+    assert len(whole) > 3 * 4096
+
+    def inodes(text: str) -> set[str]:
+        return {line.split()[9] for line in text.splitlines()[1:]} - {"0"}  # 0: TIME_WAIT
+
+    assert inodes(fast) == inodes(whole) and len(inodes(whole)) >= 121  # + the listener
+
+
+def test_osquery_rows_are_strings_in_column_order(
+    veth_ns: VethNamespace, server: tuple[Child, int, int], kids: list[Child]
+) -> None:
+    _srv, port4, _ = server
+    start(kids, holder_argv({"sockets": [{"op": "connect", "host": veth_ns.ns_v4, "port": port4}]}))
+    rows = scan()
+    assert rows
+    for row in rows:
+        as_osquery = row.as_osquery_row()
+        assert tuple(as_osquery) == COLUMNS
+        assert all(isinstance(value, str) for value in as_osquery.values())
+        assert as_osquery["pid"] == str(row.pid)
+    assert tuple(SocketRow.__dataclass_fields__) == COLUMNS
+
+
+def test_address_text_matches_inet_ntop() -> None:
+    def proc_hex(packed: bytes) -> str:
+        words = struct.unpack(f"={len(packed) // 4}I", packed)  # host order, as /proc prints
+        return "".join(f"{word:08X}" for word in words)
+
+    for text in ("127.0.0.1", "10.231.7.2", "0.0.0.0"):
+        assert decode_address(proc_hex(socket.inet_pton(socket.AF_INET, text))) == text
+    for text in ("2001:db8::7", "::ffff:10.0.0.1", "::1", "::", "fd00:1:2:3:4:5:6:7"):
+        assert decode_address(proc_hex(socket.inet_pton(socket.AF_INET6, text))) == text
+    assert decode_address("XYZ") == decode_address("0100007G") == ""
+
+
+def test_malformed_table_lines_are_skipped() -> None:
+    text = (
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+        "   0: 0100007F:1F90 0200000A:0050 01 00000000:00000000 00:00000000 00000000     0        0 111 1\n"
+        "   1: garbage\n"
+        "   2: 0100007F:ZZZZ 0200000A:0050 01 00000000:00000000 00:00000000 00000000     0        0 112 1\n"
+        "   3: 0100007F:1F90 0200000A:0050 0D 00000000:00000000 00:00000000 00000000     0        0 113 1\n"
+    )
+    index = SocketIndex({111, 112, 113, 114})
+    parse_table(text, 7, 2, 6, index)
+    assert sorted(index.sockets) == [111, 113]
+    assert index.sockets[111].remote_address == (
+        "10.0.0.2" if sys.byteorder == "little" else "2.0.0.10"
+    )
+    assert (index.sockets[111].local_port, index.sockets[111].state) == (8080, "ESTABLISHED")
+    assert index.sockets[113].state == "UNKNOWN"  # 13, BOUND_INACTIVE: past osquery's list
+
+
+def test_remote_peer_filter() -> None:
+    for address in ("", "0.0.0.0", "::", "127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.53"):
+        assert not is_remote_peer(address), address
+    for address in ("10.0.0.1", "::ffff:10.0.0.1", "2001:db8::1", "128.0.0.1", "::2"):
+        assert is_remote_peer(address), address
+
+
+def test_a_fake_proc_root_without_processes_gives_no_rows(tmp_path: Path) -> None:
+    assert scan(str(tmp_path)) == []
+    assert scan(str(tmp_path / "missing")) == []
