@@ -203,3 +203,94 @@ def test_parallel_workers_store_the_same_rows(
         assert (checkpoint.offset, checkpoint.line) == (end, 3511)
     if not compressed:
         assert parallel.pending_bytes == serial.pending_bytes == 30
+
+
+def test_every_format_end_to_end_field_by_field(
+    tmp_path: Path, store: Store, config: Config
+) -> None:
+    """One file holding each shape osquery and Fleet write; every stored column checked."""
+    from osquery_lines import fleet_body
+
+    socket_event = {
+        "action": "connect",
+        "pid": "77",
+        "fd": "3",
+        "family": "10",
+        "protocol": "6",
+        "local_address": "2001:db8::5",
+        "local_port": "40000",
+        "remote_address": "2001:db8::99",
+        "remote_port": "8443",
+        "path": "/tmp/.x/beacon",
+        "auid": "1000",
+        "time": str(T0 + 40),
+        "status": "succeeded",
+        "success": "1",
+        "direction": "outbound",
+    }
+    log = tmp_path / "all-formats.log"
+    write(
+        log,
+        event(socket_row(pid=1), host="evt"),
+        snapshot(
+            [socket_row(pid=2, name="curl", path="/usr/bin/curl", remote_port=443)],
+            host="snap",
+            unix=T0 + 10,
+        ),
+        batch(
+            [socket_row(pid=3, uid=0, username="root")],
+            [socket_row(pid=99)],
+            host="batch",
+            unix=T0 + 20,
+        ),
+        fleet_body(
+            [
+                event(
+                    socket_row(
+                        pid=4,
+                        direction="inbound",
+                        local_port=22,
+                        name="sshd",
+                        path="/usr/sbin/sshd",
+                    ),
+                    host="fleet",
+                    unix=T0 + 30,
+                    name="pack/Global/rarenet_open_sockets",
+                )
+            ]
+        ),
+        event(socket_event, host="audit", unix=T0 + 60, name="pack/team-3/rarenet_socket_events"),
+    )
+    report = Ingester(store, config).ingest([str(log)])
+    assert (report.lines, report.observations, report.rejected, report.skipped) == (5, 5, 0, 1)
+    columns = [
+        "time", "host", "host_uuid", "name", "path", "pid", "uid", "username", "cmdline", "cwd",
+        "parent_pid", "parent_name", "family", "protocol", "local_address", "local_port",
+        "remote_address", "remote_port", "state", "direction", "query",
+    ]  # fmt: skip
+    rows = [
+        dict(zip(columns, row, strict=True))
+        for row in store.conn.execute(
+            f"SELECT {', '.join(columns)} FROM observations ORDER BY time"
+        )
+    ]
+    base = {
+        "uid": 33, "username": "www-data", "cmdline": "bash -i", "cwd": "/var/www", "parent_pid": 4000,
+        "parent_name": "php-fpm8.2", "family": 2, "protocol": 6, "local_address": "10.0.0.5",
+        "local_port": 51234, "remote_address": "203.0.113.7", "remote_port": 4444,
+        "state": "ESTABLISHED", "direction": "outbound", "query": "rarenet_open_sockets",
+        "name": "bash", "path": "/usr/bin/bash",
+    }  # fmt: skip
+    assert rows == [
+        base | {"time": T0, "host": "evt", "host_uuid": "uuid-evt", "pid": 1},
+        base | {"time": T0 + 10, "host": "snap", "host_uuid": "uuid-snap", "pid": 2, "name": "curl", "path": "/usr/bin/curl", "remote_port": 443},
+        base | {"time": T0 + 20, "host": "batch", "host_uuid": "uuid-batch", "pid": 3, "uid": 0, "username": "root"},
+        base | {"time": T0 + 30, "host": "fleet", "host_uuid": "uuid-fleet", "pid": 4, "name": "sshd", "path": "/usr/sbin/sshd", "local_port": 22, "direction": "inbound"},
+        {
+            "time": T0 + 40, "host": "audit", "host_uuid": "uuid-audit", "name": "beacon", "path": "/tmp/.x/beacon",
+            "pid": 77, "uid": -1, "username": "", "cmdline": "", "cwd": "", "parent_pid": -1, "parent_name": "",
+            "family": 10, "protocol": 6, "local_address": "2001:db8::5", "local_port": 40000,
+            "remote_address": "2001:db8::99", "remote_port": 8443, "state": "", "direction": "outbound",
+            "query": "rarenet_socket_events",
+        },
+    ]  # fmt: skip

@@ -136,7 +136,8 @@ class Parser:
         errors.append("result object has no query `name`")
 
     def _result_object(self, obj: Mapping[str, Any], result: LineResult, errors: list[str]) -> None:
-        rows, action = _rows_of(obj)
+        rows, action, removed = _rows_of(obj)
+        result.skipped += removed
         if action == "removed":
             result.skipped += len(rows)
             return
@@ -165,8 +166,9 @@ class Parser:
                 errors.append(f"{where}{exc}")
 
 
-def _rows_of(obj: Mapping[str, Any]) -> tuple[list[Any], str]:
-    """The rows of a result object and its action (`added`, `removed`, `snapshot`)."""
+def _rows_of(obj: Mapping[str, Any]) -> tuple[list[Any], str, int]:
+    """The rows of a result object, its action (`added`, `removed`, `snapshot`) and how
+    many `removed` rows of a batch were left out."""
     if "columns" in obj:
         columns = obj["columns"]
         if not isinstance(columns, dict):
@@ -174,20 +176,21 @@ def _rows_of(obj: Mapping[str, Any]) -> tuple[list[Any], str]:
         action = obj.get("action", "added")
         if action not in ("added", "removed"):
             raise LineError(f"unknown action {str(action)[:20]!r}")
-        return [columns], action
+        return [columns], action, 0
     if "snapshot" in obj:
         rows = obj["snapshot"]
         if not isinstance(rows, list):
             raise LineError("`snapshot` is not an array")
-        return rows, "snapshot"
+        return rows, "snapshot", 0
     if "diffResults" in obj:
         diff = obj["diffResults"]
         if not isinstance(diff, dict):
             raise LineError("`diffResults` is not an object")
         added = diff.get("added") or []
+        removed = diff.get("removed") or []
         if not isinstance(added, list):
             raise LineError("`diffResults.added` is not an array")
-        return added, "added"
+        return added, "added", len(removed) if isinstance(removed, list) else 0
     raise LineError("not an osquery result (no columns, snapshot or diffResults)")
 
 
