@@ -42,9 +42,16 @@ DEFAULT_EXCLUDED_PROCESSES = (
 )
 
 
-def setting(default: Any, help: str, kind: str = "str", secret: bool = False) -> Any:
-    """Declare one setting: its default, help text and value kind."""
-    meta = {"help": help, "kind": kind, "secret": secret}
+def setting(
+    default: Any,
+    help: str,
+    kind: str = "str",
+    secret: bool = False,
+    low: float | None = None,
+    high: float | None = None,
+) -> Any:
+    """Declare one setting: its default, help text, value kind and allowed range."""
+    meta = {"help": help, "kind": kind, "secret": secret, "low": low, "high": high}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -62,7 +69,7 @@ class IngestSettings:
         [], "Result-log files `rarenet serve` tails (globs allowed).", "list"
     )
     tokens: list[str] = setting([], "Bearer tokens accepted by POST /v1/ingest.", "list", True)
-    max_body: int = setting(16 * 1024**2, "Largest request body or input line.", "size")
+    max_body: int = setting(16 * 1024**2, "Largest request body or input line.", "size", low=1024)
     exclude_destinations: list[str] = setting(
         [],
         "Extra destination addresses/CIDRs to ignore (loopback and unspecified always are).",
@@ -78,19 +85,27 @@ class IngestSettings:
 
 @dataclass(frozen=True)
 class CollectSettings:
-    interval: float = setting(60.0, "How often `rarenet collect` reads /proc.", "duration")
+    interval: float = setting(60.0, "How often `rarenet collect` reads /proc.", "duration", low=1)
     host_id: str = setting("", "Host identifier for collected rows (default /etc/machine-id).")
 
 
 @dataclass(frozen=True)
 class DetectSettings:
-    bucket_span: float = setting(900.0, "Presence bucket length.", "duration")
-    interval: float = setting(900.0, "How often the rule runs.", "duration")
-    lookback: float = setting(2700.0, "How far back each run looks.", "duration")
-    threshold: float = setting(50.0, "Lowest score that becomes a signal (0-100).", "float")
-    max_signals: int = setting(100, "Most signals one run emits (highest scores first).", "int")
-    history: float = setting(14 * 86400.0, "Baseline window before the look-back.", "duration")
-    warmup_buckets: int = setting(20, "Buckets of fleet history needed before any signal.", "int")
+    bucket_span: float = setting(900.0, "Presence bucket length.", "duration", low=1)
+    interval: float = setting(900.0, "How often the rule runs.", "duration", low=1)
+    lookback: float = setting(2700.0, "How far back each run looks.", "duration", low=1)
+    threshold: float = setting(
+        50.0, "Lowest score that becomes a signal (0-100).", "float", low=0, high=100
+    )
+    max_signals: int = setting(
+        100, "Most signals one run emits (highest scores first).", "int", low=1
+    )
+    history: float = setting(
+        14 * 86400.0, "Baseline window before the look-back.", "duration", low=1
+    )
+    warmup_buckets: int = setting(
+        20, "Buckets of fleet history needed before any signal.", "int", low=0
+    )
     suppress_for: float = setting(
         86400.0, "Quiet time per (host, executable) after a signal.", "duration"
     )
@@ -101,13 +116,13 @@ class WebhookSettings:
     url: str = setting("", "Where signals are POSTed.")
     format: str = setting("json", "Payload format: json, slack or ecs.", "choice:json,slack,ecs")
     secret: str = setting("", "HMAC-SHA256 key for X-Rarenet-Signature.", "str", True)
-    timeout: float = setting(10.0, "Per-request timeout.", "duration")
+    timeout: float = setting(10.0, "Per-request timeout.", "duration", low=0.001)
 
 
 @dataclass(frozen=True)
 class ServerSettings:
     host: str = setting("127.0.0.1", "Address `rarenet serve` binds.")
-    port: int = setting(8089, "Port `rarenet serve` binds.", "int")
+    port: int = setting(8089, "Port `rarenet serve` binds.", "int", low=1, high=65535)
 
 
 @dataclass(frozen=True)
@@ -116,7 +131,7 @@ class ExtensionSettings:
     snapshot_path: str = setting("", "Or a snapshot file to read instead.", "path")
     token: str = setting("", "Bearer token for snapshot_url.", "str", True)
     cache_dir: str = setting("/var/cache/rarenet", "Where the last good snapshot is kept.", "path")
-    refresh: float = setting(300.0, "How often the snapshot is refreshed.", "duration")
+    refresh: float = setting(300.0, "How often the snapshot is refreshed.", "duration", low=1)
 
 
 SECTIONS: dict[str, type] = {
@@ -177,6 +192,17 @@ def _convert(kind: str, raw: Any) -> Any:
     return raw
 
 
+def _check_range(value: Any, low: float | None, high: float | None) -> None:
+    if not isinstance(value, int | float):
+        return
+    if value != value:  # NaN
+        raise ValueError("is not a number")
+    if low is not None and value < low:
+        raise ValueError(f"{value:g} is below the minimum {low:g}")
+    if high is not None and value > high:
+        raise ValueError(f"{value:g} is above the maximum {high:g}")
+
+
 def _locate(text: str, section: str, key: str, index: int = 0) -> int | None:
     """The 1-based line of `key` inside `[section]` (or the index-th `[[section]]`)."""
     current: str | None = None
@@ -211,9 +237,11 @@ def _apply(
                 hint=f"known: {', '.join(sorted(known))}",
             )
         try:
-            changes[key] = _convert(spec.metadata["kind"], raw)
+            value = _convert(spec.metadata["kind"], raw)
+            _check_range(value, spec.metadata["low"], spec.metadata["high"])
         except ValueError as exc:
             raise ConfigError(str(exc), where=where(key)) from None
+        changes[key] = value
     return replace(settings, **changes)
 
 

@@ -31,6 +31,7 @@ from extension.proc_pid import (
     process_name,
     read_process,
     socket_fds,
+    utf8_text,
 )
 
 COLUMNS: tuple[str, ...] = (
@@ -228,7 +229,8 @@ def _process_columns(proc_root: str, pids: set[int]) -> dict[int, ProcessColumns
 
 
 def _username(uid: int) -> str:
+    """The user's name (invalid UTF-8 in the user database as U+FFFD); "" if unknown."""
     try:
-        return pwd.getpwuid(uid).pw_name
+        return utf8_text(pwd.getpwuid(uid).pw_name)
     except (KeyError, OverflowError):
         return ""

@@ -2,6 +2,11 @@
 
 Every function returns an empty value instead of raising when the process is gone or
 the entry cannot be read: processes come and go while a scan runs.
+
+Names, paths and command lines are whatever bytes a process chose (any local user can
+chdir into, or run, a file whose name is not UTF-8), so they are read as bytes and decoded
+as UTF-8 with U+FFFD for invalid bytes: every string returned here is valid UTF-8 (no
+surrogate escapes, which orjson and SQLite reject).
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import os
 from typing import NamedTuple
 
 _SOCKET_PREFIX = "socket:["
-_DELETED = " (deleted)"
+_DELETED = b" (deleted)"
 _C_SPACE = " \t\n\v\f\r"  # what osquery's boost::trim strips
 _C_SPACE_BYTES = _C_SPACE.encode()
 _CHUNK = 1 << 16
@@ -80,8 +85,9 @@ def read_process(proc_root: str, pid: int) -> ProcessInfo | None:
     if status is None:
         return None
     name, uid, parent = status
-    base = f"{proc_root}/{pid}"
-    return ProcessInfo(name, _exe_path(base), _cmdline(base), _readlink(f"{base}/cwd"), uid, parent)
+    base = os.fsencode(f"{proc_root}/{pid}")
+    cwd = _text(_readlink(base + b"/cwd"))
+    return ProcessInfo(name, _exe_path(base), _cmdline(base), cwd, uid, parent)
 
 
 def process_name(proc_root: str, pid: int) -> str:
@@ -120,7 +126,7 @@ def _first_int(raw: str) -> int:
     return int(fields[0]) if fields and fields[0].isdigit() else -1
 
 
-def _read(path: str) -> bytes:
+def _read(path: str | bytes) -> bytes:
     """A small /proc file in as few syscalls as possible (a short read is its end)."""
     handle = os.open(path, os.O_RDONLY)
     try:
@@ -132,25 +138,45 @@ def _read(path: str) -> bytes:
     return b"".join(chunks)
 
 
-def _readlink(path: str) -> str:
+def utf8_text(value: str) -> str:
+    """`value` as valid UTF-8 text. A str the OS decoded from non-UTF-8 bytes (`pwd`,
+    `os` results carry them as surrogate escapes) is re-read from those bytes, U+FFFD
+    for each invalid one."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            raw = os.fsencode(value)
+        except UnicodeEncodeError:  # a surrogate no OS decoding makes
+            raw = value.encode("utf-8", "surrogatepass")
+        return _text(raw)
+    return value
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+def _readlink(path: bytes) -> bytes:
+    """The link's target as raw bytes (a bytes path makes readlink return bytes)."""
     try:
         return os.readlink(path)
     except OSError:
-        return ""
+        return b""
 
 
-def _exe_path(base: str) -> str:
+def _exe_path(base: bytes) -> str:
     """readlink exe; osquery drops " (deleted)" unless a file by that very name exists."""
-    path = _readlink(f"{base}/exe")
+    path = _readlink(base + b"/exe")
     if path.endswith(_DELETED) and not os.path.exists(path):
-        return path[: -len(_DELETED)]
-    return path
+        path = path[: -len(_DELETED)]
+    return _text(path)
 
 
-def _cmdline(base: str) -> str:
+def _cmdline(base: bytes) -> str:
     """cmdline with NULs as spaces, trimmed; invalid UTF-8 replaced."""
     try:
-        raw = _read(f"{base}/cmdline")
+        raw = _read(base + b"/cmdline")
     except OSError:
         return ""
-    return raw.replace(b"\0", b" ").strip(_C_SPACE_BYTES).decode("utf-8", "replace")
+    return _text(raw.replace(b"\0", b" ").strip(_C_SPACE_BYTES))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,6 +83,31 @@ def test_collector_stores_new_sockets_once(
         assert store.conn.execute(
             "SELECT time FROM observations WHERE pid = ?", (second_pid,)
         ).fetchall() == [(1767571320,)]
+
+
+def test_collector_stores_a_process_with_non_utf8_cwd_and_name(
+    tmp_path: Path, veth_ns: VethNamespace, kids: list[Child]
+) -> None:
+    base = os.fsencode(os.path.realpath(tmp_path))
+    cwd = base + b"/bad\xff\xfedir"
+    os.mkdir(cwd)
+    python = base + b"/rn\xff\xfe"  # the child's comm is the name it was run through
+    os.symlink(os.path.realpath(sys.executable), python)
+    spec = {"sockets": [{"op": "connect", "host": veth_ns.ns_v4, "port": 5304, "udp": True}]}
+    child = Child([python, *holder_argv(spec)[1:]], cwd=cwd)
+    kids.append(child)
+    pid = int(child.line()["pid"])
+    with Store(tmp_path / "r.db") as store:
+        _, stored = Collector(store, Normaliser(), host="test-host").collect_once(now=1767571200)
+        rows = store.conn.execute(
+            "SELECT name, cwd, cmdline, remote_port FROM observations WHERE pid = ?", (pid,)
+        ).fetchall()
+    assert stored >= 1
+    assert len(rows) == 1
+    name, stored_cwd, cmdline, port = rows[0]
+    assert (name, port) == ("rn\ufffd\ufffd", 5304)
+    assert stored_cwd == os.fsdecode(base) + "/bad\ufffd\ufffddir"
+    assert "\ufffd" in cmdline
 
 
 def test_collect_command_once(tmp_path: Path, veth_ns: VethNamespace, kids: list[Child]) -> None:

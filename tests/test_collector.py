@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import pwd
+import shutil
 import socket
 import struct
 import sys
@@ -30,6 +31,7 @@ from netns import (
 
 from extension.collector import COLUMNS, SocketRow, is_remote_peer, scan
 from extension.proc_net import SocketIndex, decode_address, parse_table, read_table
+from extension.proc_pid import utf8_text
 
 HOST_NS = os.stat("/proc/self/ns/net").st_ino
 
@@ -142,6 +144,72 @@ def test_connected_udp_socket(veth_ns: VethNamespace, kids: list[Child]) -> None
     assert (row.remote_address, row.remote_port) == (veth_ns.ns_v4, 5353)
     assert row.direction == "outbound"
     assert row.cmdline.endswith(" caf\ufffd")  # invalid UTF-8 replaced, trailing space trimmed
+
+
+NOT_UTF8 = b"\xff\xfe"  # bytes no UTF-8 text contains
+
+
+def held_udp(veth_ns: VethNamespace) -> dict[str, Any]:
+    return {"sockets": [{"op": "connect", "host": veth_ns.ns_v4, "port": 9, "udp": True}]}
+
+
+def assert_valid_utf8(row: SocketRow) -> None:
+    """Every osquery column encodes as UTF-8: no surrogate escapes of undecodable bytes."""
+    for column, value in row.as_osquery_row().items():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise AssertionError(f"{column}={value!r} is not valid UTF-8") from exc
+
+
+def test_non_utf8_cwd_and_name_are_replaced(
+    veth_ns: VethNamespace, kids: list[Child], tmp_path: Path
+) -> None:
+    base = os.fsencode(os.path.realpath(tmp_path))
+    cwd = base + b"/bad" + NOT_UTF8 + b"dir"
+    os.mkdir(cwd)
+    python = base + b"/rn" + NOT_UTF8  # run through this link, the process's comm is its name
+    os.symlink(os.path.realpath(sys.executable), python)
+    argv = [python, *holder_argv(held_udp(veth_ns))[1:]]
+    client, ready = start(kids, argv, cwd=cwd)
+    assert os.readlink(f"/proc/{client.pid}/cwd".encode()) == cwd
+
+    row = rows_of(client.pid)[ready["sockets"][0]["fd"]]
+    assert row.cwd == os.fsdecode(base) + "/bad\ufffd\ufffddir"
+    assert row.name == "rn\ufffd\ufffd"
+    assert row.path == os.path.realpath(sys.executable)
+    assert row.cmdline.startswith(os.fsdecode(base) + "/rn\ufffd\ufffd -I -c ")
+    assert_valid_utf8(row)
+
+
+def test_non_utf8_executable_path_and_deleted_suffix(
+    veth_ns: VethNamespace, kids: list[Child], tmp_path: Path
+) -> None:
+    python = os.fsencode(os.path.realpath(tmp_path)) + b"/py" + NOT_UTF8
+    shutil.copy(os.fsencode(os.path.realpath(sys.executable)), python)
+    try:
+        client, ready = start(kids, [python, *holder_argv(held_udp(veth_ns))[1:]])
+    except RuntimeError as exc:  # noexec tmp, or a libpython found relative to the binary
+        pytest.skip(f"a copy of the interpreter cannot run from {tmp_path}: {exc}")
+    fd = ready["sockets"][0]["fd"]
+    expected = python.decode("utf-8", "replace")
+    assert "\ufffd" in expected
+
+    row = rows_of(client.pid)[fd]
+    assert row.path == expected
+    assert_valid_utf8(row)
+    os.unlink(python)  # exe now reads "<path> (deleted)"; osquery drops the suffix ...
+    assert os.readlink(f"/proc/{client.pid}/exe".encode()) == python + b" (deleted)"
+    assert rows_of(client.pid)[fd].path == expected
+    with open(python + b" (deleted)", "wb"):  # ... unless a file by that very name exists
+        pass
+    assert rows_of(client.pid)[fd].path == expected + " (deleted)"
+
+
+def test_utf8_text_replaces_surrogate_escapes() -> None:
+    assert utf8_text("caf\u00e9") == "caf\u00e9"
+    assert utf8_text(os.fsdecode(b"svc" + NOT_UTF8)) == "svc\ufffd\ufffd"  # e.g. a pw_name
+    assert utf8_text("x\ud800y").encode("utf-8").startswith(b"x\xef\xbf\xbd")
 
 
 def test_ipv6_and_mapped_ipv4(

@@ -148,3 +148,15 @@ def test_every_setting_is_documented() -> None:
         )
         env = f"RARENET_{section.upper()}_{key.upper()}"
         assert env in docs, f"{env} is not in docs/configuration.md"
+
+
+def test_values_out_of_range_are_refused(tmp_path: Path) -> None:
+    for env, message in [
+        ({"RARENET_SERVER_PORT": "99999"}, "99999 is above the maximum 65535"),
+        ({"RARENET_DETECT_THRESHOLD": "nan"}, "is not a number"),
+        ({"RARENET_DETECT_BUCKET_SPAN": "0s"}, "0 is below the minimum 1"),
+        ({"RARENET_DETECT_MAX_SIGNALS": "-5"}, "-5 is below the minimum 1"),
+        ({"RARENET_INGEST_MAX_BODY": "0"}, "0 is below the minimum 1024"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, env=env)

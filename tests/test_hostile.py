@@ -183,3 +183,34 @@ def test_blank_and_whitespace_lines_are_ignored(
     log.write_bytes(b"\n   \n\t\n" + line(event(socket_row())) + b"\n\n")
     report = Ingester(store, config).ingest([str(log)])
     assert (report.lines, report.observations, report.rejected) == (6, 1, 0)
+
+
+def test_unhashable_direction_does_not_stop_ingest(
+    tmp_path: Path, store: Store, config: Config
+) -> None:
+    bad = orjson.dumps(event({**socket_row(pid=3), "direction": {"x": 1}}))
+    observations, rejected, _ = ingest_between_good_lines(tmp_path, store, config, bad)
+    assert (observations, rejected) == (3, 0)
+    assert store.conn.execute("SELECT direction FROM observations WHERE pid = 3").fetchone() == (
+        "outbound",
+    )
+
+
+def test_socket_event_time_far_from_its_result_is_rejected(
+    tmp_path: Path, store: Store, config: Config
+) -> None:
+    row = {
+        "action": "connect",
+        "pid": "7",
+        "path": "/tmp/x",
+        "family": "2",
+        "remote_address": "203.0.113.1",
+        "remote_port": "80",
+        "time": str(T0 + 30 * 86400),
+    }
+    bad = orjson.dumps(event(row, name="rarenet_socket_events"))
+    observations, rejected, reasons = ingest_between_good_lines(tmp_path, store, config, bad)
+    assert (observations, rejected) == (
+        2,
+        1,
+    ) and "more than a day from the result's unixTime" in reasons[0]

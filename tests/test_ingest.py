@@ -294,3 +294,74 @@ def test_every_format_end_to_end_field_by_field(
             "query": "rarenet_socket_events",
         },
     ]  # fmt: skip
+
+
+def test_file_rotated_during_a_parallel_ingest_is_read_whole(
+    tmp_path: Path, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers read the file through the parent's open descriptor: renaming it away and
+    putting a new file in its place mid-ingest loses nothing and checkpoints the right one."""
+    import baseline.ingest.pipeline as pipeline
+
+    log = tmp_path / "results.log"
+    write(log, *events(3000))
+    original_inode = log.stat().st_ino
+    real_plan = pipeline.plan_ranges
+
+    def plan_then_rotate(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        for index, piece in enumerate(real_plan(*args, **kwargs)):  # type: ignore[arg-type]
+            if index == 1:
+                os.rename(log, tmp_path / "results.log.1")
+                write(log, *events(5, start=9000))
+            yield piece
+
+    monkeypatch.setattr(pipeline, "plan_ranges", plan_then_rotate)
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(pipeline, "RANGE_BYTES", 100_000)
+    with Store(tmp_path / "r.db") as store:
+        report = Ingester(store, config, workers=2).ingest([str(log)])
+        assert (report.observations, report.errors) == (3000, [])
+        assert store.checkpoint(log.stat().st_dev, original_inode) is not None
+        follow_up = Ingester(store, config).ingest([str(log)])  # the new file is read next time
+        assert follow_up.observations == 5
+
+
+def test_truncated_and_regrown_past_the_checkpoint_is_read_again(
+    tmp_path: Path, store: Store, config: Config
+) -> None:
+    log = tmp_path / "results.log"
+    write(log, *events(10))
+    Ingester(store, config).ingest([str(log)])
+    with log.open("r+b") as handle:  # same first line, different content after it
+        handle.truncate(0)
+    write(log, events(1)[0], *events(15, start=100), mode="ab")
+    report = Ingester(store, config).ingest([str(log)])
+    assert (report.lines, report.observations, report.rejected) == (16, 15, 0)
+
+
+def test_gzip_resumes_from_its_checkpoint(tmp_path: Path, store: Store, config: Config) -> None:
+    log = tmp_path / "old.log.gz"
+    log.write_bytes(gzip.compress(b"".join(line(obj) for obj in events(40))))
+    assert Ingester(store, config).ingest([str(log)]).observations == 40
+    again = Ingester(store, config).ingest([str(log)])
+    assert (again.lines, again.duplicates) == (0, 0)
+
+
+def test_corrupt_gzip_keeps_lines_before_the_damage_and_names_the_file(
+    tmp_path: Path, store: Store, config: Config
+) -> None:
+    payload = gzip.compress(b"".join(line(obj) for obj in events(3000)))
+    log = tmp_path / "cut.log.gz"
+    log.write_bytes(payload[: len(payload) * 9 // 10])
+    report = Ingester(store, config).ingest([str(log)])
+    assert len(report.errors) == 1 and report.errors[0].startswith(f"{log}: read failed after line")
+    assert report.observations > 2000  # everything before the damage is stored
+
+
+def test_a_fifo_is_refused_with_a_hint(tmp_path: Path, store: Store, config: Config) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    report = Ingester(store, config).ingest([str(fifo)])
+    assert report.errors == [
+        f"{fifo}: is not a regular file (a pipe or device) (stream it instead: cat {fifo} | rarenet ingest -)"
+    ]

@@ -7,6 +7,7 @@ codes (README.md, "Exit codes").
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -77,8 +78,16 @@ def run_guarded(action: Callable[[], int | None]) -> None:
     except KeyboardInterrupt:
         click.echo("rarenet: interrupted; everything committed so far is kept", err=True)
         sys.exit(130)
+    except sqlite3.Error as exc:
+        click.echo(
+            f"rarenet: error: the store failed: {exc} (is another process holding it?)", err=True
+        )
+        sys.exit(EXIT_RUNTIME)
     except OSError as exc:
         click.echo(f"rarenet: error: {exc}", err=True)
+        sys.exit(EXIT_RUNTIME)
+    except Exception as exc:  # a defect: say so plainly, with the exit code of a failure
+        click.echo(f"rarenet: internal error: {type(exc).__name__}: {exc}", err=True)
         sys.exit(EXIT_RUNTIME)
     sys.exit(code or 0)
 

@@ -49,8 +49,8 @@ def _collect(
         every = parse_duration(interval) if interval else config.collect.interval
     except ValueError as exc:
         raise ConfigError(str(exc), where="--interval") from None
-    if every <= 0:
-        raise ConfigError("must be positive", where="--interval")
+    if every < 1:
+        raise ConfigError("must be at least 1s", where="--interval")
     scans = 1 if once else count
     stop = threading.Event()
     previous = {sig: signal.signal(sig, _stopper(stop)) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -20,6 +20,7 @@ class Reject:
     line: int
     reason: str
     raw: bytes
+    size: int  # the line's real length (raw may be cut)
 
 
 @dataclass(frozen=True)
@@ -76,14 +77,14 @@ def parse_lines(
     for number, data, oversize in lines:
         if oversize:
             reason = f"line is {oversize} bytes, over the {max_line}-byte limit ([ingest] max_body)"
-            rejects.append(Reject(number, reason, data))
+            rejects.append(Reject(number, reason, data, oversize))
             continue
         errors = parse_into(data, totals)
         if errors:
             reason = errors[0]
             if len(errors) > 1:
                 reason += f" (and {len(errors) - 1} more)"
-            rejects.append(Reject(number, reason, data))
+            rejects.append(Reject(number, reason, data, len(data)))
     return ChunkResult(totals.observations, rejects, totals.filtered, totals.skipped)
 
 
@@ -98,6 +99,6 @@ def commit_chunk(
     with store.transaction():
         result.inserted = store.insert_observations(result.observations)
         for reject in result.rejects:
-            store.quarantine(source, reject.line, reject.reason, reject.raw)
+            store.quarantine(source, reject.line, reject.reason, reject.raw, reject.size)
         if also is not None:
             also()

@@ -23,6 +23,7 @@ INET_FAMILIES = frozenset({2, 10})
 # Always excluded, whatever the config says (DESIGN.md §5).
 ALWAYS_EXCLUDED_NETWORKS = ("127.0.0.0/8", "::1/128", "0.0.0.0/32", "::/128")
 MIN_TIME, MAX_TIME = 946684800, 4102444800  # 2000-01-01 … 2100-01-01
+MAX_EVENT_SKEW = 86400  # an evented row's own time may precede its result by at most a day
 TEXT_LIMITS = {"cmdline": 8192, "path": 4096, "cwd": 4096, "name": 256}
 DEFAULT_TEXT_LIMIT = 1024
 
@@ -211,7 +212,7 @@ class Normaliser:
         if username and username in self._excluded_users:
             raise Filtered("excluded user")
         direction = get("direction")
-        if direction not in _DIRECTIONS:
+        if type(direction) is not str or direction not in _DIRECTIONS:
             direction = "inbound" if (pid, local_port) in listening else "outbound"
         values = (
             time,
@@ -250,7 +251,12 @@ class Normaliser:
         """Every field validated, with defaults for optional columns."""
         get = row.get
         if "time" in row and "action" in row:  # socket_events: the event's own time
-            time = to_int(get("time"), "time", MIN_TIME, MAX_TIME)
+            event_time = to_int(get("time"), "time", MIN_TIME, MAX_TIME)
+            if abs(event_time - time) > MAX_EVENT_SKEW:
+                raise RowError(
+                    f"time {event_time} is more than a day from the result's unixTime {time}"
+                )
+            time = event_time
             action = get("action")
             if action not in ("connect", "accept"):
                 raise Filtered("socket event without a peer")
@@ -284,7 +290,7 @@ class Normaliser:
             raise Filtered("excluded user")
         local_port = to_int(get("local_port", 0), "local_port", 0, 65535)
         direction = get("direction")
-        if direction not in _DIRECTIONS:
+        if type(direction) is not str or direction not in _DIRECTIONS:
             if event_direction:
                 direction = event_direction
             elif (pid, local_port) in listening:

@@ -91,7 +91,10 @@ class Parser:
             document = self._decode_lossy(line, exc, errors)
             if document is None:
                 return errors
-        self._document(document, result, errors, 0)
+        try:
+            self._document(document, result, errors, 0)
+        except Exception as exc:  # a defect must cost one line, never the whole ingest
+            errors.append(f"internal error while parsing ({type(exc).__name__}: {exc})")
         return errors
 
     @staticmethod

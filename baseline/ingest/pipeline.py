@@ -20,9 +20,7 @@ from baseline.ingest.chunks import ChunkCounts, build_parser, commit_chunk, pars
 from baseline.ingest.reader import (
     Chunk,
     FileIdentity,
-    identify,
-    is_gzip,
-    open_stream,
+    OpenFile,
     pending_bytes,
     plan_ranges,
     read_chunks,
@@ -34,6 +32,7 @@ from baseline.store import Checkpoint, Store
 STDIN = "-"
 PARALLEL_MIN_BYTES = 8 << 20  # below this, worker start-up costs more than it saves
 RANGE_BYTES = 4 << 20  # bytes of a plain file one worker reads, parses and commits at once
+GZIP_BLOCK = 64 << 10  # small decompression reads: a corrupt stream loses little
 
 
 @dataclass
@@ -104,7 +103,8 @@ class Ingester:
         self.config = config
         self.parser = build_parser(config)
         self.max_line = config.ingest.max_body
-        self.workers = workers
+        # Workers open the store themselves: an in-memory store cannot be shared.
+        self.workers = workers if store.path != ":memory:" else 1
         self.progress = progress
         self.report = IngestReport()
         self._pool: WorkerPool | None = None
@@ -138,22 +138,28 @@ class Ingester:
         self._commit_all(chunks, STDIN, self.workers > 1, None)
 
     def _file(self, path: Path) -> None:
-        identity = identify(path)
-        self._finish_rotated(path, identity)
-        saved = self.store.checkpoint(identity.device, identity.inode)
-        offset = line = 0
-        # A smaller file than the checkpoint was truncated in place: start over.
-        if (
-            saved
-            and _same_file(identity.fingerprint, saved.fingerprint)
-            and identity.size >= saved.offset
-        ):
-            offset, line = saved.offset, saved.line
-        self._read_file(path, identity, offset, line)
+        with OpenFile(path) as opened:
+            self._finish_rotated(path, opened.identity)
+            offset, line = self._resume_point(opened)
+            self._read_file(opened, offset, line)
 
-    def _read_file(self, path: Path, identity: FileIdentity, offset: int, line: int) -> None:
+    def _resume_point(self, opened: OpenFile) -> tuple[int, int]:
+        """Where to continue: the checkpoint if it still describes this file (same head,
+        not shorter, same bytes just before the offset); else the start."""
+        identity = opened.identity
+        saved = self.store.checkpoint(identity.device, identity.inode)
+        if saved is None or not _same_file(identity.fingerprint, saved.fingerprint):
+            return 0, 0
+        if not opened.compressed and (
+            identity.size < saved.offset or opened.tail(saved.offset) != saved.tail
+        ):
+            return 0, 0  # truncated (and maybe regrown) in place: read it again
+        return saved.offset, saved.line
+
+    def _read_file(self, opened: OpenFile, offset: int, line: int) -> None:
         self.report.files += 1
-        source = str(path.resolve())
+        identity = opened.identity
+        source = str(opened.path.resolve())
         mark = _Mark(offset, line)
 
         def committed(chunk: Chunk) -> None:
@@ -165,6 +171,7 @@ class Ingester:
                     identity.fingerprint,
                     chunk.end_offset,
                     chunk.end_line,
+                    opened.tail(chunk.end_offset),
                 )
             )
             if self.progress:
@@ -172,27 +179,31 @@ class Ingester:
             mark.offset, mark.line = chunk.end_offset, chunk.end_line
 
         parallel = self.workers > 1 and identity.size - offset >= PARALLEL_MIN_BYTES
-        if parallel and not is_gzip(identity.fingerprint):
-            self._commit_ranges(path, source, mark, committed)
-        stream, can_grow = open_stream(path, identity.fingerprint, mark.offset)
-        with stream:
+        try:
+            if parallel and not opened.compressed:
+                self._commit_ranges(opened, source, mark, committed)
             chunks = read_chunks(
-                stream,
+                opened.stream_at(mark.offset),
                 start_offset=mark.offset,
                 start_line=mark.line,
                 max_line=self.max_line,
-                can_grow=can_grow,
+                can_grow=not opened.compressed,
+                block_size=GZIP_BLOCK if opened.compressed else None,
             )
             self._commit_all(chunks, source, parallel, committed, first_line=mark.line)
-        if can_grow:
-            self.report.pending_bytes += pending_bytes(path, mark.offset)
+        except InputError as exc:
+            raise InputError(exc.message, where=str(opened.path), hint=exc.hint) from None
+        if not opened.compressed:
+            self.report.pending_bytes += pending_bytes(opened, mark.offset)
 
     def _commit_ranges(
-        self, path: Path, source: str, mark: _Mark, on_done: Callable[[Chunk], None]
+        self, opened: OpenFile, source: str, mark: _Mark, on_done: Callable[[Chunk], None]
     ) -> None:
         """Hand whole-line byte ranges of a plain file to the workers, which read them
-        themselves; the unfinished tail (if any) is left for the caller."""
-        with path.open("rb") as stream:
+        through this process's open descriptor (the very file, even if renamed since);
+        the unfinished tail (if any) is left for the caller."""
+        identity = opened.identity
+        with open(opened.shared_path(), "rb") as stream:
             stream.seek(mark.offset)
             ranges = plan_ranges(
                 stream, start_offset=mark.offset, start_line=mark.line, target=RANGE_BYTES
@@ -200,7 +211,15 @@ class Ingester:
             jobs = (
                 (
                     Chunk([], piece.end, piece.end_line),
-                    RangeJob(source, str(path), piece.start, piece.end, piece.first_line),
+                    RangeJob(
+                        source,
+                        opened.shared_path(),
+                        identity.device,
+                        identity.inode,
+                        piece.start,
+                        piece.end,
+                        piece.first_line,
+                    ),
                 )
                 for piece in ranges
             )
@@ -256,19 +275,20 @@ class Ingester:
 
     def _finish_rotated(self, path: Path, current: FileIdentity) -> None:
         """If `path` was rotated (renamed away, a new file in its place) since the
-        last run, read the rest of the renamed file first, from its checkpoint."""
+        last run, read the rest of the renamed file first, from its checkpoint.
+        (Only the newest rotation is followed; pass older generations explicitly.)"""
         for saved in self.store.checkpoints_for_path(str(path.resolve())):
             if (saved.device, saved.inode) == (current.device, current.inode):
                 return
             renamed = _find_by_inode(path.parent, saved.device, saved.inode)
             if renamed is None:
                 return
-            try:
-                identity = identify(renamed)
-            except InputError:
-                return
-            if _same_file(identity.fingerprint, saved.fingerprint):
-                self._read_file(renamed, identity, saved.offset, saved.line)
+            with OpenFile(renamed) as opened:
+                if (opened.identity.device, opened.identity.inode) != (saved.device, saved.inode):
+                    return
+                offset, line = self._resume_point(opened)
+                if (offset, line) != (0, 0) or saved.offset == 0:
+                    self._read_file(opened, offset, line)
             return
 
 

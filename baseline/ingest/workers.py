@@ -19,6 +19,7 @@ from multiprocessing.pool import AsyncResult, Pool
 from typing import BinaryIO, cast
 
 from baseline.config import Config
+from baseline.errors import InputError
 from baseline.ingest.chunks import (
     ChunkCounts,
     ChunkResult,
@@ -46,7 +47,9 @@ class RangeJob:
     parent only finds range boundaries and never copies line data between processes."""
 
     source: str
-    path: str
+    path: str  # /proc/<parent>/fd/<n>: the parent's open descriptor of the file
+    device: int
+    inode: int
     start: int
     end: int
     first_line: int
@@ -90,6 +93,9 @@ def _work(job: Job) -> ChunkCounts:
 
 def _parse_range(parser: Parser, job: RangeJob, max_line: int) -> ChunkResult:
     with open(job.path, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if (info.st_dev, info.st_ino) != (job.device, job.inode):
+            raise InputError("the file changed while it was being read; run ingest again")
         handle.seek(job.start)
         stream = cast(BinaryIO, LimitedReader(handle, job.end - job.start))
         lines: list[tuple[int, bytes, int]] = []

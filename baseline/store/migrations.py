@@ -18,34 +18,34 @@ Migration = tuple[str, Callable[[Database], None]]
 
 def _initial(db: Database) -> None:
     """Observations, quarantine and file checkpoints (the ingest side)."""
-    db.table("observations").create(
-        {
-            "id": int,
-            "time": int,
-            "host": str,
-            "host_uuid": str,
-            "name": str,
-            "path": str,
-            "pid": int,
-            "uid": int,
-            "username": str,
-            "cmdline": str,
-            "cwd": str,
-            "parent_pid": int,
-            "parent_name": str,
-            "family": int,
-            "protocol": int,
-            "local_address": str,
-            "local_port": int,
-            "remote_address": str,
-            "remote_port": int,
-            "state": str,
-            "direction": str,
-            "query": str,
-            "digest": int,
-        },
-        pk="id",
-        not_null={"time", "host", "name", "path", "digest"},
+    # AUTOINCREMENT: ids are never reused after deletes (retention), so "id > watermark"
+    # finds exactly the rows not yet folded into presence.
+    db.execute(
+        """CREATE TABLE observations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            time INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            host_uuid TEXT,
+            name TEXT NOT NULL,
+            path TEXT NOT NULL,
+            pid INTEGER,
+            uid INTEGER,
+            username TEXT,
+            cmdline TEXT,
+            cwd TEXT,
+            parent_pid INTEGER,
+            parent_name TEXT,
+            family INTEGER,
+            protocol INTEGER,
+            local_address TEXT,
+            local_port INTEGER,
+            remote_address TEXT,
+            remote_port INTEGER,
+            state TEXT,
+            direction TEXT,
+            query TEXT,
+            digest INTEGER NOT NULL
+        )"""
     )
     # Idempotency key. Data time leads, so inserts of a time-ordered log append at the
     # end of the index and time-range scans (look-back, retention) use it too.
@@ -71,6 +71,7 @@ def _initial(db: Database) -> None:
             inode INTEGER NOT NULL,
             path TEXT NOT NULL,
             fingerprint BLOB NOT NULL,
+            tail BLOB NOT NULL DEFAULT x'',
             offset INTEGER NOT NULL,
             line INTEGER NOT NULL,
             updated_at INTEGER NOT NULL,
@@ -92,11 +93,41 @@ def _detection(db: Database) -> None:
             connections INTEGER NOT NULL,
             first_time INTEGER NOT NULL,
             last_time INTEGER NOT NULL,
+            first_id INTEGER NOT NULL,
             PRIMARY KEY (span, bucket, host, name, path)
         ) WITHOUT ROWID"""
     )
     db.execute("CREATE INDEX presence_name ON presence (span, name, bucket)")
     db.execute("CREATE INDEX presence_path ON presence (span, path, bucket)")
+    db.execute("CREATE INDEX presence_host_path ON presence (span, host, path, bucket)")
+    # Incremental aggregates of presence, so a run never rescans history:
+    # hosts per (key, bucket), hosts per bucket, and which hosts were active when.
+    db.execute(
+        """CREATE TABLE key_bucket (
+            span INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            key TEXT NOT NULL,
+            bucket INTEGER NOT NULL,
+            hosts INTEGER NOT NULL,
+            PRIMARY KEY (span, kind, key, bucket)
+        ) WITHOUT ROWID"""
+    )
+    db.execute(
+        """CREATE TABLE fleet_bucket (
+            span INTEGER NOT NULL,
+            bucket INTEGER NOT NULL,
+            hosts INTEGER NOT NULL,
+            PRIMARY KEY (span, bucket)
+        ) WITHOUT ROWID"""
+    )
+    db.execute(
+        """CREATE TABLE host_bucket (
+            span INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            bucket INTEGER NOT NULL,
+            PRIMARY KEY (span, host, bucket)
+        ) WITHOUT ROWID"""
+    )
     db.execute("CREATE TABLE store_state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
     db.table("runs").create(
         {

@@ -39,6 +39,7 @@ class Checkpoint:
     fingerprint: bytes
     offset: int
     line: int
+    tail: bytes = b""  # the bytes just before `offset` (plain files)
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,11 @@ class Store:
 
     # -- quarantine ---------------------------------------------------------------------
 
-    def quarantine(self, source: str, line: int, reason: str, raw: bytes) -> None:
-        """Keep a rejected input line (truncated) with where it came from and why."""
+    def quarantine(
+        self, source: str, line: int, reason: str, raw: bytes, size: int | None = None
+    ) -> None:
+        """Keep a rejected input line (its first 64 KiB) with where it came from, why,
+        and its real size (`size`, when `raw` was already cut)."""
         self.conn.execute(
             "INSERT OR IGNORE INTO quarantine "
             "(received_at, source, line, reason, raw, raw_size, raw_digest) "
@@ -133,7 +137,7 @@ class Store:
                 line,
                 reason,
                 raw[:QUARANTINE_RAW_LIMIT],
-                len(raw),
+                size if size is not None else len(raw),
                 hashlib.blake2b(raw, digest_size=16).digest(),
             ),
         )
@@ -143,7 +147,7 @@ class Store:
     def checkpoint(self, device: int, inode: int) -> Checkpoint | None:
         """The checkpoint of the file with this identity, if it was read before."""
         row = self.conn.execute(
-            "SELECT device, inode, path, fingerprint, offset, line FROM checkpoints "
+            "SELECT device, inode, path, fingerprint, offset, line, tail FROM checkpoints "
             "WHERE device = ? AND inode = ?",
             (device, inode),
         ).fetchone()
@@ -152,7 +156,7 @@ class Store:
     def checkpoints_for_path(self, path: str) -> list[Checkpoint]:
         """Checkpoints last recorded under `path`, newest first (rotation lookup)."""
         rows = self.conn.execute(
-            "SELECT device, inode, path, fingerprint, offset, line FROM checkpoints "
+            "SELECT device, inode, path, fingerprint, offset, line, tail FROM checkpoints "
             "WHERE path = ? ORDER BY updated_at DESC",
             (path,),
         ).fetchall()
@@ -161,10 +165,11 @@ class Store:
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Record how far a file has been read (call inside the batch's transaction)."""
         self.conn.execute(
-            "INSERT INTO checkpoints (device, inode, path, fingerprint, offset, line, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, inode) DO UPDATE SET "
-            "path = excluded.path, fingerprint = excluded.fingerprint, "
-            "offset = excluded.offset, line = excluded.line, updated_at = excluded.updated_at",
+            "INSERT INTO checkpoints (device, inode, path, fingerprint, offset, line, tail, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, inode) DO UPDATE "
+            "SET path = excluded.path, fingerprint = excluded.fingerprint, "
+            "offset = excluded.offset, line = excluded.line, tail = excluded.tail, "
+            "updated_at = excluded.updated_at",
             (
                 checkpoint.device,
                 checkpoint.inode,
@@ -172,6 +177,7 @@ class Store:
                 checkpoint.fingerprint,
                 checkpoint.offset,
                 checkpoint.line,
+                checkpoint.tail,
                 time.time_ns(),
             ),
         )
