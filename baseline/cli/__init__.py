@@ -103,7 +103,10 @@ def main(ctx: click.Context) -> None:
 
 def _register() -> None:
     from baseline.cli import (
+        allow_cmd,
+        baseline_cmd,
         collect_cmd,
+        detect_cmd,
         ingest_cmd,
         packs_cmd,
         quarantine_cmd,
@@ -111,6 +114,10 @@ def _register() -> None:
         status_cmd,
     )
 
+    main.add_command(allow_cmd.allow)
+    main.add_command(baseline_cmd.baseline_group)
+    main.add_command(detect_cmd.detect)
+    main.add_command(detect_cmd.backtest)
     main.add_command(collect_cmd.collect)
     main.add_command(ingest_cmd.ingest)
     main.add_command(packs_cmd.packs)

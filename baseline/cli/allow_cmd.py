@@ -1,0 +1,107 @@
+"""`rarenet allow add|list|remove`: exceptions to the rule."""
+
+from __future__ import annotations
+
+import click
+import orjson
+
+from baseline.cli import Context, common_options, json_option, run_guarded
+from baseline.detect.exceptions import Exception_, add_exception, list_exceptions, remove_exception
+from baseline.errors import EXIT_FINDINGS, InputError
+from baseline.store import Store
+from baseline.units import format_time, parse_time
+
+
+@click.group()
+def allow() -> None:
+    """Exceptions: connections that never become signals (matches are counted)."""
+
+
+@allow.command("add")
+@click.option("--name", help="Process name (glob).")
+@click.option("--path", "path_glob", help="Executable path (glob), e.g. '/opt/agent/*'.")
+@click.option("--host", help="Host identifier (glob).")
+@click.option("--user", help="User name.")
+@click.option("--cidr", help="Destination network, e.g. 10.20.0.0/16.")
+@click.option("--port", type=int, help="Destination port.")
+@click.option("--expires", metavar="TIME", help="Data time after which it no longer applies.")
+@click.option("--reason", default="", help="Why (shown in `allow list`).")
+@common_options
+@json_option
+@click.pass_obj
+def add(
+    state: Context,
+    name: str | None,
+    path_glob: str | None,
+    host: str | None,
+    user: str | None,
+    cidr: str | None,
+    port: int | None,
+    expires: str | None,
+    reason: str,
+    as_json: bool,
+) -> None:
+    """Add an exception; every given field must match for it to apply."""
+
+    def body() -> int:
+        try:
+            expires_at = parse_time(expires) if expires else None
+        except ValueError as exc:
+            raise InputError(str(exc), where="--expires") from None
+        entry = Exception_(0, name, path_glob, host, user, cidr, port, expires_at, reason)
+        with Store(state.config().store.path) as store:
+            new_id = add_exception(store, entry)
+        click.echo(
+            orjson.dumps({"id": new_id}).decode() if as_json else f"added exception {new_id}"
+        )
+        return 0
+
+    run_guarded(body)
+
+
+@allow.command("list")
+@common_options
+@json_option
+@click.pass_obj
+def list_(state: Context, as_json: bool) -> None:
+    """Every exception with its match count."""
+
+    def body() -> int:
+        with Store(state.config().store.path) as store:
+            entries = list_exceptions(store)
+        if as_json:
+            click.echo(orjson.dumps(entries).decode())
+            return 0
+        if not entries:
+            click.echo("no exceptions")
+        for e in entries:
+            fields = [
+                f"{key}={e[key]}"
+                for key in ("name", "path_glob", "host", "user", "cidr", "port")
+                if e[key] is not None
+            ]
+            expiry = f" until {format_time(int(str(e['expires_at'])))}" if e["expires_at"] else ""
+            click.echo(
+                f"{e['id']:>4}  {' '.join(fields)}{expiry}  matched {e['matched']}  {e['reason']}"
+            )
+        return 0
+
+    run_guarded(body)
+
+
+@allow.command("remove")
+@click.argument("exception_id", type=int, metavar="ID")
+@common_options
+@click.pass_obj
+def remove(state: Context, exception_id: int) -> None:
+    """Remove an exception (exit 1 if there was none with that id)."""
+
+    def body() -> int:
+        with Store(state.config().store.path) as store:
+            removed = remove_exception(store, exception_id)
+        click.echo(
+            f"removed exception {exception_id}" if removed else f"no exception {exception_id}"
+        )
+        return 0 if removed else EXIT_FINDINGS
+
+    run_guarded(body)

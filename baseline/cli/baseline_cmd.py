@@ -1,0 +1,84 @@
+"""`rarenet baseline show [NAME]` and `rarenet baseline export [--host H] [--out F]`."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import click
+import orjson
+
+from baseline.cli import Context, common_options, json_option, run_guarded
+from baseline.detect.snapshot import build_snapshot
+from baseline.store import Store
+
+
+@click.group("baseline")
+def baseline_group() -> None:
+    """Inspect per-binary baselines; export the extension snapshot."""
+
+
+@baseline_group.command("show")
+@click.argument("name", required=False)
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@common_options
+@json_option
+@click.pass_obj
+def show(state: Context, name: str | None, limit: int, as_json: bool) -> None:
+    """Binaries in the baseline window (NAME: only that process name or path), rarest first."""
+    run_guarded(lambda: _show(state, name, limit, as_json))
+
+
+def _show(state: Context, name: str | None, limit: int, as_json: bool) -> int:
+    config = state.config()
+    with Store(config.store.path) as store:
+        snapshot = build_snapshot(store, config.detect)
+    entries = [e for e in snapshot["entries"] if name is None or name in (e["name"], e["path"])]
+    entries.sort(key=lambda e: (-e["rarity"], e["hosts"], e["name"]))
+    if as_json:
+        click.echo(orjson.dumps({"fleet": snapshot["fleet"], "entries": entries[:limit]}).decode())
+        return 0
+    fleet = snapshot["fleet"]
+    state_text = (
+        "mature" if fleet["mature"] else f"learning {fleet['buckets']}/{snapshot['warmup_buckets']}"
+    )
+    click.echo(
+        f"fleet: {fleet['hosts']} hosts, {fleet['host_buckets']:,} host-buckets in "
+        f"{fleet['buckets']} buckets since {fleet['since']} ({state_text})"
+    )
+    click.echo(
+        f"{'rarity':>6} {'hosts':>6} {'host-bkts':>9}  {'first seen':20} {'last seen':20} name  path"
+    )
+    for e in entries[:limit]:
+        click.echo(
+            f"{e['rarity']:6.2f} {e['hosts']:6} {e['host_buckets']:9}  {e['first_seen']:20} "
+            f"{e['last_seen']:20} {e['name']}  {e['path']}"
+        )
+    return 0
+
+
+@baseline_group.command("export")
+@click.option("--host", help="Add this host's own counts (the extension's host).")
+@click.option("--out", "out", metavar="FILE", help="Write here (atomically) instead of stdout.")
+@common_options
+@click.pass_obj
+def export(state: Context, host: str | None, out: str | None) -> None:
+    """Write the versioned extension snapshot JSON (docs/snapshot.md)."""
+    run_guarded(lambda: _export(state, host, out))
+
+
+def _export(state: Context, host: str | None, out: str | None) -> int:
+    config = state.config()
+    with Store(config.store.path) as store:
+        data = orjson.dumps(build_snapshot(store, config.detect, host), option=orjson.OPT_INDENT_2)
+    if out is None:
+        click.echo(data.decode())
+        return 0
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data + b"\n")
+    os.replace(temporary, target)
+    return 0

@@ -1,0 +1,1 @@
+"""Detection: presence baselines, rarity scoring, the 15-minute rule, backtests."""

@@ -1,0 +1,92 @@
+"""Why a candidate scored what it did, in numbers and in one sentence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from baseline.detect.features import Gathered
+from baseline.detect.scoring import Scores
+from baseline.units import format_duration, format_time
+
+
+def _when(bucket: int | None) -> str | None:
+    return format_time(bucket) if bucket is not None else None
+
+
+def explain(
+    index: int, gathered: Gathered, scores: Scores, warmup: int
+) -> tuple[dict[str, Any], str]:
+    """The explanation document and a one-line reason for candidate `index`."""
+    cand = gathered.candidates[index]
+    feats = gathered.features
+    fleet = gathered.fleet[cand.bucket]
+    r_path = float(scores.rarity_path[index])
+    r_name = float(scores.rarity_name[index])
+    novelty = float(scores.novelty[index])
+    rarity_part = float(scores.rarity[index]) * (1 - float(scores.spread[index]))
+    if 0.6 * novelty > rarity_part:
+        decided = "host novelty"
+    else:
+        decided = "path" if cand.path and r_path >= r_name else "name"
+    baseline_age = cand.bucket - fleet.first_bucket if fleet.first_bucket is not None else 0
+    explanation: dict[str, Any] = {
+        "decided_by": decided,
+        "fleet": {
+            "host_buckets": fleet.host_buckets,
+            "hosts": fleet.hosts,
+            "history_buckets": fleet.buckets,
+            "warmup_buckets": warmup,
+            "baseline_since": _when(fleet.first_bucket),
+            "baseline_age": format_duration(baseline_age) if baseline_age else "0s",
+        },
+        "name": {
+            "value": cand.name,
+            "host_buckets": int(feats.name_host_buckets[index]),
+            "hosts": int(feats.name_hosts[index]),
+            "first_seen": _when(gathered.name_first_bucket[index]),
+            "rarity": round(r_name, 3),
+        },
+        "path": None,
+        "host": {
+            "buckets_with_binary": int(feats.host_path_buckets[index]),
+            "maturity": round(float(feats.host_maturity[index]), 3),
+            "novelty": round(novelty, 3),
+        },
+        "spread": {
+            "hosts_last_day": int(feats.recent_hosts[index]),
+            "established": round(float(feats.established[index]), 3),
+            "rollout_discount": round(float(scores.spread[index]), 3),
+        },
+        "score": float(scores.score[index]),
+    }
+    if cand.path:
+        explanation["path"] = {
+            "value": cand.path,
+            "host_buckets": int(feats.path_host_buckets[index]),
+            "hosts": int(feats.path_hosts[index]),
+            "first_seen": _when(gathered.path_first_bucket[index]),
+            "last_seen": _when(gathered.path_last_bucket[index]),
+            "rarity": round(r_path, 3),
+        }
+    return explanation, _reason(cand.host, cand.name, cand.path, decided, explanation)
+
+
+def _reason(host: str, name: str, path: str, decided: str, exp: dict[str, Any]) -> str:
+    fleet = exp["fleet"]
+    window = f"{fleet['host_buckets']:,} fleet host-buckets over {fleet['baseline_age']}"
+    if decided == "host novelty":
+        key = exp["path"] or exp["name"]
+        return (
+            f"{name} ({path or 'path unknown'}) is used on {key['hosts']} host(s) of the fleet "
+            f"but never before on {host}, which has a mature history of its own"
+        )
+    key = exp[decided]
+    label = key["value"]
+    if key["host_buckets"] == 0:
+        seen = f"never seen in {window}"
+    else:
+        seen = f"seen in only {key['host_buckets']:,} of {window}, on {key['hosts']} host(s)"
+    extra = ""
+    if decided == "path" and exp["name"]["rarity"] < 0.5:
+        extra = f"; the name {name} itself is common ({exp['name']['hosts']} hosts): masquerade?"
+    return f"{label} on {host}: {seen}{extra}"

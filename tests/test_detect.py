@@ -1,0 +1,367 @@
+"""The rule on a small hand-built fleet: what fires, what stays quiet, and why."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+from osquery_lines import T0, event, line, socket_row
+
+from baseline.cli import main
+from baseline.config import Config, load_config
+from baseline.detect.exceptions import Exception_, add_exception
+from baseline.detect.maintenance import prune_once
+from baseline.detect.rule import detect_once
+from baseline.detect.signal import signal_id
+from baseline.ingest.pipeline import Ingester
+from baseline.store import Store
+
+SPAN = 900
+DAYS = 4
+START = (T0 // 86400) * 86400
+END = START + DAYS * 86400
+WEB = [f"web-{i:02d}" for i in range(24)]
+DB = [f"db-{i:02d}" for i in range(3)]
+HOSTS = WEB + DB
+
+
+def routine_lines() -> list[bytes]:
+    """4 days: nginx inbound on web servers every bucket, bash health checks on db
+    servers every bucket, curl hourly everywhere, apt daily everywhere."""
+    rnd = random.Random(7)
+    out = []
+    for bucket in range(START, END, SPAN):
+        for host in HOSTS:
+            t = bucket + rnd.randrange(SPAN)
+            if host in WEB:
+                row = socket_row(
+                    pid=800,
+                    name="nginx",
+                    path="/usr/sbin/nginx",
+                    remote_address=f"198.51.100.{rnd.randrange(250)}",
+                    remote_port=50000 + rnd.randrange(9999),
+                    local_port=443,
+                    direction="inbound",
+                    username="www-data",
+                )
+            else:
+                row = socket_row(
+                    pid=900,
+                    name="bash",
+                    path="/usr/bin/bash",
+                    cmdline="bash /usr/local/bin/health",
+                    remote_address="10.0.0.9",
+                    remote_port=5432 + rnd.randrange(2),
+                    username="postgres",
+                )
+            out.append(line(event(row, host=host, unix=t)))
+            if (bucket // SPAN) % 4 == HOSTS.index(host) % 4:
+                out.append(
+                    line(
+                        event(
+                            socket_row(
+                                pid=rnd.randrange(2000, 9000),
+                                name="curl",
+                                path="/usr/bin/curl",
+                                remote_address="203.0.113.80",
+                                remote_port=443,
+                            ),
+                            host=host,
+                            unix=t + 1,
+                        )
+                    )
+                )
+            if (bucket - START) % 86400 == 3 * 3600:
+                out.append(
+                    line(
+                        event(
+                            socket_row(
+                                pid=rnd.randrange(2000, 9000),
+                                name="http",
+                                path="/usr/lib/apt/methods/http",
+                                remote_address="203.0.113.90",
+                                remote_port=80,
+                                username="_apt",
+                            ),
+                            host=host,
+                            unix=t + 2,
+                        )
+                    )
+                )
+    return out
+
+
+ATTACK_AT = END - 3 * 3600  # 3 hours before the end of the data
+BEACON = line(
+    event(
+        socket_row(
+            pid=6666,
+            name="beacon",
+            path="/tmp/.x/beacon",
+            remote_address="203.0.113.99",
+            remote_port=8443,
+            cmdline="/tmp/.x/beacon",
+            username="www-data",
+        ),
+        host="web-05",
+        unix=ATTACK_AT + 10,
+    )
+)
+BASH_SHELL = line(
+    event(
+        socket_row(
+            pid=7777, name="bash", path="/usr/bin/bash", cmdline="bash -i", remote_port=4444
+        ),
+        host="web-07",
+        unix=ATTACK_AT + 20,
+    )
+)
+MASQUERADE = line(
+    event(
+        socket_row(
+            pid=8888,
+            name="curl",
+            path="/var/tmp/.cache/curl",
+            remote_address="198.51.100.5",
+            remote_port=80,
+        ),
+        host="web-09",
+        unix=ATTACK_AT + 30,
+    )
+)
+ROLLOUT = [
+    line(
+        event(
+            socket_row(
+                pid=5000,
+                name="acme-agent",
+                path="/opt/acme/bin/acme-agent",
+                remote_address="203.0.113.200",
+                remote_port=443,
+                username="root",
+            ),
+            host=host,
+            unix=ATTACK_AT + 40 + i,
+        )
+    )
+    for i, host in enumerate(WEB[10:20])
+]
+RUN_AT = ATTACK_AT - ATTACK_AT % SPAN + 2 * SPAN  # the first run whose window holds the attacks
+
+
+@pytest.fixture(scope="module")
+def fleet_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("fleet")
+    log = directory / "fleet.log"
+    log.write_bytes(b"".join([*routine_lines(), BEACON, BASH_SHELL, MASQUERADE, *ROLLOUT]))
+    db = directory / "fleet.db"
+    with Store(db) as store:
+        report = Ingester(store, load_config(None, env={})).ingest([str(log)])
+        assert report.rejected == 0
+    return db
+
+
+@pytest.fixture
+def store(fleet_db: Path, tmp_path: Path) -> Iterator[Store]:
+    copy = tmp_path / "fleet.db"
+    shutil.copy(fleet_db, copy)
+    with Store(copy) as opened:
+        yield opened
+
+
+def signalled(run_docs: list[dict[str, object]]) -> dict[tuple[str, str], dict[str, object]]:
+    return {(d["host"]["name"], d["process"]["executable"]): d for d in run_docs}  # type: ignore[index]
+
+
+def test_attacks_fire_and_routine_stays_quiet(store: Store, config: Config) -> None:
+    run = detect_once(store, config.detect, RUN_AT)
+    found = signalled(run.documents)
+    assert set(found) == {
+        ("web-05", "/tmp/.x/beacon"),
+        ("web-07", "/usr/bin/bash"),
+        ("web-09", "/var/tmp/.cache/curl"),
+    }, "the rollout of acme-agent to 10 hosts at once pages nobody; nginx/curl/apt stay quiet"
+    beacon = found[("web-05", "/tmp/.x/beacon")]
+    assert beacon["score"] == 100.0 and beacon["explanation"]["decided_by"] == "path"  # type: ignore[index]
+    assert beacon["explanation"]["path"]["host_buckets"] == 0  # type: ignore[index]
+    assert beacon["explanation"]["fleet"]["hosts"] == len(HOSTS)  # type: ignore[index]
+    assert beacon["destination"] == {"ip": "203.0.113.99", "port": 8443}
+    assert beacon["severity"] == "low" and beacon["risk_score"] == 21
+    assert {t["tactic"]["id"] for t in beacon["threat"]} == {
+        "TA0011",
+        "TA0010",
+        "TA0008",
+        "TA0003",
+        "TA0005",
+    }  # type: ignore[index]
+    shell = found[("web-07", "/usr/bin/bash")]
+    assert shell["score"] == 60.0 and shell["explanation"]["decided_by"] == "host novelty"  # type: ignore[index]
+    masquerade = found[("web-09", "/var/tmp/.cache/curl")]
+    assert "masquerade" in masquerade["reason"]  # type: ignore[operator]
+    assert run.signals == 3 and run.candidates > len(HOSTS)
+
+
+def test_overlapping_runs_never_duplicate_and_repeats_are_suppressed(
+    store: Store, config: Config
+) -> None:
+    first = detect_once(store, config.detect, RUN_AT)
+    again = detect_once(store, config.detect, RUN_AT)
+    later = detect_once(store, config.detect, RUN_AT + SPAN)  # overlapping look-back
+    assert first.signals == 3 and again.signals == 0 and later.signals == 0
+    assert store.conn.execute("SELECT count(*) FROM signals").fetchone()[0] == 3
+    sid = signal_id("web-05", "beacon", "/tmp/.x/beacon", ATTACK_AT - ATTACK_AT % SPAN)
+    assert store.conn.execute(
+        "SELECT initial_score FROM signals WHERE id = ?", (sid,)
+    ).fetchone() == (100.0,)
+
+
+def test_the_same_binary_later_is_suppressed_and_counted(
+    store: Store, config: Config, tmp_path: Path
+) -> None:
+    """Within suppress_for, a repeat of a signalled (host, executable) is counted on the
+    first signal instead of paging again (threshold lowered: a repeat is less rare)."""
+    settings = replace(config.detect, threshold=30)
+    detect_once(store, settings, RUN_AT)
+    log = tmp_path / "more.log"
+    log.write_bytes(
+        line(
+            event(
+                socket_row(
+                    pid=6667,
+                    name="beacon",
+                    path="/tmp/.x/beacon",
+                    remote_address="203.0.113.99",
+                    remote_port=8443,
+                ),
+                host="web-05",
+                unix=RUN_AT + 100,
+            )
+        )
+    )
+    Ingester(store, load_config(None, env={})).ingest([str(log)])
+    run = detect_once(store, settings, RUN_AT + 3 * SPAN)
+    assert run.signals == 0 and run.suppressed == 1
+    assert store.conn.execute(
+        "SELECT suppressed_count FROM signals WHERE path = '/tmp/.x/beacon'"
+    ).fetchone() == (1,)
+
+
+def test_exceptions_are_counted_not_silently_dropped(store: Store, config: Config) -> None:
+    add_exception(store, Exception_(0, path_glob="/tmp/.x/*", reason="red team exercise"))
+    add_exception(store, Exception_(0, host="web-0?", cidr="198.51.100.0/24"))
+    run = detect_once(store, config.detect, RUN_AT)
+    assert set(signalled(run.documents)) == {("web-07", "/usr/bin/bash")}
+    assert run.excepted == 2
+    assert [r[0] for r in store.conn.execute("SELECT matched FROM exceptions ORDER BY id")] == [
+        1,
+        1,
+    ]
+
+
+def test_expired_exception_no_longer_applies(store: Store, config: Config) -> None:
+    add_exception(store, Exception_(0, path_glob="/tmp/.x/*", expires_at=ATTACK_AT - 60))
+    run = detect_once(store, config.detect, RUN_AT)
+    assert ("web-05", "/tmp/.x/beacon") in signalled(run.documents)
+
+
+def test_threshold_and_max_signals(store: Store, config: Config) -> None:
+    strict = replace(config.detect, threshold=90, max_signals=1)
+    run = detect_once(store, strict, RUN_AT)
+    assert run.signals == 1 and run.truncated == 1  # beacon and masquerade ≥ 90, bash 60 below
+    assert run.documents[0]["score"] == 100.0
+
+
+def test_warm_up_blocks_signals_and_says_so(tmp_path: Path, config: Config) -> None:
+    log = tmp_path / "young.log"
+    log.write_bytes(
+        b"".join(routine_lines()[: len(HOSTS) * 12])
+        + BEACON.replace(str(ATTACK_AT + 10).encode(), str(START + 12 * SPAN + 5).encode())
+    )
+    with Store(tmp_path / "young.db") as store:
+        Ingester(store, load_config(None, env={})).ingest([str(log)])
+        run = detect_once(store, config.detect, START + 14 * SPAN)
+    assert (
+        run.signals == 0
+        and run.learning.startswith("learning: ")
+        and run.learning.endswith("/20 buckets")
+    )
+
+
+def test_ingestion_order_is_irrelevant(tmp_path: Path, config: Config) -> None:
+    lines = [*routine_lines(), BEACON, BASH_SHELL, MASQUERADE, *ROLLOUT]
+    random.Random(3).shuffle(lines)
+    log = tmp_path / "shuffled.log"
+    log.write_bytes(b"".join(lines))
+    with Store(tmp_path / "shuffled.db") as store:
+        Ingester(store, load_config(None, env={})).ingest([str(log)])
+        run = detect_once(store, config.detect, RUN_AT)
+    assert {(d["id"], d["score"]) for d in run.documents} == {
+        (signal_id(h, n, p, ATTACK_AT - ATTACK_AT % SPAN), s)
+        for h, n, p, s in [
+            ("web-05", "beacon", "/tmp/.x/beacon", 100.0),
+            ("web-07", "bash", "/usr/bin/bash", 60.0),
+            ("web-09", "curl", "/var/tmp/.cache/curl", 100.0),
+        ]
+    }
+
+
+def test_prune_once_keeps_what_the_baseline_needs(store: Store, config: Config) -> None:
+    detect_once(store, config.detect, RUN_AT)
+    short = replace(config, store=replace(config.store, retention=86400.0))
+    pruned = prune_once(store, short, now=END)
+    assert pruned.observations > 0
+    assert store.conn.execute("SELECT min(time) FROM observations").fetchone()[0] >= END - 86400
+
+
+def test_detect_command_json_and_exit_code(fleet_db: Path, tmp_path: Path) -> None:
+    db = tmp_path / "cli.db"
+    shutil.copy(fleet_db, db)
+    result = CliRunner().invoke(main, ["detect", "--db", str(db), "--at", str(RUN_AT), "--json"])
+    assert result.exit_code == 1, result.output  # 1: new signals were queued
+    document = orjson.loads(result.stdout)
+    assert document["run"]["signals"] == 3 and len(document["signals"]) == 3
+    again = CliRunner().invoke(main, ["detect", "--db", str(db), "--at", str(RUN_AT)])
+    assert again.exit_code == 0 and "0 signals" in again.stdout
+
+
+def test_allow_commands(tmp_path: Path) -> None:
+    db = str(tmp_path / "allow.db")
+    runner = CliRunner()
+    added = runner.invoke(
+        main,
+        ["allow", "add", "--db", db, "--path", "/opt/agent/*", "--reason", "our agent", "--json"],
+    )
+    assert added.exit_code == 0 and orjson.loads(added.stdout) == {"id": 1}
+    bad = runner.invoke(main, ["allow", "add", "--db", db, "--cidr", "not-a-net"])
+    assert bad.exit_code == 2 and "--cidr: 'not-a-net' is not an IP network" in bad.stderr
+    empty = runner.invoke(main, ["allow", "add", "--db", db])
+    assert empty.exit_code == 2 and "needs at least one of" in empty.stderr
+    listed = runner.invoke(main, ["allow", "list", "--db", db])
+    assert "path_glob=/opt/agent/*" in listed.stdout and "our agent" in listed.stdout
+    assert runner.invoke(main, ["allow", "remove", "--db", db, "1"]).exit_code == 0
+    assert runner.invoke(main, ["allow", "remove", "--db", db, "1"]).exit_code == 1
+
+
+def test_baseline_show_and_export(fleet_db: Path, tmp_path: Path) -> None:
+    db = tmp_path / "b.db"
+    shutil.copy(fleet_db, db)
+    runner = CliRunner()
+    shown = runner.invoke(main, ["baseline", "show", "--db", str(db), "nginx"])
+    assert shown.exit_code == 0 and "/usr/sbin/nginx" in shown.stdout
+    out = tmp_path / "snapshot.json"
+    exported = runner.invoke(
+        main, ["baseline", "export", "--db", str(db), "--host", "web-05", "--out", str(out)]
+    )
+    assert exported.exit_code == 0
+    snapshot = orjson.loads(out.read_bytes())
+    assert snapshot["version"] == 1 and snapshot["host"] == "web-05" and snapshot["fleet"]["mature"]
+    nginx = next(e for e in snapshot["entries"] if e["path"] == "/usr/sbin/nginx")
+    assert (
+        nginx["hosts"] == len(WEB) and nginx["host_buckets_on_host"] > 0 and nginx["rarity"] == 0.0
+    )

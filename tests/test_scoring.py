@@ -1,0 +1,169 @@
+"""Scoring: hand-computed golden cases and hypothesis properties of the pure functions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from baseline.detect.scoring import Features, key_rarity, score
+
+FLEET_F = 200 * 1344.0  # 200 hosts × 14 days of 15-minute buckets
+FLEET_N = 200.0
+
+
+def features(**values: float) -> Features:
+    base = {
+        "fleet_host_buckets": FLEET_F,
+        "fleet_hosts": FLEET_N,
+        "path_host_buckets": 0.0,
+        "path_hosts": 0.0,
+        "name_host_buckets": 0.0,
+        "name_hosts": 0.0,
+        "host_path_buckets": 0.0,
+        "host_maturity": 1.0,
+        "established": 0.0,
+        "recent_hosts": 1.0,
+    }
+    base.update(values)
+    return Features(**{key: np.array([value], dtype=float) for key, value in base.items()})
+
+
+def one(**values: float) -> float:
+    return float(score(features(**values)).score[0])
+
+
+def test_never_seen_in_a_mature_fleet_scores_at_least_90() -> None:
+    assert one() == 100.0
+
+
+def test_routine_binary_this_host_used_before_scores_below_25() -> None:
+    routine = {
+        "path_host_buckets": 0.1 * FLEET_F,
+        "path_hosts": 100,
+        "name_host_buckets": 0.1 * FLEET_F,
+        "name_hosts": 100,
+    }
+    assert one(**routine, host_path_buckets=1, established=1) == pytest.approx(
+        100 * 0.6 * math.exp(-2), abs=0.05
+    )
+    assert one(**routine, host_path_buckets=1, established=1) < 25
+
+
+def test_common_elsewhere_but_new_on_a_mature_host_is_worth_a_look() -> None:
+    bash_on_db_servers = {
+        "path_host_buckets": 0.1 * FLEET_F,
+        "path_hosts": 20,
+        "name_host_buckets": 0.1 * FLEET_F,
+        "name_hosts": 20,
+    }
+    assert one(**bash_on_db_servers, established=1) == 60.0  # 100 · 0.6 · 1
+    assert (
+        one(**bash_on_db_servers, established=1, host_maturity=0.1) == 6.0
+    )  # a new host: everything is new
+
+
+def test_masquerade_common_name_odd_path_scores_high() -> None:
+    assert (
+        one(name_host_buckets=0.5 * FLEET_F, name_hosts=200, path_host_buckets=0, path_hosts=0)
+        == 100.0
+    )
+
+
+def test_rollout_new_binary_on_many_hosts_scores_low() -> None:
+    assert one(recent_hosts=5) == 0.0
+    assert one(recent_hosts=2) == 50.0  # half-way: one of two hosts could still be a canary
+
+
+def test_hand_computed_rarity() -> None:
+    # f = 10 host-buckets of F = 268,800: 1 - ln(21)/ln(1 + 2·0.05·268800) = 1 - 3.0445/10.2066
+    rarity = key_rarity(np.array([10.0]), np.array([1.0]), np.array([FLEET_F]), np.array([FLEET_N]))
+    by_hosts = 1 - math.log1p(2) / math.log1p(2 * 10)  # 10 = 5 % of 200 hosts
+    assert rarity[0] == pytest.approx(min(1 - math.log1p(20) / math.log1p(26880), by_hosts))
+
+
+def test_unknown_path_falls_back_to_the_name() -> None:
+    assert (
+        one(path_host_buckets=math.nan, path_hosts=math.nan, name_host_buckets=0, name_hosts=0)
+        == 100.0
+    )
+
+
+counts = st.floats(min_value=0, max_value=FLEET_F, allow_nan=False)
+hosts = st.floats(min_value=0, max_value=FLEET_N, allow_nan=False)
+unit = st.floats(min_value=0, max_value=1, allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    f=counts, h=hosts, nf=counts, nh=hosts, hk=st.floats(0, 50), m=unit, e=unit, c=st.floats(1, 50)
+)
+def test_bounded_and_deterministic(
+    f: float, h: float, nf: float, nh: float, hk: float, m: float, e: float, c: float
+) -> None:
+    values = {
+        "path_host_buckets": f,
+        "path_hosts": h,
+        "name_host_buckets": nf,
+        "name_hosts": nh,
+        "host_path_buckets": hk,
+        "host_maturity": m,
+        "established": e,
+        "recent_hosts": c,
+    }
+    first = one(**values)
+    assert 0.0 <= first <= 100.0
+    assert one(**values) == first
+
+
+@settings(max_examples=300, deadline=None)
+@given(f=counts, extra=st.floats(0, 1000), h=hosts, hk=st.floats(0, 20), m=unit, e=unit)
+def test_monotone_in_rarity(
+    f: float, extra: float, h: float, hk: float, m: float, e: float
+) -> None:
+    """More fleet use, more hosts, more use on this host, or wider spread never raise a score."""
+    base = {
+        "path_host_buckets": f,
+        "path_hosts": h,
+        "name_host_buckets": f,
+        "name_hosts": h,
+        "host_path_buckets": hk,
+        "host_maturity": m,
+        "established": e,
+    }
+    reference = one(**base)
+    assert (
+        one(**{**base, "path_host_buckets": f + extra, "name_host_buckets": f + extra}) <= reference
+    )
+    assert one(**{**base, "path_hosts": h + 1, "name_hosts": h + 1}) <= reference
+    assert one(**{**base, "host_path_buckets": hk + 1}) <= reference
+    assert one(**{**base, "recent_hosts": 4}) <= reference
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(counts, hosts, unit), min_size=1, max_size=20), st.randoms())
+def test_candidates_score_independently_of_order(
+    rows: list[tuple[float, float, float]], rnd: object
+) -> None:
+    import random
+
+    assert isinstance(rnd, random.Random)
+    order = list(range(len(rows)))
+    rnd.shuffle(order)
+
+    def batch(items: list[tuple[float, float, float]]) -> np.ndarray:
+        cols = {
+            "fleet_host_buckets": [FLEET_F] * len(items), "fleet_hosts": [FLEET_N] * len(items),
+            "path_host_buckets": [r[0] for r in items], "path_hosts": [r[1] for r in items],
+            "name_host_buckets": [r[0] for r in items], "name_hosts": [r[1] for r in items],
+            "host_path_buckets": [0.0] * len(items), "host_maturity": [r[2] for r in items],
+            "established": [1.0] * len(items), "recent_hosts": [1.0] * len(items),
+        }  # fmt: skip
+        return score(Features(**{k: np.array(v, dtype=float) for k, v in cols.items()})).score
+
+    straight = batch(rows)
+    shuffled = batch([rows[i] for i in order])
+    assert [shuffled[order.index(i)] for i in range(len(rows))] == list(straight)
