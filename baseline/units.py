@@ -89,3 +89,14 @@ def format_duration(seconds: float) -> str:
 def format_time(unix: int | float) -> str:
     """ISO 8601 UTC with a `Z`, seconds precision."""
     return datetime.fromtimestamp(int(unix), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_age(seconds: float) -> str:
+    """A readable length of time: `13.1d`, `33.5h`, `45m`, `30s`."""
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.1f}d"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.1f}h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds:.0f}s"

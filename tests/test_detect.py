@@ -365,3 +365,42 @@ def test_baseline_show_and_export(fleet_db: Path, tmp_path: Path) -> None:
     assert (
         nginx["hosts"] == len(WEB) and nginx["host_buckets_on_host"] > 0 and nginx["rarity"] == 0.0
     )
+
+
+def test_a_compressed_drill_with_one_second_buckets(tmp_path: Path) -> None:
+    """Any bucket span ≥ 1 s works: 1-second buckets, a 5-minute history."""
+    config = load_config(
+        None,
+        env={
+            "RARENET_DETECT_BUCKET_SPAN": "1s",
+            "RARENET_DETECT_LOOKBACK": "3s",
+            "RARENET_DETECT_INTERVAL": "1s",
+            "RARENET_DETECT_HISTORY": "5m",
+        },
+    )
+    lines = [
+        line(
+            event(
+                socket_row(pid=100 + i, name="nginx", path="/usr/sbin/nginx"),
+                host=f"h{i % 5}",
+                unix=T0 + i // 5,
+            )
+        )
+        for i in range(5 * 400)
+    ]
+    lines.append(
+        line(
+            event(
+                socket_row(pid=9, name="nc", path="/usr/bin/nc.openbsd"), host="h2", unix=T0 + 399
+            )
+        )
+    )
+    log = tmp_path / "drill.log"
+    log.write_bytes(b"".join(lines))
+    with Store(tmp_path / "drill.db") as store:
+        Ingester(store, config).ingest([str(log)])
+        run = detect_once(store, config.detect, T0 + 401)
+    assert [(d["host"]["name"], d["process"]["executable"], d["score"]) for d in run.documents] == [
+        ("h2", "/usr/bin/nc.openbsd", 100.0)
+    ]
+    assert run.window_end - run.window_start == 3

@@ -131,12 +131,27 @@ def evaluate(
         hits = {i for i, label in enumerate(labels) if label_matches(label, signal, span)}
         true_signals += bool(hits)
         matched |= hits
+    # "First run": the signal came from the run right after its bucket closed, i.e. no
+    # earlier run could have had the data. Latency: label start → that run's data time.
     first_run = 0
+    latencies: list[int] = []
     for label in labels:
-        covering = next((run for run in result.runs if run.window_end > label.start), None)
-        if covering and any(label_matches(label, doc, span) for doc in covering.documents):
-            first_run += 1
+        hit = next(
+            (
+                (run, doc)
+                for run in result.runs
+                for doc in run.documents
+                if label_matches(label, doc, span)
+            ),
+            None,
+        )
+        if hit is None:
+            continue
+        run, doc = hit
+        first_run += run.data_time <= parse_time(doc["bucket"]["start"]) + span
+        latencies.append(run.data_time - label.start)
     false_signals = len(signals) - true_signals
+    histogram = [sum(run.histogram[band] for run in result.runs) for band in range(10)]
     host_days = replay.conn.execute(
         "SELECT count(*) FROM (SELECT DISTINCT host, time / 86400 FROM observations "
         "WHERE time >= ? AND time < ?)",
@@ -146,10 +161,12 @@ def evaluate(
         "labelled": len(labels),
         "detected": len(matched),
         "detected_in_first_run": first_run,
+        "max_latency_seconds": max(latencies) if latencies else None,
         "recall": round(len(matched) / len(labels), 4) if labels else None,
         "precision": round(true_signals / len(signals), 4) if signals else None,
         "signals": len(signals),
         "false_signals": false_signals,
         "host_days": host_days,
         "false_per_100_host_days": round(100 * false_signals / host_days, 3) if host_days else None,
+        "score_histogram": {f"{10 * band}-{10 * band + 10}": n for band, n in enumerate(histogram)},
     }

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from baseline.detect.features import Gathered
-from baseline.detect.scoring import Scores
-from baseline.units import format_duration, format_time
+from baseline.detect.scoring import MIN_ROUTINE_HOSTS, ROUTINE_SHARE, Scores
+from baseline.units import format_age, format_time
 
 
 def _when(bucket: int | None) -> str | None:
@@ -23,12 +24,16 @@ def explain(
     r_path = float(scores.rarity_path[index])
     r_name = float(scores.rarity_name[index])
     novelty = float(scores.novelty[index])
-    rarity_part = float(scores.rarity[index]) * (1 - float(scores.spread[index]))
+    familiarity = float(scores.familiarity[index])
+    rarity_part = (
+        float(scores.rarity[index]) * (1 - float(scores.spread[index])) * (1 - 0.5 * familiarity)
+    )
     if 0.6 * novelty > rarity_part:
         decided = "host novelty"
     else:
         decided = "path" if cand.path and r_path >= r_name else "name"
     baseline_age = cand.bucket - fleet.first_bucket if fleet.first_bucket is not None else 0
+    cap = math.ceil(max(ROUTINE_SHARE * fleet.hosts, MIN_ROUTINE_HOSTS))
     explanation: dict[str, Any] = {
         "decided_by": decided,
         "fleet": {
@@ -37,12 +42,13 @@ def explain(
             "history_buckets": fleet.buckets,
             "warmup_buckets": warmup,
             "baseline_since": _when(fleet.first_bucket),
-            "baseline_age": format_duration(baseline_age) if baseline_age else "0s",
+            "baseline_age": format_age(baseline_age),
         },
         "name": {
             "value": cand.name,
             "host_buckets": int(feats.name_host_buckets[index]),
             "hosts": int(feats.name_hosts[index]),
+            "hosts_at_least": int(feats.name_hosts[index]) >= cap,
             "first_seen": _when(gathered.name_first_bucket[index]),
             "rarity": round(r_name, 3),
         },
@@ -50,6 +56,7 @@ def explain(
         "host": {
             "buckets_with_binary": int(feats.host_path_buckets[index]),
             "maturity": round(float(feats.host_maturity[index]), 3),
+            "familiarity": round(familiarity, 3),
             "novelty": round(novelty, 3),
         },
         "spread": {
@@ -64,6 +71,7 @@ def explain(
             "value": cand.path,
             "host_buckets": int(feats.path_host_buckets[index]),
             "hosts": int(feats.path_hosts[index]),
+            "hosts_at_least": int(feats.path_hosts[index]) >= cap,
             "first_seen": _when(gathered.path_first_bucket[index]),
             "last_seen": _when(gathered.path_last_bucket[index]),
             "rarity": round(r_path, 3),
@@ -77,7 +85,7 @@ def _reason(host: str, name: str, path: str, decided: str, exp: dict[str, Any]) 
     if decided == "host novelty":
         key = exp["path"] or exp["name"]
         return (
-            f"{name} ({path or 'path unknown'}) is used on {key['hosts']} host(s) of the fleet "
+            f"{name} ({path or 'path unknown'}) is used on {_hosts(key)} of the fleet "
             f"but never before on {host}, which has a mature history of its own"
         )
     key = exp[decided]
@@ -85,8 +93,15 @@ def _reason(host: str, name: str, path: str, decided: str, exp: dict[str, Any]) 
     if key["host_buckets"] == 0:
         seen = f"never seen in {window}"
     else:
-        seen = f"seen in only {key['host_buckets']:,} of {window}, on {key['hosts']} host(s)"
+        seen = f"seen in only {key['host_buckets']:,} of {window}, on {_hosts(key)}"
     extra = ""
     if decided == "path" and exp["name"]["rarity"] < 0.5:
-        extra = f"; the name {name} itself is common ({exp['name']['hosts']} hosts): masquerade?"
+        extra = f"; the name {name} itself is common ({_hosts(exp['name'])}): masquerade?"
     return f"{label} on {host}: {seen}{extra}"
+
+
+def _hosts(key: dict[str, Any]) -> str:
+    count = key["hosts"]
+    if key.get("hosts_at_least"):
+        return f"{count}+ hosts"
+    return f"{count} host" + ("" if count == 1 else "s")

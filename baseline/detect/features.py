@@ -17,9 +17,10 @@ import numpy as np
 from baseline.detect.scoring import MIN_ROUTINE_HOSTS, ROUTINE_SHARE, Features
 from baseline.store import Store
 
-HOST_PATH_CAP = 3  # exp(-2·3) ≈ 0.0025: more buckets change nothing
-DAY = 86400
-MATURE_SECONDS = 3 * DAY  # a host with 3 days of active buckets has a history of its own
+HOST_PATH_CAP = 12  # familiarity 1 - exp(-12/4) = 0.95: more buckets change little
+# Time scales follow `history` (14 days by default), so compressed drills behave alike:
+ESTABLISHED_SHARE = 1 / 14  # a path seen in the fleet this long (1 day) is established
+MATURE_SHARE = 3 / 14  # a host with this much activity (3 days) has a history of its own
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ def gather(store: Store, span: int, history: int, buckets: list[int], warmup: in
     fleet = {b: _fleet_context(conn, span, history, b, warmup) for b in buckets}
     _load_candidates(conn, candidates)
     key_stats = _key_stats(conn, span, history, fleet)
-    mature = max(1, MATURE_SECONDS // span)
+    day = max(span, int(history * ESTABLISHED_SHARE))
+    mature = max(1, int(history * MATURE_SHARE) // span)
     pair_stats = _pair_stats(conn, span, history, mature)
     recent: dict[tuple[str, str, int], int] = {}
     n = len(candidates)
@@ -101,11 +103,13 @@ def gather(store: Store, span: int, history: int, buckets: list[int], warmup: in
             path_first.append(None)
             path_last.append(None)
         age = cand.bucket - first_b if first_b is not None else 0
-        arrays["established"][i] = min(1.0, age / DAY)
-        if age < DAY:  # spread only matters for a young key
+        arrays["established"][i] = min(1.0, age / day)
+        if age < day:  # spread only matters for a young key
             kind, key = ("path", cand.path) if cand.path else ("name", cand.name)
             if (kind, key, cand.bucket) not in recent:
-                recent[(kind, key, cand.bucket)] = _recent_hosts(conn, span, kind, key, cand.bucket)
+                recent[(kind, key, cand.bucket)] = _recent_hosts(
+                    conn, span, kind, key, cand.bucket, day
+                )
             arrays["recent_hosts"][i] = recent[(kind, key, cand.bucket)]
         else:
             arrays["recent_hosts"][i] = 1
@@ -223,14 +227,16 @@ def _capped_count(table: str, alias: str, where: str, cap: int) -> str:
     )
 
 
-def _recent_hosts(conn: sqlite3.Connection, span: int, kind: str, key: str, bucket: int) -> int:
-    """Distinct hosts using a young key within the last day, this bucket included (only
-    asked for keys first seen less than a day ago, so few rows)."""
+def _recent_hosts(
+    conn: sqlite3.Connection, span: int, kind: str, key: str, bucket: int, day: int
+) -> int:
+    """Distinct hosts using a young key within the last `day`, this bucket included (only
+    asked for keys first seen less than a `day` ago, so few rows)."""
     return int(
         conn.execute(
             f"SELECT count(DISTINCT host) FROM presence INDEXED BY presence_{kind} "
             f"WHERE span = ? AND {kind} = ? "
             "AND bucket >= ? AND bucket <= ?",
-            (span, key, bucket - DAY, bucket),
+            (span, key, bucket - day, bucket),
         ).fetchone()[0]
     )

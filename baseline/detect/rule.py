@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
 from baseline.config import DetectSettings
@@ -43,6 +44,8 @@ class RunResult:
     learning: str = ""
     duration: float = 0.0
     documents: list[dict[str, Any]] = field(default_factory=list)
+    # candidates per 10-point score band [0,10) … [90,100] (warm buckets only)
+    histogram: list[int] = field(default_factory=lambda: [0] * 10)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +87,13 @@ def detect_once(store: Store, settings: DetectSettings, at: int | None = None) -
     latest = gathered.fleet[buckets[-1]]
     if latest.buckets < settings.warmup_buckets:
         result.learning = f"learning: {latest.buckets}/{settings.warmup_buckets} buckets"
+    warm = np.array(
+        [gathered.fleet[c.bucket].buckets >= settings.warmup_buckets for c in gathered.candidates],
+        dtype=bool,
+    )
+    if warm.any():
+        counts, _ = np.histogram(scores.score[warm], bins=10, range=(0, 100))
+        result.histogram = [int(n) for n in counts]
     decisions = _Decisions()
     _decide(store, settings, gathered, scores, span, decisions, result)
     decisions.new.sort(key=lambda item: -float(item[2]["score"]))

@@ -7,13 +7,14 @@ binary (name, path) in bucket b — every input counts presence in the baseline 
   F   fleet host-buckets (hosts active per bucket, summed)     N   fleet size (peak hosts in a bucket)
   f   host-buckets where the key was present                   h   distinct hosts that used the key
   hk  this host's buckets with this path                       m   this host's maturity (buckets / warm-up)
-  e   how established the path is in the fleet (age since first seen / 1 day, capped at 1)
-  c   distinct hosts using the path within the last day, this bucket included
+  e   how established the path is in the fleet (age since first seen / (history/14), at most 1)
+  c   distinct hosts using the path within the last history/14, this bucket included
 
   rarity(key)  = min(1 - ln(1+2f)/ln(1+2·0.05·F),  1 - ln(1+2h)/ln(1+2·max(0.05·N, 3))), in [0, 1]
   R            = max(rarity(path), rarity(name))           the rarer key decides (masquerade)
   spread       = clip((c-1)/2, 0, 1) · (1 - e)               a new binary on many hosts = a rollout
-  R'           = R · (1 - spread)
+  familiarity  = 1 - exp(-hk/4)                              this host's own habit (hk capped at 12)
+  R'           = R · (1 - spread) · (1 - 0.5·familiarity)
   novelty      = exp(-2·hk) · m · e                          new on a mature host, known in the fleet
   score        = 100 · (1 - (1 - R') · (1 - 0.6 · novelty))
 """
@@ -30,7 +31,8 @@ Array = npt.NDArray[np.float64]
 ROUTINE_SHARE = 0.05  # a key on ≥ 5 % of host-buckets (or hosts) is routine: rarity 0
 MIN_ROUTINE_HOSTS = 3.0  # …and, in small fleets, on at least 3 hosts
 NOVELTY_WEIGHT = 0.6  # a known binary new on a mature host alone scores 60
-ESTABLISHED_SECONDS = 86400.0  # a path seen in the fleet for a day is established
+HABIT_WEIGHT = 0.5  # a rare binary this host itself uses routinely counts half
+HABIT_BUCKETS = 4.0  # familiarity reaches 63 % after 4 buckets of use on this host
 SPREAD_HOSTS = 3  # a brand-new path on 3+ hosts within a day is a rollout
 
 
@@ -59,6 +61,7 @@ class Scores:
     rarity_name: Array
     rarity: Array  # R
     spread: Array
+    familiarity: Array
     novelty: Array
 
 
@@ -103,12 +106,16 @@ def score(features: Features) -> Scores:
         * np.clip(features.host_maturity, 0, 1)
         * established
     )
-    total = 100 * (1 - (1 - rarity * (1 - spread)) * (1 - NOVELTY_WEIGHT * novelty))
+    host_buckets = np.maximum(features.host_path_buckets, 0)
+    familiarity = 1 - np.exp(-host_buckets / HABIT_BUCKETS)
+    fleet_part = rarity * (1 - spread) * (1 - HABIT_WEIGHT * familiarity)
+    total = 100 * (1 - (1 - fleet_part) * (1 - NOVELTY_WEIGHT * novelty))
     return Scores(
         score=np.round(np.clip(total, 0, 100), 1),
         rarity_path=rarity_path,
         rarity_name=rarity_name,
         rarity=rarity,
         spread=spread,
+        familiarity=familiarity,
         novelty=novelty,
     )
