@@ -16,11 +16,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Until `rarenet serve` exists: simulate a small fleet, ingest it into the
-# embedded SQLite store (./rarenet.db) and print the store summary.
+# embedded SQLite store (./rarenet.db), print the store summary, then replay the
+# same logs through the 15-minute rule and show every signal and the scores.
 run: $(STAMP)
-	$(VENV)/bin/rarenet simulate --hosts 20 --days 1 --attacks --out .run/fleet.log
+	$(VENV)/bin/rarenet simulate --hosts 30 --days 3 --attacks --out .run/fleet.log
 	$(VENV)/bin/rarenet ingest .run/fleet.log
 	$(VENV)/bin/rarenet status
+	$(VENV)/bin/rarenet backtest .run/fleet.log --labels .run/fleet.labels.jsonl
 
 test: $(STAMP)
 	$(PY) -m pytest -W error

@@ -125,23 +125,24 @@ def fleetctl(queries: Sequence[Query]) -> str:
                 "name": PACK_NAME,
                 "description": PACK_DESCRIPTION,
                 "targets": {"labels": [FLEET_LINUX_LABEL]},
-                "queries": [
-                    {
-                        "query": q.name,
-                        "name": q.name,
-                        "description": q.description,
-                        "interval": q.interval,
-                        "platform": q.platform,
-                        "version": q.min_osquery_version,
-                        "removed": False,
-                        "snapshot": False,
-                    }
-                    for q in queries
-                ],
+                "queries": [{"query": q.name} | _pack_entry(q) for q in queries],
             },
         }
     )
     return dump_documents(header, documents)
+
+
+def _pack_entry(q: Query) -> dict[str, Any]:
+    """A query's entry in a fleetctl / Kolide pack: differential, removals ignored."""
+    return {
+        "name": q.name,
+        "description": q.description,
+        "interval": q.interval,
+        "platform": q.platform,
+        "version": q.min_osquery_version,
+        "removed": False,
+        "snapshot": False,
+    }
 
 
 def kolide(queries: Sequence[Query]) -> str:
@@ -174,18 +175,7 @@ def kolide(queries: Sequence[Query]) -> str:
                 "name": PACK_NAME,
                 "description": PACK_DESCRIPTION,
                 "targets": {"labels": [KOLIDE_LABEL]},
-                "queries": [
-                    {
-                        "name": q.name,
-                        "description": q.description,
-                        "interval": q.interval,
-                        "platform": q.platform,
-                        "version": q.min_osquery_version,
-                        "removed": False,
-                        "snapshot": False,
-                    }
-                    for q in queries
-                ],
+                "queries": [_pack_entry(q) for q in queries],
             },
         }
     )
