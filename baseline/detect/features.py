@@ -13,8 +13,9 @@ import sqlite3
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
-from baseline.detect.scoring import MIN_ROUTINE_HOSTS, ROUTINE_SHARE, Features
+from baseline.detect.scoring import MIN_ROUTINE_HOSTS, ROUTINE_SHARE, Features, key_rarity
 from baseline.store import Store
 
 HOST_PATH_CAP = 12  # familiarity 1 - exp(-12/4) = 0.95: more buckets change little
@@ -78,7 +79,6 @@ def gather(store: Store, span: int, history: int, buckets: list[int], warmup: in
     key_stats = _key_stats(conn, span, history, fleet)
     day = max(span, int(history * ESTABLISHED_SHARE))
     mature = max(1, int(history * MATURE_SHARE) // span)
-    pair_stats = _pair_stats(conn, span, history, mature)
     recent: dict[tuple[str, str, int], int] = {}
     n = len(candidates)
     arrays = {name: np.zeros(n) for name in _FEATURE_NAMES}
@@ -113,7 +113,8 @@ def gather(store: Store, span: int, history: int, buckets: list[int], warmup: in
             arrays["recent_hosts"][i] = recent[(kind, key, cand.bucket)]
         else:
             arrays["recent_hosts"][i] = 1
-        host_path, active = pair_stats[i]
+    _mark_rare(conn, arrays)
+    for i, (host_path, active) in enumerate(_pair_stats(conn, span, history, mature)):
         arrays["host_path_buckets"][i] = host_path
         arrays["host_maturity"][i] = min(1.0, active / mature)
     conn.execute("DROP TABLE IF EXISTS temp.candidates")
@@ -149,12 +150,29 @@ def _load_candidates(conn: sqlite3.Connection, candidates: list[Candidate]) -> N
     conn.execute("DROP TABLE IF EXISTS temp.candidates")
     conn.execute(
         "CREATE TEMP TABLE candidates (id INTEGER PRIMARY KEY, bucket INTEGER, host TEXT, "
-        "name TEXT, path TEXT)"
+        "name TEXT, path TEXT, rare INTEGER NOT NULL DEFAULT 0)"
     )
     conn.executemany(
-        "INSERT INTO temp.candidates VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO temp.candidates (id, bucket, host, name, path) VALUES (?, ?, ?, ?, ?)",
         [(i, c.bucket, c.host, c.name, c.path) for i, c in enumerate(candidates)],
     )
+
+
+def _mark_rare(conn: sqlite3.Connection, arrays: dict[str, npt.NDArray[np.float64]]) -> None:
+    """Flag candidates whose path or name is rare in the fleet (R > 0). Only for those
+    does this host's own use need counting (familiarity); for routine keys the score can
+    only come from novelty, which needs just "has this host used it before"."""
+    fleet_f, fleet_n = arrays["fleet_host_buckets"], arrays["fleet_hosts"]
+    by_name = key_rarity(arrays["name_host_buckets"], arrays["name_hosts"], fleet_f, fleet_n)
+    known = ~np.isnan(arrays["path_host_buckets"])
+    by_path = key_rarity(
+        np.nan_to_num(arrays["path_host_buckets"]),
+        np.nan_to_num(arrays["path_hosts"]),
+        fleet_f,
+        fleet_n,
+    )
+    rare = np.flatnonzero((by_name > 0) | (known & (by_path > 0)))
+    conn.executemany("UPDATE temp.candidates SET rare = 1 WHERE id = ?", [(int(i),) for i in rare])
 
 
 def _key_stats(
@@ -191,29 +209,39 @@ def _pair_stats(
     conn: sqlite3.Connection, span: int, history: int, mature: int
 ) -> list[tuple[int, int]]:
     """Per candidate: this host's buckets with this binary (by path, or by name when the
-    path is unknown) and the host's active buckets, each counted only up to where it
-    stops mattering. Two passes keep every probe on an index."""
+    path is unknown; counted up to 12 for rare keys, up to 1 for routine ones) and the
+    host's active buckets, each only up to where it stops mattering. Host activity is
+    asked once per (host, bucket); two passes keep every binary probe on an index."""
     window = "{a}.bucket >= c.bucket - :history AND {a}.bucket < c.bucket"
-    active = _capped_count(
+    params = {"span": span, "history": history}
+    active_sql = _capped_count(
         "host_bucket",
         "hb",
         "hb.span = :span AND hb.host = c.host AND " + window.format(a="hb"),
         mature,
     )
+    active = {
+        (host, bucket): int(count)
+        for host, bucket, count in conn.execute(
+            f"SELECT c.host, c.bucket, {active_sql} FROM "
+            "(SELECT DISTINCT host, bucket FROM temp.candidates) AS c",
+            params,
+        )
+    }
     stats: dict[int, tuple[int, int]] = {}
     for column, only in (("path", "c.path != ''"), ("name", "c.path = ''")):
-        used = _capped_count(
-            "presence",
-            "p",
-            f"p.span = :span AND p.host = c.host AND p.{column} = c.{column} AND "
-            + window.format(a="p"),
-            HOST_PATH_CAP,
+        where = f"p.span = :span AND p.host = c.host AND p.{column} = c.{column} AND " + (
+            window.format(a="p")
         )
-        for cid, host_buckets, buckets in conn.execute(
-            f"SELECT c.id, {used}, {active} FROM temp.candidates AS c WHERE {only}",
-            {"span": span, "history": history},
+        used = (
+            f"CASE WHEN c.rare THEN {_capped_count('presence', 'p', where, HOST_PATH_CAP)} "
+            f"ELSE EXISTS (SELECT 1 FROM presence AS p WHERE {where}) END"
+        )
+        for cid, host, bucket, host_buckets in conn.execute(
+            f"SELECT c.id, c.host, c.bucket, {used} FROM temp.candidates AS c WHERE {only}",
+            params,
         ):
-            stats[int(cid)] = (int(host_buckets), int(buckets))
+            stats[int(cid)] = (int(host_buckets), active[(host, bucket)])
     return [stats[i] for i in range(len(stats))]
 
 
