@@ -13,7 +13,6 @@ a fresh process so its peak RSS is its own. Sizes: RARENET_BENCH_HOSTS (default
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -51,39 +50,46 @@ def base_store(directory: Path) -> tuple[Path, int, float]:
 
 
 def replicate(base: Path, target: Path, copies: int) -> int:
-    """A store whose presence is `copies` × the base fleet (hosts renamed); aggregates
-    rebuilt exactly from it. Returns presence rows."""
+    """A store whose presence is `copies` × the base fleet under new host names. The copies
+    are disjoint host sets, so the aggregates are exactly the base ones × copies (hosts
+    per key-bucket and per bucket) or renamed copies (host activity). Indexes are built
+    after the bulk load. Returns presence rows."""
     with Store(target) as store:
-        store.conn.execute("ATTACH DATABASE ? AS base", (str(base),))
-        with store.transaction() as conn:
-            _fill(conn, copies)
-        rows = store.conn.execute("SELECT count(*) FROM presence").fetchone()[0]
-        store.conn.execute("DETACH DATABASE base")
+        conn = store.conn
+        conn.execute("ATTACH DATABASE ? AS base", (str(base),))
+        with store.transaction():
+            conn.execute("INSERT INTO observations SELECT * FROM base.observations")
+            conn.execute("INSERT INTO store_state SELECT * FROM base.store_state")
+            for index in ("presence_name", "presence_path", "presence_host_path"):
+                conn.execute(f"DROP INDEX {index}")
+            conn.execute(
+                "INSERT INTO key_bucket SELECT span, kind, key, bucket, hosts * ? FROM base.key_bucket",
+                (copies,),
+            )
+            conn.execute(
+                "INSERT INTO fleet_bucket SELECT span, bucket, hosts * ? FROM base.fleet_bucket",
+                (copies,),
+            )
+        for copy in range(copies):
+            suffix = f"~{copy}" if copy else ""
+            with store.transaction():
+                conn.execute(
+                    "INSERT INTO presence SELECT span, bucket, host || ?, name, path, connections, "
+                    "first_time, last_time, first_id FROM base.presence",
+                    (suffix,),
+                )
+                conn.execute(
+                    "INSERT INTO host_bucket SELECT span, host || ?, bucket FROM base.host_bucket",
+                    (suffix,),
+                )
+        with store.transaction():
+            conn.execute("CREATE INDEX presence_name ON presence (span, name, bucket)")
+            conn.execute("CREATE INDEX presence_path ON presence (span, path, bucket)")
+            conn.execute("CREATE INDEX presence_host_path ON presence (span, host, path, bucket)")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        rows = conn.execute("SELECT count(*) FROM presence").fetchone()[0]
+        conn.execute("DETACH DATABASE base")
     return int(rows)
-
-
-def _fill(conn: sqlite3.Connection, copies: int) -> None:
-    """Copy the base observations and replicate its presence; rebuild the aggregates."""
-    conn.execute("INSERT INTO observations SELECT * FROM base.observations")
-    conn.execute("INSERT INTO store_state SELECT * FROM base.store_state")
-    for copy in range(copies):
-        conn.execute(
-            "INSERT INTO presence SELECT span, bucket, host || ?, name, path, connections, "
-            "first_time, last_time, first_id FROM base.presence",
-            (f"~{copy}" if copy else "",),
-        )
-    conn.execute(
-        "INSERT INTO key_bucket SELECT span, 'path', path, bucket, count(DISTINCT host) "
-        "FROM presence WHERE path != '' GROUP BY span, path, bucket"
-    )
-    conn.execute(
-        "INSERT INTO key_bucket SELECT span, 'name', name, bucket, count(DISTINCT host) "
-        "FROM presence GROUP BY span, name, bucket"
-    )
-    conn.execute("INSERT INTO host_bucket SELECT DISTINCT span, host, bucket FROM presence")
-    conn.execute(
-        "INSERT INTO fleet_bucket SELECT span, bucket, count(*) FROM host_bucket GROUP BY span, bucket"
-    )
 
 
 def one_run(db: Path, at: int) -> tuple[dict[str, object], float, float]:
