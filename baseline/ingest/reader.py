@@ -142,12 +142,6 @@ def _directory(path: Path) -> InputError:
     )
 
 
-def identify(path: Path) -> FileIdentity:
-    """Stat and fingerprint a readable regular file; InputError otherwise."""
-    with OpenFile(path) as opened:
-        return opened.identity
-
-
 def is_gzip(head: bytes) -> bool:
     """True when the bytes start like a gzip stream."""
     return head.startswith(GZIP_MAGIC)
