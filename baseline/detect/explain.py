@@ -61,6 +61,7 @@ def explain(
         },
         "spread": {
             "hosts_last_day": int(feats.recent_hosts[index]),
+            "hosts_last_day_at_least": int(feats.recent_hosts[index]) >= cap,
             "established": round(float(feats.established[index]), 3),
             "rollout_discount": round(float(scores.spread[index]), 3),
         },

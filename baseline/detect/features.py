@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from baseline.detect.presence import host_activity_sql, hosts_in_window
 from baseline.detect.scoring import MIN_ROUTINE_HOSTS, ROUTINE_SHARE, Features, key_rarity
 from baseline.store import Store
 
@@ -108,7 +109,7 @@ def gather(store: Store, span: int, history: int, buckets: list[int], warmup: in
             kind, key = ("path", cand.path) if cand.path else ("name", cand.name)
             if (kind, key, cand.bucket) not in recent:
                 recent[(kind, key, cand.bucket)] = _recent_hosts(
-                    conn, span, kind, key, cand.bucket, day
+                    conn, span, kind, key, cand.bucket, day, _routine_cap(context)
                 )
             arrays["recent_hosts"][i] = recent[(kind, key, cand.bucket)]
         else:
@@ -192,17 +193,15 @@ def _key_stats(
             "WHERE span = ? AND kind = ? AND key = ? AND bucket >= ? AND bucket < ?",
             (span, kind, key, low, bucket),
         ).fetchone()
-        cap = math.ceil(max(ROUTINE_SHARE * fleet[bucket].hosts, MIN_ROUTINE_HOSTS))
-        hosts = 0
-        if host_buckets:
-            hosts = conn.execute(
-                f"SELECT count(*) FROM (SELECT DISTINCT host FROM presence "
-                f"INDEXED BY presence_{kind} WHERE span = ? "
-                f"AND {kind} = ? AND bucket >= ? AND bucket < ? LIMIT ?)",
-                (span, key, low, bucket, cap),
-            ).fetchone()[0]
+        cap = _routine_cap(fleet[bucket])
+        hosts = hosts_in_window(conn, span, kind, key, low, bucket, cap) if host_buckets else 0
         stats[(kind, key, bucket)] = (int(host_buckets), int(hosts), first, last)
     return stats
+
+
+def _routine_cap(context: FleetContext) -> int:
+    """Hosts beyond which a key is routine (counting further changes no score)."""
+    return math.ceil(max(ROUTINE_SHARE * context.hosts, MIN_ROUTINE_HOSTS))
 
 
 def _pair_stats(
@@ -210,16 +209,11 @@ def _pair_stats(
 ) -> list[tuple[int, int]]:
     """Per candidate: this host's buckets with this binary (by path, or by name when the
     path is unknown; counted up to 12 for rare keys, up to 1 for routine ones) and the
-    host's active buckets, each only up to where it stops mattering. Host activity is
-    asked once per (host, bucket); two passes keep every binary probe on an index."""
+    host's active buckets up to `mature`. Host activity is two seeks on `host_bucket.seq`
+    per (host, bucket); two passes keep every binary probe on an index."""
     window = "{a}.bucket >= c.bucket - :history AND {a}.bucket < c.bucket"
     params = {"span": span, "history": history}
-    active_sql = _capped_count(
-        "host_bucket",
-        "hb",
-        "hb.span = :span AND hb.host = c.host AND " + window.format(a="hb"),
-        mature,
-    )
+    active_sql = host_activity_sql("c.host", "c.bucket", "c.bucket - :history")
     active = {
         (host, bucket): int(count)
         for host, bucket, count in conn.execute(
@@ -241,7 +235,7 @@ def _pair_stats(
             f"SELECT c.id, c.host, c.bucket, {used} FROM temp.candidates AS c WHERE {only}",
             params,
         ):
-            stats[int(cid)] = (int(host_buckets), active[(host, bucket)])
+            stats[int(cid)] = (int(host_buckets), min(active[(host, bucket)], mature))
     return [stats[i] for i in range(len(stats))]
 
 
@@ -256,15 +250,8 @@ def _capped_count(table: str, alias: str, where: str, cap: int) -> str:
 
 
 def _recent_hosts(
-    conn: sqlite3.Connection, span: int, kind: str, key: str, bucket: int, day: int
+    conn: sqlite3.Connection, span: int, kind: str, key: str, bucket: int, day: int, cap: int
 ) -> int:
-    """Distinct hosts using a young key within the last `day`, this bucket included (only
-    asked for keys first seen less than a `day` ago, so few rows)."""
-    return int(
-        conn.execute(
-            f"SELECT count(DISTINCT host) FROM presence INDEXED BY presence_{kind} "
-            f"WHERE span = ? AND {kind} = ? "
-            "AND bucket >= ? AND bucket <= ?",
-            (span, key, bucket - day, bucket),
-        ).fetchone()[0]
-    )
+    """Distinct hosts using a young key within the last `day`, this bucket included, up
+    to `cap` (only asked for keys first seen less than a `day` ago)."""
+    return hosts_in_window(conn, span, kind, key, bucket - day, bucket + span, cap)

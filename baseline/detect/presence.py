@@ -7,14 +7,18 @@ history. Alongside presence it maintains, incrementally and exactly:
 
 * `key_bucket`  — hosts per (path or name, bucket)
 * `fleet_bucket` — hosts with any activity per bucket
-* `host_bucket` — which hosts were active in which bucket
+* `host_bucket` — which hosts were active in which bucket, numbered per host (`seq`)
+* `key_host` — which hosts ever used a path / name, with first and last bucket
 """
 
 from __future__ import annotations
 
+import sqlite3
+
 from baseline.store import Store
 
 _STATE_KEY = "presence_watermark:{span}"
+_PRUNED_KEY = "presence_pruned:{span}"  # buckets before this were pruned
 
 
 def refresh_presence(store: Store, span: int, upto_id: int | None = None) -> int:
@@ -42,6 +46,7 @@ def refresh_presence(store: Store, span: int, upto_id: int | None = None) -> int
         folded = conn.execute("SELECT coalesce(sum(n), 0) FROM temp.new_presence").fetchone()[0]
         _count_new_host_buckets(store, span)
         _count_new_key_buckets(store, span)
+        _remember_key_hosts(store, span)
         conn.execute(
             "INSERT INTO presence (span, bucket, host, name, path, connections, first_time, "
             "last_time, first_id) SELECT :span, bucket, host, name, path, n, first_time, "
@@ -62,20 +67,109 @@ def refresh_presence(store: Store, span: int, upto_id: int | None = None) -> int
 
 
 def _count_new_host_buckets(store: Store, span: int) -> None:
-    """Hosts newly active in a bucket: count them per bucket, then remember them."""
-    store.conn.execute(
+    """Hosts newly active in a bucket: count them per bucket, then remember them with
+    their sequence numbers (`seq`: the host's active buckets up to this one)."""
+    conn = store.conn
+    conn.execute("DROP TABLE IF EXISTS temp.new_host_bucket")
+    conn.execute(
+        "CREATE TEMP TABLE new_host_bucket (host TEXT, bucket INTEGER, seq INTEGER, "
+        "PRIMARY KEY (host, bucket)) WITHOUT ROWID"
+    )
+    # A new bucket's seq: the seq of the host's last stored bucket before it (or the
+    # one before its first stored bucket), plus its rank among the host's new buckets.
+    conn.execute(
+        "INSERT INTO temp.new_host_bucket (host, bucket, seq) "
+        "SELECT host, bucket, coalesce("
+        "  (SELECT hb.seq FROM host_bucket AS hb WHERE hb.span = :span AND hb.host = np.host "
+        "   AND hb.bucket < np.bucket ORDER BY hb.bucket DESC LIMIT 1), "
+        "  (SELECT hb.seq - 1 FROM host_bucket AS hb WHERE hb.span = :span AND hb.host = np.host "
+        "   ORDER BY hb.bucket LIMIT 1), 0) "
+        "+ row_number() OVER (PARTITION BY host ORDER BY bucket) "
+        "FROM (SELECT DISTINCT host, bucket FROM temp.new_presence) AS np "
+        "WHERE NOT EXISTS (SELECT 1 FROM host_bucket AS hb WHERE hb.span = :span "
+        "AND hb.host = np.host AND hb.bucket = np.bucket)",
+        {"span": span},
+    )
+    conn.execute(
         "INSERT INTO fleet_bucket (span, bucket, hosts) "
-        "SELECT :span, bucket, count(*) FROM (SELECT DISTINCT bucket, host FROM temp.new_presence "
-        "  AS np WHERE NOT EXISTS (SELECT 1 FROM host_bucket AS hb "
-        "  WHERE hb.span = :span AND hb.host = np.host AND hb.bucket = np.bucket)) "
-        "GROUP BY bucket ON CONFLICT (span, bucket) DO UPDATE SET hosts = hosts + excluded.hosts",
+        "SELECT :span, bucket, count(*) FROM temp.new_host_bucket GROUP BY bucket "
+        "ON CONFLICT (span, bucket) DO UPDATE SET hosts = hosts + excluded.hosts",
         {"span": span},
     )
-    store.conn.execute(
-        "INSERT OR IGNORE INTO host_bucket (span, host, bucket) "
-        "SELECT DISTINCT :span, host, bucket FROM temp.new_presence",
+    # Late data (a bucket older than some already stored): later buckets move up.
+    conn.execute(
+        "UPDATE host_bucket SET seq = seq + (SELECT count(*) FROM temp.new_host_bucket AS n "
+        "WHERE n.host = host_bucket.host AND n.bucket < host_bucket.bucket) "
+        "FROM (SELECT host, min(bucket) AS low FROM temp.new_host_bucket GROUP BY host) AS m "
+        "WHERE host_bucket.span = :span AND host_bucket.host = m.host "
+        "AND host_bucket.bucket > m.low",
         {"span": span},
     )
+    conn.execute(
+        "INSERT INTO host_bucket (span, host, bucket, seq) "
+        "SELECT :span, host, bucket, seq FROM temp.new_host_bucket",
+        {"span": span},
+    )
+    conn.execute("DROP TABLE temp.new_host_bucket")
+
+
+def _remember_key_hosts(store: Store, span: int) -> None:
+    """Record (key, host) pairs with the first and last bucket the host used the key."""
+    for kind, only in (("path", "path != ''"), ("name", "true")):
+        store.conn.execute(
+            f"INSERT INTO key_host (span, kind, key, host, first_bucket, last_bucket) "
+            f"SELECT :span, '{kind}', {kind}, host, min(bucket), max(bucket) "
+            f"FROM temp.new_presence WHERE {only} GROUP BY {kind}, host "
+            "ON CONFLICT (span, kind, key, host) DO UPDATE SET "
+            "first_bucket = min(first_bucket, excluded.first_bucket), "
+            "last_bucket = max(last_bucket, excluded.last_bucket)",
+            {"span": span},
+        )
+
+
+def hosts_in_window(
+    conn: sqlite3.Connection, span: int, kind: str, key: str, low: int, high: int, cap: int
+) -> int:
+    """Distinct hosts that used a path / name in buckets [low, high), counted up to `cap`,
+    host by host from `key_host`: a host whose first use falls in the window counts as
+    is; any other is checked with one index seek (never a scan of the key's presence)."""
+    column = "path" if kind == "path" else "name"
+    row = conn.execute(
+        "SELECT value FROM store_state WHERE key = ?", (_PRUNED_KEY.format(span=span),)
+    ).fetchone()
+    exact_from = max(low, int(row[0]) if row else low)  # older first buckets may be pruned
+    return int(
+        conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM key_host AS kh WHERE kh.span = :span "
+            "AND kh.kind = :kind AND kh.key = :key AND kh.last_bucket >= :low "
+            "AND kh.first_bucket < :high AND (kh.first_bucket >= :exact_from "
+            f"OR EXISTS (SELECT 1 FROM presence AS p INDEXED BY presence_host_{column} "
+            f"WHERE p.span = :span AND p.host = kh.host AND p.{column} = :key "
+            "AND p.bucket >= :low AND p.bucket < :high)) LIMIT :cap)",
+            {
+                "span": span,
+                "kind": kind,
+                "key": key,
+                "low": low,
+                "high": high,
+                "exact_from": exact_from,
+                "cap": cap,
+            },
+        ).fetchone()[0]
+    )
+
+
+def host_activity_sql(host: str, bucket: str, low: str) -> str:
+    """SQL for how many buckets in [low, bucket) the host was active (from `seq`)."""
+    last = (
+        f"(SELECT hb.seq FROM host_bucket AS hb WHERE hb.span = :span AND hb.host = {host} "
+        f"AND hb.bucket < {bucket} ORDER BY hb.bucket DESC LIMIT 1)"
+    )
+    first = (
+        f"(SELECT hb.seq - 1 FROM host_bucket AS hb WHERE hb.span = :span AND hb.host = {host} "
+        f"AND hb.bucket >= {low} ORDER BY hb.bucket LIMIT 1)"
+    )
+    return f"max(0, coalesce({last} - {first}, 0))"
 
 
 def _count_new_key_buckets(store: Store, span: int) -> None:
@@ -113,4 +207,13 @@ def prune_presence(store: Store, span: int, before_bucket: int) -> int:
             conn.execute(
                 f"DELETE FROM {table} WHERE span = ? AND bucket < ?", (span, before_bucket)
             )
+        # A pair's first bucket may now predate what is kept (a lower bound from here on).
+        conn.execute(
+            "DELETE FROM key_host WHERE span = ? AND last_bucket < ?", (span, before_bucket)
+        )
+        conn.execute(
+            "INSERT INTO store_state (key, value) VALUES (?, ?) ON CONFLICT (key) "
+            "DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+            (_PRUNED_KEY.format(span=span), str(before_bucket)),
+        )
         return int(removed)

@@ -202,9 +202,69 @@ def _detection(db: Database) -> None:
     )
 
 
+def _delivery_attempts(db: Database) -> None:
+    """Delivery bookkeeping: when a row was (re)queued and first/last attempted, and the
+    indexes delivery polls (due rows per webhook; signals by creation time)."""
+    db.execute("ALTER TABLE deliveries ADD COLUMN queued_at REAL NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE deliveries ADD COLUMN first_attempt_at REAL")
+    db.execute("ALTER TABLE deliveries ADD COLUMN last_attempt_at REAL")
+    db.execute(
+        "UPDATE deliveries SET queued_at = coalesce((SELECT created_at FROM signals "
+        "WHERE signals.id = deliveries.signal_id), 0)"
+    )
+    db.execute(
+        "CREATE INDEX deliveries_webhook_due ON deliveries (webhook, state, next_attempt_at)"
+    )
+    db.execute("CREATE INDEX signals_created_at ON signals (created_at)")
+
+
+def _window_counts(db: Database) -> None:
+    """Counts over any window in a few index seeks, whatever the fleet size:
+
+    * `host_bucket.seq` — the host's active buckets up to and including this one, so a
+      host's activity in a window is a difference of two seqs;
+    * `key_host` — which hosts ever used a path / name (first and last bucket), so the
+      distinct hosts of a key in a window are found host by host (one seek each, stopping
+      at a cap) instead of by scanning every presence row of the key;
+    * `presence_host_name` for those seeks by name; the per-key bucket indexes go (the
+      per-key counts come from `key_bucket` and `key_host`).
+    """
+    db.execute("ALTER TABLE host_bucket ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        "UPDATE host_bucket SET seq = numbered.n FROM (SELECT span, host, bucket, "
+        "row_number() OVER (PARTITION BY span, host ORDER BY bucket) AS n FROM host_bucket) "
+        "AS numbered WHERE host_bucket.span = numbered.span AND host_bucket.host = numbered.host "
+        "AND host_bucket.bucket = numbered.bucket"
+    )
+    db.execute(
+        """CREATE TABLE key_host (
+            span INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            key TEXT NOT NULL,
+            host TEXT NOT NULL,
+            first_bucket INTEGER NOT NULL,
+            last_bucket INTEGER NOT NULL,
+            PRIMARY KEY (span, kind, key, host)
+        ) WITHOUT ROWID"""
+    )
+    db.execute(
+        "INSERT INTO key_host SELECT span, 'path', path, host, min(bucket), max(bucket) "
+        "FROM presence WHERE path != '' GROUP BY span, path, host"
+    )
+    db.execute(
+        "INSERT INTO key_host SELECT span, 'name', name, host, min(bucket), max(bucket) "
+        "FROM presence GROUP BY span, name, host"
+    )
+    db.execute("CREATE INDEX presence_host_name ON presence (span, host, name, bucket)")
+    db.execute("DROP INDEX presence_name")
+    db.execute("DROP INDEX presence_path")
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_initial", _initial),
     ("0002_detection", _detection),
+    ("0003_delivery_attempts", _delivery_attempts),
+    ("0004_window_counts", _window_counts),
 ]
 
 

@@ -54,16 +54,20 @@ def base_store(directory: Path) -> tuple[Path, int, float]:
 def replicate(base: Path, target: Path, copies: int) -> int:
     """A store whose presence is `copies` × the base fleet under new host names. The copies
     are disjoint host sets, so the aggregates are exactly the base ones × copies (hosts
-    per key-bucket and per bucket) or renamed copies (host activity). Indexes are built
-    after the bulk load. Returns presence rows."""
+    per key-bucket and per bucket) or renamed copies (host activity, key users). Indexes
+    on presence are built after the bulk load. Returns presence rows."""
     with Store(target) as store:
         conn = store.conn
         conn.execute("ATTACH DATABASE ? AS base", (str(base),))
+        indexes = conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'presence' "
+            "AND sql IS NOT NULL"
+        ).fetchall()
         with store.transaction():
             conn.execute("INSERT INTO observations SELECT * FROM base.observations")
             conn.execute("INSERT INTO store_state SELECT * FROM base.store_state")
-            for index in ("presence_name", "presence_path", "presence_host_path"):
-                conn.execute(f"DROP INDEX {index}")
+            for name, _ in indexes:
+                conn.execute(f"DROP INDEX {name}")
             conn.execute(
                 "INSERT INTO key_bucket SELECT span, kind, key, bucket, hosts * ? FROM base.key_bucket",
                 (copies,),
@@ -81,13 +85,17 @@ def replicate(base: Path, target: Path, copies: int) -> int:
                     (suffix,),
                 )
                 conn.execute(
-                    "INSERT INTO host_bucket SELECT span, host || ?, bucket FROM base.host_bucket",
+                    "INSERT INTO host_bucket SELECT span, host || ?, bucket, seq FROM base.host_bucket",
+                    (suffix,),
+                )
+                conn.execute(
+                    "INSERT INTO key_host SELECT span, kind, key, host || ?, first_bucket, "
+                    "last_bucket FROM base.key_host",
                     (suffix,),
                 )
         with store.transaction():
-            conn.execute("CREATE INDEX presence_name ON presence (span, name, bucket)")
-            conn.execute("CREATE INDEX presence_path ON presence (span, path, bucket)")
-            conn.execute("CREATE INDEX presence_host_path ON presence (span, host, path, bucket)")
+            for _, sql in indexes:
+                conn.execute(sql)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         rows = conn.execute("SELECT count(*) FROM presence").fetchone()[0]
         conn.execute("DETACH DATABASE base")

@@ -1,0 +1,143 @@
+"""Presence aggregates answer window questions exactly, whatever order buckets arrive in,
+across folds, late data and pruning: a host's activity (`host_bucket.seq`) and the
+distinct hosts of a path or name (`key_host` + one seek per host)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from baseline.detect.presence import (
+    host_activity_sql,
+    hosts_in_window,
+    prune_presence,
+    refresh_presence,
+)
+from baseline.store import Store
+from baseline.store.migrations import migrate
+
+SPAN = 10
+HOSTS = ("a", "b", "c", "d")
+# Two paths share the name "curl": the name's host set is the union of theirs.
+BINARIES = (("curl", "/usr/bin/curl"), ("curl", "/tmp/curl"), ("nc", "/usr/bin/nc"))
+
+Event = tuple[str, int, int]  # host, binary index, bucket
+
+
+def _insert(store: Store, rows: list[Event]) -> None:
+    start = store.conn.execute("SELECT coalesce(max(digest), 0) + 1 FROM observations").fetchone()
+    store.conn.executemany(
+        "INSERT INTO observations (time, host, host_uuid, name, path, digest) "
+        "VALUES (?, ?, '', ?, ?, ?)",
+        [
+            (bucket * SPAN + 3, host, *BINARIES[binary], start[0] + i)
+            for i, (host, binary, bucket) in enumerate(rows)
+        ],
+    )
+
+
+def _activity(store: Store, host: str, bucket: int, low: int) -> int:
+    sql = f"SELECT {host_activity_sql(':host', ':bucket', ':low')}"
+    params = {"span": SPAN, "host": host, "bucket": bucket * SPAN, "low": low * SPAN}
+    return int(store.conn.execute(sql, params).fetchone()[0])
+
+
+batches = st.lists(
+    st.lists(
+        st.tuples(st.sampled_from(HOSTS), st.integers(0, len(BINARIES) - 1), st.integers(0, 40)),
+        max_size=30,
+    ),
+    min_size=1,
+    max_size=5,
+)
+windows = st.lists(
+    st.tuples(st.integers(0, 45), st.integers(1, 25)).map(lambda w: (w[0], w[0] + w[1])),
+    min_size=1,
+    max_size=8,
+)
+
+
+def _fill(path: Path, batches: list[list[Event]], prune_at: int) -> tuple[Store, set[Event]]:
+    """Fold batch by batch (each may hold buckets older than stored ones), pruning midway;
+    return the store and the events it should still know about."""
+    store = Store(path)
+    seen: set[Event] = set()
+    for number, batch in enumerate(batches):
+        _insert(store, batch)
+        refresh_presence(store, SPAN)
+        seen |= set(batch)
+        if number == len(batches) // 2:
+            prune_presence(store, SPAN, prune_at * SPAN)
+            seen = {event for event in seen if event[2] >= prune_at}
+    return store, seen
+
+
+@settings(max_examples=80, deadline=None)
+@given(batches=batches, prune_at=st.integers(0, 20), windows=windows)
+def test_host_activity_matches_a_brute_force_count(
+    tmp_path_factory: object,
+    batches: list[list[Event]],
+    prune_at: int,
+    windows: list[tuple[int, int]],
+) -> None:
+    path = tmp_path_factory.mktemp("seq") / "r.db"  # type: ignore[attr-defined]
+    store, seen = _fill(path, batches, prune_at)
+    with store:
+        for host in HOSTS:
+            for low, high in windows:
+                expected = len({b for h, _, b in seen if h == host and low <= b < high})
+                assert _activity(store, host, high, low) == expected, (host, low, high)
+
+
+@settings(max_examples=80, deadline=None)
+@given(batches=batches, prune_at=st.integers(0, 20), windows=windows, cap=st.integers(1, 5))
+def test_hosts_in_window_matches_a_brute_force_count(
+    tmp_path_factory: object,
+    batches: list[list[Event]],
+    prune_at: int,
+    windows: list[tuple[int, int]],
+    cap: int,
+) -> None:
+    path = tmp_path_factory.mktemp("keys") / "r.db"  # type: ignore[attr-defined]
+    store, seen = _fill(path, batches, prune_at)
+    with store:
+        keys = [("path", path) for _, path in BINARIES] + [("name", "curl"), ("name", "nc")]
+        for kind, key in keys:
+            column = 1 if kind == "path" else 0
+            for low, high in windows:
+                users = {h for h, i, b in seen if BINARIES[i][column] == key and low <= b < high}
+                got = hosts_in_window(store.conn, SPAN, kind, key, low * SPAN, high * SPAN, cap)
+                assert got == min(len(users), cap), (kind, key, low, high)
+
+
+def test_upgrade_numbers_existing_host_buckets_and_key_hosts(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, upto="0003_delivery_attempts")
+    conn.executemany(
+        "INSERT INTO host_bucket (span, host, bucket) VALUES (?, ?, ?)",
+        [(SPAN, "a", 30), (SPAN, "a", 10), (SPAN, "b", 20), (SPAN, "a", 50)],
+    )
+    conn.executemany(
+        "INSERT INTO presence VALUES (?, ?, ?, 'curl', '/usr/bin/curl', 1, 0, 0, 1)",
+        [(SPAN, 10, "a"), (SPAN, 50, "a"), (SPAN, 20, "b")],
+    )
+    conn.close()
+    with Store(path) as store:
+        rows = store.conn.execute(
+            "SELECT host, bucket, seq FROM host_bucket ORDER BY 1, 2"
+        ).fetchall()
+        assert rows == [("a", 10, 1), ("a", 30, 2), ("a", 50, 3), ("b", 20, 1)]
+        assert _activity(store, "a", 6, 2) == 2  # buckets 30 and 50 of [20, 60)
+        assert store.conn.execute(
+            "SELECT kind, host, first_bucket, last_bucket FROM key_host ORDER BY 1, 2"
+        ).fetchall() == [
+            ("name", "a", 10, 50),
+            ("name", "b", 20, 20),
+            ("path", "a", 10, 50),
+            ("path", "b", 20, 20),
+        ]
+        assert hosts_in_window(store.conn, SPAN, "name", "curl", 30, 60, 10) == 1
