@@ -117,6 +117,26 @@ class WebhookSettings:
     format: str = setting("json", "Payload format: json, slack or ecs.", "choice:json,slack,ecs")
     secret: str = setting("", "HMAC-SHA256 key for X-Rarenet-Signature.", "str", True)
     timeout: float = setting(10.0, "Per-request timeout.", "duration", low=0.001)
+    name: str = setting(
+        "",
+        "Name in the outbox and in output (default: the URL's host + a short hash of the URL; "
+        "URLs are never printed).",
+    )
+    headers: list[str] = setting(
+        [], 'Extra request headers, each "Name: value".', "list", secret=True
+    )
+    dead_letter_after: float = setting(
+        86400.0,
+        "Give up on a delivery (state dead) this long after it was queued.",
+        "duration",
+        low=1,
+    )
+    max_backoff: float = setting(
+        900.0,
+        "Longest wait between attempts (exponential from 2s, with jitter).",
+        "duration",
+        low=1,
+    )
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,7 @@ def _register() -> None:
         ingest_cmd,
         packs_cmd,
         quarantine_cmd,
+        signals_cmd,
         simulate_cmd,
         status_cmd,
     )
@@ -122,6 +123,7 @@ def _register() -> None:
     main.add_command(ingest_cmd.ingest)
     main.add_command(packs_cmd.packs)
     main.add_command(quarantine_cmd.quarantine)
+    main.add_command(signals_cmd.signals)
     main.add_command(simulate_cmd.simulate)
     main.add_command(status_cmd.status)
 

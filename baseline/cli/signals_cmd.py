@@ -1,0 +1,183 @@
+"""`rarenet signals list|show ID|redeliver ID|deliver`: the signal outbox and its deliveries.
+
+Webhooks are named (`[[webhooks]] name`, or host + short hash): URLs carry tokens and are
+never printed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+import orjson
+
+from baseline.cli import Context, common_options, json_option, run_guarded
+from baseline.deliver import STATES, SignalRecord, deliver_once, get_signal, list_signals
+from baseline.deliver import redeliver as redeliver_signal
+from baseline.deliver.formats import printable
+from baseline.deliver.outbox import summary_state
+from baseline.deliver.webhooks import configured_webhooks
+from baseline.errors import EXIT_FINDINGS, InputError
+from baseline.store import Store
+from baseline.units import format_time, parse_time
+
+
+@click.group()
+def signals() -> None:
+    """The signal outbox: every signal, its delivery state per webhook, redelivery."""
+
+
+def _deliveries_line(record: SignalRecord) -> str:
+    if not record.deliveries:
+        return "no webhook"
+    return ", ".join(
+        f"{d.webhook}:{d.state}" + (f"×{d.attempts}" if d.attempts > 1 else "")
+        for d in record.deliveries
+    )
+
+
+def _printable_tree(value: Any) -> Any:
+    """A JSON value whose strings cannot drive a terminal (control/bidi characters escaped)."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable(k): _printable_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable_tree(v) for v in value]
+    return value
+
+
+@signals.command("list")
+@click.option(
+    "--state",
+    "only_state",
+    type=click.Choice([*STATES, "none"]),
+    help="Only signals with a delivery in this state (none: without any delivery).",
+)
+@click.option("--since", metavar="TIME", help="Only signals created at or after TIME.")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@common_options
+@json_option
+@click.pass_obj
+def list_(
+    state: Context, only_state: str | None, since: str | None, limit: int, as_json: bool
+) -> None:
+    """Newest signals first: id, created, host, binary, score, delivery state per webhook."""
+
+    def body() -> int:
+        try:
+            start = parse_time(since) if since else None
+        except ValueError as exc:
+            raise InputError(str(exc), where="--since") from None
+        with Store(state.config().store.path) as store:
+            records = list_signals(store, limit=limit, since=start, state=only_state)
+        if as_json:
+            click.echo(orjson.dumps({"signals": [r.as_json() for r in records]}).decode())
+            return 0
+        if not records:
+            click.echo("no signals")
+        for r in records:
+            click.echo(
+                f"{r.id[:12]}  {format_time(r.created_at)}  {printable(r.host)}  {printable(r.path or r.name)}  "
+                f"score {r.score:.0f}  {summary_state(r.deliveries)}  ({_deliveries_line(r)})"
+            )
+        return 0
+
+    run_guarded(body)
+
+
+@signals.command("show")
+@click.argument("sid", metavar="ID")
+@common_options
+@json_option
+@click.pass_obj
+def show(state: Context, sid: str, as_json: bool) -> None:
+    """One signal (ID or a unique prefix of at least 6 characters): delivery state,
+    attempts and last error per webhook, then the full signal document."""
+
+    def body() -> int:
+        with Store(state.config().store.path) as store:
+            record = get_signal(store, sid)
+        if as_json:
+            click.echo(orjson.dumps(record.as_json()).decode())
+            return 0
+        click.echo(f"signal   {record.id}")
+        click.echo(f"created  {format_time(record.created_at)}")
+        click.echo(f"host     {printable(record.host)}")
+        click.echo(
+            f"binary   {printable(record.name)} ({printable(record.path or 'path unknown')})"
+        )
+        click.echo(f"score    {record.score:.1f} (initial {record.initial_score:.1f})")
+        click.echo(f"reason   {printable(record.document.get('reason', ''))}")
+        click.echo(f"state    {summary_state(record.deliveries)}")
+        for d in record.deliveries:
+            when = (
+                f"delivered {format_time(d.delivered_at)}"
+                if d.delivered_at is not None and d.state == "delivered"
+                else f"next attempt {format_time(d.next_attempt_at)}"
+                if d.state in ("pending", "retrying")
+                else ""
+            )
+            status = f"HTTP {d.last_status}" if d.last_status is not None else "-"
+            click.echo(
+                f"  {d.webhook}: {d.state}, {d.attempts} attempts, {status}, {when}".rstrip(", ")
+            )
+            if d.last_error:
+                click.echo(f"    last error: {printable(d.last_error)}")
+        shown = _printable_tree(record.document)
+        click.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
+        return 0
+
+    run_guarded(body)
+
+
+@signals.command("redeliver")
+@click.argument("sid", metavar="ID")
+@click.option("--webhook", metavar="NAME", help="Only this webhook (default: every one).")
+@common_options
+@json_option
+@click.pass_obj
+def redeliver(state: Context, sid: str, webhook: str | None, as_json: bool) -> None:
+    """Queue a signal again (state pending, same Idempotency-Key); `rarenet serve` or
+    `rarenet signals deliver` sends it."""
+
+    def body() -> int:
+        config = state.config()
+        names = [w.name for w in configured_webhooks(config)]
+        with Store(config.store.path) as store:
+            record = get_signal(store, sid)
+            queued = redeliver_signal(store, record.id, names, now=time.time(), only=webhook)
+        if as_json:
+            click.echo(orjson.dumps({"id": record.id, "webhooks": queued}).decode())
+        else:
+            click.echo(f"queued {record.id} for {', '.join(queued)}")
+        return 0
+
+    run_guarded(body)
+
+
+@signals.command("deliver")
+@common_options
+@json_option
+@click.pass_obj
+def deliver(state: Context, as_json: bool) -> None:
+    """One delivery pass now (what `rarenet serve` does every few seconds).
+
+    Exit status: 0 nothing failed in this pass, 1 some delivery is retrying, failed or
+    was dead-lettered (see `rarenet signals list --state …`)."""
+
+    def body() -> int:
+        config = state.config()
+        with Store(config.store.path) as store:
+            report = deliver_once(store, config)
+        if as_json:
+            click.echo(orjson.dumps(report.as_json()).decode())
+        else:
+            click.echo(
+                f"{report.attempted} attempted: {report.delivered} delivered, "
+                f"{report.retrying} retrying, {report.failed} failed; {report.dead} dead-lettered"
+            )
+        return EXIT_FINDINGS if report.retrying or report.failed or report.dead else 0
+
+    run_guarded(body)

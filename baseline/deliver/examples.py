@@ -1,0 +1,147 @@
+"""The fixed example signal behind the golden payloads in docs/signals.md.
+
+`python -m baseline.deliver.examples docs/signals.md` rewrites the blocks between
+`<!-- golden:FORMAT -->` and `<!-- /golden -->`; a test fails when they drift.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from baseline.deliver.formats import render
+from baseline.deliver.outbox import SignalRecord
+from baseline.deliver.signing import sign
+from baseline.detect.signal import Detail, document, signal_id
+
+EXAMPLE_SECRET = "example-secret"
+_BUCKET = 1768212000  # 2026-01-12T10:00:00Z
+
+
+def example_document(**overrides: Any) -> dict[str, Any]:
+    """A native signal document as the rule writes it: perl calling out on port 4444."""
+    detail = Detail(
+        time=_BUCKET + 192,
+        host_uuid="4c4c4544-0042-3510-8057-b4c04f4e3732",
+        pid=31337,
+        uid=33,
+        username="www-data",
+        cmdline=overrides.pop("cmdline", "perl -e use Socket;$i=203.0.113.9;$p=4444"),
+        cwd="/var/www",
+        parent_pid=1204,
+        parent_name="apache2",
+        family=2,
+        protocol=6,
+        local_address="10.0.3.17",
+        local_port=51544,
+        remote_address=overrides.pop("remote_address", "203.0.113.9"),
+        remote_port=4444,
+        direction="outbound",
+    )
+    host = overrides.pop("host", "web-017")
+    name = overrides.pop("name", "perl")
+    path = overrides.pop("path", "/usr/bin/perl")
+    explanation = {
+        "decided_by": "path",
+        "fleet": {
+            "host_buckets": 40_320,
+            "hosts": 30,
+            "history_buckets": 1_344,
+            "warmup_buckets": 20,
+            "baseline_since": "2025-12-29T10:00:00Z",
+            "baseline_age": "14.0d",
+        },
+        "name": {
+            "value": name,
+            "host_buckets": 0,
+            "hosts": 0,
+            "hosts_at_least": False,
+            "first_seen": None,
+            "rarity": 1.0,
+        },
+        "path": {
+            "value": path,
+            "host_buckets": 0,
+            "hosts": 0,
+            "hosts_at_least": False,
+            "first_seen": None,
+            "last_seen": None,
+            "rarity": 1.0,
+        },
+        "host": {"buckets_with_binary": 0, "maturity": 1.0, "familiarity": 0.0, "novelty": 1.0},
+        "spread": {"hosts_last_day": 1, "established": 0.0, "rollout_discount": 0.0},
+        "score": 96.4,
+    }
+    reason = overrides.pop(
+        "reason", f"{path} on {host}: never seen in 40,320 fleet host-buckets over 14.0d"
+    )
+    return document(
+        sid=signal_id(host, name, path, _BUCKET),
+        host=host,
+        name=name,
+        path=path,
+        bucket=_BUCKET,
+        span=900,
+        score=96.4,
+        detail=detail,
+        explanation=explanation,
+        reason=reason,
+    )
+
+
+def example_record(**overrides: Any) -> SignalRecord:
+    """The example as the outbox loads it (created 3 minutes after its bucket)."""
+    doc = example_document(**overrides)
+    return SignalRecord(
+        id=doc["id"],
+        host=doc["host"]["name"],
+        name=doc["process"]["name"],
+        path=doc["process"]["executable"] or "",
+        bucket=_BUCKET,
+        score=doc["score"],
+        initial_score=doc["initial_score"],
+        created_at=float(_BUCKET + 900 + 180),
+        document=doc,
+    )
+
+
+def golden(fmt: str) -> str:
+    """The example body in `fmt`, pretty-printed for the docs (the wire form is compact)."""
+    body = render(fmt, example_record())
+    return orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2).decode()
+
+
+def golden_signature() -> str:
+    """The signature header of the compact `json` example body under EXAMPLE_SECRET."""
+    return sign(EXAMPLE_SECRET, render("json", example_record()))
+
+
+_BLOCK = re.compile(r"(<!-- golden:(\w+) -->\n)(.*?)(<!-- /golden -->)", re.S)
+
+
+def rewrite(text: str) -> str:
+    """`text` with every golden block regenerated."""
+
+    def block(match: re.Match[str]) -> str:
+        key = match.group(2)
+        content = golden_signature() if key == "signature" else golden(key)
+        fence = "text" if key == "signature" else "json"
+        return f"{match.group(1)}```{fence}\n{content}\n```\n{match.group(4)}"
+
+    return _BLOCK.sub(block, text)
+
+
+def main(argv: list[str]) -> int:
+    """Rewrite the golden blocks of the given markdown files in place."""
+    for name in argv:
+        path = Path(name)
+        path.write_text(rewrite(path.read_text(encoding="utf-8")), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

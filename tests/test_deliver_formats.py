@@ -1,0 +1,293 @@
+"""Payload formats: the golden examples in docs/signals.md, every documented field of the
+native document, ECS names and types of every field the `ecs` document sets, Slack's
+first line, and hostile strings in every format."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from baseline.deliver.examples import example_record, golden, golden_signature, rewrite
+from baseline.deliver.formats import (
+    ECS_VERSION,
+    RENDERERS,
+    ecs_document,
+    native_document,
+    render,
+    slack_message,
+)
+from baseline.deliver.outbox import SignalRecord
+from baseline.deliver.signing import verify
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "signals.md"
+
+# The field definitions the `ecs` document relies on: name → Elasticsearch type.
+# ECS 8.11 (https://www.elastic.co/guide/en/ecs/8.11/ecs-field-reference.html):
+ECS_FIELDS = {
+    "@timestamp": "date",
+    "ecs.version": "keyword",
+    "message": "match_only_text",
+    "tags": "keyword",
+    "event.kind": "keyword",
+    "event.category": "keyword",
+    "event.type": "keyword",
+    "event.id": "keyword",
+    "event.created": "date",
+    "event.start": "date",
+    "event.module": "keyword",
+    "event.dataset": "keyword",
+    "event.risk_score": "float",
+    "event.reason": "keyword",
+    "rule.id": "keyword",
+    "rule.uuid": "keyword",
+    "rule.name": "keyword",
+    "rule.ruleset": "keyword",
+    "rule.description": "keyword",
+    "threat.framework": "keyword",
+    "threat.tactic.id": "keyword",
+    "threat.tactic.name": "keyword",
+    "threat.tactic.reference": "keyword",
+    "threat.technique.id": "keyword",
+    "threat.technique.name": "keyword",
+    "threat.technique.reference": "keyword",
+    "host.name": "keyword",
+    "host.hostname": "keyword",
+    "host.id": "keyword",
+    "process.name": "keyword",
+    "process.executable": "keyword",
+    "process.pid": "long",
+    "process.args": "keyword",
+    "process.args_count": "long",
+    "process.command_line": "wildcard",
+    "process.working_directory": "keyword",
+    "process.parent.pid": "long",
+    "process.parent.name": "keyword",
+    "user.name": "keyword",
+    "user.id": "keyword",
+    "destination.ip": "ip",
+    "destination.address": "keyword",
+    "destination.port": "long",
+    "network.transport": "keyword",
+    "network.type": "keyword",
+    "network.direction": "keyword",
+}
+# Kibana's alerts-as-data fields (`kibana.alert.*`, as detection alerts carry them):
+KIBANA_FIELDS = {
+    "kibana.alert.uuid": "keyword",
+    "kibana.alert.status": "keyword",
+    "kibana.alert.workflow_status": "keyword",
+    "kibana.alert.severity": "keyword",
+    "kibana.alert.risk_score": "float",
+    "kibana.alert.reason": "keyword",
+    "kibana.alert.original_time": "date",
+    "kibana.alert.start": "date",
+    "kibana.alert.rule.name": "keyword",
+    "kibana.alert.rule.uuid": "keyword",
+    "kibana.alert.rule.rule_id": "keyword",
+    "kibana.alert.rule.severity": "keyword",
+    "kibana.alert.rule.risk_score": "float",
+    "kibana.alert.rule.description": "keyword",
+    "kibana.alert.rule.threat.framework": "keyword",
+    "kibana.alert.rule.threat.tactic.id": "keyword",
+    "kibana.alert.rule.threat.tactic.name": "keyword",
+    "kibana.alert.rule.threat.tactic.reference": "keyword",
+    "kibana.alert.rule.threat.technique.id": "keyword",
+    "kibana.alert.rule.threat.technique.name": "keyword",
+    "kibana.alert.rule.threat.technique.reference": "keyword",
+}
+# rarenet's own fields, in the custom namespace ECS allows (no ECS definition exists):
+CUSTOM_FIELDS = {
+    "rarenet.score": "float",
+    "rarenet.initial_score": "float",
+    "rarenet.bucket.start": "date",
+    "rarenet.bucket.span": "keyword",
+    "rarenet.explanation": "flattened",
+}
+FIELDS = ECS_FIELDS | KIBANA_FIELDS | CUSTOM_FIELDS
+# ECS allowed values for the categorization fields we set.
+ALLOWED = {
+    "event.kind": {
+        "alert",
+        "asset",
+        "enrichment",
+        "event",
+        "metric",
+        "state",
+        "pipeline_error",
+        "signal",
+    },
+    "event.category": {"network"},
+    "event.type": {"access", "allowed", "connection", "denied", "end", "info", "protocol", "start"},
+    "network.direction": {
+        "ingress",
+        "egress",
+        "inbound",
+        "outbound",
+        "internal",
+        "external",
+        "unknown",
+    },
+}
+
+
+def leaves(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted name, value) of every leaf; lists are walked (ECS fields may be arrays);
+    a `flattened` field is one leaf."""
+    if FIELDS.get(prefix) == "flattened":
+        return [(prefix, value)]
+    if isinstance(value, dict):
+        return [
+            pair
+            for key, item in value.items()
+            for pair in leaves(item, f"{prefix}.{key}" if prefix else key)
+        ]
+    if isinstance(value, list):
+        return [pair for item in value for pair in leaves(item, prefix)]
+    return [(prefix, value)]
+
+
+def type_ok(kind: str, value: Any) -> bool:
+    if kind in ("keyword", "wildcard", "match_only_text"):
+        return isinstance(value, str)
+    if kind == "long":
+        return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+    if kind == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "flattened":
+        return isinstance(value, dict)
+    if kind == "ip":
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            return False
+        return True
+    if kind == "date":
+        return (
+            isinstance(value, str)
+            and datetime.fromisoformat(value.replace("Z", "+00:00")) is not None
+        )
+    raise AssertionError(f"unknown type {kind}")
+
+
+def hostile_record() -> SignalRecord:
+    return example_record(
+        name="perl\n<!channel> & <@U123|admin>",
+        path="/tmp/.x/\udcff\udcfe<b>*bold*",
+        host="web-017\r\nInjected: yes",
+        cmdline="perl " + "A" * 10_240 + " \x00\x1b[31m\u202e",
+        remote_address="not-an-ip",
+        reason="reason with\nnewline <!here>",
+    )
+
+
+def check_ecs(doc: dict[str, Any]) -> None:
+    for name, value in leaves(doc):
+        assert name in FIELDS, f"{name} has no field definition (ECS, Kibana or rarenet.*)"
+        assert type_ok(FIELDS[name], value), f"{name}: {value!r} is not a valid {FIELDS[name]}"
+        if name in ALLOWED:
+            assert value in ALLOWED[name], f"{name}: {value!r} is not an allowed value"
+    assert doc["ecs"]["version"] == ECS_VERSION
+
+
+def test_golden_examples_in_the_docs_are_current() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    for fmt in ("json", "slack", "ecs", "signature"):
+        assert f"<!-- golden:{fmt} -->" in text, f"docs/signals.md lacks the {fmt} example"
+    assert rewrite(text) == text, (
+        "docs/signals.md golden examples are stale: "
+        "run `.venv/bin/python -m baseline.deliver.examples docs/signals.md`"
+    )
+    assert golden("json") in text and golden_signature() in text
+
+
+def test_the_documented_signature_verifies() -> None:
+    body = render("json", example_record())
+    assert verify("example-secret", body, golden_signature())
+    assert not verify("other-secret", body, golden_signature())
+
+
+NATIVE_FIELDS = [
+    "@timestamp", "event.kind", "host.name", "host.id", "process.name", "process.executable",
+    "process.pid", "process.args", "process.working_directory", "process.parent.pid",
+    "process.parent.name", "user.name", "user.id", "destination.ip", "destination.port",
+    "network.transport", "network.type", "network.direction", "rule.name", "rule.id",
+    "threat", "risk_score", "severity", "score", "initial_score", "explanation", "reason", "id",
+]  # fmt: skip
+
+
+def present(doc: dict[str, Any], dotted: str) -> bool:
+    value: Any = doc
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return False
+        value = value[part]
+    return True
+
+
+def test_native_json_has_every_documented_field() -> None:
+    doc = orjson.loads(render("json", example_record()))
+    for name in NATIVE_FIELDS:
+        assert present(doc, name), name
+    assert doc["event"]["kind"] == "signal" and doc["destination"]["port"] == 4444
+    assert doc["process"]["parent"] == {"pid": 1204, "name": "apache2"}
+    # a signal whose observation was pruned still carries every field, as null
+    record = example_record()
+    bare = {k: v for k, v in record.document.items() if k not in ("user", "destination")}
+    bare["process"] = {"name": "perl", "executable": "/usr/bin/perl"}
+    doc = native_document(SignalRecord(**{**record.__dict__, "document": bare}))
+    for name in NATIVE_FIELDS:
+        assert present(doc, name), name
+    assert doc["process"]["pid"] is None and doc["destination"]["ip"] is None
+
+
+def test_ecs_fields_are_valid_names_and_types() -> None:
+    doc = ecs_document(example_record())
+    check_ecs(doc)
+    names = {name for name, _ in leaves(doc)}
+    for required in ("@timestamp", "event.kind", "kibana.alert.rule.name", "kibana.alert.rule.rule_id",
+                     "kibana.alert.rule.severity", "kibana.alert.rule.risk_score",
+                     "kibana.alert.rule.threat.tactic.id", "kibana.alert.risk_score",
+                     "kibana.alert.severity", "kibana.alert.reason", "kibana.alert.original_time",
+                     "destination.ip", "process.parent.pid", "rarenet.score"):  # fmt: skip
+        assert required in names, required
+    assert doc["kibana"]["alert"]["original_time"] == example_record().document["@timestamp"]
+
+
+def test_slack_first_line_says_who_what_where_why() -> None:
+    message = slack_message(example_record())
+    first, *rest = message["text"].split("\n")
+    assert first == (
+        "rarenet: perl (/usr/bin/perl) on web-017 connected to 203.0.113.9:4444 as www-data"
+        " — score 96: never seen in 40,320 fleet host-buckets over 14.0d"
+    )
+    assert rest[0].startswith("score 96.4 (initial 96.4)")
+    assert message["mrkdwn"] is False
+
+
+@pytest.mark.parametrize("fmt", sorted(RENDERERS))
+def test_hostile_strings_render_safely(fmt: str) -> None:
+    record = hostile_record()
+    body = render(fmt, record)
+    assert body == render(fmt, record)  # deterministic: retries carry identical bytes
+    body.decode("utf-8")  # valid UTF-8 (surrogates replaced)
+    doc = orjson.loads(body)
+    if fmt == "slack":
+        text = doc["text"]
+        lines = text.split("\n")
+        assert len(lines) == 6, lines  # hostile newlines cannot add lines
+        assert "<" not in text and ">" not in text  # no <!channel>, mentions or links
+        assert "&lt;!channel&gt;" in lines[0] and "\\n" in lines[0]
+        assert "\x00" not in text and "\x1b" not in text and "\u202e" not in text
+        assert len(text) < 3000
+    else:
+        flat = orjson.dumps(doc).decode()
+        assert "\udcff" not in flat and "\ufffd" in flat
+        assert "A" * 10_240 in flat  # nothing silently cut from the machine formats
+    if fmt == "ecs":
+        check_ecs(doc)
+        assert "ip" not in doc["destination"] and doc["destination"]["address"] == "not-an-ip"
