@@ -10,8 +10,11 @@ from baseline.detect.scoring import MIN_ROUTINE_HOSTS, ROUTINE_SHARE, Scores
 from baseline.units import format_age, format_time
 
 
-def _when(bucket: int | None) -> str | None:
-    return format_time(bucket) if bucket is not None else None
+def _when(bucket: float | int | None) -> str | None:
+    """A bucket start as a time; None when never seen (NaN)."""
+    if bucket is None or math.isnan(bucket):
+        return None
+    return format_time(int(bucket))
 
 
 def explain(

@@ -11,12 +11,19 @@ from __future__ import annotations
 import math
 import sqlite3
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from baseline.detect.presence import host_activity_sql, hosts_in_window
-from baseline.detect.scoring import MIN_ROUTINE_HOSTS, ROUTINE_SHARE, Features, key_rarity
+from baseline.detect.scoring import (
+    MIN_ROUTINE_HOSTS,
+    ROUTINE_SHARE,
+    Array,
+    Features,
+    key_rarity,
+)
 from baseline.store import Store
 
 HOST_PATH_CAP = 12  # familiarity 1 - exp(-12/4) = 0.95: more buckets change little
@@ -25,8 +32,7 @@ ESTABLISHED_SHARE = 1 / 14  # a path seen in the fleet this long (1 day) is esta
 MATURE_SHARE = 3 / 14  # a host with this much activity (3 days) has a history of its own
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
     """A host using a binary in a bucket of the look-back window."""
 
     bucket: int
@@ -49,14 +55,16 @@ class FleetContext:
 
 @dataclass(frozen=True)
 class Gathered:
-    """Candidates, their features (same order) and per-bucket fleet context."""
+    """Candidates, their features (same order) and per-bucket fleet context. First/last
+    buckets are floats with NaN for "never seen" (explain turns them into times)."""
 
     candidates: list[Candidate]
     features: Features
     fleet: dict[int, FleetContext]
-    name_first_bucket: list[int | None]
-    path_first_bucket: list[int | None]
-    path_last_bucket: list[int | None]
+    name_first_bucket: Array
+    path_first_bucket: Array
+    path_last_bucket: Array
+    warm: npt.NDArray[np.bool_]  # the candidate's bucket is past warm-up
 
 
 def window_buckets(at: int, span: int, lookback: int) -> list[int]:
@@ -67,73 +75,48 @@ def window_buckets(at: int, span: int, lookback: int) -> list[int]:
 
 
 def gather(store: Store, span: int, history: int, buckets: list[int], warmup: int) -> Gathered:
-    """Features of every (host, name, path) present in `buckets`."""
+    """Features of every (host, name, path) present in `buckets`.
+
+    Per-key numbers are asked once per (key, bucket) and spread to candidates with numpy
+    indexing; per-candidate numbers are one SQL pass of index seeks over a temporary
+    table holding only the candidates that still need one."""
     conn = store.conn
     rows = conn.execute(
         "SELECT bucket, host, name, path, first_id FROM presence WHERE span = ? AND bucket >= ? "
         "AND bucket <= ? ORDER BY bucket, host, name, path",
         (span, buckets[0], buckets[-1]),
     ).fetchall()
-    candidates = [Candidate(*row) for row in rows]
-    fleet = {b: _fleet_context(conn, span, history, b, warmup) for b in buckets}
-    _load_candidates(conn, candidates)
-    key_stats = _key_stats(conn, span, history, fleet)
-    day = max(span, int(history * ESTABLISHED_SHARE))
-    mature = max(1, int(history * MATURE_SHARE) // span)
-    recent: dict[tuple[str, str, int], int] = {}
+    candidates = list(map(Candidate._make, rows))
     n = len(candidates)
-    arrays = {name: np.zeros(n) for name in _FEATURE_NAMES}
-    path_first: list[int | None] = []
-    name_first: list[int | None] = []
-    path_last: list[int | None] = []
-    for i, cand in enumerate(candidates):
-        context = fleet[cand.bucket]
-        arrays["fleet_host_buckets"][i] = context.host_buckets
-        arrays["fleet_hosts"][i] = context.hosts
-        name_f, name_h, name_first_b, _ = key_stats[("name", cand.name, cand.bucket)]
-        arrays["name_host_buckets"][i], arrays["name_hosts"][i] = name_f, name_h
-        name_first.append(name_first_b)
-        if cand.path:
-            path_f, path_h, first_b, last_b = key_stats[("path", cand.path, cand.bucket)]
-            arrays["path_host_buckets"][i], arrays["path_hosts"][i] = path_f, path_h
-            path_first.append(first_b)
-            path_last.append(last_b)
-        else:
-            arrays["path_host_buckets"][i] = arrays["path_hosts"][i] = math.nan
-            first_b = name_first_b
-            path_first.append(None)
-            path_last.append(None)
-        age = cand.bucket - first_b if first_b is not None else 0
-        arrays["established"][i] = min(1.0, age / day)
-        if age < day:  # spread only matters for a young key
-            kind, key = ("path", cand.path) if cand.path else ("name", cand.name)
-            if (kind, key, cand.bucket) not in recent:
-                recent[(kind, key, cand.bucket)] = _recent_hosts(
-                    conn, span, kind, key, cand.bucket, day, _routine_cap(context)
-                )
-            arrays["recent_hosts"][i] = recent[(kind, key, cand.bucket)]
-        else:
-            arrays["recent_hosts"][i] = 1
-    _mark_rare(conn, arrays)
-    for i, (host_path, active) in enumerate(_pair_stats(conn, span, history, mature)):
-        arrays["host_path_buckets"][i] = host_path
-        arrays["host_maturity"][i] = min(1.0, active / mature)
-    conn.execute("DROP TABLE IF EXISTS temp.candidates")
-    return Gathered(candidates, Features(**arrays), fleet, name_first, path_first, path_last)
-
-
-_FEATURE_NAMES = (
-    "fleet_host_buckets",
-    "fleet_hosts",
-    "path_host_buckets",
-    "path_hosts",
-    "name_host_buckets",
-    "name_hosts",
-    "host_path_buckets",
-    "host_maturity",
-    "established",
-    "recent_hosts",
-)
+    fleet = {b: _fleet_context(conn, span, history, b, warmup) for b in buckets}
+    keys = _key_stats(conn, span, history, fleet, rows)
+    name_at = np.fromiter((keys.index["name", r[2], r[0]] for r in rows), np.intp, n)
+    path_at = np.fromiter((keys.index.get(("path", r[3], r[0]), -1) for r in rows), np.intp, n)
+    bucket_at = np.fromiter((buckets.index(b) for b in (r[0] for r in rows)), np.intp, n)
+    fleet_f = np.array([fleet[b].host_buckets for b in buckets], dtype=float)[bucket_at]
+    fleet_n = np.array([fleet[b].hosts for b in buckets], dtype=float)[bucket_at]
+    name_f, name_h, name_first = (keys.values[name_at, col] for col in range(3))
+    path_f, path_h, path_first, path_last = (keys.values[path_at, col] for col in range(4))
+    own = np.where(path_at >= 0, path_at, name_at)  # the key that dates the binary
+    rare = _rare(name_f, name_h, path_f, path_h, fleet_f, fleet_n)
+    host_path, active = _pair_stats(conn, span, history, rows, rare)
+    mature = max(1, int(history * MATURE_SHARE) // span)
+    features = Features(
+        fleet_host_buckets=fleet_f,
+        fleet_hosts=fleet_n,
+        path_host_buckets=path_f,
+        path_hosts=path_h,
+        name_host_buckets=name_f,
+        name_hosts=name_h,
+        host_path_buckets=host_path,
+        host_maturity=np.minimum(active, mature) / mature,
+        established=keys.values[own, 4],
+        recent_hosts=keys.values[own, 5],
+    )
+    warm_buckets = np.array([fleet[b].buckets >= warmup for b in buckets], dtype=bool)
+    return Gathered(
+        candidates, features, fleet, name_first, path_first, path_last, warm_buckets[bucket_at]
+    )
 
 
 def _fleet_context(
@@ -147,46 +130,44 @@ def _fleet_context(
     return FleetContext(bucket, int(total), int(peak), int(count), first)
 
 
-def _load_candidates(conn: sqlite3.Connection, candidates: list[Candidate]) -> None:
-    conn.execute("DROP TABLE IF EXISTS temp.candidates")
-    conn.execute(
-        "CREATE TEMP TABLE candidates (id INTEGER PRIMARY KEY, bucket INTEGER, host TEXT, "
-        "name TEXT, path TEXT, rare INTEGER NOT NULL DEFAULT 0)"
-    )
-    conn.executemany(
-        "INSERT INTO temp.candidates (id, bucket, host, name, path) VALUES (?, ?, ?, ?, ?)",
-        [(i, c.bucket, c.host, c.name, c.path) for i, c in enumerate(candidates)],
-    )
+def _rare(
+    name_f: Array, name_h: Array, path_f: Array, path_h: Array, fleet_f: Array, fleet_n: Array
+) -> npt.NDArray[np.bool_]:
+    """Candidates whose path or name is rare in the fleet (R > 0). Only for those does
+    this host's own use need counting (familiarity); for routine keys the score can only
+    come from novelty, which needs just "has this host used it before"."""
+    by_name = key_rarity(name_f, name_h, fleet_f, fleet_n)
+    known = ~np.isnan(path_f)
+    by_path = key_rarity(np.nan_to_num(path_f), np.nan_to_num(path_h), fleet_f, fleet_n)
+    return np.asarray((by_name > 0) | (known & (by_path > 0)))
 
 
-def _mark_rare(conn: sqlite3.Connection, arrays: dict[str, npt.NDArray[np.float64]]) -> None:
-    """Flag candidates whose path or name is rare in the fleet (R > 0). Only for those
-    does this host's own use need counting (familiarity); for routine keys the score can
-    only come from novelty, which needs just "has this host used it before"."""
-    fleet_f, fleet_n = arrays["fleet_host_buckets"], arrays["fleet_hosts"]
-    by_name = key_rarity(arrays["name_host_buckets"], arrays["name_hosts"], fleet_f, fleet_n)
-    known = ~np.isnan(arrays["path_host_buckets"])
-    by_path = key_rarity(
-        np.nan_to_num(arrays["path_host_buckets"]),
-        np.nan_to_num(arrays["path_hosts"]),
-        fleet_f,
-        fleet_n,
-    )
-    rare = np.flatnonzero((by_name > 0) | (known & (by_path > 0)))
-    conn.executemany("UPDATE temp.candidates SET rare = 1 WHERE id = ?", [(int(i),) for i in rare])
+@dataclass(frozen=True)
+class KeyStats:
+    """Per (kind, key, bucket) of the candidates: `index` → row of `values`, whose columns
+    are host-buckets, hosts, first bucket, last bucket, established, recent hosts; the
+    last row is all NaN (for a candidate without a path)."""
+
+    index: dict[tuple[str, str, int], int]
+    values: Array
 
 
 def _key_stats(
-    conn: sqlite3.Connection, span: int, history: int, fleet: dict[int, FleetContext]
-) -> dict[tuple[str, str, int], tuple[int, int, int | None, int | None]]:
-    """(kind, key, bucket) → (host-buckets, hosts capped at the routine share, first
-    bucket seen, last bucket seen) over each bucket's baseline window."""
-    keys = conn.execute(
-        "SELECT DISTINCT 'name', name, bucket FROM temp.candidates UNION "
-        "SELECT DISTINCT 'path', path, bucket FROM temp.candidates WHERE path != ''"
-    ).fetchall()
-    stats: dict[tuple[str, str, int], tuple[int, int, int | None, int | None]] = {}
-    for kind, key, bucket in keys:
+    conn: sqlite3.Connection,
+    span: int,
+    history: int,
+    fleet: dict[int, FleetContext],
+    rows: list[Any],
+) -> KeyStats:
+    """Over each bucket's baseline window: host-buckets, hosts (capped at the routine
+    share), first and last bucket seen, how established the key is and, for a young
+    key, the hosts using it within the last day (spread)."""
+    keys = sorted(
+        {("name", r[2], r[0]) for r in rows} | {("path", r[3], r[0]) for r in rows if r[3]}
+    )
+    day = max(span, int(history * ESTABLISHED_SHARE))
+    values = np.full((len(keys) + 1, 6), np.nan)
+    for row, (kind, key, bucket) in enumerate(keys):
         low = bucket - history
         host_buckets, first, last = conn.execute(
             "SELECT coalesce(sum(hosts), 0), min(bucket), max(bucket) FROM key_bucket "
@@ -195,8 +176,19 @@ def _key_stats(
         ).fetchone()
         cap = _routine_cap(fleet[bucket])
         hosts = hosts_in_window(conn, span, kind, key, low, bucket, cap) if host_buckets else 0
-        stats[(kind, key, bucket)] = (int(host_buckets), int(hosts), first, last)
-    return stats
+        age = bucket - first if first is not None else 0
+        recent = 1  # spread only matters for a young key: hosts using it within a day
+        if age < day:
+            recent = hosts_in_window(conn, span, kind, key, bucket - day, bucket + span, cap)
+        values[row] = (
+            host_buckets,
+            hosts,
+            np.nan if first is None else first,
+            np.nan if last is None else last,
+            min(1.0, age / day),
+            recent,
+        )
+    return KeyStats({key: row for row, key in enumerate(keys)}, values)
 
 
 def _routine_cap(context: FleetContext) -> int:
@@ -205,38 +197,61 @@ def _routine_cap(context: FleetContext) -> int:
 
 
 def _pair_stats(
-    conn: sqlite3.Connection, span: int, history: int, mature: int
-) -> list[tuple[int, int]]:
-    """Per candidate: this host's buckets with this binary (by path, or by name when the
-    path is unknown; counted up to 12 for rare keys, up to 1 for routine ones) and the
-    host's active buckets up to `mature`. Host activity is two seeks on `host_bucket.seq`
-    per (host, bucket); two passes keep every binary probe on an index."""
-    window = "{a}.bucket >= c.bucket - :history AND {a}.bucket < c.bucket"
-    params = {"span": span, "history": history}
-    active_sql = host_activity_sql("c.host", "c.bucket", "c.bucket - :history")
-    active = {
-        (host, bucket): int(count)
-        for host, bucket, count in conn.execute(
-            f"SELECT c.host, c.bucket, {active_sql} FROM "
-            "(SELECT DISTINCT host, bucket FROM temp.candidates) AS c",
-            params,
-        )
-    }
-    stats: dict[int, tuple[int, int]] = {}
-    for column, only in (("path", "c.path != ''"), ("name", "c.path = ''")):
-        where = f"p.span = :span AND p.host = c.host AND p.{column} = c.{column} AND " + (
-            window.format(a="p")
-        )
-        used = (
+    conn: sqlite3.Connection,
+    span: int,
+    history: int,
+    rows: list[Any],
+    rare: npt.NDArray[np.bool_],
+) -> tuple[Array, Array]:
+    """Per candidate: this host's buckets with this binary in its window (by path, or by
+    name when the path is unknown; counted up to 12 for rare keys, up to 1 for routine
+    ones) and the host's active buckets (two seeks on `host_bucket.seq` per host and
+    bucket). A routine binary the host already used in an earlier bucket of this window
+    needs no seek."""
+    n = len(rows)
+    host_path = np.ones(n)
+    earliest: dict[tuple[str, str, str], int] = {}
+    probes = []
+    for i, (bucket, host, name, path, _) in enumerate(rows):  # rows come in bucket order
+        first = earliest.setdefault((host, name, path), bucket)
+        if rare[i] or not (bucket - history <= first < bucket):
+            probes.append((i, bucket, host, name, path, int(rare[i])))
+    conn.execute("DROP TABLE IF EXISTS temp.probes")
+    conn.execute(
+        "CREATE TEMP TABLE probes (id INTEGER PRIMARY KEY, bucket INTEGER, host TEXT, "
+        "name TEXT, path TEXT, rare INTEGER)"
+    )
+    conn.executemany("INSERT INTO temp.probes VALUES (?, ?, ?, ?, ?, ?)", probes)
+    window = "p.bucket >= c.bucket - :history AND p.bucket < c.bucket"
+    used = {}
+    for column in ("path", "name"):
+        where = f"p.span = :span AND p.host = c.host AND p.{column} = c.{column} AND {window}"
+        used[column] = (
             f"CASE WHEN c.rare THEN {_capped_count('presence', 'p', where, HOST_PATH_CAP)} "
             f"ELSE EXISTS (SELECT 1 FROM presence AS p WHERE {where}) END"
         )
-        for cid, host, bucket, host_buckets in conn.execute(
-            f"SELECT c.id, c.host, c.bucket, {used} FROM temp.candidates AS c WHERE {only}",
-            params,
-        ):
-            stats[int(cid)] = (int(host_buckets), min(active[(host, bucket)], mature))
-    return [stats[i] for i in range(len(stats))]
+    params = {"span": span, "history": history}
+    for i, count in conn.execute(
+        f"SELECT c.id, CASE WHEN c.path != '' THEN {used['path']} ELSE {used['name']} END "
+        "FROM temp.probes AS c",
+        params,
+    ):
+        host_path[i] = count
+    conn.execute("DROP TABLE temp.probes")
+    conn.execute("DROP TABLE IF EXISTS temp.host_buckets")
+    conn.execute("CREATE TEMP TABLE host_buckets (host TEXT, bucket INTEGER)")
+    conn.executemany(
+        "INSERT INTO temp.host_buckets VALUES (?, ?)", sorted({(r[1], r[0]) for r in rows})
+    )
+    active_sql = host_activity_sql("a.host", "a.bucket", "a.bucket - :history")
+    activity = {
+        (host, bucket): active
+        for host, bucket, active in conn.execute(
+            f"SELECT a.host, a.bucket, {active_sql} FROM temp.host_buckets AS a", params
+        )
+    }
+    conn.execute("DROP TABLE temp.host_buckets")
+    return host_path, np.fromiter((activity[r[1], r[0]] for r in rows), float, n)
 
 
 def _capped_count(table: str, alias: str, where: str, cap: int) -> str:
@@ -247,11 +262,3 @@ def _capped_count(table: str, alias: str, where: str, cap: int) -> str:
         f"CASE WHEN ({probe}) IS NOT NULL THEN {cap} "
         f"ELSE (SELECT count(*) FROM {table} AS {alias} WHERE {where}) END"
     )
-
-
-def _recent_hosts(
-    conn: sqlite3.Connection, span: int, kind: str, key: str, bucket: int, day: int, cap: int
-) -> int:
-    """Distinct hosts using a young key within the last `day`, this bucket included, up
-    to `cap` (only asked for keys first seen less than a `day` ago)."""
-    return hosts_in_window(conn, span, kind, key, bucket - day, bucket + span, cap)

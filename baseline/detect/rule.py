@@ -87,10 +87,7 @@ def detect_once(store: Store, settings: DetectSettings, at: int | None = None) -
     latest = gathered.fleet[buckets[-1]]
     if latest.buckets < settings.warmup_buckets:
         result.learning = f"learning: {latest.buckets}/{settings.warmup_buckets} buckets"
-    warm = np.array(
-        [gathered.fleet[c.bucket].buckets >= settings.warmup_buckets for c in gathered.candidates],
-        dtype=bool,
-    )
+    warm = gathered.warm
     if warm.any():
         counts, _ = np.histogram(scores.score[warm], bins=10, range=(0, 100))
         result.histogram = [int(n) for n in counts]
@@ -128,13 +125,10 @@ def _decide(
     exceptions = active_exceptions(store, result.data_time)
     claimed: dict[str, str] = {}  # executable → the signal that speaks for it in this run
     cands = gathered.candidates
-    order = sorted(range(len(cands)), key=lambda i: (cands[i].bucket, -scores.score[i], i))
+    over = np.flatnonzero(gathered.warm & (scores.score >= settings.threshold))
+    order = sorted(over.tolist(), key=lambda i: (cands[i].bucket, -scores.score[i], i))
     for i in order:
         cand, value = cands[i], float(scores.score[i])
-        if gathered.fleet[cand.bucket].buckets < settings.warmup_buckets:
-            continue
-        if value < settings.threshold:
-            continue
         detail = _detail(store, cand.first_id)
         hit = next((e for e in exceptions if _matches(e, cand, detail)), None)
         if hit is not None:
