@@ -1,0 +1,73 @@
+"""`rarenet serve [--local] [--host H] [--port P]`: the HTTP API and the scheduler."""
+
+from __future__ import annotations
+
+import click
+
+from baseline.cli import Context, common_options, run_guarded
+from baseline.cli.detect_cmd import signal_line
+from baseline.detect.rule import RunResult
+from baseline.units import format_time
+
+
+def console_sink(run: RunResult) -> None:
+    """After each detection run: new signals, one readable line each, and the warm-up."""
+    if run.learning:
+        click.echo(
+            f"rarenet: {run.learning} (data up to {format_time(run.data_time)}; "
+            f"{run.observations} observations in the look-back)"
+        )
+    for doc in run.documents:
+        click.echo(signal_line(doc))
+    if run.signals:
+        click.echo(f"rarenet: {run.signals} new signal(s) queued for delivery")
+
+
+@click.command()
+@click.option("--local", is_flag=True, help="Also collect this host's sockets from /proc.")
+@click.option("--host", metavar="ADDRESS", help="Address to bind (default [server] host).")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), help="Port (default [server] port; 0 = any free)."
+)
+@click.option(
+    "--access-log/--no-access-log", default=True, show_default=True, help="Log every request."
+)
+@common_options
+@click.pass_obj
+def serve(
+    state: Context, local: bool, host: str | None, port: int | None, access_log: bool
+) -> None:
+    """Serve the HTTP API and run the schedule: tail [ingest] files, detect every
+    [detect] interval, deliver, prune; with --local also collect from this host.
+
+    POST /v1/ingest answers only after a durable commit. With no [ingest] tokens it
+    refuses to listen beyond loopback (exit 2). SIGTERM / Ctrl-C finish in-flight
+    requests, stop the jobs and exit 0.
+    """
+
+    def body() -> int:
+        from dataclasses import replace
+
+        from baseline.serve.server import serve as run_server
+
+        config = state.config()
+        server = replace(
+            config.server,
+            host=host if host is not None else config.server.host,
+            port=port if port is not None else config.server.port,
+        )
+        config = replace(config, server=server)
+
+        def ready(url: str) -> None:
+            auth = "token required" if config.ingest.tokens else "no tokens: loopback only"
+            click.echo(f"rarenet: listening on {url} (store {config.store.path}; {auth})")
+            if local:
+                click.echo("rarenet: collecting this host's sockets from /proc (--local)")
+
+        code = run_server(
+            config, local=local, access_log=access_log, on_run=console_sink, on_ready=ready
+        )
+        click.echo("rarenet: stopped; every acknowledged request is committed")
+        return code
+
+    run_guarded(body)

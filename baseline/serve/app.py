@@ -1,0 +1,291 @@
+"""The HTTP API (DESIGN §8) as a Starlette app; the scheduler and writer live in its lifespan.
+
+| endpoint | token |
+|---|---|
+| POST /v1/ingest, GET /v1/snapshot, GET /v1/signals, GET /metrics | yes (when tokens are configured) |
+| GET /healthz, GET /openapi.json | no |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from baseline import __version__
+from baseline.config import Config
+from baseline.deliver import list_signals
+from baseline.detect.rule import RunResult
+from baseline.errors import InputError
+from baseline.ingest.chunks import build_parser
+from baseline.serve.auth import presented_token, token_ok
+from baseline.serve.bodies import BodyError, init_worker, parse_in_worker, worker_ready
+from baseline.serve.jobs import Jobs
+from baseline.serve.metrics import Metrics
+from baseline.serve.openapi import openapi_document
+from baseline.serve.snapshots import Snapshot, SnapshotCache
+from baseline.serve.writer import CommitWriter, WriterClosed
+from baseline.store import Store
+from baseline.units import parse_time
+
+REFUSED_TYPES = ("multipart/",)  # a MIME-wrapped upload; curl -d (form type) is fine
+MAX_HOST = 255
+MAX_SIGNALS = 1000
+MAX_PARSE_WORKERS = 4
+DRAIN_FACTOR = 4  # an oversized body is read (and dropped) up to this many × max_body
+
+
+def parse_workers() -> int:
+    """Processes that parse bodies: one per CPU (the HTTP side needs little), up to 4."""
+    return max(1, min(MAX_PARSE_WORKERS, len(os.sched_getaffinity(0))))
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    headers = {"WWW-Authenticate": 'Bearer realm="rarenet"'} if status == 401 else None
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+
+
+class Api:
+    """One server: its config, writer, metrics, snapshot cache and scheduled jobs."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        local: bool = False,
+        on_run: Callable[[RunResult], None] | None = None,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.tokens = list(config.ingest.tokens)
+        self.max_body = config.ingest.max_body
+        build_parser(config)  # a bad [ingest] exclusion fails here, before anything starts
+        self.writer = CommitWriter(config.store.path)
+        self.metrics = Metrics(self.open_store)
+        self.snapshots = SnapshotCache(config.detect)
+        self.jobs = Jobs(config, self.metrics, self.snapshots, local=local, on_run=on_run)
+        self.on_ready = on_ready
+        self.scheduler_running = False
+        self.pool: ProcessPoolExecutor | None = None
+
+    def open_store(self) -> Store:
+        return Store(self.config.store.path)
+
+    def app(self) -> Starlette:
+        routes = [
+            Route("/v1/ingest", self.ingest, methods=["POST"]),
+            Route("/v1/snapshot", self.snapshot, methods=["GET"]),
+            Route("/v1/signals", self.signals, methods=["GET"]),
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/metrics", self.metrics_text, methods=["GET"]),
+            Route("/openapi.json", self.openapi, methods=["GET"]),
+        ]
+        return Starlette(routes=routes, lifespan=self.lifespan)
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        self.pool = self._new_pool()
+        # Start every worker now, not on the first posts (a spawn costs ~1 s).
+        started = [self.pool.submit(worker_ready, 0.2) for _ in range(parse_workers())]
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in started))
+        self.writer.start()
+        scheduler = self.jobs.build_scheduler()
+        scheduler.start()
+        self.scheduler_running = True
+        if self.on_ready is not None:
+            self.on_ready()
+        try:
+            yield
+        finally:
+            # In-flight requests have finished (uvicorn waits for them before this):
+            # stop the jobs (waiting for a running one), then commit what is queued.
+            self.scheduler_running = False
+            await run_in_threadpool(scheduler.shutdown, True)
+            await run_in_threadpool(self.writer.close)
+            await run_in_threadpool(self.pool.shutdown, True)  # the current pool
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn, not fork: this process already runs threads (writer, scheduler)
+        return ProcessPoolExecutor(
+            parse_workers(),
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=init_worker,
+            initargs=(self.config,),
+        )
+
+    def _authorised(self, request: Request) -> bool:
+        token = presented_token(
+            request.headers.get("authorization"), request.query_params.get("token")
+        )
+        return token_ok(self.tokens, token)
+
+    # -- POST /v1/ingest --------------------------------------------------------------------
+
+    async def ingest(self, request: Request) -> Response:
+        response = await self._ingest(request)
+        self.metrics.requests.labels(str(response.status_code)).inc()
+        return response
+
+    async def _ingest(self, request: Request) -> Response:
+        if not self._authorised(request):
+            return _error(401, "missing or wrong token (Authorization: Bearer … or ?token=)")
+        content_type = request.headers.get("content-type", "").lower()
+        if content_type.startswith(REFUSED_TYPES):
+            return _error(
+                415, f"Content-Type {content_type[:60]!r}: send the JSON or NDJSON itself"
+            )
+        pool = self.pool
+        assert pool is not None
+        try:
+            raw = await self._read(request)
+            encoding = request.headers.get("content-encoding", "")
+            packed = await asyncio.wrap_future(pool.submit(parse_in_worker, raw, encoding))
+        except BodyError as exc:
+            return _error(exc.status, exc.message)
+        except ClientDisconnect:
+            return _error(400, "the client closed the connection before the body was complete")
+        except BrokenProcessPool as exc:  # a worker died: later requests get a fresh pool
+            if self.pool is pool and self.scheduler_running:
+                self.pool = self._new_pool()
+                pool.shutdown(wait=False)
+            return _error(503, f"cannot parse now, retry: {exc}")
+        except RuntimeError as exc:  # the pool is shutting down
+            return _error(503, f"cannot parse now: {exc}")
+        parsed = await run_in_threadpool(packed.unpack)  # large bodies: off the event loop
+        peer = request.client.host if request.client else "unknown"
+        try:
+            counts = await asyncio.wrap_future(self.writer.submit(f"http:{peer}", parsed.result))
+        except WriterClosed as exc:
+            return _error(503, str(exc))
+        except Exception as exc:
+            return _error(503, f"the store failed: {type(exc).__name__}: {exc}")
+        self.metrics.ingested(counts)
+        document = {
+            "accepted": counts.inserted,
+            "duplicates": counts.duplicates,
+            "rejected": counts.rejected,
+            "filtered": counts.filtered,
+            "skipped": counts.skipped,
+            "errors": parsed.errors,
+        }
+        if parsed.nothing_usable:
+            return JSONResponse(
+                {"error": "nothing in the body is an osquery result", **document}, status_code=400
+            )
+        return JSONResponse(document)
+
+    async def _read(self, request: Request) -> bytes:
+        """The raw body, at most max_body bytes (else 413). A body somewhat over the limit
+        is read to its end and dropped, so the sender sees the 413 rather than a reset
+        connection; one over DRAIN_FACTOR × the limit is cut off."""
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                raise BodyError(400, "Content-Length is not a number")
+            if int(declared) > self.max_body * DRAIN_FACTOR:
+                raise BodyError(413, self._too_large(int(declared)))
+        pieces: list[bytes] = []
+        size = 0
+        async for piece in request.stream():
+            size += len(piece)
+            if size > self.max_body * DRAIN_FACTOR:
+                break
+            if size <= self.max_body:
+                pieces.append(piece)
+        if size > self.max_body:
+            raise BodyError(413, self._too_large(size))
+        return b"".join(pieces)
+
+    def _too_large(self, size: int) -> str:
+        return f"body of {size}+ bytes is over the {self.max_body}-byte limit ([ingest] max_body)"
+
+    # -- GET /v1/snapshot -------------------------------------------------------------------
+
+    async def snapshot(self, request: Request) -> Response:
+        if not self._authorised(request):
+            return _error(401, "missing or wrong token")
+        host = request.query_params.get("host")
+        if host is not None and not 0 < len(host) <= MAX_HOST:
+            return _error(400, f"host must be 1 to {MAX_HOST} characters")
+        snap = await run_in_threadpool(self._snapshot, host, request.headers.get("if-none-match"))
+        headers = {"ETag": snap.etag, "Cache-Control": "no-cache"}
+        if snap.not_modified:
+            return Response(status_code=304, headers=headers)
+        return Response(snap.body, media_type="application/json", headers=headers)
+
+    def _snapshot(self, host: str | None, if_none_match: str | None) -> Snapshot:
+        with self.open_store() as store:
+            return self.snapshots.get(store, host, if_none_match)
+
+    # -- GET /v1/signals --------------------------------------------------------------------
+
+    async def signals(self, request: Request) -> Response:
+        if not self._authorised(request):
+            return _error(401, "missing or wrong token")
+        query = request.query_params
+        try:
+            limit = int(query.get("limit", "100"))
+            if not 1 <= limit <= MAX_SIGNALS:
+                raise ValueError
+        except ValueError:
+            return _error(400, f"limit must be an integer from 1 to {MAX_SIGNALS}")
+        since: int | None = None
+        if query.get("since"):
+            try:
+                since = parse_time(query["since"])
+            except (ValueError, OverflowError):
+                return _error(400, "since must be unix seconds or ISO 8601")
+        state = query.get("state") or None
+        if state is not None and len(state) > 32:
+            return _error(400, "state is too long")
+        try:
+            documents = await run_in_threadpool(self._signals, limit, since, state)
+        except InputError as exc:
+            return _error(400, str(exc))
+        return JSONResponse({"signals": documents})
+
+    def _signals(self, limit: int, since: int | None, state: str | None) -> list[Any]:
+        with self.open_store() as store:
+            records = list_signals(store, limit=limit, since=since, state=state)
+            return [record.as_json() for record in records]
+
+    # -- operations -------------------------------------------------------------------------
+
+    async def healthz(self, _request: Request) -> Response:
+        alive = self.writer.alive and self.scheduler_running
+        document = {
+            "status": "ok" if alive else "failing",
+            "version": __version__,
+            "writer": self.writer.alive,
+            "scheduler": self.scheduler_running,
+        }
+        return JSONResponse(document, status_code=200 if alive else 503)
+
+    async def metrics_text(self, request: Request) -> Response:
+        if not self._authorised(request):
+            return _error(401, "missing or wrong token")
+        text = await run_in_threadpool(generate_latest, self.metrics.registry)
+        return Response(text, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def openapi(self, _request: Request) -> Response:
+        return JSONResponse(openapi_document())

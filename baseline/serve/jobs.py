@@ -1,0 +1,187 @@
+"""The scheduled side of `rarenet serve`: plain `*_once` jobs, wired by APScheduler.
+
+Every job opens its own Store connection (SQLite connections belong to one thread and
+APScheduler runs jobs on a pool), does its work in short transactions, and reports to
+the metrics. `build_scheduler` only wires them (`maintenance.add_jobs`).
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from baseline.collect import Collector, local_host_id
+from baseline.config import Config
+from baseline.deliver import DeliveryReport, deliver_once
+from baseline.detect.maintenance import add_jobs, prune_once
+from baseline.detect.presence import refresh_presence
+from baseline.detect.rule import RunResult, detect_once
+from baseline.ingest.chunks import ChunkCounts, build_parser
+from baseline.ingest.pipeline import Ingester
+from baseline.serve.metrics import Metrics
+from baseline.serve.snapshots import SnapshotCache
+from baseline.store import Store
+
+log = logging.getLogger("rarenet.serve")
+
+TAIL_EVERY = 5.0  # seconds between reads of [ingest] files
+FOLD_EVERY = 2.0  # seconds between presence folds (keeps each detection run short)
+FOLD_HOLD = 0.25  # seconds one fold transaction should hold the write lock
+FOLD_MIN_STEP, FOLD_MAX_STEP = 2_000, 200_000  # observation ids per fold transaction
+FOLD_PAUSE = 0.02  # seconds between fold steps, so a waiting ingest commit gets the lock
+FOLD_BUDGET = 2.0  # seconds of folding per scheduled fold run
+DELIVER_EVERY = 5.0
+PRUNE_EVERY = 3600.0
+
+
+@dataclass
+class Jobs:
+    """The jobs of one server; `on_run` sees every detection run (the console sink)."""
+
+    config: Config
+    metrics: Metrics
+    snapshots: SnapshotCache
+    local: bool = False
+    on_run: Callable[[RunResult], None] | None = None
+    _collector: Collector | None = None
+    _folded_to: int = 0
+    _fold_step: int = 20_000
+    _fold_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def store(self) -> Store:
+        return Store(self.config.store.path)
+
+    # -- the jobs -------------------------------------------------------------------------
+
+    def tail_once(self) -> int:
+        """Read what was appended to `[ingest] files` since their checkpoints."""
+        paths = sorted({p for pattern in self.config.ingest.files for p in glob.glob(pattern)})
+        if not paths:
+            return 0
+        with self.store() as store:
+            report = Ingester(store, self.config).ingest(paths)
+        self.metrics.ingested(
+            ChunkCounts(report.observations, report.duplicates, report.rejected, 0, 0)
+        )
+        for error in report.errors:
+            log.warning("tail: %s", error)
+        return report.observations
+
+    def fold_once(self, budget: float | None = FOLD_BUDGET) -> int:
+        """Fold new observations into presence in transactions of about FOLD_HOLD
+        seconds each (the step adapts to how fast folding goes), pausing between them
+        so ingest commits interleave; stop after `budget` seconds (None: until done).
+        Keeps the next detection run short."""
+        span = max(1, int(self.config.detect.bucket_span))
+        folded = 0
+        began = time.monotonic()
+        with self._fold_lock, self.store() as store:
+            low, top = store.conn.execute(
+                "SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM observations"
+            ).fetchone()
+            self._folded_to = max(self._folded_to, int(low) - 1)
+            while self._folded_to < top:
+                if budget is not None and time.monotonic() - began > budget:
+                    break
+                upto = min(int(top), self._folded_to + self._fold_step)
+                started = time.perf_counter()
+                folded += refresh_presence(store, span, upto_id=upto)
+                took = time.perf_counter() - started
+                self._folded_to = upto
+                scale = min(2.0, FOLD_HOLD / max(took, 1e-3))
+                step = int(self._fold_step * scale)
+                self._fold_step = min(FOLD_MAX_STEP, max(FOLD_MIN_STEP, step))
+                time.sleep(FOLD_PAUSE)
+        return folded
+
+    def detect_once(self) -> RunResult | None:
+        """The rule at data time now; then the snapshot cache for the new run."""
+        started = time.perf_counter()
+        try:
+            self.fold_once(None)  # in short steps; the run's own fold then finds little left
+            with self.store() as store:
+                run = detect_once(store, self.config.detect)
+                if self.snapshots.requested:
+                    self.fold_once(FOLD_BUDGET)
+                    self.snapshots.refresh(store)
+        except Exception:
+            self.metrics.runs.labels("error").inc()
+            raise
+        finally:
+            self.metrics.duration.observe(time.perf_counter() - started)
+            self.metrics.last_run.set_to_current_time()
+        self.metrics.runs.labels("learning" if run.learning else "ok").inc()
+        if self.on_run is not None:
+            self.on_run(run)
+        return run
+
+    def deliver_once(self) -> DeliveryReport:
+        """Deliver due signals to the webhooks (baseline.deliver)."""
+        with self.store() as store:
+            return deliver_once(store, self.config)
+
+    def prune_once(self) -> object:
+        with self.store() as store:
+            return prune_once(store, self.config)
+
+    def collect_once(self) -> int:
+        """Read this host's sockets from /proc (`--local`)."""
+        first = self._collector is None
+        with self.store() as store:
+            if self._collector is None:
+                host = local_host_id(self.config.collect.host_id)
+                self._collector = Collector(store, build_parser(self.config).normaliser, host)
+            self._collector.store = store
+            sockets, stored = self._collector.collect_once()
+        self.metrics.rows.labels("accepted").inc(stored)
+        if first:
+            log.info(
+                "collect: %d sockets on this host (%s), %d observations stored; every %gs",
+                sockets,
+                self._collector.host,
+                stored,
+                self.config.collect.interval,
+            )
+        return stored
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    def build_scheduler(self) -> BackgroundScheduler:
+        """Every job, coalesced and one at a time; collect and detect also run at start
+        (so a newcomer sees the learning progress at once)."""
+        scheduler = BackgroundScheduler(timezone="UTC")
+        jobs: dict[str, tuple[Callable[[], object], float]] = {
+            "fold": (self._guard("fold", self.fold_once), FOLD_EVERY),
+            "detect": (self._guard("detect", self.detect_once), self.config.detect.interval),
+            "prune": (self._guard("prune", self.prune_once), PRUNE_EVERY),
+        }
+        if self.config.ingest.files:
+            jobs["tail"] = (self._guard("tail", self.tail_once), TAIL_EVERY)
+        if self.config.webhooks:
+            jobs["deliver"] = (self._guard("deliver", self.deliver_once), DELIVER_EVERY)
+        if self.local:
+            jobs["collect"] = (
+                self._guard("collect", self.collect_once),
+                self.config.collect.interval,
+            )
+        add_jobs(scheduler, self.config, jobs, run_now=("collect", "tail", "detect"))
+        return scheduler
+
+    def _guard(self, name: str, job: Callable[[], object]) -> Callable[[], object]:
+        """A failing job is logged and counted; the next run tries again."""
+
+        def run() -> object:
+            try:
+                return job()
+            except Exception as exc:
+                self.metrics.job_errors.labels(name).inc()
+                log.error("job %s failed: %s: %s", name, type(exc).__name__, exc)
+                return None
+
+        return run

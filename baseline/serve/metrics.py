@@ -1,0 +1,121 @@
+"""Prometheus metrics: in-process counters plus gauges read from the store per scrape.
+
+Each app has its own registry (never the global default), so tests can run several.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from baseline import __version__
+from baseline.ingest.chunks import ChunkCounts
+from baseline.store import Store
+
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    """Every metric `GET /metrics` shows."""
+
+    def __init__(self, open_store: Callable[[], Store]) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.rows = Counter(
+            "rarenet_ingest_rows",
+            "Rows ingested (HTTP and tailed files) by result: accepted (newly stored), "
+            "duplicate (already stored), rejected (quarantined lines or items).",
+            ["result"],
+            registry=r,
+        )
+        for result in ("accepted", "duplicate", "rejected"):
+            self.rows.labels(result)
+        self.requests = Counter(
+            "rarenet_ingest_requests",
+            "POST /v1/ingest requests by status code.",
+            ["code"],
+            registry=r,
+        )
+        self.runs = Counter(
+            "rarenet_detection_runs", "Detection runs by status (ok, learning, error).", ["status"],
+            registry=r,
+        )  # fmt: skip
+        for status in ("ok", "learning", "error"):
+            self.runs.labels(status)
+        self.duration = Histogram(
+            "rarenet_detection_duration_seconds",
+            "Duration of detection runs.",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.last_run = Gauge(
+            "rarenet_detection_last_run_timestamp_seconds",
+            "Wall-clock time the last detection run finished.",
+            registry=r,
+        )
+        self.job_errors = Counter(
+            "rarenet_job_errors", "Scheduled jobs that raised, by job.", ["job"], registry=r
+        )
+        Info("rarenet_build", "rarenet version.", registry=r).info({"version": __version__})
+        r.register(_StoreGauges(open_store))
+
+    def ingested(self, counts: ChunkCounts) -> None:
+        self.rows.labels("accepted").inc(counts.inserted)
+        self.rows.labels("duplicate").inc(counts.duplicates)
+        self.rows.labels("rejected").inc(counts.rejected)
+
+
+class _StoreGauges(Collector):
+    """Lag, signals and delivery failures, read from the store at scrape time."""
+
+    def __init__(self, open_store: Callable[[], Store]) -> None:
+        self.open_store = open_store
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []  # collected lazily (no store access at registration)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self.open_store() as store:
+            conn = store.conn
+            newest = conn.execute("SELECT max(time) FROM observations").fetchone()[0]
+            lag = GaugeMetricFamily(
+                "rarenet_ingest_lag_seconds",
+                "Now minus the data time of the newest stored observation.",
+            )
+            if newest is not None:
+                lag.add_metric([], max(0.0, time.time() - float(newest)))
+            yield lag
+            signals = GaugeMetricFamily(
+                "rarenet_signals",
+                "Signals in the outbox by delivery state (none: no webhook row).",
+                labels=["state"],
+            )
+            for state, count in conn.execute(
+                "SELECT coalesce(d.state, 'none'), count(DISTINCT s.id) FROM signals AS s "
+                "LEFT JOIN deliveries AS d ON d.signal_id = s.id GROUP BY 1"
+            ):
+                signals.add_metric([str(state)], float(count))
+            yield signals
+            failures = GaugeMetricFamily(
+                "rarenet_delivery_failures",
+                "Deliveries whose attempts failed: retrying, failed (permanent) or dead.",
+                labels=["state"],
+            )
+            for state, count in conn.execute(
+                "SELECT state, count(*) FROM deliveries "
+                "WHERE state IN ('retrying', 'failed', 'dead') GROUP BY state"
+            ):
+                failures.add_metric([str(state)], float(count))
+            yield failures

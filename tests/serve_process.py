@@ -1,0 +1,134 @@
+"""`rarenet serve` as a real subprocess on a free loopback port, for the serve tests
+and the serve benchmark. Output goes to files (a full pipe would stall the server)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+TOKEN = "s3cret-token"
+_LISTENING = re.compile(rb"listening on (http://\S+)")
+
+
+class ServerProcess:
+    """One `python -m baseline serve --port 0` with its own rarenet.toml and store."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        tokens: tuple[str, ...] = (TOKEN,),
+        max_body: str = "1MiB",
+        extra_toml: str = "",
+        ingest_toml: str = "",
+        args: tuple[str, ...] = (),
+    ) -> None:
+        self.workdir = workdir
+        self.db = workdir / "rarenet.db"
+        self.config = workdir / "rarenet.toml"
+        token_list = ", ".join(f'"{t}"' for t in tokens)
+        self.config.write_text(
+            f'[store]\npath = "{self.db}"\n\n[ingest]\ntokens = [{token_list}]\n'
+            f'max_body = "{max_body}"\n{ingest_toml}\n\n{extra_toml}\n'
+        )
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.starts = 0
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "baseline", "serve", "--config", str(self.config),
+            "--port", "0", *self.args,
+        ]  # fmt: skip
+
+    def start(self, timeout: float = 60) -> ServerProcess:
+        self.starts += 1
+        self.out = self.workdir / f"serve-{self.starts}.out"
+        self.err = self.workdir / f"serve-{self.starts}.err"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RARENET_")}
+        with self.out.open("wb") as out, self.err.open("wb") as err:
+            self.proc = subprocess.Popen(
+                self.command(), stdout=out, stderr=err, cwd=self.workdir, env=env
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            found = _LISTENING.search(self.out.read_bytes())
+            if found:
+                self.url = found.group(1).decode()
+                break
+            if self.proc.poll() is not None:
+                raise AssertionError(f"serve exited {self.proc.returncode}: {self.output()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"serve did not start: {self.output()}")
+            time.sleep(0.05)
+        return self
+
+    def output(self) -> str:
+        return self.out.read_text(errors="replace") + self.err.read_text(errors="replace")
+
+    def headers(self, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {TOKEN}", **extra}
+
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        kw.setdefault("headers", self.headers())
+        return requests.get(self.url + path, timeout=30, **kw)
+
+    def post(self, body: bytes, **kw: Any) -> requests.Response:
+        kw.setdefault("headers", self.headers())
+        return requests.post(self.url + "/v1/ingest", data=body, timeout=60, **kw)
+
+    def metric(self, name: str, labels: str = "") -> float:
+        """One sample's value from /metrics (0 if absent)."""
+        text = self.get("/metrics").text
+        wanted = f"{name}{{{labels}}}" if labels else name
+        for line in text.splitlines():
+            if line.startswith(wanted + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+    def stop(self, how: signal.Signals = signal.SIGTERM, timeout: float = 60) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(how)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """Teardown: never leave a server behind."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+    def peak_rss_mib(self) -> float:
+        """VmHWM of the server process (peak resident set)."""
+        assert self.proc is not None
+        return _vm_hwm(self.proc.pid)
+
+    def worker_peak_rss_mib(self) -> list[float]:
+        """VmHWM of each child process (the parse workers)."""
+        assert self.proc is not None
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        return [_vm_hwm(int(pid)) for pid in children.split()]
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+def _vm_hwm(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    found = re.search(r"VmHWM:\s+(\d+) kB", status)
+    return int(found.group(1)) / 1024 if found else 0.0

@@ -1,0 +1,198 @@
+"""The pieces of `rarenet serve` without HTTP: bodies, tokens, ETags, group commit."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import threading
+import zlib
+from pathlib import Path
+
+import orjson
+import pytest
+from osquery_lines import T0, batch, event, fleet_body, line, socket_row
+
+from baseline.config import Config
+from baseline.errors import ConfigError
+from baseline.ingest.chunks import build_parser
+from baseline.serve.auth import (
+    RedactTokens,
+    check_bind,
+    is_loopback,
+    presented_token,
+    redact,
+    token_ok,
+)
+from baseline.serve.bodies import BodyError, decode, parse_body
+from baseline.serve.snapshots import etag_matches
+from baseline.serve.writer import CommitWriter, WriterClosed
+from baseline.store import Store
+
+LIMIT = 1 << 20
+
+
+def parsed(config: Config, body: bytes) -> tuple[int, list[dict[str, object]]]:
+    result = parse_body(build_parser(config), body, LIMIT)
+    return len(result.result.observations), result.errors
+
+
+def test_every_body_shape_is_detected(config: Config) -> None:
+    rows = [event(socket_row(remote_port=p), unix=T0) for p in (1, 2, 3)]
+    assert parsed(config, b"".join(line(r) for r in rows)) == (3, [])  # NDJSON
+    assert parsed(config, b"".join(line(r) for r in rows).replace(b"\n", b"\r\n")) == (3, [])
+    assert parsed(config, orjson.dumps(rows)) == (3, [])  # JSON array
+    assert parsed(config, orjson.dumps(fleet_body(rows))) == (3, [])  # Fleet body
+    pretty = orjson.dumps(fleet_body(rows), option=orjson.OPT_INDENT_2)
+    assert parsed(config, pretty) == (3, [])  # a pretty-printed document is one document
+    assert parsed(config, line(batch([socket_row(), socket_row(pid=7)]))) == (2, [])
+    ndjson_of_bodies = line(fleet_body(rows[:1])) + line(fleet_body(rows[1:]))
+    assert parsed(config, ndjson_of_bodies) == (3, [])
+
+
+def test_errors_name_the_line_or_the_item(config: Config) -> None:
+    good = line(event(socket_row()))
+    count, errors = parsed(config, good + b"\n{bad\n" + good)
+    assert count == 2 and [e["line"] for e in errors] == [3]
+    body = fleet_body([event(socket_row()), {"name": "q"}, event(socket_row(remote_address="x"))])
+    count, errors = parsed(config, orjson.dumps(body))
+    assert count == 1
+    assert [str(e["reason"]).split(":")[0] for e in errors] == ["details[1]", "details[2]"]
+    many = b"".join(b"{bad%d\n" % i for i in range(100))
+    result = parse_body(build_parser(config), many, LIMIT)
+    assert len(result.errors) == 20 and len(result.result.rejects) == 100
+    assert result.nothing_usable
+    with pytest.raises(BodyError) as empty:
+        parse_body(build_parser(config), b" \n\t", LIMIT)
+    assert empty.value.status == 400
+
+
+def test_gzip_zlib_and_limits() -> None:
+    data = b'{"x": 1}\n' * 100
+    assert decode(gzip.compress(data), "gzip", LIMIT) == data
+    assert decode(gzip.compress(data), "", LIMIT) == data  # magic bytes
+    assert decode(zlib.compress(data), "deflate", LIMIT) == data
+    assert decode(gzip.compress(data) + gzip.compress(data), "gzip", LIMIT) == data * 2
+    assert decode(data, "identity", LIMIT) == data
+    for raw, encoding, status in [
+        (gzip.compress(b"a" * 5000), "gzip", 413),
+        (gzip.compress(data)[:-5], "gzip", 400),
+        (b"\x1f\x8bnot gzip", "", 400),
+        (data, "br", 415),
+    ]:
+        with pytest.raises(BodyError) as caught:
+            decode(raw, encoding, 4096)
+        assert caught.value.status == status
+
+
+def test_tokens_constant_time_over_all_and_redacted() -> None:
+    assert token_ok([], None)  # no tokens: loopback-only server, open
+    assert token_ok(["a", "b"], "b") and not token_ok(["a", "b"], "c")
+    assert not token_ok(["a"], None) and not token_ok(["a"], "")
+    assert not token_ok(["a"], "\udcff")
+    assert presented_token("Bearer t1", "t2") == "t1"
+    assert presented_token("bearer  t1 ", None) == "t1"
+    assert presented_token("Basic xyz", "t2") == "t2"
+    assert presented_token(None, None) is None
+    assert redact("/v1/ingest?token=abc&x=1") == "/v1/ingest?token=REDACTED&x=1"
+    assert redact("/v1/snapshot?host=h&token=abc") == "/v1/snapshot?host=h&token=REDACTED"
+    record = logging.LogRecord("a", 20, "f", 1, '%s "%s"', ("peer", "/x?token=s"), None)
+    RedactTokens().filter(record)
+    assert record.getMessage() == 'peer "/x?token=REDACTED"'
+
+
+def test_loopback_rule() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("::")
+    check_bind("127.0.0.1", [])
+    check_bind("0.0.0.0", ["t"])
+    with pytest.raises(ConfigError, match=r"refusing to listen on 0\.0\.0\.0"):
+        check_bind("0.0.0.0", [])
+
+
+def test_etag_matching() -> None:
+    tag = '"abc"'
+    assert etag_matches('"abc"', tag) and etag_matches('W/"abc"', tag)
+    assert etag_matches('"x", "abc"', tag) and etag_matches("*", tag)
+    assert not etag_matches('"abd"', tag) and not etag_matches(None, tag)
+
+
+def test_group_commit_counts_each_request_and_shares_transactions(
+    config: Config, tmp_path: Path
+) -> None:
+    db = tmp_path / "w.db"
+    Store(db).close()
+    writer = CommitWriter(str(db))
+    writer.start()
+    parser = build_parser(config)
+    bodies = [
+        line(event(socket_row(remote_port=1 + (i % 10)), host="g", unix=T0)) for i in range(40)
+    ]
+    futures = []
+    start = threading.Barrier(8)
+
+    def submit(part: list[bytes]) -> None:
+        start.wait()
+        for body in part:
+            futures.append(writer.submit("test", parse_body(parser, body, LIMIT).result))
+
+    threads = [threading.Thread(target=submit, args=(bodies[i::8],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    counts = [future.result(timeout=30) for future in futures]
+    writer.close()
+    assert sum(c.inserted for c in counts) == 10  # ten distinct rows, each stored once
+    assert sum(c.duplicates for c in counts) == 30
+    assert writer.commits <= 40
+    with pytest.raises(WriterClosed):
+        writer.submit("late", parse_body(parser, bodies[0], LIMIT).result).result(timeout=5)
+    with Store(db) as store:
+        assert store.summary().observations == 10
+
+
+def test_snapshot_cache_per_run_and_stable_etags(config: Config, tmp_path: Path) -> None:
+    from baseline.detect.presence import refresh_presence
+    from baseline.detect.rule import detect_once
+    from baseline.detect.snapshot import build_snapshot
+    from baseline.serve.snapshots import SnapshotCache
+
+    parser = build_parser(config)
+    with Store(tmp_path / "s.db") as store:
+        first = parse_body(parser, line(event(socket_row(), host="h1", unix=T0)), LIMIT).result
+        with store.transaction():
+            store.insert_observations(first.observations)
+        cache = SnapshotCache(config.detect)
+        snap = cache.get(store, "h1")
+        expected = build_snapshot(store, config.detect, "h1")
+        served = orjson.loads(snap.body)
+        assert {k: v for k, v in served.items() if k != "generated_at"} == {
+            k: v for k, v in expected.items() if k != "generated_at"
+        }
+        assert cache.get(store, "h1", snap.etag).not_modified
+        assert not cache.get(store, "h2", snap.etag).not_modified  # another host
+        later = event(socket_row(name="curl", path="/usr/bin/curl"), host="h1", unix=T0 + 60)
+        more = parse_body(parser, line(later), LIMIT).result
+        with store.transaction():
+            store.insert_observations(more.observations)
+        refresh_presence(store, int(config.detect.bucket_span))
+        assert cache.get(store, "h1", snap.etag).not_modified  # same run: same snapshot
+        detect_once(store, config.detect, T0 + 900)
+        fresh = cache.get(store, "h1", snap.etag)
+        assert not fresh.not_modified and fresh.etag != snap.etag and cache.builds == 2
+        assert "/usr/bin/curl" in {e["path"] for e in orjson.loads(fresh.body)["entries"]}
+
+
+def test_run_now_jobs_fire_at_start(config: Config) -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from baseline.detect.maintenance import add_jobs
+
+    fired = threading.Event()
+    scheduler = BackgroundScheduler(timezone="UTC")
+    add_jobs(scheduler, config, {"detect": (fired.set, 3600.0)}, run_now=("detect",))
+    scheduler.start()
+    try:
+        assert fired.wait(timeout=10), "a run_now job waited for its interval"
+    finally:
+        scheduler.shutdown(wait=True)
