@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from baseline.config import DetectSettings
+from baseline.detect.features import MATURE_SHARE
 from baseline.detect.presence import refresh_presence
 from baseline.detect.scoring import key_rarity
 from baseline.store import Store
@@ -66,7 +67,7 @@ def build_snapshot(
         if host is not None:
             entry["host_buckets_on_host"] = on_host
         entries.append(entry)
-    return {
+    snapshot: dict[str, Any] = {
         "version": SNAPSHOT_VERSION,
         "generated_at": format_time(time.time()),
         "data_time": format_time(end),
@@ -83,3 +84,12 @@ def build_snapshot(
         },
         "entries": entries,
     }
+    if host is not None:  # optional, additive: this host's maturity (m in docs/scoring.md)
+        mature = max(1, int(settings.history * MATURE_SHARE) // span)
+        active = store.conn.execute(
+            "SELECT count(*) FROM host_bucket WHERE span = ? AND host = ? "
+            "AND bucket >= ? AND bucket < ?",
+            (span, host, start, end),
+        ).fetchone()[0]
+        snapshot["host_activity"] = {"active_buckets": int(active), "mature_buckets": mature}
+    return snapshot

@@ -1,0 +1,103 @@
+"""The rule's score for one socket: a pure-Python scalar port of the numpy formula.
+
+docs/scoring.md documents the formula; baseline/detect/scoring.py computes it over
+arrays on the central service. Hosts have no numpy, so this is the same arithmetic on
+floats (tests/test_extension_scoring.py checks they agree on random inputs).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+ROUTINE_SHARE = 0.05
+MIN_ROUTINE_HOSTS = 3.0
+NOVELTY_WEIGHT = 0.6
+HABIT_WEIGHT = 0.5
+HABIT_BUCKETS = 4.0
+SPREAD_HOSTS = 3
+HOST_PATH_CAP = 12
+ESTABLISHED_SHARE = 1 / 14
+MATURE_SHARE = 3 / 14
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """The formula's inputs for one candidate (docs/scoring.md, "Inputs")."""
+
+    fleet_host_buckets: float  # F
+    fleet_hosts: float  # N
+    path_host_buckets: float | None  # f for the path key (None: the socket has no path)
+    path_hosts: float | None  # h for the path key
+    name_host_buckets: float  # f for the name key
+    name_hosts: float  # h for the name key
+    host_path_buckets: float  # hk
+    host_maturity: float  # m
+    established: float  # e
+    recent_hosts: float  # c
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    score: float
+    rarity_path: float
+    rarity_name: float
+    rarity: float
+    spread: float
+    familiarity: float
+    novelty: float
+
+
+def _clip(value: float, low: float, high: float) -> float:
+    return low if value < low else high if value > high else value
+
+
+def _ratio(top: float, bottom: float) -> float:
+    """top / bottom with numpy's float semantics for a zero divisor."""
+    if bottom == 0:
+        return math.inf if top > 0 else math.nan
+    return top / bottom
+
+
+def key_rarity(host_buckets: float, hosts: float, fleet_f: float, fleet_n: float) -> float:
+    """1 for a key never seen, 0 for a routine one (≥ 5 % of host-buckets or of hosts)."""
+    if host_buckets <= 0:
+        return 1.0
+    routine_hosts = max(ROUTINE_SHARE * fleet_n, MIN_ROUTINE_HOSTS)
+    by_buckets = (
+        _ratio(math.log1p(2 * host_buckets), math.log1p(2 * ROUTINE_SHARE * fleet_f))
+        if fleet_f > 0
+        else 0.0
+    )
+    by_hosts = _ratio(math.log1p(2 * hosts), math.log1p(2 * routine_hosts)) if fleet_n > 0 else 0.0
+    return min(1 - _clip(by_buckets, 0, 1), 1 - _clip(by_hosts, 0, 1))
+
+
+def score(x: Inputs) -> Score:
+    """Same result as `baseline.detect.scoring.score` for one candidate."""
+    rarity_name = key_rarity(x.name_host_buckets, x.name_hosts, x.fleet_host_buckets, x.fleet_hosts)
+    rarity_path = 0.0
+    if x.path_host_buckets is not None and not math.isnan(x.path_host_buckets):
+        rarity_path = key_rarity(
+            x.path_host_buckets,
+            x.path_hosts or 0.0,
+            x.fleet_host_buckets,
+            x.fleet_hosts,
+        )
+    rarity = max(rarity_path, rarity_name)
+    established = _clip(x.established, 0, 1)
+    spread = _clip((x.recent_hosts - 1) / (SPREAD_HOSTS - 1), 0, 1) * (1 - established)
+    host_buckets = max(x.host_path_buckets, 0.0)
+    novelty = math.exp(-2 * host_buckets) * _clip(x.host_maturity, 0, 1) * established
+    familiarity = 1 - math.exp(-host_buckets / HABIT_BUCKETS)
+    fleet_part = rarity * (1 - spread) * (1 - HABIT_WEIGHT * familiarity)
+    total = 100 * (1 - (1 - fleet_part) * (1 - NOVELTY_WEIGHT * novelty))
+    return Score(
+        score=round(_clip(total, 0, 100) * 10) / 10,  # as numpy's round(…, 1)
+        rarity_path=rarity_path,
+        rarity_name=rarity_name,
+        rarity=rarity,
+        spread=spread,
+        familiarity=familiarity,
+        novelty=novelty,
+    )

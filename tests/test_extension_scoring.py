@@ -1,0 +1,154 @@
+"""The extension's pure-Python score equals the rule's numpy score.
+
+First the formula on random inputs (hypothesis), then end to end: a small fleet is
+ingested, the rule gathers its features for the attack bucket, a snapshot is exported for
+each candidate's host at that bucket, and the extension's lookup scores the same binary.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_detect import ATTACK_AT, BASH_SHELL, BEACON, MASQUERADE, ROLLOUT, SPAN, routine_lines
+
+from baseline.config import load_config
+from baseline.detect import scoring as rule_scoring
+from baseline.detect.features import gather
+from baseline.detect.presence import refresh_presence
+from baseline.detect.snapshot import build_snapshot
+from baseline.ingest.pipeline import Ingester
+from baseline.store import Store
+from extension import scoring as ext_scoring
+from extension.assess import assess
+from extension.snapshot import parse_snapshot
+
+counts = st.integers(min_value=0, max_value=5_000_000).map(float)
+small = st.integers(min_value=0, max_value=400).map(float)
+unit = st.floats(min_value=-0.5, max_value=1.5, allow_nan=False)
+
+
+@st.composite
+def inputs(draw: st.DrawFn) -> ext_scoring.Inputs:
+    fleet_f = draw(st.one_of(counts, small))
+    fleet_n = draw(st.one_of(small, st.just(0.0)))
+    has_path = draw(st.booleans())
+    return ext_scoring.Inputs(
+        fleet_host_buckets=fleet_f,
+        fleet_hosts=fleet_n,
+        path_host_buckets=draw(st.one_of(counts, small)) if has_path else None,
+        path_hosts=draw(small) if has_path else None,
+        name_host_buckets=draw(st.one_of(counts, small)),
+        name_hosts=draw(small),
+        host_path_buckets=draw(st.one_of(small, st.integers(0, 12).map(float))),
+        host_maturity=draw(unit),
+        established=draw(unit),
+        recent_hosts=draw(st.integers(0, 20).map(float)),
+    )
+
+
+def numpy_score(x: ext_scoring.Inputs) -> rule_scoring.Scores:
+    def arr(value: float | None) -> np.ndarray:
+        return np.array([math.nan if value is None else value], dtype=float)
+
+    return rule_scoring.score(
+        rule_scoring.Features(
+            fleet_host_buckets=arr(x.fleet_host_buckets),
+            fleet_hosts=arr(x.fleet_hosts),
+            path_host_buckets=arr(x.path_host_buckets),
+            path_hosts=arr(x.path_hosts),
+            name_host_buckets=arr(x.name_host_buckets),
+            name_hosts=arr(x.name_hosts),
+            host_path_buckets=arr(x.host_path_buckets),
+            host_maturity=arr(x.host_maturity),
+            established=arr(x.established),
+            recent_hosts=arr(x.recent_hosts),
+        )
+    )
+
+
+@settings(max_examples=1500, deadline=None)
+@given(inputs())
+def test_scalar_port_equals_numpy_formula(x: ext_scoring.Inputs) -> None:
+    expected = numpy_score(x)
+    got = ext_scoring.score(x)
+    assert got.score == float(expected.score[0])
+    assert got.rarity == pytest.approx(float(expected.rarity[0]), abs=1e-12)
+    assert got.novelty == pytest.approx(float(expected.novelty[0]), abs=1e-12)
+    assert got.spread == pytest.approx(float(expected.spread[0]), abs=1e-12)
+
+
+def test_constants_match_the_rule() -> None:
+    from baseline.detect import features
+
+    for name in ("ROUTINE_SHARE", "MIN_ROUTINE_HOSTS", "NOVELTY_WEIGHT", "HABIT_WEIGHT"):
+        assert getattr(ext_scoring, name) == getattr(rule_scoring, name), name
+    assert ext_scoring.HABIT_BUCKETS == rule_scoring.HABIT_BUCKETS
+    assert ext_scoring.SPREAD_HOSTS == rule_scoring.SPREAD_HOSTS
+    assert ext_scoring.HOST_PATH_CAP == features.HOST_PATH_CAP
+    assert ext_scoring.ESTABLISHED_SHARE == features.ESTABLISHED_SHARE
+    assert ext_scoring.MATURE_SHARE == features.MATURE_SHARE
+
+
+def test_worked_examples_of_docs_scoring() -> None:
+    """Cases A, C, D, E of docs/scoring.md (200 hosts, 14 days)."""
+    base = {"fleet_host_buckets": 268800.0, "fleet_hosts": 200.0, "host_maturity": 1.0}
+    cases = [
+        (dict(path_host_buckets=0.0, path_hosts=0.0, name_host_buckets=0.0, name_hosts=0.0,
+              host_path_buckets=0.0, established=0.0, recent_hosts=1.0), 100.0),
+        (dict(path_host_buckets=26880.0, path_hosts=20.0, name_host_buckets=26880.0,
+              name_hosts=20.0, host_path_buckets=0.0, established=1.0, recent_hosts=1.0), 60.0),
+        (dict(path_host_buckets=80640.0, path_hosts=150.0, name_host_buckets=80640.0,
+              name_hosts=150.0, host_path_buckets=12.0, established=1.0, recent_hosts=1.0), 0.0),
+        (dict(path_host_buckets=8.0, path_hosts=1.0, name_host_buckets=8.0, name_hosts=1.0,
+              host_path_buckets=8.0, established=1.0, recent_hosts=1.0), 36.3),
+    ]  # fmt: skip
+    for values, expected in cases:
+        assert ext_scoring.score(ext_scoring.Inputs(**base, **values)).score == expected
+
+
+@pytest.fixture(scope="module")
+def fleet_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("extfleet")
+    log = directory / "fleet.log"
+    log.write_bytes(b"".join([*routine_lines(), BEACON, BASH_SHELL, MASQUERADE, *ROLLOUT]))
+    db = directory / "fleet.db"
+    with Store(db) as store:
+        assert Ingester(store, load_config(None, env={})).ingest([str(log)]).rejected == 0
+    return db
+
+
+@pytest.mark.slow
+def test_snapshot_lookup_scores_like_the_rule(fleet_store: Path) -> None:
+    """Every candidate of the attack bucket: the extension, given the snapshot exported for
+    that host at that bucket, gives the rule's score. The rollout's later hosts are the
+    one known difference: the rule counts hosts in the scored bucket itself (spread), which
+    a snapshot of the window before it cannot know."""
+    settings_ = load_config(None, env={}).detect
+    bucket = ATTACK_AT - ATTACK_AT % SPAN
+    compared = 0
+    with Store(fleet_store) as store:
+        refresh_presence(store, SPAN)
+        gathered = gather(store, SPAN, int(settings_.history), [bucket], settings_.warmup_buckets)
+        scores = rule_scoring.score(gathered.features)
+        snapshots: dict[str, object] = {}
+        for i, cand in enumerate(gathered.candidates):
+            if cand.host not in snapshots:
+                doc = build_snapshot(store, settings_, host=cand.host, at=bucket)
+                snapshots[cand.host] = parse_snapshot(orjson.dumps(doc))
+            result = assess(snapshots[cand.host], cand.name, cand.path)  # type: ignore[arg-type]
+            if cand.path == "/opt/acme/bin/acme-agent":
+                assert gathered.features.recent_hosts[i] > 1  # the in-bucket rollout
+                continue
+            assert result.score.score == float(scores.score[i]), (cand, result.reason)
+            compared += 1
+    assert compared >= 27
+    beacon = assess(snapshots["web-05"], "beacon", "/tmp/.x/beacon")  # type: ignore[arg-type]
+    assert beacon.score.score == 100.0 and "never seen" in beacon.reason
+    shell = assess(snapshots["web-07"], "bash", "/usr/bin/bash")  # type: ignore[arg-type]
+    assert shell.score.score == 60.0 and "new on this host" in shell.reason
