@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint venv clean demo-data
+.PHONY: run demo test bench lint venv clean ext
 
 venv: $(STAMP)
 
@@ -15,14 +15,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Until `rarenet serve` exists: simulate a small fleet, ingest it into the
-# embedded SQLite store (./rarenet.db), print the store summary, then replay the
-# same logs through the 15-minute rule and show every signal and the scores.
+# The service on the embedded SQLite store (./rarenet.db), collecting this host's
+# sockets, with signals printed on the console; Ctrl-C stops it cleanly.
 run: $(STAMP)
-	$(VENV)/bin/rarenet simulate --hosts 30 --days 3 --attacks --out .run/fleet.log
-	$(VENV)/bin/rarenet ingest .run/fleet.log
-	$(VENV)/bin/rarenet status
-	$(VENV)/bin/rarenet backtest .run/fleet.log --labels .run/fleet.labels.jsonl
+	$(VENV)/bin/rarenet serve --local
+
+# A simulated fleet with attacks replayed through the real server and the rule
+# (scratch store in .run/demo); signals within a minute.
+demo: $(STAMP)
+	$(VENV)/bin/rarenet demo --workdir .run/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -W error
@@ -34,6 +35,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check baseline extension tests
 	$(VENV)/bin/ruff format --check baseline extension tests
 	$(VENV)/bin/mypy
+
+# The osquery extension as one executable file (zipapp with its pure-Python
+# dependencies): osqueryi --extension dist/rarenet.ext (docs/extension.md).
+ext: $(STAMP)
+	$(PY) -m extension.zipapp dist/rarenet.ext
 
 clean:
 	rm -rf $(VENV) .run

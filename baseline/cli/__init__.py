@@ -106,10 +106,12 @@ def _register() -> None:
         allow_cmd,
         baseline_cmd,
         collect_cmd,
+        demo_cmd,
         detect_cmd,
         ingest_cmd,
         packs_cmd,
         quarantine_cmd,
+        serve_cmd,
         signals_cmd,
         simulate_cmd,
         status_cmd,
@@ -117,6 +119,7 @@ def _register() -> None:
 
     main.add_command(allow_cmd.allow)
     main.add_command(baseline_cmd.baseline_group)
+    main.add_command(demo_cmd.demo)
     main.add_command(detect_cmd.detect)
     main.add_command(detect_cmd.backtest)
     main.add_command(collect_cmd.collect)
@@ -124,6 +127,7 @@ def _register() -> None:
     main.add_command(packs_cmd.packs)
     main.add_command(quarantine_cmd.quarantine)
     main.add_command(signals_cmd.signals)
+    main.add_command(serve_cmd.serve)
     main.add_command(simulate_cmd.simulate)
     main.add_command(status_cmd.status)
 
