@@ -91,3 +91,25 @@ def test_prune_observations(store: Store) -> None:
     )
     assert store.prune_observations(older_than=250) == 2
     assert store.summary().observations == 1
+
+
+def test_checkpoints_can_be_left_to_the_caller(tmp_path: Path) -> None:
+    """A service turns automatic checkpoints off (they would run inside a request's
+    commit) and copies the WAL into the database from its own job."""
+    path = tmp_path / "r.db"
+    with Store(path, autocheckpoint=False) as store:
+        assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        for chunk in range(3):
+            with store.transaction() as conn:
+                conn.executemany(
+                    "INSERT INTO observations (time, host, host_uuid, name, path, digest) "
+                    "VALUES (?, 'h', '', 'n', 'p', ?)",
+                    [(t, t) for t in range(chunk * 2000, (chunk + 1) * 2000)],
+                )
+        wal = path.with_name("r.db-wal").stat().st_size
+        assert wal > 4096 * 100  # no checkpoint ran on commit
+        frames, copied = store.wal_checkpoint()
+        assert frames > 0 and copied == frames
+    with Store(path) as store:
+        assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+        assert store.summary().observations == 6000

@@ -67,13 +67,19 @@ class RunResult:
         }
 
 
-def detect_once(store: Store, settings: DetectSettings, at: int | None = None) -> RunResult:
-    """One run of the rule at data time `at` (default: now)."""
+def detect_once(
+    store: Store, settings: DetectSettings, at: int | None = None, *, refresh: bool = True
+) -> RunResult:
+    """One run of the rule at data time `at` (default: now). `refresh` False: the caller
+    has folded new observations into presence itself (`rarenet serve` does, in short
+    steps that let ingest commits through); rows it has not folded yet wait for the next
+    run, whose look-back covers them again."""
     started = time.perf_counter()
     at = int(time.time()) if at is None else int(at)
     span = max(1, int(settings.bucket_span))
     history = int(settings.history)
-    refresh_presence(store, span)
+    if refresh:
+        refresh_presence(store, span)
     buckets = window_buckets(at, span, int(settings.lookback))
     gathered = gather(store, span, history, buckets, settings.warmup_buckets)
     scores = score(gathered.features)

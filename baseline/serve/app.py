@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -80,10 +81,13 @@ class Api:
         self.tokens = list(config.ingest.tokens)
         self.max_body = config.ingest.max_body
         build_parser(config)  # a bad [ingest] exclusion fails here, before anything starts
-        self.writer = CommitWriter(config.store.path)
+        write_gate = threading.Lock()  # ingest commits and presence folds take turns
+        self.writer = CommitWriter(config.store.path, gate=write_gate)
         self.metrics = Metrics(self.open_store)
         self.snapshots = SnapshotCache(config.detect)
-        self.jobs = Jobs(config, self.metrics, self.snapshots, local=local, on_run=on_run)
+        self.jobs = Jobs(
+            config, self.metrics, self.snapshots, local=local, on_run=on_run, write_gate=write_gate
+        )
         self.on_ready = on_ready
         self.scheduler_running = False
         self.pool: ProcessPoolExecutor | None = None
@@ -121,6 +125,7 @@ class Api:
             # stop the jobs (waiting for a running one), then commit what is queued.
             self.scheduler_running = False
             await run_in_threadpool(scheduler.shutdown, True)
+            await run_in_threadpool(self.jobs.close)
             await run_in_threadpool(self.writer.close)
             await run_in_threadpool(self.pool.shutdown, True)  # the current pool
 

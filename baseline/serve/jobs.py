@@ -12,12 +12,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from baseline.collect import Collector, local_host_id
-from baseline.config import Config
+from baseline.config import Config, DetectSettings
 from baseline.deliver import DeliveryReport, deliver_once
 from baseline.detect.maintenance import add_jobs, prune_once
 from baseline.detect.presence import refresh_presence
@@ -30,14 +33,22 @@ from baseline.store import Store
 
 log = logging.getLogger("rarenet.serve")
 
+
+def detect_in_process(db_path: str, settings: DetectSettings) -> RunResult:
+    """One detection run on its own connection (the detection child's entry point)."""
+    with Store(db_path, autocheckpoint=False) as store:
+        return detect_once(store, settings, refresh=False)  # the parent folds, gated
+
+
 TAIL_EVERY = 5.0  # seconds between reads of [ingest] files
 FOLD_EVERY = 2.0  # seconds between presence folds (keeps each detection run short)
-FOLD_HOLD = 0.25  # seconds one fold transaction should hold the write lock
+FOLD_HOLD = 0.1  # seconds one fold transaction should hold the write lock
 FOLD_MIN_STEP, FOLD_MAX_STEP = 2_000, 200_000  # observation ids per fold transaction
 FOLD_PAUSE = 0.02  # seconds between fold steps, so a waiting ingest commit gets the lock
 FOLD_BUDGET = 2.0  # seconds of folding per scheduled fold run
 DELIVER_EVERY = 5.0
 PRUNE_EVERY = 3600.0
+CHECKPOINT_EVERY = 1.0  # seconds between passive WAL checkpoints
 
 
 @dataclass
@@ -49,13 +60,19 @@ class Jobs:
     snapshots: SnapshotCache
     local: bool = False
     on_run: Callable[[RunResult], None] | None = None
+    # Shared with the ingest writer: fold steps and ingest commits take turns at once
+    # (SQLite's busy handler sleeps up to 100 ms and can starve a waiting writer).
+    write_gate: threading.Lock = field(default_factory=threading.Lock)
     _collector: Collector | None = None
     _folded_to: int = 0
     _fold_step: int = 20_000
     _fold_lock: threading.Lock = field(default_factory=threading.Lock)
+    _detector: ProcessPoolExecutor | None = None
+    _detector_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def store(self) -> Store:
-        return Store(self.config.store.path)
+        """A connection for one job; WAL checkpoints are the checkpoint job's."""
+        return Store(self.config.store.path, autocheckpoint=False)
 
     # -- the jobs -------------------------------------------------------------------------
 
@@ -91,7 +108,8 @@ class Jobs:
                     break
                 upto = min(int(top), self._folded_to + self._fold_step)
                 started = time.perf_counter()
-                folded += refresh_presence(store, span, upto_id=upto)
+                with self.write_gate:
+                    folded += refresh_presence(store, span, upto_id=upto)
                 took = time.perf_counter() - started
                 self._folded_to = upto
                 scale = min(2.0, FOLD_HOLD / max(took, 1e-3))
@@ -101,12 +119,14 @@ class Jobs:
         return folded
 
     def detect_once(self) -> RunResult | None:
-        """The rule at data time now; then the snapshot cache for the new run."""
+        """The rule at data time now, in a child process (its Python work would otherwise
+        hold the GIL the HTTP loop and the ingest writer need); then the snapshot cache
+        for the new run."""
         started = time.perf_counter()
         try:
             self.fold_once(None)  # in short steps; the run's own fold then finds little left
+            run = self._detect_in_child()
             with self.store() as store:
-                run = detect_once(store, self.config.detect)
                 if self.snapshots.requested:
                     self.fold_once(FOLD_BUDGET)
                     self.snapshots.refresh(store)
@@ -121,10 +141,39 @@ class Jobs:
             self.on_run(run)
         return run
 
+    def _detect_in_child(self) -> RunResult:
+        with self._detector_lock:
+            if self._detector is None:
+                self._detector = ProcessPoolExecutor(1, mp_context=get_context("spawn"))
+            detector = self._detector
+        try:
+            return detector.submit(
+                detect_in_process, self.config.store.path, self.config.detect
+            ).result()
+        except BrokenProcessPool:
+            with self._detector_lock:  # the child died (OOM, kill): a fresh one next time
+                if self._detector is detector:
+                    self._detector = None
+            detector.shutdown(wait=False)
+            raise
+
+    def close(self) -> None:
+        """Stop the detection child (after the scheduler has stopped)."""
+        with self._detector_lock:
+            detector, self._detector = self._detector, None
+        if detector is not None:
+            detector.shutdown(wait=True, cancel_futures=True)
+
     def deliver_once(self) -> DeliveryReport:
         """Deliver due signals to the webhooks (baseline.deliver)."""
         with self.store() as store:
             return deliver_once(store, self.config)
+
+    def checkpoint_once(self) -> tuple[int, int]:
+        """Copy committed WAL frames into the database file, off the request path (the
+        ingest writer and the jobs never checkpoint on commit)."""
+        with self.store() as store:
+            return store.wal_checkpoint()
 
     def prune_once(self) -> object:
         with self.store() as store:
@@ -160,6 +209,7 @@ class Jobs:
             "fold": (self._guard("fold", self.fold_once), FOLD_EVERY),
             "detect": (self._guard("detect", self.detect_once), self.config.detect.interval),
             "prune": (self._guard("prune", self.prune_once), PRUNE_EVERY),
+            "checkpoint": (self._guard("checkpoint", self.checkpoint_once), CHECKPOINT_EVERY),
         }
         if self.config.ingest.files:
             jobs["tail"] = (self._guard("tail", self.tail_once), TAIL_EVERY)

@@ -34,9 +34,12 @@ class _Job:
 class CommitWriter:
     """A thread owning a durable Store connection; commits queued chunks in groups."""
 
-    def __init__(self, path: str, max_rows: int = MAX_GROUP_ROWS) -> None:
+    def __init__(
+        self, path: str, max_rows: int = MAX_GROUP_ROWS, gate: threading.Lock | None = None
+    ) -> None:
         self.path = path
         self.max_rows = max_rows
+        self.gate = gate or threading.Lock()  # held around each commit (see Jobs.write_gate)
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._closed = False
         self._lock = threading.Lock()
@@ -73,7 +76,7 @@ class CommitWriter:
 
     def _run(self) -> None:
         try:
-            store = Store(self.path, durable=True)
+            store = Store(self.path, durable=True, autocheckpoint=False)
         except BaseException as exc:
             self.error = exc
             self._fail_pending(exc)
@@ -107,7 +110,7 @@ class CommitWriter:
 
     def _commit(self, store: Store, group: list[_Job]) -> None:
         try:
-            with store.transaction():
+            with self.gate, store.transaction():
                 for job in group:
                     commit_chunk_in(store, job.source, job.result)
         except Exception as exc:  # the store failed: every waiting request learns it

@@ -61,7 +61,10 @@ class StoreSummary:
 class Store:
     """A rarenet SQLite database (WAL mode), migrated to the current schema on open."""
 
-    def __init__(self, path: str | Path, *, durable: bool = False):
+    def __init__(self, path: str | Path, *, durable: bool = False, autocheckpoint: bool = True):
+        """Open (and migrate) the store. `durable`: synchronous=FULL. `autocheckpoint`
+        False leaves WAL checkpoints to the caller (`wal_checkpoint()`), so a long-running
+        service keeps them off its request path."""
         self.path = str(path)
         try:
             if self.path != ":memory:":
@@ -73,6 +76,8 @@ class Store:
             self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self.conn.execute("PRAGMA cache_size=-65536")
             self.conn.execute("PRAGMA temp_store=MEMORY")
+            if not autocheckpoint:
+                self.conn.execute("PRAGMA wal_autocheckpoint=0")
             migrate(self.conn)
         except sqlite3.DatabaseError as exc:
             raise StoreError(
@@ -85,6 +90,12 @@ class Store:
     def applied_migrations(self) -> list[str]:
         """Schema steps recorded in this database."""
         return [row[0] for row in self.conn.execute("SELECT name FROM _migrations ORDER BY name")]
+
+    def wal_checkpoint(self) -> tuple[int, int]:
+        """A passive WAL checkpoint (never waits for readers or writers): (WAL frames,
+        frames copied into the database)."""
+        _, frames, copied = self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(frames), int(copied)
 
     def close(self) -> None:
         """Close the connection (WAL content stays durable)."""
