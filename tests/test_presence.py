@@ -22,7 +22,14 @@ from baseline.store.migrations import migrate
 SPAN = 10
 HOSTS = ("a", "b", "c", "d")
 # Two paths share the name "curl": the name's host set is the union of theirs.
-BINARIES = (("curl", "/usr/bin/curl"), ("curl", "/tmp/curl"), ("nc", "/usr/bin/nc"))
+BINARIES = (
+    ("curl", "/usr/bin/curl"),
+    ("curl", "/tmp/curl"),
+    ("curl", ""),  # path unknown
+    ("nc", "/usr/bin/nc"),
+    ("x", "/tmp/curl"),  # one path under two names
+    ("x", ""),
+)
 
 Event = tuple[str, int, int]  # host, binary index, bucket
 
@@ -104,7 +111,9 @@ def test_hosts_in_window_matches_a_brute_force_count(
     path = tmp_path_factory.mktemp("keys") / "r.db"  # type: ignore[attr-defined]
     store, seen = _fill(path, batches, prune_at)
     with store:
-        keys = [("path", path) for _, path in BINARIES] + [("name", "curl"), ("name", "nc")]
+        keys = [("path", path) for _, path in BINARIES if path] + [
+            ("name", n) for n in ("curl", "nc", "x")
+        ]
         for kind, key in keys:
             column = 1 if kind == "path" else 0
             for low, high in windows:
@@ -141,3 +150,32 @@ def test_upgrade_numbers_existing_host_buckets_and_key_hosts(tmp_path: Path) -> 
             ("path", "b", 20, 20),
         ]
         assert hosts_in_window(store.conn, SPAN, "name", "curl", 30, 60, 10) == 1
+
+
+def test_a_binary_with_unknown_path_is_known_to_its_host_by_name(tmp_path: Path) -> None:
+    """Without a path, "has this host used it before" goes by name, over every path the
+    name was seen with (through `name_path`), and counts this host's rows only."""
+    from baseline.detect.features import gather
+
+    span, history = 900, 14 * 86400
+    rows: list[tuple[int, str, str, str]] = []
+    for bucket in range(40):  # curl with a known path on 10 hosts; agentx, path unknown, on a
+        rows += [(bucket, host, "curl", "/usr/bin/curl") for host in "abcdefghij"]
+        if bucket % 4 == 0:
+            rows.append((bucket, "a", "agentx", ""))
+    rows += [(40, "a", "curl", ""), (40, "a", "agentx", ""), (40, "b", "agentx", "")]
+    with Store(tmp_path / "r.db") as store:
+        store.conn.executemany(
+            "INSERT INTO observations (time, host, host_uuid, name, path, digest) "
+            "VALUES (?, ?, '', ?, ?, ?)",
+            [(b * span + 5, h, n, p, i) for i, (b, h, n, p) in enumerate(rows)],
+        )
+        refresh_presence(store, span)
+        gathered = gather(store, span, history, [40 * span], warmup=1)
+        found = {
+            (c.host, c.name): gathered.features.host_path_buckets[i]
+            for i, c in enumerate(gathered.candidates)
+        }
+    assert found[("a", "curl")] == 1  # routine name: "used before" (by its known path)
+    assert found[("a", "agentx")] == 10  # rare: its 10 earlier buckets on this host
+    assert found[("b", "agentx")] == 0  # never on b

@@ -16,7 +16,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from baseline.detect.presence import host_activity_sql, hosts_in_window
+from baseline.detect.presence import (
+    USED_SOURCE,
+    host_activity_sql,
+    hosts_in_window,
+    used_where,
+)
 from baseline.detect.scoring import (
     MIN_ROUTINE_HOSTS,
     ROUTINE_SHARE,
@@ -225,10 +230,11 @@ def _pair_stats(
     window = "p.bucket >= c.bucket - :history AND p.bucket < c.bucket"
     used = {}
     for column in ("path", "name"):
-        where = f"p.span = :span AND p.host = c.host AND p.{column} = c.{column} AND {window}"
+        source = USED_SOURCE[column]
+        where = f"{used_where(column, 'c.host', f'c.{column}')} AND {window}"
         used[column] = (
-            f"CASE WHEN c.rare THEN {_capped_count('presence', 'p', where, HOST_PATH_CAP)} "
-            f"ELSE EXISTS (SELECT 1 FROM presence AS p WHERE {where}) END"
+            f"CASE WHEN c.rare THEN {_capped_count(source, where, HOST_PATH_CAP)} "
+            f"ELSE EXISTS (SELECT 1 FROM {source} WHERE {where}) END"
         )
     params = {"span": span, "history": history}
     for i, count in conn.execute(
@@ -254,11 +260,11 @@ def _pair_stats(
     return host_path, np.fromiter((activity[r[1], r[0]] for r in rows), float, n)
 
 
-def _capped_count(table: str, alias: str, where: str, cap: int) -> str:
+def _capped_count(source: str, where: str, cap: int) -> str:
     """SQL for min(count of matching rows, cap): one probe at offset cap-1 decides
     saturation; only below the cap are rows counted (fewer than cap of them)."""
-    probe = f"SELECT 1 FROM {table} AS {alias} WHERE {where} LIMIT 1 OFFSET {cap - 1}"
+    probe = f"SELECT 1 FROM {source} WHERE {where} LIMIT 1 OFFSET {cap - 1}"
     return (
         f"CASE WHEN ({probe}) IS NOT NULL THEN {cap} "
-        f"ELSE (SELECT count(*) FROM {table} AS {alias} WHERE {where}) END"
+        f"ELSE (SELECT count(*) FROM {source} WHERE {where}) END"
     )

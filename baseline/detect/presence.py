@@ -48,6 +48,11 @@ def refresh_presence(store: Store, span: int, upto_id: int | None = None) -> int
         _count_new_key_buckets(store, span)
         _remember_key_hosts(store, span)
         conn.execute(
+            "INSERT OR IGNORE INTO name_path (span, name, path) "
+            "SELECT DISTINCT :span, name, path FROM temp.new_presence",
+            {"span": span},
+        )
+        conn.execute(
             "INSERT INTO presence (span, bucket, host, name, path, connections, first_time, "
             "last_time, first_id) SELECT :span, bucket, host, name, path, n, first_time, "
             "last_time, first_id FROM temp.new_presence WHERE true "
@@ -127,13 +132,31 @@ def _remember_key_hosts(store: Store, span: int) -> None:
         )
 
 
+# Presence rows of a host for a path, or for a name (through the paths it was seen with):
+# seeks on the (span, host, path, bucket) index either way.
+USED_SOURCE = {
+    "path": "presence AS p INDEXED BY presence_host_path",
+    "name": "name_path AS np JOIN presence AS p INDEXED BY presence_host_path",
+}
+
+
+def used_where(kind: str, host: str, key: str) -> str:
+    """SQL condition (over `USED_SOURCE[kind]`) for the host's presence rows of a key;
+    the caller adds the bucket range."""
+    if kind == "path":
+        return f"p.span = :span AND p.host = {host} AND p.path = {key}"
+    return (
+        f"np.span = :span AND np.name = {key} AND p.span = :span AND p.host = {host} "
+        f"AND p.path = np.path AND p.name = {key}"
+    )
+
+
 def hosts_in_window(
     conn: sqlite3.Connection, span: int, kind: str, key: str, low: int, high: int, cap: int
 ) -> int:
     """Distinct hosts that used a path / name in buckets [low, high), counted up to `cap`,
     host by host from `key_host`: a host whose first use falls in the window counts as
     is; any other is checked with one index seek (never a scan of the key's presence)."""
-    column = "path" if kind == "path" else "name"
     row = conn.execute(
         "SELECT value FROM store_state WHERE key = ?", (_PRUNED_KEY.format(span=span),)
     ).fetchone()
@@ -143,8 +166,7 @@ def hosts_in_window(
             "SELECT count(*) FROM (SELECT 1 FROM key_host AS kh WHERE kh.span = :span "
             "AND kh.kind = :kind AND kh.key = :key AND kh.last_bucket >= :low "
             "AND kh.first_bucket < :high AND (kh.first_bucket >= :exact_from "
-            f"OR EXISTS (SELECT 1 FROM presence AS p INDEXED BY presence_host_{column} "
-            f"WHERE p.span = :span AND p.host = kh.host AND p.{column} = :key "
+            f"OR EXISTS (SELECT 1 FROM {USED_SOURCE[kind]} WHERE {used_where(kind, 'kh.host', ':key')} "
             "AND p.bucket >= :low AND p.bucket < :high)) LIMIT :cap)",
             {
                 "span": span,
