@@ -56,6 +56,19 @@ def ping(path: str, timeout: float) -> bool:
         return False
 
 
+def registered(path: str, uuid: int, name: str, timeout: float) -> bool | None:
+    """Whether core at `path` lists extension `uuid` as `name`; None when core cannot
+    be reached. False means a different core is there now (osqueryd restarted its
+    worker between two checks): it has never heard of this process."""
+    try:
+        with connect(path, timeout) as client:
+            extensions = client.extensions() or {}
+    except CoreError:
+        return None
+    info = extensions.get(uuid)
+    return info is not None and info.name == name
+
+
 def query(path: str, sql: str, timeout: float) -> list[dict[str, str]]:
     """Rows of `sql` run by core (all values strings); CoreError on failure."""
     with connect(path, timeout) as client:

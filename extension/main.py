@@ -3,15 +3,19 @@
 osquery starts it with its own flags only — `--socket PATH --timeout S --interval S
 [--verbose]` — and everything else comes from rarenet.toml `[extension]` or
 `RARENET_EXTENSION_*`. The process registers extension `rarenet` with core, serves its
-tables on `<socket>.<uuid>`, refreshes the snapshot in the background, and pings core
-every `--interval` seconds: when core goes away (socket gone, ping fails) it exits with
-status 1, as osquery's SDK watchdog does; on core's `shutdown()` call or SIGTERM it exits 0.
+tables on `<socket>.<uuid>`, refreshes the snapshot in the background, and asks core every
+`--interval` seconds for its extensions: when core is gone (socket gone, call fails) or is
+a new core that does not list this extension (osqueryd restarted its worker between two
+checks) it exits with status 1 so that it is started again (osquery's own SDKs exit 0
+when core is gone, and miss a quick restart); on core's `shutdown()` call or SIGTERM it
+exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 import threading
@@ -29,8 +33,21 @@ from extension.tables import CoreSockets, NetworkBaseline, UnusualNetworkActivit
 NAME = "rarenet"
 VERSION = "0.1.0"
 DEFAULT_SOCKET = "/var/osquery/osquery.em"
+MAX_SECONDS = 86400.0
 
 log = logging.getLogger("rarenet.extension")
+
+
+def seconds(text: str) -> float:
+    """A flag's seconds: a finite number ≥ 0 (osquery passes its own flag's text as is);
+    `nan`, `inf` or 1e300 would make a wait loop forever or overflow."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0 or value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and {MAX_SECONDS:g} seconds")
+    return value
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -41,8 +58,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "RARENET_EXTENSION_*; the flags are the ones osquery passes.",
     )
     parser.add_argument("--socket", default=DEFAULT_SOCKET, help="osquery's extensions socket")
-    parser.add_argument("--timeout", type=float, default=3, help="seconds to wait for core")
-    parser.add_argument("--interval", type=float, default=3, help="seconds between pings of core")
+    parser.add_argument("--timeout", type=seconds, default=3, help="seconds to wait for core")
+    parser.add_argument(
+        "--interval", type=seconds, default=3, help="seconds between checks of core"
+    )
     parser.add_argument("--verbose", action="store_true", help="log informational messages")
     return parser.parse_args(argv)
 
@@ -60,14 +79,17 @@ def build(
     return tables, sync
 
 
-def wait_for_core(path: str, timeout: float) -> bool:
+def wait_for_core(path: str, timeout: float, stop: threading.Event | None = None) -> bool:
     deadline = time.monotonic() + max(timeout, 0.1)
     while True:
         if core.ping(path, min(1.0, max(timeout, 0.1))):
             return True
         if time.monotonic() >= deadline:
             return False
-        time.sleep(0.1)
+        if stop is not None and stop.wait(0.1):  # SIGTERM while waiting
+            return False
+        if stop is None:
+            time.sleep(0.1)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
         settings, problem = None, str(exc)
     timeout = max(float(args.timeout), 0.5)
     registry, sync = build(args.socket, timeout, settings, problem)
-    if not wait_for_core(args.socket, timeout):
+    if not wait_for_core(args.socket, timeout, stop):
+        if stop.is_set():  # SIGTERM while starting: nothing registered yet
+            return exit_code[0]
         log.error("cannot reach osquery at %s within %gs", args.socket, timeout)
         return 1
     if stop.is_set():  # SIGTERM while starting: nothing registered yet
@@ -120,8 +144,19 @@ def run(args: argparse.Namespace) -> int:
     interval = max(float(args.interval), 0.1)
     try:
         while not stop.wait(interval):
-            if not core.ping(args.socket, timeout):
+            known = core.registered(args.socket, uuid, NAME, timeout)
+            if known is None:
                 log.error("osquery at %s went away; exiting", args.socket)
+                exit_code[0] = 1
+                break
+            if not known and not stop.is_set():
+                log.error(
+                    "osquery at %s restarted and no longer knows extension %s (uuid %d); "
+                    "exiting so that it is started again",
+                    args.socket,
+                    NAME,
+                    uuid,
+                )
                 exit_code[0] = 1
                 break
     finally:

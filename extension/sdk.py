@@ -217,6 +217,10 @@ class Handler(Iface):  # type: ignore[misc]  # the generated Thrift interface is
         try:
             return future.result(timeout=self.deadline)
         except concurrent.futures.TimeoutError:
+            # osquery has its answer: a call still queued must not run later and hold a
+            # worker from the calls that come after (a burst while core was slow would
+            # otherwise fail the next healthy calls too)
+            future.cancel()
             return error(f"{table.name}: generate took longer than {self.deadline:g}s")
         except Exception as exc:
             log.exception("generate %s failed", table.name)

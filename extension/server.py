@@ -60,6 +60,15 @@ class _Transport(TTransport.TBufferedTransport):  # type: ignore[misc]
         self.sock.handle.sendall(data)
 
 
+class _Protocol(TBinaryProtocol):  # type: ignore[misc]
+    """Requests whose strings are not UTF-8 (osquery passes a constraint's bytes as they
+    are: `WHERE name = CAST(X'ff' AS TEXT)`) are read with U+FFFD instead of failing the
+    read, so such a call gets an answer instead of a dropped connection."""
+
+    def readString(self) -> str:
+        return str(self.readBinary().decode("utf-8", "replace"))
+
+
 class ExtensionServer:
     def __init__(self, path: str, handler: Handler) -> None:
         self.path = path
@@ -112,7 +121,7 @@ class ExtensionServer:
         sock = TSocket.TSocket()
         sock.setHandle(conn)
         transport = _Transport(sock)
-        protocol = TBinaryProtocol(transport)
+        protocol = _Protocol(transport)
         try:
             while not self._stopped.is_set():
                 self.processor.process(protocol, protocol)

@@ -229,6 +229,8 @@ def _time(value: Any, memo: dict[Any, int]) -> int:
     if isinstance(value, bool):
         raise TypeError(f"{value!r} is not a time")
     if isinstance(value, int | float):
+        if not math.isfinite(value):  # 1e999 parses as inf: int() raised OverflowError
+            raise ValueError(f"{value!r} is not a time")
         result = int(value)
     elif isinstance(value, str):
         try:

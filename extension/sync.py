@@ -15,9 +15,11 @@ import os
 import socket
 import tempfile
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from extension.settings import ExtensionSettings
 from extension.snapshot import (
@@ -31,6 +33,8 @@ from extension.snapshot import (
 log = logging.getLogger("rarenet.extension")
 
 MAX_SNAPSHOT_BYTES = 512 * 1024 * 1024
+FETCH_DEADLINE = 300.0  # seconds for a whole snapshot body
+MAX_REFRESH = 30 * 86400.0  # seconds; Event.wait raises OverflowError past ~292 years
 CACHE_NAME = "snapshot.json"
 ETAG_NAME = "snapshot.etag"
 
@@ -50,10 +54,12 @@ class SnapshotSync:
         settings: ExtensionSettings,
         host: str | None = None,
         fetch_timeout: float = 30.0,
+        fetch_deadline: float = FETCH_DEADLINE,
     ) -> None:
         self.settings = settings
         self.host = host if host is not None else socket.gethostname()
-        self.fetch_timeout = fetch_timeout
+        self.fetch_timeout = fetch_timeout  # per socket operation
+        self.fetch_deadline = fetch_deadline  # for the whole body
         self._state = State(None, "no snapshot yet: first refresh pending", "")
         self._etag: str | None = None
         self._file_stamp: tuple[int, int] | None = None
@@ -82,7 +88,7 @@ class SnapshotSync:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.refresh_once()
-            self._stop.wait(self.settings.refresh)
+            self._stop.wait(min(self.settings.refresh, MAX_REFRESH))  # wait() overflows
 
     # -- one refresh ---------------------------------------------------------------------
 
@@ -120,13 +126,14 @@ class SnapshotSync:
                 parts._replace(query=f"{parts.query}&{extra}".lstrip("&"))
             )
         request = urllib.request.Request(url, headers={"Accept": "application/json"})
-        if self.settings.token:
-            request.add_header("Authorization", f"Bearer {self.settings.token}")
+        if self.settings.token:  # never copied to a redirect's request by urllib itself
+            request.add_unredirected_header("Authorization", f"Bearer {self.settings.token}")
         if self._etag and self._state.snapshot is not None:
             request.add_header("If-None-Match", self._etag)
+        opener = urllib.request.build_opener(_redirect_handler(self.settings.token))
         try:
-            with urllib.request.urlopen(request, timeout=self.fetch_timeout) as response:
-                body = response.read(MAX_SNAPSHOT_BYTES + 1)
+            with opener.open(request, timeout=self.fetch_timeout) as response:
+                body = _read_bounded(response, time.monotonic() + self.fetch_deadline)
                 etag = response.headers.get("ETag")
         except urllib.error.HTTPError as exc:
             exc.close()
@@ -143,10 +150,13 @@ class SnapshotSync:
             self._fail(f"GET {_safe(url)}: snapshot larger than {MAX_SNAPSHOT_BYTES} bytes")
             return
         staged = self._stage_cache(body)
-        text = self._decode(body, f"GET {_safe(url)}")
-        del body  # peak memory: never the bytes, the text and the parsed snapshot at once
-        ok = bool(text) and self._accept(text, f"GET {_safe(url)}")
-        self._commit_cache(staged, ok, etag)
+        ok = False
+        try:  # the staged copy is kept or removed whatever parsing raises
+            text = self._decode(body, f"GET {_safe(url)}")
+            del body  # peak memory: never the bytes, the text and the parsed snapshot at once
+            ok = bool(text) and self._accept(text, f"GET {_safe(url)}")
+        finally:
+            self._commit_cache(staged, ok, etag)
         if ok:
             self._etag = etag
 
@@ -160,15 +170,22 @@ class SnapshotSync:
         if stamp == self._file_stamp and self._state.snapshot is not None:
             return
         try:
-            body = path.read_bytes()
+            with path.open("rb") as handle:  # bounded: a FIFO or /dev/zero never ends
+                body = handle.read(MAX_SNAPSHOT_BYTES + 1)
         except OSError as exc:
             self._fail(f"snapshot_path {path}: {exc.strerror or exc}")
             return
+        if len(body) > MAX_SNAPSHOT_BYTES:
+            self._fail(f"snapshot_path {path}: larger than {MAX_SNAPSHOT_BYTES} bytes")
+            return
         staged = self._stage_cache(body)
-        text = self._decode(body, str(path))
-        del body
-        ok = bool(text) and self._accept(text, str(path))
-        self._commit_cache(staged, ok, None)
+        ok = False
+        try:
+            text = self._decode(body, str(path))
+            del body
+            ok = bool(text) and self._accept(text, str(path))
+        finally:
+            self._commit_cache(staged, ok, None)
         if ok:
             self._file_stamp = stamp
 
@@ -183,7 +200,7 @@ class SnapshotSync:
             return
         try:
             snapshot = parse_snapshot(body)
-        except SnapshotError as exc:
+        except Exception as exc:  # a bad cache must never stop the extension from starting
             log.warning("ignoring cached snapshot %s: %s", cache, exc)
             return
         try:
@@ -194,7 +211,7 @@ class SnapshotSync:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _decode(self, body: bytes, source: str) -> list[str]:
+    def _decode(self, body: bytes | bytearray, source: str) -> list[str]:
         """The text in a one-item list (empty if not UTF-8): `_accept` takes it out, so
         the text is freed as soon as json has read it."""
         try:
@@ -227,7 +244,7 @@ class SnapshotSync:
         log.warning("%s", message)
         self._state = State(current, message, self._state.source)
 
-    def _stage_cache(self, body: bytes) -> Path | None:
+    def _stage_cache(self, body: bytes | bytearray) -> Path | None:
         """Write `body` next to the cache (kept only if it parses: _commit_cache)."""
         if not self.settings.cache_dir:
             return None
@@ -258,6 +275,59 @@ class SnapshotSync:
             log.warning("cannot cache the snapshot in %s: %s", staged.parent, exc)
 
 
+def _read_bounded(response: Any, deadline: float) -> bytearray:
+    """The body, at most MAX_SNAPSHOT_BYTES + 1 of it, read by the `deadline`: the socket
+    timeout alone lets a server that sends a byte every few seconds hold the refresh (and
+    the last good snapshot's "current" status) forever."""
+    body = bytearray()
+    while len(body) <= MAX_SNAPSHOT_BYTES:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the snapshot did not arrive in time (sent too slowly)")
+        chunk = response.read1(min(1 << 20, MAX_SNAPSHOT_BYTES + 1 - len(body)))  # one recv
+        if not chunk:
+            break
+        body += chunk
+    return body
+
+
+def _redirect_handler(token: str) -> Any:
+    """urllib's redirect handling, minus its leaks: it copies every header (the bearer
+    token too) to wherever a redirect points, other hosts and plain http included. Here
+    the token follows a redirect only to the same host and port over the same scheme or
+    from http to https; a redirect from https down to http, or to ftp, is refused."""
+    import urllib.error
+    import urllib.request
+
+    class Redirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(
+            self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str
+        ) -> Any:
+            old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
+            if new.scheme not in ("http", "https") or (old.scheme, new.scheme) == ("https", "http"):
+                raise urllib.error.HTTPError(
+                    newurl,
+                    code,
+                    f"refusing a redirect from {old.scheme} to {new.scheme}",
+                    headers,
+                    fp,
+                )
+            follow = super().redirect_request(req, fp, code, msg, headers, newurl)
+            if follow is not None and token and _same_server(old, new):
+                follow.add_unredirected_header("Authorization", f"Bearer {token}")
+            return follow
+
+    return Redirects()
+
+
+def _same_server(old: urllib.parse.SplitResult, new: urllib.parse.SplitResult) -> bool:
+    """Same host and port and scheme, or the same host's default http → https upgrade."""
+    if new.scheme not in ("http", "https") or old.hostname != new.hostname:
+        return False
+    if old.scheme == new.scheme:
+        return (old.port or 0) == (new.port or 0)
+    return old.scheme == "http" and old.port in (None, 80) and new.port in (None, 443)
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -274,8 +344,13 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def _safe(url: str) -> str:
-    """The URL without a `token=` query value (never log secrets)."""
+    """The URL without a `token=` query value or a password (never log secrets)."""
     parts = urllib.parse.urlsplit(url)
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     cleaned = [(k, "***" if k == "token" else v) for k, v in query]
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(cleaned)))
+    netloc = parts.netloc
+    if parts.password is not None:  # rows carry this text: no password either
+        netloc = f"{parts.username}:***@{netloc.rpartition('@')[2]}"
+    return urllib.parse.urlunsplit(
+        parts._replace(netloc=netloc, query=urllib.parse.urlencode(cleaned))
+    )

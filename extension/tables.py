@@ -17,16 +17,19 @@ from typing import Any, ClassVar, Protocol
 from extension import core
 from extension.assess import assess
 from extension.collector import COLUMNS, scan
-from extension.sdk import BIGINT, DOUBLE, INTEGER, TEXT, QueryContext
+from extension.sdk import BIGINT, DOUBLE, INTEGER, TEXT, QueryContext, cell
 from extension.sync import SnapshotSync
 
 SOCKET_TYPES: dict[str, str] = {
     "pid": INTEGER, "fd": BIGINT, "socket": BIGINT, "family": INTEGER, "protocol": INTEGER,
     "local_address": TEXT, "local_port": INTEGER, "remote_address": TEXT,
-    "remote_port": INTEGER, "state": TEXT, "net_namespace": INTEGER, "name": TEXT,
+    "remote_port": INTEGER, "state": TEXT, "net_namespace": TEXT, "name": TEXT,
     "path": TEXT, "cmdline": TEXT, "cwd": TEXT, "uid": BIGINT, "username": TEXT,
-    "parent": INTEGER, "parent_name": TEXT, "direction": TEXT,
+    "parent": BIGINT, "parent_name": TEXT, "direction": TEXT,
 }  # fmt: skip
+# The types of osquery's own columns (process_open_sockets, processes, users): osquery
+# reads an INTEGER column as a 32-bit int (sqlite3_result_int), so a namespace inode like
+# 4026531840 declared INTEGER would come out as -268435456.
 
 ACTIVITY_COLUMNS: tuple[tuple[str, str], ...] = (
     *((name, SOCKET_TYPES[name]) for name in COLUMNS),
@@ -95,8 +98,8 @@ def literal(kind: str, value: str) -> str | None:
             return str(int(value, 10))
         except ValueError:
             return None
-    if "\x00" in value:
-        return None
+    if "\x00" in value or value == "":
+        return None  # '' also matches a NULL (UDP sockets have no state), shown as ""
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -167,15 +170,15 @@ def matches(
         kind = types.get(column)
         if kind is None or column not in row:
             continue
-        have = row[column]
+        have = cell(row[column])  # as osquery will see it: None is ""
         for want in values:
             if kind in (INTEGER, BIGINT):
                 try:
-                    if int(str(have), 10) != int(want, 10):
+                    if int(have, 10) != int(want, 10):
                         return False
                 except ValueError:
                     continue
-            elif kind == TEXT and str(have) != want:
+            elif kind == TEXT and have != want:
                 return False
     return True
 

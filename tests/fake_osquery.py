@@ -5,7 +5,8 @@ Behaves like osqueryd's extension manager where an extension can tell:
 * an `ExtensionManager` Thrift server on a UNIX socket at path P, one thread per
   connection;
 * `registerExtension` answers a random uint16 uuid; a second extension with the same
-  name, or one whose tables collide with core's, is refused with a non-zero status;
+  name, one whose tables collide with core's, or one whose SDK version is below 1.7.7
+  (osquery's kSDKVersionChanges) is refused with a non-zero status;
 * core reaches the extension at `P.<uuid>`, opening a fresh connection for every ping
   and call (a watcher pings each extension every `ping_interval` and forgets one that
   stops answering, as osquery does);
@@ -200,6 +201,9 @@ class FakeCore(ExtensionManager.Iface):  # type: ignore[misc]
         self, info: InternalExtensionInfo, registry: dict[str, Any]
     ) -> ExtensionStatus:
         with self.lock:
+            if not _version_at_least("1.7.7", info.sdk_version or ""):  # kSDKVersionChanges
+                self.refused.append(info.name)
+                return ExtensionStatus(code=1, message="Incompatible extension SDK version")
             if any(i.name == info.name for i, _ in self.extensions_by_uuid.values()):
                 self.refused.append(info.name)
                 return ExtensionStatus(code=1, message="Duplicate extension registered")
@@ -299,6 +303,15 @@ class FakeCore(ExtensionManager.Iface):  # type: ignore[misc]
         if context is not None:
             request["context"] = context if isinstance(context, str) else json.dumps(context)
         return self.extension(uuid, timeout).call("table", table, request)
+
+
+def _version_at_least(least: str, version: str) -> bool:
+    """osquery's versionAtLeast: dotted numbers compared in order (junk is refused)."""
+    try:
+        have = [int(part) for part in version.split(".")]
+    except ValueError:
+        return False
+    return have >= [int(part) for part in least.split(".")]
 
 
 class _OneShot:

@@ -3,6 +3,7 @@ and the serve benchmark. Output goes to files (a full pipe would stall the serve
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -30,8 +31,10 @@ class ServerProcess:
         extra_toml: str = "",
         ingest_toml: str = "",
         args: tuple[str, ...] = (),
+        new_session: bool = False,
     ) -> None:
         self.workdir = workdir
+        self.new_session = new_session  # own process group: signal it like Ctrl-C / systemd
         self.db = workdir / "rarenet.db"
         self.config = workdir / "rarenet.toml"
         token_list = ", ".join(f'"{t}"' for t in tokens)
@@ -57,7 +60,12 @@ class ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RARENET_")}
         with self.out.open("wb") as out, self.err.open("wb") as err:
             self.proc = subprocess.Popen(
-                self.command(), stdout=out, stderr=err, cwd=self.workdir, env=env
+                self.command(),
+                stdout=out,
+                stderr=err,
+                cwd=self.workdir,
+                env=env,
+                start_new_session=self.new_session,
             )
         deadline = time.monotonic() + timeout
         while True:
@@ -106,6 +114,19 @@ class ServerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=30)
+        if self.proc is not None and self.new_session:
+            with contextlib.suppress(ProcessLookupError):  # children of its own group
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def children(self) -> list[int]:
+        """Pids of the server's child processes (each thread lists the ones it started:
+        the detection child is started by a scheduler thread)."""
+        assert self.proc is not None
+        found: set[int] = set()
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            with contextlib.suppress(OSError):  # a thread that just ended
+                found.update(int(pid) for pid in (task / "children").read_text().split())
+        return sorted(found)
 
     def peak_rss_mib(self) -> float:
         """VmHWM of the server process (peak resident set)."""

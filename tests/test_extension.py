@@ -8,6 +8,7 @@ import json
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -352,6 +353,7 @@ class SnapshotServer:
 
     def __init__(self, body: bytes) -> None:
         self.body, self.delay, self.status = body, 0.0, 200
+        self.redirect = ""  # a Location to send /v1/snapshot to (once per request)
         self.requests: list[dict[str, str]] = []
         owner = self
 
@@ -359,6 +361,11 @@ class SnapshotServer:
             def do_GET(self) -> None:
                 owner.requests.append({"path": self.path, **dict(self.headers.items())})
                 time.sleep(owner.delay)
+                if owner.redirect and self.path.startswith("/v1/snapshot?"):
+                    self.send_response(302)
+                    self.send_header("Location", owner.redirect)
+                    self.end_headers()
+                    return
                 if self.headers.get("Authorization") != "Bearer tok":
                     self.send_response(401)
                     self.end_headers()
@@ -490,3 +497,286 @@ def test_encoded_handler_answers_wire_rows() -> None:
     handler = Handler(Registry([Quirky()]), deadline=5, encoded=True)
     response = handler.call("table", "quirky", {"action": "generate"})
     assert response.status.code == 0 and response.response.count == 2
+
+
+# -- review regressions ---------------------------------------------------------------------
+
+
+def test_pack_columns_keep_osquery_s_own_types() -> None:
+    """osquery reads an extension's INTEGER column as a 32-bit int (DynamicTableRow's
+    sqlite3_result_int): net_namespace (an inode such as 4026531840, TEXT in osquery) came
+    out negative when it was declared INTEGER."""
+    from extension.tables import SOCKET_TYPES
+
+    schema = json.loads((ROOT / "tests" / "data" / "osquery_schema_5.23.1.json").read_text())
+    types = {t["name"]: {c["name"]: c["type"] for c in t["columns"]} for t in schema}
+    source = {"username": ("users", "username"), "parent_name": ("processes", "name")}
+    for column in ("name", "path", "cmdline", "cwd", "uid", "parent"):
+        source[column] = ("processes", column)
+    wanted = {"text": "TEXT", "integer": "INTEGER", "bigint": "BIGINT"}
+    for column, declared in SOCKET_TYPES.items():
+        if column == "direction":
+            continue  # computed by the pack query
+        table, name = source.get(column, ("process_open_sockets", column))
+        assert declared == wanted[types[table][name]], column
+    assert SOCKET_TYPES["net_namespace"] == "TEXT"
+
+
+def test_abandoned_calls_do_not_run_later() -> None:
+    """A call osquery already got a timeout for must not run afterwards: it would send
+    core another full sockets query and delay the calls that follow."""
+
+    class Slow:
+        name = "slow"
+        columns = (("a", sdk.TEXT),)
+
+        def __init__(self) -> None:
+            self.runs = 0
+
+        def generate(self, context: QueryContext) -> list[dict[str, str]]:
+            self.runs += 1
+            time.sleep(1.0)
+            return [{"a": "x"}]
+
+    table = Slow()
+    handler = Handler(Registry([table]), deadline=0.3)
+    answers: list[Any] = []
+    callers = [
+        threading.Thread(target=lambda: answers.append(handler.call("table", "slow", {"action": "generate"})))
+        for _ in range(6)
+    ]  # fmt: skip
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(10)
+    assert len(answers) == 6 and all(a.status.code == 1 for a in answers)
+    time.sleep(1.5)  # the two calls already running finish
+    assert table.runs == 2  # the four still queued were dropped, not run
+
+
+def test_the_token_never_follows_a_redirect_to_another_server(tmp_path: Path) -> None:
+    from extension.sync import _same_server
+
+    seen: list[dict[str, str]] = []
+
+    class Other(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(dict(self.headers.items()))
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Other)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    body = json.dumps(snapshot_doc()).encode()
+    try:
+        with SnapshotServer(body) as server:
+            server.redirect = f"http://127.0.0.2:{other.server_address[1]}/elsewhere"
+            sync = SnapshotSync(
+                ExtensionSettings(snapshot_url=server.url, token="tok", cache_dir="")
+            )
+            sync.refresh_once()
+            assert "HTTP 404" in sync.state.status
+            assert len(seen) == 1 and "Authorization" not in seen[0]
+            server.redirect = server.url.replace("/v1/snapshot", "/v1/snapshot2")  # same server
+            sync.refresh_once()
+            assert sync.state.snapshot is not None and sync.state.status == "snapshot current"
+            server.redirect = "ftp://127.0.0.1/snapshot.json"  # urllib would follow it
+            sync.refresh_once()
+            assert "refusing a redirect from http to ftp" in sync.state.status
+    finally:
+        other.shutdown()
+        other.server_close()
+    split = urllib.parse.urlsplit
+    assert _same_server(split("http://c/v1"), split("https://c/v1"))
+    assert not _same_server(split("https://c/v1"), split("http://c/v1"))
+    assert not _same_server(split("http://c:8089/v1"), split("http://c:8090/v1"))
+    assert not _same_server(split("https://c/v1"), split("https://d/v1"))
+
+
+def test_a_snapshot_file_that_never_ends_is_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from extension import sync as sync_module
+
+    monkeypatch.setattr(sync_module, "MAX_SNAPSHOT_BYTES", 1 << 20)
+    sync = SnapshotSync(ExtensionSettings(snapshot_path="/dev/zero", cache_dir=str(tmp_path)))
+    sync.refresh_once()
+    assert "larger than 1048576 bytes" in sync.state.status and sync.state.snapshot is None
+
+
+def test_a_request_that_is_not_utf8_gets_an_answer(tmp_path: Path) -> None:
+    """osquery passes a constraint's bytes as they are (`WHERE name = CAST(X'ff' AS TEXT)`);
+    thrift's strict decoding dropped the connection without an answer."""
+    import socket as sockets
+    import struct
+
+    from extension.server import ExtensionServer
+
+    def string(data: bytes) -> bytes:
+        return struct.pack(">i", len(data)) + data
+
+    context = b'{"constraints":[{"name":"a","list":[{"op":2,"expr":"\xff"}],"affinity":"TEXT"}]}'
+    message = b"".join([
+        struct.pack(">i", -2147418112 | 1), string(b"call"), struct.pack(">i", 7),
+        struct.pack(">bh", 11, 1), string(b"table"), struct.pack(">bh", 11, 2), string(b"quirky"),
+        struct.pack(">bh", 13, 3), bytes([11, 11]), struct.pack(">i", 2),
+        string(b"action"), string(b"generate"), string(b"context"), string(context), b"\x00",
+    ])  # fmt: skip
+    server = ExtensionServer(str(tmp_path / "x.em.1"), Handler(Registry([Quirky()]), deadline=3))
+    server.start()
+    try:
+        with sockets.socket(sockets.AF_UNIX) as client:
+            client.settimeout(5)
+            client.connect(server.path)
+            client.sendall(message)
+            reply = client.recv(65536)
+    finally:
+        server.stop()
+    assert reply.startswith(struct.pack(">i", -2147418112 | 2) + string(b"call"))
+    assert string(b"OK") in reply  # answered; rows named "\ufffd" are none of Quirky's
+
+
+def test_flags_as_osquery_passes_them_and_bad_seconds_refused() -> None:
+    from extension.main import parse_args
+
+    # osquery's launchExtension: argv = [path, --verbose?, --socket, S, --timeout, T, --interval, I]
+    args = parse_args(["--verbose", "--socket", "/x.em", "--timeout", "3", "--interval", "3"])
+    assert (args.verbose, args.socket, args.timeout, args.interval) == (True, "/x.em", 3.0, 3.0)
+    assert parse_args(["--timeout=10", "--interval=0"]).timeout == 10.0
+    for bad in ("nan", "inf", "-1", "1e300", "3s"):  # nan looped forever, 1e300 overflowed
+        with pytest.raises(SystemExit):
+            parse_args(["--timeout", bad])
+        with pytest.raises(SystemExit):
+            parse_args(["--interval", bad])
+
+
+def test_sigterm_while_waiting_for_core_exits_at_once(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    command = [
+        sys.executable,
+        "-m",
+        "extension",
+        "--socket",
+        str(tmp_path / "no.em"),
+        "--timeout",
+        "60",
+    ]
+    proc = subprocess.Popen(command, env=env, cwd=tmp_path, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(5)
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+def test_a_snapshot_sent_drop_by_drop_is_given_up(tmp_path: Path) -> None:
+    """Each byte inside the socket timeout, the whole body never: the refresh used to hang
+    on it for good while rows kept saying "snapshot current"."""
+    import socket as sockets
+
+    stop = threading.Event()
+    listener = sockets.create_server(("127.0.0.1", 0))
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n{")
+            while not stop.wait(0.1):
+                try:
+                    conn.sendall(b" ")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1/snapshot"
+    sync = SnapshotSync(
+        ExtensionSettings(snapshot_url=url, cache_dir=str(tmp_path)),
+        fetch_timeout=1.0,
+        fetch_deadline=1.0,
+    )
+    started = time.monotonic()
+    try:
+        sync.refresh_once()
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+    assert time.monotonic() - started < 5
+    assert "sent too slowly" in sync.state.status and sync.state.snapshot is None
+
+
+def test_reasons_never_show_a_password_of_the_url(tmp_path: Path) -> None:
+    url = "http://user:hunter2@127.0.0.1:9/v1/snapshot?token=abc"  # port 9: refused
+    sync = SnapshotSync(ExtensionSettings(snapshot_url=url, cache_dir=""), fetch_timeout=2)
+    sync.refresh_once()
+    assert "failed" in sync.state.status
+    assert "hunter2" not in sync.state.status and "abc" not in sync.state.status
+
+
+def test_a_null_column_is_the_empty_string_osquery_sees(tmp_path: Path) -> None:
+    """Core's JSON gives null for a NULL column (a UDP socket's state); the row carries ""
+    and osquery keeps it for `state = ''`, so the filter must not drop it ("None" != "")
+    and the push-down must not send `state = ''` (NULL = '' is false in core)."""
+    udp = {**socket(7, "dhclient", "/usr/sbin/dhclient"), "state": None}
+    table = UnusualNetworkActivity(FixedSockets([udp]), loaded_sync(tmp_path))
+    assert [r["pid"] for r in table.generate(QueryContext({"state": ("",)}))] == ["7"]
+    assert list(table.generate(QueryContext({"state": ("None",)}))) == []
+    assert socket_sql({"state": ("",)}) == OPEN_SOCKETS_SQL
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('"generated_at": "2026-01-19T00:00:03Z"', '"generated_at": 1e999'),
+        ('"first_seen": "2026-01-05T00:00:00Z"', '"first_seen": -1e999'),
+    ],
+)
+def test_an_infinite_number_is_refused_and_leaves_no_files(
+    tmp_path: Path, old: str, new: str
+) -> None:
+    """1e999 parses as inf; int(inf) raised OverflowError past the SnapshotError handling:
+    a vague status, a staged cache copy left behind on every refresh (a disk filling up),
+    and, from the cache at start, an extension that could not start."""
+    text = json.dumps(snapshot_doc()).replace(old, new, 1)
+    assert new in text
+    path, cache = tmp_path / "snap.json", tmp_path / "cache"
+    path.write_text(text)
+    sync = SnapshotSync(ExtensionSettings(snapshot_path=str(path), cache_dir=str(cache)))
+    sync.refresh_once()
+    assert "is not a time" in sync.state.status and sync.state.snapshot is None
+    assert list(cache.iterdir()) == []
+    (cache / "snapshot.json").write_text(text)
+    sync.load_cache()  # ignored, never raised
+    assert sync.state.snapshot is None
+
+
+def test_a_huge_refresh_does_not_kill_the_refresh_thread(tmp_path: Path) -> None:
+    """`refresh = "1e12"`-like values: Event.wait(1e12) raised OverflowError and the
+    refresh thread died after its first refresh."""
+    path = tmp_path / "snap.json"
+    path.write_text(json.dumps(snapshot_doc()))
+    settings = ExtensionSettings(snapshot_path=str(path), cache_dir="", refresh=1e12)
+    sync = SnapshotSync(settings)
+    sync.start()
+    try:
+        deadline = time.monotonic() + 5
+        while sync.refreshes == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        assert sync._thread is not None and sync._thread.is_alive()
+    finally:
+        sync.stop()

@@ -254,6 +254,23 @@ def test_exits_when_core_goes_away(
 
 
 @pytest.mark.slow
+def test_exits_when_core_restarts_between_two_checks(
+    sock_dir: Path, launcher: list[str], spawn: Any, snapshot_env: dict[str, str]
+) -> None:
+    """osqueryd's watchdog restarts its worker (and extension manager) in well under
+    --interval: pings to the new core succeed, but it has never heard of this extension."""
+    path = str(sock_dir / "osquery.em")
+    first = FakeCore(path).start()
+    ext = spawn(launcher, path, snapshot_env)
+    first.wait_for("rarenet")
+    first.close()
+    with FakeCore(path) as second:
+        assert ext.wait(10) == 1
+        assert "restarted and no longer knows extension rarenet" in ext.stderr()
+        assert second.uuid_of("rarenet") is None
+
+
+@pytest.mark.slow
 def test_duplicate_registration_is_refused(
     core: FakeCore, launcher: list[str], spawn: Any, snapshot_env: dict[str, str]
 ) -> None:

@@ -7,6 +7,7 @@ import gzip
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -111,6 +112,44 @@ def test_tokens_header_query_and_never_logged(srv: ServerProcess) -> None:
     time.sleep(0.2)  # the access log line is written after the response
     logged = srv.output()
     assert "token=REDACTED" in logged and TOKEN not in logged
+
+
+def test_token_never_logged_however_the_query_spells_its_key(srv: ServerProcess) -> None:
+    # Starlette decodes the query key (`%74oken` is `token`) but uvicorn logs it raw.
+    # A raw socket: `requests` would normalise the %-escapes before sending.
+    host, port = srv.url.removeprefix("http://").rsplit(":", 1)
+    answers = {}
+    for query in (f"%74oken={TOKEN}", f"tok%65n={TOKEN}", f"token%3D{TOKEN}", f"a=1;token={TOKEN}"):
+        with socket.create_connection((host, int(port)), timeout=30) as conn:
+            conn.sendall(f"GET /metrics?{query} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            answers[query] = conn.recv(64).split(b"\r\n")[0]
+    assert answers[f"%74oken={TOKEN}"] == b"HTTP/1.1 200 OK"
+    assert requests.get(f"{srv.url}/v1/{TOKEN}", timeout=30).status_code == 404
+    _wait_for(lambda: '"GET /v1/REDACTED HTTP/1.1" 404' in srv.output())  # the last line
+    _wait_for(lambda: "a=1;token=REDACTED" in srv.output())
+    assert TOKEN not in srv.output()
+
+
+@pytest.mark.slow
+def test_connections_without_request_headers_are_dropped(srv: ServerProcess) -> None:
+    # uvicorn keeps a silent or dribbling connection forever; MAX_CONNECTIONS of them
+    # (no token needed to open one) made every post a 503.
+    host, port = srv.url.removeprefix("http://").rsplit(":", 1)
+    silent = socket.create_connection((host, int(port)), timeout=30)
+    dribbling = socket.create_connection((host, int(port)), timeout=30)
+    began = time.monotonic()
+    try:
+        dribbling.sendall(b"POST /v1/ingest HTTP/1.1\r\n")
+        for _ in range(4):  # keep it busy past uvicorn's keep-alive timer (5 s)
+            time.sleep(2)
+            dribbling.sendall(b"X-Slow: 1\r\n")
+        assert srv.get("/healthz").status_code == 200  # others are served meanwhile
+        assert silent.recv(1) == b""  # closed by the server (recv waits at most 30 s)
+        assert dribbling.recv(1) == b""
+        assert time.monotonic() - began < 25
+    finally:
+        silent.close()
+        dribbling.close()
 
 
 def test_over_max_body_is_413_even_when_gzip_hides_it(srv: ServerProcess) -> None:
@@ -231,6 +270,7 @@ def test_signals_listed(srv: ServerProcess) -> None:
     assert {doc["id"] for doc in run.documents} <= {str(sig.get("id")) for sig in signals}
     assert srv.get("/v1/signals?limit=0").status_code == 400
     assert srv.get("/v1/signals?since=yesterday").status_code == 400
+    assert srv.get("/v1/signals?since=" + "9" * 30).status_code == 400  # was a 500
     assert srv.get("/v1/signals?state=bogus").status_code == 400
     assert srv.get("/v1/signals?state=none&since=2026-01-01T00:00:00Z").status_code == 200
 
@@ -244,6 +284,94 @@ def test_refuses_non_loopback_without_tokens(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "refusing to listen on 0.0.0.0 without tokens" in proc.stderr
     assert "[ingest] tokens" in proc.stderr
+
+
+def test_an_empty_token_is_refused(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, tokens=("good-token", "  "))
+    proc = subprocess.run(server.command(), capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2
+    assert "[ingest] tokens: an empty token" in proc.stderr
+
+
+def test_padded_token_matches_the_bearer_header_and_ipv6_url(tmp_path: Path) -> None:
+    ipv6 = _loopback_ipv6()
+    args = ("--host", "[::1]") if ipv6 else ()
+    with ServerProcess(tmp_path, tokens=(f"  {TOKEN} ",), args=args) as server:
+        if ipv6:
+            assert server.url.startswith("http://[::1]:")  # was http://[[::1]]:
+        assert server.get("/metrics").status_code == 200  # Authorization: Bearer TOKEN
+        assert server.get("/metrics", headers={"Authorization": "Bearer x"}).status_code == 401
+        assert server.stop() == 0
+
+
+def _loopback_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def test_ctrl_c_to_the_process_group_stops_every_child_quietly(tmp_path: Path) -> None:
+    # Ctrl-C reaches the whole process group, systemd's SIGTERM the whole control group:
+    # the parse workers and the detection child must leave stopping to the server.
+    server = ServerProcess(tmp_path, new_session=True)
+    with server:
+        _wait_for(lambda: "learning: " in server.output())  # the detection child ran
+        children = server.children()
+        detection = [c for c in children if _spawned(c) and c not in _main_thread_children(server)]
+        assert detection, children
+        for child in children:
+            status = Path(f"/proc/{child}/status").read_text()
+            ignored = int(re.search(r"SigIgn:\s+([0-9a-f]+)", status).group(1), 16)  # type: ignore[union-attr]
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                assert ignored & (1 << (sig - 1)), (child, sig)
+        assert server.proc is not None
+        os.killpg(server.proc.pid, signal.SIGINT)
+        assert server.proc.wait(timeout=60) == 0
+        output = server.output()
+        assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+
+
+@pytest.mark.parametrize("when", ["starting", "running"])
+def test_children_exit_when_the_server_is_killed(tmp_path: Path, when: str) -> None:
+    # kill -9 (or the OOM killer) cannot stop the children: they must notice and go.
+    # The detection child once stayed forever (with the resource tracker it holds open),
+    # and one started just before the kill watched init, its new parent, forever.
+    server = ServerProcess(tmp_path, new_session=True)
+    with server:
+        assert server.proc is not None
+        if when == "running":
+            _wait_for(lambda: "learning: " in server.output())  # the detection child ran
+            assert [c for c in server.children() if c not in _main_thread_children(server)]
+        server.proc.kill()  # "starting": right after it printed where it listens
+        server.proc.wait(timeout=30)
+        _wait_for(lambda: not _session(server.proc.pid), timeout=20)
+
+
+def _session(sid: int) -> list[int]:
+    """Live processes of session `sid` (the server's own, with start_new_session)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":  # fields: state ppid pgrp sid
+                found.append(int(entry.name))
+    return found
+
+
+def _spawned(pid: int) -> bool:
+    return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def _main_thread_children(server: ServerProcess) -> set[int]:
+    assert server.proc is not None
+    pid = server.proc.pid
+    return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
 
 
 def test_tails_configured_files_with_checkpoints(tmp_path: Path) -> None:
@@ -303,13 +431,23 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
 
 @pytest.mark.slow
 def test_demo_replays_a_fleet_through_the_server_and_shows_signals(tmp_path: Path) -> None:
+    # The user's own settings in the environment must not reach the demo's server: with
+    # RARENET_DB it once posted the synthetic fleet into that (real) store.
+    real = tmp_path / "real.db"
+    env = {
+        **os.environ,
+        "RARENET_DB": str(real),
+        "RARENET_STORE_PATH": str(real),
+        "RARENET_INGEST_TOKENS": "the-users-token",
+    }
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "baseline", "demo", "--hosts", "20", "--days", "1",
-         "--workdir", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, check=False,
+         "--workdir", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=120, check=False, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    assert not real.exists()
     assert time.monotonic() - started < 60
     out = proc.stdout
     assert "listening on http://127.0.0.1:" in out and "learning: " in out

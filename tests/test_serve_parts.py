@@ -18,6 +18,7 @@ from baseline.ingest.chunks import build_parser
 from baseline.serve.auth import (
     RedactTokens,
     check_bind,
+    configured_tokens,
     is_loopback,
     presented_token,
     redact,
@@ -98,6 +99,38 @@ def test_tokens_constant_time_over_all_and_redacted() -> None:
     record = logging.LogRecord("a", 20, "f", 1, '%s "%s"', ("peer", "/x?token=s"), None)
     RedactTokens().filter(record)
     assert record.getMessage() == 'peer "/x?token=REDACTED"'
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["%74oken=abc", "tok%65n=abc", "TOKEN=abc", "token%3Dabc", "a=1;token=abc", "x=1&Token=abc"],
+)
+def test_redacts_the_token_however_the_query_spells_its_key(query: str) -> None:
+    # Starlette decodes `%74oken` to `token` (and accepts the token); the access log
+    # shows the raw query, which once logged these in clear.
+    redacted = redact(f'GET /metrics?{query} HTTP/1.1" 200')
+    assert "abc" not in redacted and "REDACTED" in redacted
+    assert redact("/v1/signals?limit=5&state=dead") == "/v1/signals?limit=5&state=dead"
+
+
+def test_redacts_configured_tokens_anywhere_raw_or_encoded() -> None:
+    secret = "s3cret/t+k"
+    record = logging.LogRecord(
+        "a", 20, "f", 1, "msg %(path)s", ({"path": "/x?q=s3cret%2Ft%2Bk"},), None
+    )
+    RedactTokens([secret]).filter(record)
+    assert record.getMessage() == "msg /x?q=REDACTED"
+    assert redact(f"bearer {secret} then s3cret%2Ft%2Bk", [secret]) == (
+        "bearer REDACTED then REDACTED"
+    )
+
+
+def test_configured_tokens_are_stripped_and_never_empty() -> None:
+    # Bearer values are stripped on the way in, so a padded token could never match.
+    assert configured_tokens([" t1 ", "t2\n"]) == ["t1", "t2"]
+    assert configured_tokens([]) == []
+    with pytest.raises(ConfigError, match=r"empty token"):
+        configured_tokens(["t1", "  "])
 
 
 def test_loopback_rule() -> None:

@@ -8,6 +8,7 @@ interval of data time, printing the learning progress and each signal with its r
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import signal
@@ -78,7 +79,7 @@ def _demo(state: Context, hosts: int, days: float, seed: int, work: Path) -> int
         f'[store]\npath = "{db}"\nretention = "3650d"\n\n[ingest]\ntokens = ["{token}"]\n\n'
         '[detect]\ninterval = "1d"\n'  # the demo drives the rule in data time itself
     )
-    server, url = _start_server(toml, work)
+    server, url = _start_server(toml, db, work)
     click.echo(f"rarenet demo: `rarenet serve` listening on {url} (store {db})")
     click.echo(
         f"rarenet demo: replaying in data time: Fleet webhook bodies of <= {BODY_ROWS} rows "
@@ -131,11 +132,14 @@ def _demo(state: Context, hosts: int, days: float, seed: int, work: Path) -> int
     return 0
 
 
-def _start_server(toml: Path, work: Path) -> tuple[subprocess.Popen[bytes], str]:
-    command = [sys.executable, "-m", "baseline", "serve", "--config", str(toml), "--port", "0",
-               "--no-access-log"]  # fmt: skip
+def _start_server(toml: Path, db: Path, work: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`rarenet serve` on the scratch store only: the user's RARENET_* settings (a
+    RARENET_DB pointing at the real store, its tokens, its bind address) must not reach it."""
+    command = [sys.executable, "-m", "baseline", "serve", "--config", str(toml), "--db", str(db),
+               "--host", "127.0.0.1", "--port", "0", "--no-access-log"]  # fmt: skip
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RARENET_")}
     errors = (work / "serve.err").open("wb")
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=env)
     errors.close()
     assert proc.stdout is not None
     found: list[str] = []

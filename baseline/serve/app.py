@@ -32,7 +32,7 @@ from baseline.deliver import list_signals
 from baseline.detect.rule import RunResult
 from baseline.errors import InputError
 from baseline.ingest.chunks import build_parser
-from baseline.serve.auth import presented_token, token_ok
+from baseline.serve.auth import configured_tokens, presented_token, token_ok
 from baseline.serve.bodies import BodyError, init_worker, parse_in_worker, worker_ready
 from baseline.serve.jobs import Jobs
 from baseline.serve.metrics import Metrics
@@ -45,6 +45,7 @@ from baseline.units import parse_time
 REFUSED_TYPES = ("multipart/",)  # a MIME-wrapped upload; curl -d (form type) is fine
 MAX_HOST = 255
 MAX_SIGNALS = 1000
+MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z: SQLite integers end at 2**63
 MAX_PARSE_WORKERS = 4
 DRAIN_FACTOR = 4  # an oversized body is read (and dropped) up to this many × max_body
 
@@ -78,7 +79,7 @@ class Api:
         on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
-        self.tokens = list(config.ingest.tokens)
+        self.tokens = configured_tokens(config.ingest.tokens)
         self.max_body = config.ingest.max_body
         build_parser(config)  # a bad [ingest] exclusion fails here, before anything starts
         write_gate = threading.Lock()  # ingest commits and presence folds take turns
@@ -135,7 +136,7 @@ class Api:
             parse_workers(),
             mp_context=multiprocessing.get_context("spawn"),
             initializer=init_worker,
-            initargs=(self.config,),
+            initargs=(self.config, os.getpid()),
         )
 
     def _authorised(self, request: Request) -> bool:
@@ -258,8 +259,10 @@ class Api:
         if query.get("since"):
             try:
                 since = parse_time(query["since"])
+                if not 0 <= since <= MAX_TIME:
+                    raise ValueError
             except (ValueError, OverflowError):
-                return _error(400, "since must be unix seconds or ISO 8601")
+                return _error(400, "since must be unix seconds or ISO 8601 (year 1970 to 9999)")
         state = query.get("state") or None
         if state is not None and len(state) > 32:
             return _error(400, "state is too long")

@@ -7,11 +7,13 @@ import ipaddress
 import logging
 import re
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from urllib.parse import quote, quote_plus, unquote_plus
 
 from baseline.errors import ConfigError
 
-_TOKEN_IN_QUERY = re.compile(r"((?:^|[?&])token=)[^&\s\"]*", re.IGNORECASE)
+_QUERY = re.compile(r"\?([^\s\"]+)")  # a query string inside a log line
+_QUERY_PARTS = re.compile(r"([&;])")  # `;` too: not a separator here, but some clients use it
 
 
 def token_ok(tokens: Sequence[str], presented: str | None) -> bool:
@@ -27,6 +29,22 @@ def token_ok(tokens: Sequence[str], presented: str | None) -> bool:
     for token in tokens:
         matched |= hmac.compare_digest(given, token.encode("utf-8", "surrogateescape"))
     return matched
+
+
+def configured_tokens(tokens: Iterable[str]) -> list[str]:
+    """`[ingest] tokens` as compared: surrounding whitespace dropped (an HTTP header
+    cannot carry it, so a padded token could never match `Authorization: Bearer`); an
+    empty one is a configuration error (it would count as "tokens configured" while no
+    request could ever present it)."""
+    cleaned = [token.strip() for token in tokens]
+    if any(not token for token in cleaned):
+        raise ConfigError(
+            "an empty token",
+            where="[ingest] tokens",
+            hint="remove it, or make one with: python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'",
+        )
+    return cleaned
 
 
 def presented_token(authorization: str | None, query_token: str | None) -> str | None:
@@ -66,17 +84,41 @@ def check_bind(host: str, tokens: Sequence[str]) -> None:
         )
 
 
-def redact(text: str) -> str:
-    """`?token=secret` → `?token=REDACTED`."""
-    return _TOKEN_IN_QUERY.sub(r"\1REDACTED", text)
+def redact(text: str, tokens: Sequence[str] = ()) -> str:
+    """`?token=secret` → `?token=REDACTED`, whatever the spelling of the key (`TOKEN`,
+    `%74oken`, `token%3Dsecret`); and every configured token, raw or URL-encoded,
+    wherever it appears."""
+
+    def query(match: re.Match[str]) -> str:
+        parts = _QUERY_PARTS.split(match.group(1))
+        for index in range(0, len(parts), 2):  # odd indexes are the separators
+            key = unquote_plus(parts[index]).partition("=")[0]
+            if key.strip().lower() == "token":
+                parts[index] = "token=REDACTED"
+        return "?" + "".join(parts)
+
+    text = _QUERY.sub(query, text)
+    for token in tokens:
+        for form in {token, quote(token, safe=""), quote_plus(token)}:
+            text = text.replace(form, "REDACTED")
+    return text
 
 
 class RedactTokens(logging.Filter):
-    """A logging filter: tokens in query strings never reach a log line."""
+    """A logging filter: tokens never reach a log line (see `redact`)."""
+
+    def __init__(self, tokens: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.tokens = [token for token in tokens if token]
+
+    def _clean(self, value: object) -> object:
+        return redact(value, self.tokens) if isinstance(value, str) else value
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg, self.tokens)
         if isinstance(record.args, tuple):
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
-        elif isinstance(record.msg, str):
-            record.msg = redact(record.msg)
+            record.args = tuple(self._clean(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: self._clean(v) for k, v in record.args.items()}
         return True

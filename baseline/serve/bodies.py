@@ -200,16 +200,24 @@ class PackedBody:
         return ParsedBody(result, self.errors, self.lines)
 
 
-def init_worker(config: Config) -> None:
-    """Pool initializer: one parser per worker. Signals are the server's business: a
-    Ctrl-C (sent to the whole process group) or systemd's SIGTERM must not kill a
-    worker in the middle of a body the server promised to finish."""
-    global _worker
+def init_child(server: int) -> None:
+    """Initializer of every child process of the server (parse workers, the detection
+    child). Signals are the server's business: a Ctrl-C (sent to the whole process
+    group) or systemd's SIGTERM (sent to the whole control group) must not kill a child
+    in the middle of work the server promised to finish; the server stops its children
+    itself, and a child whose server died (SIGKILL, OOM) exits on its own. `server` is
+    the server's pid, passed in: a server killed while this child was still starting
+    would otherwise leave it watching init (its new parent) forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(server,), daemon=True).start()
+
+
+def init_worker(config: Config, server: int) -> None:
+    """Pool initializer: one parser per worker (and `init_child`)."""
+    global _worker
+    init_child(server)
     _worker = (build_parser(config), config.ingest.max_body)
-    parent = os.getppid()
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
 
 
 def _exit_with(parent: int) -> None:

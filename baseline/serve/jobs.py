@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -27,11 +28,22 @@ from baseline.detect.presence import refresh_presence
 from baseline.detect.rule import RunResult, detect_once
 from baseline.ingest.chunks import ChunkCounts, build_parser
 from baseline.ingest.pipeline import Ingester
+from baseline.serve.bodies import init_child
 from baseline.serve.metrics import Metrics
 from baseline.serve.snapshots import SnapshotCache
 from baseline.store import Store
 
 log = logging.getLogger("rarenet.serve")
+
+
+DETECT_NICENESS = 10  # acknowledging posts is latency-bound (Fleet never retries); a run is not
+
+
+def init_detector(server: int) -> None:
+    """The detection child: a child of the server (`init_child`) that yields the CPU to
+    ingest — a run has a whole interval to finish, a post has a sender waiting."""
+    init_child(server)
+    os.nice(DETECT_NICENESS)
 
 
 def detect_in_process(db_path: str, settings: DetectSettings) -> RunResult:
@@ -42,7 +54,7 @@ def detect_in_process(db_path: str, settings: DetectSettings) -> RunResult:
 
 TAIL_EVERY = 5.0  # seconds between reads of [ingest] files
 FOLD_EVERY = 2.0  # seconds between presence folds (keeps each detection run short)
-FOLD_HOLD = 0.1  # seconds one fold transaction should hold the write lock
+FOLD_HOLD = 0.05  # seconds one fold transaction should hold the write lock
 FOLD_MIN_STEP, FOLD_MAX_STEP = 2_000, 200_000  # observation ids per fold transaction
 FOLD_PAUSE = 0.02  # seconds between fold steps, so a waiting ingest commit gets the lock
 FOLD_BUDGET = 2.0  # seconds of folding per scheduled fold run
@@ -144,7 +156,12 @@ class Jobs:
     def _detect_in_child(self) -> RunResult:
         with self._detector_lock:
             if self._detector is None:
-                self._detector = ProcessPoolExecutor(1, mp_context=get_context("spawn"))
+                self._detector = ProcessPoolExecutor(
+                    1,
+                    mp_context=get_context("spawn"),
+                    initializer=init_detector,
+                    initargs=(os.getpid(),),
+                )
             detector = self._detector
         try:
             return detector.submit(

@@ -66,6 +66,7 @@ def replicate(base: Path, target: Path, copies: int) -> int:
         with store.transaction():
             conn.execute("INSERT INTO observations SELECT * FROM base.observations")
             conn.execute("INSERT INTO store_state SELECT * FROM base.store_state")
+            conn.execute("INSERT INTO name_path SELECT * FROM base.name_path")
             for name, _ in indexes:
                 conn.execute(f"DROP INDEX {name}")
             conn.execute(
@@ -102,70 +103,85 @@ def replicate(base: Path, target: Path, copies: int) -> int:
     return int(rows)
 
 
-def one_run(db: Path, at: int) -> tuple[dict[str, object], float, float]:
+def one_run(db: Path, at: int) -> tuple[dict[str, object], float, float, float]:
+    """One `detect_once` in a fresh process: (run record, wall s, CPU s, peak RSS MiB)."""
     script = (
         "import sys, time, orjson\n"
         "from baseline.config import load_config\n"
         "from baseline.detect.rule import detect_once\n"
         "from baseline.store import Store\n"
         "store = Store(sys.argv[1])\n"
-        "started = time.perf_counter()\n"
+        "started, cpu = time.perf_counter(), time.process_time()\n"
         "run = detect_once(store, load_config(None, env={}).detect, int(sys.argv[2]))\n"
-        "seconds = time.perf_counter() - started\n"
+        "seconds, cpu = time.perf_counter() - started, time.process_time() - cpu\n"
         "status = open('/proc/self/status').read()\n"
         "rss = int(status.split('VmHWM:')[1].split()[0]) / 1024\n"
-        "print(orjson.dumps({'run': run.as_json()['run'], 'seconds': seconds, 'rss': rss}).decode())\n"
+        "print(orjson.dumps({'run': run.as_json()['run'], 'seconds': seconds, 'cpu': cpu, "
+        "'rss': rss}).decode())\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", script, str(db), str(at)], capture_output=True, check=True
     )
     data = orjson.loads(proc.stdout)
-    return data["run"], data["seconds"], data["rss"]
+    return data["run"], data["seconds"], data["cpu"], data["rss"]
+
+
+REPEATS = 3  # runs per size; the median is reported (the machine may be shared)
+
+
+def measure(db: Path, at: int) -> tuple[dict[str, object], list[float], float, float]:
+    """REPEATS runs at the same data time (the first one emits the signals, later ones
+    find them already stored): (first run record, wall times, median CPU s, max RSS)."""
+    results = [one_run(db, at) for _ in range(REPEATS)]
+    walls = sorted(r[1] for r in results)
+    cpus = sorted(r[2] for r in results)
+    return results[0][0], walls, cpus[len(cpus) // 2], max(r[3] for r in results)
 
 
 def test_detection_run(tmp_path: Path) -> None:
-    sizes = SIZES
     base, end, fold = base_store(tmp_path)
-    rows = [["hosts", "presence rows (14 d)", "candidates", "run s", "peak RSS MiB", "goal"]]
-    run, seconds, rss = one_run(base, end)
-    rows.append(
-        [
-            f"{BASE_HOSTS:,} (simulated)",
-            "-",
-            f"{run['candidates']:,}",
-            f"{seconds:.2f}",
-            f"{rss:.0f}",
-            "",
-        ]
-    )
-    for hosts in sizes:
-        db = tmp_path / f"fleet-{hosts}.db"
-        presence = replicate(base, db, hosts // BASE_HOSTS)
-        run, seconds, rss = one_run(db, end)
-        goal = ""
-        if hosts == 10_000:
-            goal = "met" if seconds <= 2 and rss <= 500 else "NOT met"
+    header = ["hosts", "presence rows (14 d)", "candidates", "signals", "run s (median)"]
+    rows = [[*header, "min–max s", "CPU s", "peak RSS MiB", "goal"]]
+
+    def add(label: str, presence: str, db: Path, goal: bool) -> None:
+        run, walls, cpu, rss = measure(db, end)
+        median = walls[len(walls) // 2]
+        verdict = ("met" if median <= 2 and rss <= 500 else "NOT met") if goal else ""
         rows.append(
             [
-                f"{hosts:,}",
-                f"{presence:,}",
+                label,
+                presence,
                 f"{run['candidates']:,}",
-                f"{seconds:.2f}",
+                f"{run['signals']}",
+                f"{median:.2f}",
+                f"{walls[0]:.2f}–{walls[-1]:.2f}",
+                f"{cpu:.2f}",
                 f"{rss:.0f}",
-                goal,
+                verdict,
             ]
         )
+
+    add(f"{BASE_HOSTS:,} (simulated)", "-", base, False)
+    for hosts in SIZES:
+        db = tmp_path / f"fleet-{hosts}.db"
+        presence = replicate(base, db, hosts // BASE_HOSTS)
+        add(f"{hosts:,}", f"{presence:,}", db, hosts == 10_000)
         db.unlink()
     body = [
         f"Base: `rarenet simulate --hosts {BASE_HOSTS} --days {DAYS} --attacks` ingested and folded "
         f"into presence ({fold:.1f} s for the first fold of 14 days; later runs fold only new rows). "
         "Larger fleets replicate that presence under new host names (same binaries and timing, "
-        "k × the hosts) with exact aggregates; one `detect_once` at the end of the data, in a "
-        "fresh process (run s = the run itself; peak RSS = that process's VmHWM, which exec resets).",
+        "k × the hosts) with exact aggregates. Each size: "
+        f"{REPEATS} `detect_once` runs at the end of the data, each in a fresh process (cold "
+        "SQLite cache; run s = the run itself; peak RSS = that process's VmHWM, which exec "
+        "resets); the first emits the signals, the others find them stored.",
         "",
         table(rows),
         "",
-        "Goal: at 10k hosts ≤ 2 s and ≤ 500 MB per run. 50k hosts was not measured (≈ 220M "
-        "presence rows, ≈ 20 GB, does not fit a benchmark run here).",
+        "Goal: at 10k hosts ≤ 2 s and ≤ 500 MB per run (judged on the median). What grows with "
+        "the fleet is the number of candidates (host × binary in the 45-minute window): every "
+        "window count is a few index seeks (docs/schema.md), never a scan of history. 50k "
+        "hosts was not measured: its store (≈ 220M presence rows, ≈ 25 GB) takes hours to "
+        "build here.",
     ]
     write_section("detection", "\n".join(body))
