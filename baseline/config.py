@@ -260,7 +260,10 @@ def _apply(
             value = _convert(spec.metadata["kind"], raw)
             _check_range(value, spec.metadata["low"], spec.metadata["high"])
         except ValueError as exc:
-            raise ConfigError(str(exc), where=where(key)) from None
+            message = str(exc)
+            if spec.metadata["secret"]:  # never echo a secret (errors end up in logs)
+                message = f"not a valid {spec.metadata['kind']} (the value is secret: not shown)"
+            raise ConfigError(message, where=where(key)) from None
         changes[key] = value
     return replace(settings, **changes)
 

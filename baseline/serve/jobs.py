@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from multiprocessing import get_context
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -219,8 +220,8 @@ class Jobs:
     # -- wiring ---------------------------------------------------------------------------
 
     def build_scheduler(self) -> BackgroundScheduler:
-        """Every job, coalesced and one at a time; collect and detect also run at start
-        (so a newcomer sees the learning progress at once)."""
+        """Every job, coalesced and one at a time, plus the start-up sequence (so a
+        newcomer sees the learning progress at once)."""
         scheduler = BackgroundScheduler(timezone="UTC")
         jobs: dict[str, tuple[Callable[[], object], float]] = {
             "fold": (self._guard("fold", self.fold_once), FOLD_EVERY),
@@ -237,8 +238,19 @@ class Jobs:
                 self._guard("collect", self.collect_once),
                 self.config.collect.interval,
             )
-        add_jobs(scheduler, self.config, jobs, run_now=("collect", "tail", "detect"))
+        add_jobs(scheduler, self.config, jobs)
+        # At start, in order: what this host and the files have now, folded, then one run —
+        # so the first learning line already counts them.
+        scheduler.add_job(self._guard("start", self.start_once), next_run_time=datetime.now(UTC))
         return scheduler
+
+    def start_once(self) -> RunResult | None:
+        """The start-up sequence: collect (`--local`), tail, fold, detect."""
+        if self.local:
+            self.collect_once()
+        if self.config.ingest.files:
+            self.tail_once()
+        return self.detect_once()  # folds first
 
     def _guard(self, name: str, job: Callable[[], object]) -> Callable[[], object]:
         """A failing job is logged and counted; the next run tries again."""
