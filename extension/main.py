@@ -28,7 +28,13 @@ from extension.sdk import Handler, Registry
 from extension.server import ExtensionServer
 from extension.settings import ExtensionSettings, SettingsError, load_settings
 from extension.sync import SnapshotSync
-from extension.tables import CoreSockets, NetworkBaseline, UnusualNetworkActivity
+from extension.tables import (
+    CoreSockets,
+    FallbackSockets,
+    NetworkBaseline,
+    ProcSockets,
+    UnusualNetworkActivity,
+)
 
 NAME = "rarenet"
 VERSION = "0.1.0"
@@ -74,7 +80,12 @@ def build(
     if problem:
         sync.configure_error(f"no snapshot: configuration error: {problem}")
     tables = Registry(
-        [UnusualNetworkActivity(CoreSockets(socket_path, timeout), sync), NetworkBaseline(sync)]
+        [
+            UnusualNetworkActivity(
+                FallbackSockets(CoreSockets(socket_path, timeout), ProcSockets()), sync
+            ),
+            NetworkBaseline(sync),
+        ]
     )
     return tables, sync
 

@@ -3,7 +3,8 @@
 
 Sockets come from a `SocketSource`: `CoreSockets` asks osquery core for the pack query's
 rows (equality constraints pushed down as validated, quoted literals), `ProcSockets` runs
-the /proc collector when there is no osquery. Rows are filtered again here on every
+the /proc collector when there is no osquery, and `FallbackSockets` (what the extension
+uses) turns to /proc when core cannot give the rows. Rows are filtered again here on every
 equality constraint so no wrong row is returned, whatever the source did.
 """
 
@@ -159,6 +160,26 @@ class ProcSockets:
 
     def rows(self, equals: Mapping[str, tuple[str, ...]]) -> Iterable[Mapping[str, Any]]:
         return [row.as_osquery_row() for row in scan(self.proc_root)]
+
+
+class FallbackSockets:
+    """Core's rows; when core cannot give them (its SQL refused — a build or a denylist
+    without process_open_sockets — or no answer in time), this host's /proc instead, so
+    the table still answers. `last_source` says which one answered."""
+
+    def __init__(self, primary: SocketSource, fallback: SocketSource) -> None:
+        self.primary = primary
+        self.fallback = fallback
+        self.last_source = "osquery"
+
+    def rows(self, equals: Mapping[str, tuple[str, ...]]) -> Iterable[Mapping[str, Any]]:
+        try:
+            rows = self.primary.rows(equals)
+            self.last_source = "osquery"
+            return rows
+        except core.CoreError:
+            self.last_source = "/proc"
+            return self.fallback.rows(equals)
 
 
 def matches(

@@ -22,6 +22,8 @@ from extension.snapshot import SnapshotError, parse_snapshot
 from extension.sync import SnapshotSync
 from extension.tables import (
     OPEN_SOCKETS_SQL,
+    CoreSockets,
+    FallbackSockets,
     NetworkBaseline,
     ProcSockets,
     UnusualNetworkActivity,
@@ -329,6 +331,25 @@ def test_network_baseline_rows_and_lookup(tmp_path: Path) -> None:
 def test_proc_source_gives_the_collector_rows() -> None:
     rows = ProcSockets().rows({})
     assert all(set(row) >= {"pid", "name", "path", "remote_address"} for row in rows)
+
+
+def test_sockets_come_from_proc_when_core_cannot_give_them(tmp_path: Path) -> None:
+    """No core answering at the socket: the fallback (/proc in the extension) answers;
+    a core that answers is used as is."""
+
+    class Fixed:
+        def __init__(self, pid: str) -> None:
+            self.pid = pid
+
+        def rows(self, equals: object) -> list[dict[str, str]]:
+            return [{"pid": self.pid, "name": "curl"}]
+
+    source = FallbackSockets(CoreSockets(str(tmp_path / "no-core.em"), 0.5), Fixed("9"))
+    assert list(source.rows({})) == [{"pid": "9", "name": "curl"}]
+    assert source.last_source == "/proc"
+    source = FallbackSockets(Fixed("7"), Fixed("9"))  # type: ignore[arg-type]
+    assert list(source.rows({})) == [{"pid": "7", "name": "curl"}]
+    assert source.last_source == "osquery"
 
 
 # -- snapshot sync --------------------------------------------------------------------------
