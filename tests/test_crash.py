@@ -34,12 +34,21 @@ def big_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# A command started in the background by a non-interactive shell (`make test &`, CI
+# runners) inherits SIGINT ignored, and Python then leaves it ignored: Ctrl-C would not
+# reach the ingest under test. It gets the default Ctrl-C behaviour back explicitly.
+WITH_CTRL_C = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'rarenet'; runpy.run_module('baseline', run_name='__main__')"
+)
+
+
 def ingest(db: Path, log: Path, workers: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "baseline",
+            "-c",
+            WITH_CTRL_C,
             "ingest",
             "--db",
             str(db),
