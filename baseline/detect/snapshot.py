@@ -17,7 +17,7 @@ from baseline.detect.features import MATURE_SHARE
 from baseline.detect.presence import refresh_presence
 from baseline.detect.scoring import key_rarity
 from baseline.store import Store
-from baseline.units import format_time
+from baseline.units import format_time, parse_time
 
 SNAPSHOT_VERSION = 1
 
@@ -26,6 +26,13 @@ def build_snapshot(
     store: Store, settings: DetectSettings, host: str | None = None, at: int | None = None
 ) -> dict[str, Any]:
     """The snapshot at data time `at` (default: the latest data), optionally for one host."""
+    fleet = fleet_snapshot(store, settings, at)
+    return fleet if host is None else host_snapshot(store, settings, fleet, host)
+
+
+def fleet_snapshot(store: Store, settings: DetectSettings, at: int | None = None) -> dict[str, Any]:
+    """The fleet part: every binary of the window with its counts (one pass over the
+    window's presence; `rarenet serve` builds it once per detection run)."""
     span = max(1, int(settings.bucket_span))
     refresh_presence(store, span)
     if at is None:
@@ -41,21 +48,18 @@ def build_snapshot(
         (span, start, end),
     ).fetchone()
     rows = store.conn.execute(
-        "SELECT name, path, count(DISTINCT host), count(*), min(bucket), max(bucket), "
-        "sum(CASE WHEN host = :host THEN 1 ELSE 0 END) FROM presence "
-        "WHERE span = :span AND bucket >= :start AND bucket < :end GROUP BY name, path "
-        "ORDER BY name, path",
-        {"span": span, "start": start, "end": end, "host": host or ""},
+        "SELECT name, path, count(DISTINCT host), count(*), min(bucket), max(bucket) "
+        "FROM presence WHERE span = :span AND bucket >= :start AND bucket < :end "
+        "GROUP BY name, path ORDER BY name, path",
+        {"span": span, "start": start, "end": end},
     ).fetchall()
     host_buckets = np.array([r[3] for r in rows], dtype=float)
     hosts = np.array([r[2] for r in rows], dtype=float)
     rarity = key_rarity(
         host_buckets, hosts, np.full(len(rows), float(total)), np.full(len(rows), float(peak))
     )
-    entries = []
-    for row, value in zip(rows, rarity, strict=True):
-        name, path, n_hosts, n_buckets, first, last, on_host = row
-        entry: dict[str, Any] = {
+    entries = [
+        {
             "name": name,
             "path": path,
             "hosts": n_hosts,
@@ -64,14 +68,13 @@ def build_snapshot(
             "last_seen": format_time(last),
             "rarity": round(float(value), 4),
         }
-        if host is not None:
-            entry["host_buckets_on_host"] = on_host
-        entries.append(entry)
-    snapshot: dict[str, Any] = {
+        for (name, path, n_hosts, n_buckets, first, last), value in zip(rows, rarity, strict=True)
+    ]
+    return {
         "version": SNAPSHOT_VERSION,
         "generated_at": format_time(time.time()),
         "data_time": format_time(end),
-        "host": host,
+        "host": None,
         "bucket_span": span,
         "history": int(settings.history),
         "warmup_buckets": settings.warmup_buckets,
@@ -84,12 +87,38 @@ def build_snapshot(
         },
         "entries": entries,
     }
-    if host is not None:  # optional, additive: this host's maturity (m in docs/scoring.md)
-        mature = max(1, int(settings.history * MATURE_SHARE) // span)
-        active = store.conn.execute(
-            "SELECT count(*) FROM host_bucket WHERE span = ? AND host = ? "
-            "AND bucket >= ? AND bucket < ?",
+
+
+def host_snapshot(
+    store: Store, settings: DetectSettings, fleet: dict[str, Any], host: str
+) -> dict[str, Any]:
+    """`fleet` for one host: each entry's `host_buckets_on_host` and the host's own
+    activity (its maturity, m in docs/scoring.md), from indexed per-host queries."""
+    span = int(fleet["bucket_span"])
+    end = parse_time(fleet["data_time"])
+    start = end - int(fleet["history"])
+    counts = {
+        (name, path): int(count)
+        for name, path, count in store.conn.execute(
+            "SELECT name, path, count(*) FROM presence WHERE span = ? AND host = ? "
+            "AND bucket >= ? AND bucket < ? GROUP BY name, path",
             (span, host, start, end),
-        ).fetchone()[0]
-        snapshot["host_activity"] = {"active_buckets": int(active), "mature_buckets": mature}
-    return snapshot
+        )
+    }
+    active = store.conn.execute(
+        "SELECT count(*) FROM host_bucket WHERE span = ? AND host = ? "
+        "AND bucket >= ? AND bucket < ?",
+        (span, host, start, end),
+    ).fetchone()[0]
+    return {
+        **fleet,
+        "host": host,
+        "entries": [
+            {**entry, "host_buckets_on_host": counts.get((entry["name"], entry["path"]), 0)}
+            for entry in fleet["entries"]
+        ],
+        "host_activity": {
+            "active_buckets": int(active),
+            "mature_buckets": max(1, int(settings.history * MATURE_SHARE) // span),
+        },
+    }

@@ -1,10 +1,10 @@
 """`GET /v1/snapshot?host=H`: the fleet part cached per detection run, the host part per
 request, and a strong ETag over the exact bytes served.
 
-Building the fleet part (`build_snapshot`) reads every presence row of the window —
+Building the fleet part (`fleet_snapshot`) reads every presence row of the window —
 seconds at large fleets — so it is built once per detection run (once an extension has
-asked for one, the scheduler rebuilds it right after each run) and reused until the next. A host's own counts come from one
-indexed query. The ETag is a hash of the body, so an extension that already holds the
+asked for one, the scheduler rebuilds it right after each run) and reused until the next. A host's own counts
+(`host_snapshot`) come from indexed queries. The ETag is a hash of the body, so an extension that already holds the
 current snapshot gets a 304 and no body.
 """
 
@@ -18,10 +18,8 @@ from typing import Any
 import orjson
 
 from baseline.config import DetectSettings
-from baseline.detect.features import MATURE_SHARE
-from baseline.detect.snapshot import build_snapshot
+from baseline.detect.snapshot import fleet_snapshot, host_snapshot
 from baseline.store import Store
-from baseline.units import parse_time
 
 MAX_REMEMBERED = 200_000  # hosts whose last ETag is remembered between runs
 
@@ -37,8 +35,6 @@ class Snapshot:
 class _Fleet:
     key: int  # the detection run it was built after (0: before any run)
     document: dict[str, Any]
-    start: int  # window [start, end) in data time
-    end: int
 
 
 class SnapshotCache:
@@ -62,10 +58,9 @@ class SnapshotCache:
         with self._lock:
             if self._fleet is not None and self._fleet.key == key:
                 return
-            document = build_snapshot(store, self.settings, None)
-            end = parse_time(document["data_time"])
+            document = fleet_snapshot(store, self.settings)
             self._etags = {}
-            self._fleet = _Fleet(key, document, end - int(self.settings.history), end)
+            self._fleet = _Fleet(key, document)
             self.builds += 1
 
     def get(self, store: Store, host: str | None, if_none_match: str | None = None) -> Snapshot:
@@ -80,7 +75,7 @@ class SnapshotCache:
             return Snapshot(served, b"", not_modified=True)
         document = fleet.document
         if host is not None:
-            document = _for_host(store, self.settings, host, fleet)
+            document = host_snapshot(store, self.settings, fleet.document, host)
         body = orjson.dumps(document)
         etag = f'"{hashlib.sha256(body).hexdigest()[:40]}"'
         if self._fleet is fleet:
@@ -92,37 +87,6 @@ class SnapshotCache:
 
 def _latest_run(store: Store) -> int:
     return int(store.conn.execute("SELECT coalesce(max(id), 0) FROM runs").fetchone()[0])
-
-
-def _for_host(store: Store, settings: DetectSettings, host: str, fleet: _Fleet) -> dict[str, Any]:
-    """What `build_snapshot(..., host)` adds to the fleet document, from indexed queries
-    (tests/test_serve_parts.py compares the two)."""
-    span = max(1, int(settings.bucket_span))
-    counts = _host_counts(store, span, host, fleet)
-    active = store.conn.execute(
-        "SELECT count(*) FROM host_bucket WHERE span = ? AND host = ? AND bucket >= ? "
-        "AND bucket < ?",
-        (span, host, fleet.start, fleet.end),
-    ).fetchone()[0]
-    document = {**fleet.document, "host": host}
-    document["host_activity"] = {
-        "active_buckets": int(active),
-        "mature_buckets": max(1, int(settings.history * MATURE_SHARE) // span),
-    }
-    document["entries"] = [
-        {**entry, "host_buckets_on_host": counts.get((entry["name"], entry["path"]), 0)}
-        for entry in fleet.document["entries"]
-    ]
-    return document
-
-
-def _host_counts(store: Store, span: int, host: str, fleet: _Fleet) -> dict[tuple[str, str], int]:
-    rows = store.conn.execute(
-        "SELECT name, path, count(*) FROM presence WHERE span = ? AND host = ? "
-        "AND bucket >= ? AND bucket < ? GROUP BY name, path",
-        (span, host, fleet.start, fleet.end),
-    )
-    return {(name, path): int(count) for name, path, count in rows}
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
