@@ -214,18 +214,3 @@ def test_snapshot_cache_per_run_and_stable_etags(config: Config, tmp_path: Path)
         fresh = cache.get(store, "h1", snap.etag)
         assert not fresh.not_modified and fresh.etag != snap.etag and cache.builds == 2
         assert "/usr/bin/curl" in {e["path"] for e in orjson.loads(fresh.body)["entries"]}
-
-
-def test_run_now_jobs_fire_at_start(config: Config) -> None:
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    from baseline.detect.maintenance import add_jobs
-
-    fired = threading.Event()
-    scheduler = BackgroundScheduler(timezone="UTC")
-    add_jobs(scheduler, config, {"detect": (fired.set, 3600.0)}, run_now=("detect",))
-    scheduler.start()
-    try:
-        assert fired.wait(timeout=10), "a run_now job waited for its interval"
-    finally:
-        scheduler.shutdown(wait=True)

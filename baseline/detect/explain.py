@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from baseline.detect.features import Gathered
-from baseline.detect.scoring import MIN_ROUTINE_HOSTS, ROUTINE_SHARE, Scores
+from baseline.detect.features import Gathered, routine_cap
+from baseline.detect.scoring import Scores
 from baseline.units import format_age, format_time
 
 
@@ -36,7 +36,7 @@ def explain(
     else:
         decided = "path" if cand.path and r_path >= r_name else "name"
     baseline_age = cand.bucket - fleet.first_bucket if fleet.first_bucket is not None else 0
-    cap = math.ceil(max(ROUTINE_SHARE * fleet.hosts, MIN_ROUTINE_HOSTS))
+    cap = routine_cap(fleet)
     explanation: dict[str, Any] = {
         "decided_by": decided,
         "fleet": {

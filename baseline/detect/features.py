@@ -179,7 +179,7 @@ def _key_stats(
             "WHERE span = ? AND kind = ? AND key = ? AND bucket >= ? AND bucket < ?",
             (span, kind, key, low, bucket),
         ).fetchone()
-        cap = _routine_cap(fleet[bucket])
+        cap = routine_cap(fleet[bucket])
         hosts = hosts_in_window(conn, span, kind, key, low, bucket, cap) if host_buckets else 0
         age = bucket - first if first is not None else 0
         recent = 1  # spread only matters for a young key: hosts using it within a day
@@ -196,7 +196,7 @@ def _key_stats(
     return KeyStats({key: row for row, key in enumerate(keys)}, values)
 
 
-def _routine_cap(context: FleetContext) -> int:
+def routine_cap(context: FleetContext) -> int:
     """Hosts beyond which a key is routine (counting further changes no score)."""
     return math.ceil(max(ROUTINE_SHARE * context.hosts, MIN_ROUTINE_HOSTS))
 

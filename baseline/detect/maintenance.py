@@ -8,9 +8,8 @@ directly and the scheduler adds nothing to test.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from apscheduler.schedulers.base import BaseScheduler
 
@@ -40,14 +39,11 @@ def add_jobs(
     scheduler: BaseScheduler,
     config: Config,
     jobs: dict[str, tuple[Callable[[], object], float]],
-    run_now: Collection[str] = (),
 ) -> None:
     """Add each named job to run every `seconds`: coalesced, never two at once, and a
-    run that was missed by less than one interval still happens (misfire grace). Jobs
-    named in `run_now` also run as soon as the scheduler starts."""
+    run that was missed by less than one interval still happens (misfire grace)."""
     del config
     for name, (job, seconds) in jobs.items():
-        first = {"next_run_time": datetime.now(UTC)} if name in run_now else {}
         scheduler.add_job(
             job,
             "interval",
@@ -58,5 +54,4 @@ def add_jobs(
             max_instances=1,
             misfire_grace_time=max(1, int(seconds)),
             replace_existing=True,
-            **first,
         )
