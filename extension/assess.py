@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from extension.locations import package_managed, suspicion
 from extension.scoring import (
     ESTABLISHED_SHARE,
     HOST_PATH_CAP,
@@ -68,6 +69,8 @@ def assess(snapshot: Snapshot, name: str, path: str) -> Assessment:
         host_maturity=_maturity(snapshot),
         established=min(1.0, age / day),
         recent_hosts=float(recent),
+        package_managed=float(package_managed(path)),
+        suspicion=suspicion(path),
     )
     result = score(inputs)
     reason = _reason(snapshot, name, path, inputs, result, on_host)
@@ -120,7 +123,7 @@ def _reason(
             f"{key} seen on {h} hosts in {f:,} of {fleet.host_buckets:,} fleet host-buckets "
             f"(rarity {s.rarity:.2f})"
         )
-        if s.spread > 0:
+        if s.rollout > 0:
             parts.append(f"new path on {int(x.recent_hosts)} hosts within a day: rollout?")
         if s.novelty >= 0.5:
             parts.append("common in the fleet but new on this host")

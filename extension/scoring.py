@@ -15,7 +15,10 @@ MIN_ROUTINE_HOSTS = 3.0
 NOVELTY_WEIGHT = 0.6
 HABIT_WEIGHT = 0.5
 HABIT_BUCKETS = 4.0
-SPREAD_HOSTS = 3
+RARITY_WEIGHT = 0.8
+LOCATION_WEIGHT = 0.2
+ROLLOUT_SHARE = 0.1
+MIN_ROLLOUT_HOSTS = 5.0
 HOST_PATH_CAP = 12
 ESTABLISHED_SHARE = 1 / 14
 MATURE_SHARE = 3 / 14
@@ -35,6 +38,9 @@ class Inputs:
     host_maturity: float  # m
     established: float  # e
     recent_hosts: float  # c
+    wave_hosts: float = 1.0  # w (a snapshot of the window before cannot know it: 1)
+    package_managed: float = 0.0  # p (extension.locations.package_managed)
+    suspicion: float = 0.0  # s (extension.locations.suspicion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +49,11 @@ class Score:
     rarity_path: float
     rarity_name: float
     rarity: float
-    spread: float
+    rollout: float
+    weight: float
     familiarity: float
     novelty: float
+    unrolled: float
 
 
 def _clip(value: float, low: float, high: float) -> float:
@@ -86,18 +94,37 @@ def score(x: Inputs) -> Score:
         )
     rarity = max(rarity_path, rarity_name)
     established = _clip(x.established, 0, 1)
-    spread = _clip((x.recent_hosts - 1) / (SPREAD_HOSTS - 1), 0, 1) * (1 - established)
+    rollout = rollout_share(x)
     host_buckets = max(x.host_path_buckets, 0.0)
     novelty = math.exp(-2 * host_buckets) * _clip(x.host_maturity, 0, 1) * established
     familiarity = 1 - math.exp(-host_buckets / HABIT_BUCKETS)
-    fleet_part = rarity * (1 - spread) * (1 - HABIT_WEIGHT * familiarity)
-    total = 100 * (1 - (1 - fleet_part) * (1 - NOVELTY_WEIGHT * novelty))
+    weight = RARITY_WEIGHT + LOCATION_WEIGHT * _clip(x.suspicion, 0, 1)
+    habit = rarity * (1 - HABIT_WEIGHT * familiarity) * weight
+    novel = 1 - NOVELTY_WEIGHT * novelty
+    total = 100 * (1 - (1 - habit * (1 - rollout)) * novel)
+    unrolled = 100 * (1 - (1 - habit) * novel)
     return Score(
-        score=round(_clip(total, 0, 100) * 10) / 10,  # as numpy's round(…, 1)
+        score=_round1(total),
         rarity_path=rarity_path,
         rarity_name=rarity_name,
         rarity=rarity,
-        spread=spread,
+        rollout=rollout,
+        weight=weight,
         familiarity=familiarity,
         novelty=novelty,
+        unrolled=_round1(unrolled),
     )
+
+
+def _round1(value: float) -> float:
+    """Clipped to [0, 100] and rounded as numpy's round(…, 1)."""
+    return round(_clip(value, 0, 100) * 10) / 10
+
+
+def rollout_share(x: Inputs) -> float:
+    """How much a rollout explains (see baseline.detect.scoring.rollout_share)."""
+    young = 1 - _clip(x.established, 0, 1)
+    at_once = _clip(x.wave_hosts - 1, 0, 1)
+    hosts = max(ROLLOUT_SHARE * x.fleet_hosts, MIN_ROLLOUT_HOSTS)
+    share = _clip((x.recent_hosts - 1) / (hosts - 1), 0, 1)
+    return _clip(x.package_managed, 0, 1) * young * max(at_once, share)

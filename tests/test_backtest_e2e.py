@@ -91,6 +91,8 @@ def test_a_fleet_wide_rollout_raises_at_most_one_signal(
     document, _, _ = outcome
     agent = [s for s in document["signals"] if "acme-agent" in s["process"]["executable"]]
     assert len(agent) <= 1
+    rollouts = [s["process"]["executable"] for s in document["signals"] if s["kind"] == "rollout"]
+    assert len(rollouts) == len(set(rollouts)), "each rollout pages once"
 
 
 def test_nothing_fires_during_warm_up_and_every_signal_explains_itself(

@@ -182,11 +182,22 @@ def signalled(run_docs: list[dict[str, object]]) -> dict[tuple[str, str], dict[s
 def test_attacks_fire_and_routine_stays_quiet(store: Store, config: Config) -> None:
     run = detect_once(store, config.detect, RUN_AT)
     found = signalled(run.documents)
-    assert set(found) == {
+    rollout = [key for key in found if key[1] == "/opt/acme/bin/acme-agent"]
+    assert len(rollout) == 1, "the rollout of acme-agent to 10 hosts at once pages once"
+    assert set(found) - set(rollout) == {
         ("web-05", "/tmp/.x/beacon"),
         ("web-07", "/usr/bin/bash"),
         ("web-09", "/var/tmp/.cache/curl"),
-    }, "the rollout of acme-agent to 10 hosts at once pages nobody; nginx/curl/apt stay quiet"
+    }, "nginx/curl/apt stay quiet"
+    agent = found[rollout[0]]
+    assert agent["kind"] == "rollout" and agent["score"] == 60.0
+    assert "/opt/acme/bin/acme-agent on 10 hosts within a day, 10 in this bucket" in str(
+        agent["reason"]
+    )
+    assert run.suppressed == 9  # the other nine hosts are counted on the rollout's signal
+    assert store.conn.execute(
+        "SELECT suppressed_count FROM signals WHERE id = ?", (agent["id"],)
+    ).fetchone() == (9,)
     beacon = found[("web-05", "/tmp/.x/beacon")]
     assert beacon["score"] == 100.0 and beacon["explanation"]["decided_by"] == "path"  # type: ignore[index]
     assert beacon["explanation"]["path"]["host_buckets"] == 0  # type: ignore[index]
@@ -204,7 +215,7 @@ def test_attacks_fire_and_routine_stays_quiet(store: Store, config: Config) -> N
     assert shell["score"] == 60.0 and shell["explanation"]["decided_by"] == "host novelty"  # type: ignore[index]
     masquerade = found[("web-09", "/var/tmp/.cache/curl")]
     assert "masquerade" in masquerade["reason"]  # type: ignore[operator]
-    assert run.signals == 3 and run.candidates > len(HOSTS)
+    assert run.signals == 4 and run.candidates > len(HOSTS)
 
 
 def test_overlapping_runs_never_duplicate_and_repeats_are_suppressed(
@@ -213,8 +224,8 @@ def test_overlapping_runs_never_duplicate_and_repeats_are_suppressed(
     first = detect_once(store, config.detect, RUN_AT)
     again = detect_once(store, config.detect, RUN_AT)
     later = detect_once(store, config.detect, RUN_AT + SPAN)  # overlapping look-back
-    assert first.signals == 3 and again.signals == 0 and later.signals == 0
-    assert store.conn.execute("SELECT count(*) FROM signals").fetchone()[0] == 3
+    assert first.signals == 4 and again.signals == 0 and later.signals == 0
+    assert store.conn.execute("SELECT count(*) FROM signals").fetchone()[0] == 4
     sid = signal_id("web-05", "beacon", "/tmp/.x/beacon", ATTACK_AT - ATTACK_AT % SPAN)
     assert store.conn.execute(
         "SELECT initial_score FROM signals WHERE id = ?", (sid,)
@@ -256,7 +267,10 @@ def test_exceptions_are_counted_not_silently_dropped(store: Store, config: Confi
     add_exception(store, Exception_(0, path_glob="/tmp/.x/*", reason="red team exercise"))
     add_exception(store, Exception_(0, host="web-0?", cidr="198.51.100.0/24"))
     run = detect_once(store, config.detect, RUN_AT)
-    assert set(signalled(run.documents)) == {("web-07", "/usr/bin/bash")}
+    assert set(signalled(run.documents)) == {
+        ("web-07", "/usr/bin/bash"),
+        ("web-10", "/opt/acme/bin/acme-agent"),  # the rollout's one signal
+    }
     assert run.excepted == 2
     assert [r[0] for r in store.conn.execute("SELECT matched FROM exceptions ORDER BY id")] == [
         1,
@@ -307,6 +321,7 @@ def test_ingestion_order_is_irrelevant(tmp_path: Path, config: Config) -> None:
             ("web-05", "beacon", "/tmp/.x/beacon", 100.0),
             ("web-07", "bash", "/usr/bin/bash", 60.0),
             ("web-09", "curl", "/var/tmp/.cache/curl", 100.0),
+            ("web-10", "acme-agent", "/opt/acme/bin/acme-agent", 60.0),
         ]
     }
 
@@ -325,7 +340,7 @@ def test_detect_command_json_and_exit_code(fleet_db: Path, tmp_path: Path) -> No
     result = CliRunner().invoke(main, ["detect", "--db", str(db), "--at", str(RUN_AT), "--json"])
     assert result.exit_code == 1, result.output  # 1: new signals were queued
     document = orjson.loads(result.stdout)
-    assert document["run"]["signals"] == 3 and len(document["signals"]) == 3
+    assert document["run"]["signals"] == 4 and len(document["signals"]) == 4
     again = CliRunner().invoke(main, ["detect", "--db", str(db), "--at", str(RUN_AT)])
     assert again.exit_code == 0 and "0 signals" in again.stdout
 
@@ -401,6 +416,6 @@ def test_a_compressed_drill_with_one_second_buckets(tmp_path: Path) -> None:
         Ingester(store, config).ingest([str(log)])
         run = detect_once(store, config.detect, T0 + 401)
     assert [(d["host"]["name"], d["process"]["executable"], d["score"]) for d in run.documents] == [
-        ("h2", "/usr/bin/nc.openbsd", 100.0)
+        ("h2", "/usr/bin/nc.openbsd", 80.0)  # never seen, from a package-managed path
     ]
     assert run.window_end - run.window_start == 3

@@ -49,6 +49,9 @@ def inputs(draw: st.DrawFn) -> ext_scoring.Inputs:
         host_maturity=draw(unit),
         established=draw(unit),
         recent_hosts=draw(st.integers(0, 20).map(float)),
+        wave_hosts=draw(st.integers(0, 5).map(float)),
+        package_managed=draw(st.sampled_from([0.0, 1.0])),
+        suspicion=draw(st.sampled_from([0.0, 0.25, 0.4, 1.0])),
     )
 
 
@@ -68,6 +71,9 @@ def numpy_score(x: ext_scoring.Inputs) -> rule_scoring.Scores:
             host_maturity=arr(x.host_maturity),
             established=arr(x.established),
             recent_hosts=arr(x.recent_hosts),
+            wave_hosts=arr(x.wave_hosts),
+            package_managed=arr(x.package_managed),
+            suspicion=arr(x.suspicion),
         )
     )
 
@@ -80,7 +86,8 @@ def test_scalar_port_equals_numpy_formula(x: ext_scoring.Inputs) -> None:
     assert got.score == float(expected.score[0])
     assert got.rarity == pytest.approx(float(expected.rarity[0]), abs=1e-12)
     assert got.novelty == pytest.approx(float(expected.novelty[0]), abs=1e-12)
-    assert got.spread == pytest.approx(float(expected.spread[0]), abs=1e-12)
+    assert got.rollout == pytest.approx(float(expected.rollout[0]), abs=1e-12)
+    assert got.unrolled == float(expected.unrolled[0])
 
 
 def test_constants_match_the_rule() -> None:
@@ -89,7 +96,8 @@ def test_constants_match_the_rule() -> None:
     for name in ("ROUTINE_SHARE", "MIN_ROUTINE_HOSTS", "NOVELTY_WEIGHT", "HABIT_WEIGHT"):
         assert getattr(ext_scoring, name) == getattr(rule_scoring, name), name
     assert ext_scoring.HABIT_BUCKETS == rule_scoring.HABIT_BUCKETS
-    assert ext_scoring.SPREAD_HOSTS == rule_scoring.SPREAD_HOSTS
+    for name in ("RARITY_WEIGHT", "LOCATION_WEIGHT", "ROLLOUT_SHARE", "MIN_ROLLOUT_HOSTS"):
+        assert getattr(ext_scoring, name) == getattr(rule_scoring, name), name
     assert ext_scoring.HOST_PATH_CAP == features.HOST_PATH_CAP
     assert ext_scoring.ESTABLISHED_SHARE == features.ESTABLISHED_SHARE
     assert ext_scoring.MATURE_SHARE == features.MATURE_SHARE
@@ -100,13 +108,13 @@ def test_worked_examples_of_docs_scoring() -> None:
     base = {"fleet_host_buckets": 268800.0, "fleet_hosts": 200.0, "host_maturity": 1.0}
     cases = [
         (dict(path_host_buckets=0.0, path_hosts=0.0, name_host_buckets=0.0, name_hosts=0.0,
-              host_path_buckets=0.0, established=0.0, recent_hosts=1.0), 100.0),
+              host_path_buckets=0.0, established=0.0, recent_hosts=1.0, suspicion=1.0), 100.0),
         (dict(path_host_buckets=26880.0, path_hosts=20.0, name_host_buckets=26880.0,
               name_hosts=20.0, host_path_buckets=0.0, established=1.0, recent_hosts=1.0), 60.0),
         (dict(path_host_buckets=80640.0, path_hosts=150.0, name_host_buckets=80640.0,
               name_hosts=150.0, host_path_buckets=12.0, established=1.0, recent_hosts=1.0), 0.0),
         (dict(path_host_buckets=8.0, path_hosts=1.0, name_host_buckets=8.0, name_hosts=1.0,
-              host_path_buckets=8.0, established=1.0, recent_hosts=1.0), 36.3),
+              host_path_buckets=8.0, established=1.0, recent_hosts=1.0, suspicion=0.4), 31.9),
     ]  # fmt: skip
     for values, expected in cases:
         assert ext_scoring.score(ext_scoring.Inputs(**base, **values)).score == expected

@@ -27,6 +27,9 @@ def features(**values: float) -> Features:
         "host_maturity": 1.0,
         "established": 0.0,
         "recent_hosts": 1.0,
+        "wave_hosts": 1.0,
+        "package_managed": 0.0,
+        "suspicion": 1.0,  # a volatile or hidden location, e.g. /tmp/.x
     }
     base.update(values)
     return Features(**{key: np.array([value], dtype=float) for key, value in base.items()})
@@ -38,6 +41,15 @@ def one(**values: float) -> float:
 
 def test_never_seen_in_a_mature_fleet_scores_at_least_90() -> None:
     assert one() == 100.0
+
+
+def test_the_location_spreads_the_top_of_the_scale() -> None:
+    """Never seen anywhere: from /dev/shm 100, from a home directory 88, from a local
+    directory 85, from a package-managed one 80 — all signals, ranked by where they run."""
+    assert one(suspicion=0.4) == 88.0
+    assert one(suspicion=0.25) == 85.0
+    assert one(suspicion=0.0, package_managed=1.0) == 80.0
+    assert one(suspicion=1.0) > one(suspicion=0.4) > one(suspicion=0.0) >= 80.0
 
 
 def test_routine_binary_this_host_used_before_scores_below_25() -> None:
@@ -74,8 +86,16 @@ def test_masquerade_common_name_odd_path_scores_high() -> None:
 
 
 def test_rollout_new_binary_on_many_hosts_scores_low() -> None:
-    assert one(recent_hosts=5) == 0.0
-    assert one(recent_hosts=2) == 50.0  # half-way: one of two hosts could still be a canary
+    package = {"package_managed": 1.0, "suspicion": 0.0}
+    assert one(**package, wave_hosts=2) == 0.0  # two hosts in the same bucket: automation
+    assert one(**package, recent_hosts=20) == 0.0  # 10 % of 200 hosts within a day
+    assert one(**package, recent_hosts=2) == pytest.approx(80 * (1 - 1 / 19), abs=0.05)
+    assert one(**package, recent_hosts=20, established=1.0, host_path_buckets=1) > 50  # not young
+
+
+def test_writable_and_hidden_locations_are_never_a_rollout() -> None:
+    for where in (1.0, 0.4, 0.25):  # volatile/hidden, home, local
+        assert one(suspicion=where, wave_hosts=5, recent_hosts=50) == one(suspicion=where)
 
 
 def test_hand_computed_rarity() -> None:
@@ -99,10 +119,30 @@ unit = st.floats(min_value=0, max_value=1, allow_nan=False)
 
 @settings(max_examples=300, deadline=None)
 @given(
-    f=counts, h=hosts, nf=counts, nh=hosts, hk=st.floats(0, 50), m=unit, e=unit, c=st.floats(1, 50)
+    f=counts,
+    h=hosts,
+    nf=counts,
+    nh=hosts,
+    hk=st.floats(0, 50),
+    m=unit,
+    e=unit,
+    c=st.floats(1, 50),
+    w=st.floats(1, 50),
+    p=st.sampled_from([0.0, 1.0]),
+    s=unit,
 )
 def test_bounded_and_deterministic(
-    f: float, h: float, nf: float, nh: float, hk: float, m: float, e: float, c: float
+    f: float,
+    h: float,
+    nf: float,
+    nh: float,
+    hk: float,
+    m: float,
+    e: float,
+    c: float,
+    w: float,
+    p: float,
+    s: float,
 ) -> None:
     values = {
         "path_host_buckets": f,
@@ -113,6 +153,9 @@ def test_bounded_and_deterministic(
         "host_maturity": m,
         "established": e,
         "recent_hosts": c,
+        "wave_hosts": w,
+        "package_managed": p,
+        "suspicion": s,
     }
     first = one(**values)
     assert 0.0 <= first <= 100.0
@@ -120,9 +163,18 @@ def test_bounded_and_deterministic(
 
 
 @settings(max_examples=300, deadline=None)
-@given(f=counts, extra=st.floats(0, 1000), h=hosts, hk=st.floats(0, 20), m=unit, e=unit)
+@given(
+    f=counts,
+    extra=st.floats(0, 1000),
+    h=hosts,
+    hk=st.floats(0, 20),
+    m=unit,
+    e=unit,
+    p=st.sampled_from([0.0, 1.0]),
+    s=unit,
+)
 def test_monotone_in_rarity(
-    f: float, extra: float, h: float, hk: float, m: float, e: float
+    f: float, extra: float, h: float, hk: float, m: float, e: float, p: float, s: float
 ) -> None:
     """More fleet use, more hosts, more use on this host, or wider spread never raise a score."""
     base = {
@@ -133,6 +185,8 @@ def test_monotone_in_rarity(
         "host_path_buckets": hk,
         "host_maturity": m,
         "established": e,
+        "package_managed": p,
+        "suspicion": s,
     }
     reference = one(**base)
     assert (
@@ -141,6 +195,7 @@ def test_monotone_in_rarity(
     assert one(**{**base, "path_hosts": h + 1, "name_hosts": h + 1}) <= reference
     assert one(**{**base, "host_path_buckets": hk + 1}) <= reference
     assert one(**{**base, "recent_hosts": 4}) <= reference
+    assert one(**{**base, "wave_hosts": 3}) <= reference
 
 
 @settings(max_examples=100, deadline=None)
@@ -161,6 +216,8 @@ def test_candidates_score_independently_of_order(
             "name_host_buckets": [r[0] for r in items], "name_hosts": [r[1] for r in items],
             "host_path_buckets": [0.0] * len(items), "host_maturity": [r[2] for r in items],
             "established": [1.0] * len(items), "recent_hosts": [1.0] * len(items),
+            "wave_hosts": [1.0] * len(items), "package_managed": [0.0] * len(items),
+            "suspicion": [0.5] * len(items),
         }  # fmt: skip
         return score(Features(**{k: np.array(v, dtype=float) for k, v in cols.items()})).score
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from baseline.detect.features import Gathered, routine_cap
-from baseline.detect.scoring import Scores
+from baseline.detect.features import Gathered, rollout_cap, routine_cap
+from baseline.detect.scoring import HABIT_WEIGHT, NOVELTY_WEIGHT, Scores
 from baseline.units import format_age, format_time
+from extension.locations import Location, classify
 
 
 def _when(bucket: float | int | None) -> str | None:
@@ -28,10 +29,14 @@ def explain(
     r_name = float(scores.rarity_name[index])
     novelty = float(scores.novelty[index])
     familiarity = float(scores.familiarity[index])
+    rollout = float(scores.rollout[index])
     rarity_part = (
-        float(scores.rarity[index]) * (1 - float(scores.spread[index])) * (1 - 0.5 * familiarity)
+        float(scores.rarity[index])
+        * (1 - rollout)
+        * (1 - HABIT_WEIGHT * familiarity)
+        * float(scores.weight[index])
     )
-    if 0.6 * novelty > rarity_part:
+    if NOVELTY_WEIGHT * novelty > rarity_part:
         decided = "host novelty"
     else:
         decided = "path" if cand.path and r_path >= r_name else "name"
@@ -62,13 +67,25 @@ def explain(
             "familiarity": round(familiarity, 3),
             "novelty": round(novelty, 3),
         },
-        "spread": {
+        "location": {
+            "class": classify(cand.path).value,
+            "weight": round(float(scores.weight[index]), 3),
+        },
+        "rollout": {
             "hosts_last_day": int(feats.recent_hosts[index]),
-            "hosts_last_day_at_least": int(feats.recent_hosts[index]) >= cap,
+            "hosts_last_day_at_least": int(feats.recent_hosts[index]) >= rollout_cap(fleet),
+            "hosts_in_bucket": int(feats.wave_hosts[index]),
             "established": round(float(feats.established[index]), 3),
-            "rollout_discount": round(float(scores.spread[index]), 3),
+            "package_managed": bool(feats.package_managed[index]),
+            "discount": round(rollout, 3),
+        },
+        "parts": {
+            "rarity": round(float(scores.rarity[index]), 3),
+            "after_habit_and_rollout": round(rarity_part, 3),
+            "host_novelty": round(NOVELTY_WEIGHT * novelty, 3),
         },
         "score": float(scores.score[index]),
+        "score_without_rollout": float(scores.unrolled[index]),
     }
     if cand.path:
         explanation["path"] = {
@@ -101,7 +118,22 @@ def _reason(host: str, name: str, path: str, decided: str, exp: dict[str, Any]) 
     extra = ""
     if decided == "path" and exp["name"]["rarity"] < 0.5:
         extra = f"; the name {name} itself is common ({_hosts(exp['name'])}): masquerade?"
+    if exp["location"]["class"] == Location.VOLATILE.value:
+        extra += "; runs from a volatile or hidden location"
     return f"{label} on {host}: {seen}{extra}"
+
+
+def rollout_reason(path: str, exp: dict[str, Any]) -> str:
+    """The reason of a rollout's one signal: which path, on how many hosts."""
+    roll = exp["rollout"]
+    count = roll["hosts_last_day"]
+    hosts = f"{count}+" if roll["hosts_last_day_at_least"] else str(count)
+    at_once = roll["hosts_in_bucket"]
+    wave = f", {at_once} in this bucket" if at_once > 1 else ""
+    return (
+        f"rollout? new package-managed binary {path} on {hosts} hosts within a day{wave}: "
+        "one signal for the whole rollout, later hosts are counted on it"
+    )
 
 
 def _hosts(key: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -23,13 +24,16 @@ from baseline.detect.presence import (
     used_where,
 )
 from baseline.detect.scoring import (
+    MIN_ROLLOUT_HOSTS,
     MIN_ROUTINE_HOSTS,
+    ROLLOUT_SHARE,
     ROUTINE_SHARE,
     Array,
     Features,
     key_rarity,
 )
 from baseline.store import Store
+from extension.locations import package_managed, suspicion
 
 HOST_PATH_CAP = 12  # familiarity 1 - exp(-12/4) = 0.95: more buckets change little
 # Time scales follow `history` (14 days by default), so compressed drills behave alike:
@@ -117,6 +121,9 @@ def gather(store: Store, span: int, history: int, buckets: list[int], warmup: in
         host_maturity=np.minimum(active, mature) / mature,
         established=keys.values[own, 4],
         recent_hosts=keys.values[own, 5],
+        wave_hosts=np.where(path_at >= 0, keys.values[own, 6], 1.0),
+        package_managed=_per_path(rows, lambda p: float(package_managed(p))),
+        suspicion=_per_path(rows, suspicion),
     )
     warm_buckets = np.array([fleet[b].buckets >= warmup for b in buckets], dtype=bool)
     return Gathered(
@@ -147,11 +154,17 @@ def _rare(
     return np.asarray((by_name > 0) | (known & (by_path > 0)))
 
 
+def _per_path(rows: list[Any], value: Callable[[str], float]) -> Array:
+    """`value(path)` for every candidate, computed once per distinct path."""
+    cache = {path: value(path) for path in {r[3] for r in rows}}
+    return np.fromiter((cache[r[3]] for r in rows), float, len(rows))
+
+
 @dataclass(frozen=True)
 class KeyStats:
     """Per (kind, key, bucket) of the candidates: `index` → row of `values`, whose columns
-    are host-buckets, hosts, first bucket, last bucket, established, recent hosts; the
-    last row is all NaN (for a candidate without a path)."""
+    are host-buckets, hosts, first bucket, last bucket, established, recent hosts, hosts
+    in the bucket itself; the last row is all NaN (for a candidate without a path)."""
 
     index: dict[tuple[str, str, int], int]
     values: Array
@@ -171,7 +184,7 @@ def _key_stats(
         {("name", r[2], r[0]) for r in rows} | {("path", r[3], r[0]) for r in rows if r[3]}
     )
     day = max(span, int(history * ESTABLISHED_SHARE))
-    values = np.full((len(keys) + 1, 6), np.nan)
+    values = np.full((len(keys) + 1, 7), np.nan)
     for row, (kind, key, bucket) in enumerate(keys):
         low = bucket - history
         host_buckets, first, last = conn.execute(
@@ -182,9 +195,12 @@ def _key_stats(
         cap = routine_cap(fleet[bucket])
         hosts = hosts_in_window(conn, span, kind, key, low, bucket, cap) if host_buckets else 0
         age = bucket - first if first is not None else 0
-        recent = 1  # spread only matters for a young key: hosts using it within a day
+        recent = wave = 1  # a rollout is only ever a young key: hosts using it within a day
         if age < day:
-            recent = hosts_in_window(conn, span, kind, key, bucket - day, bucket + span, cap)
+            recent = hosts_in_window(
+                conn, span, kind, key, bucket - day, bucket + span, rollout_cap(fleet[bucket])
+            )
+            wave = _hosts_in_bucket(conn, span, kind, key, bucket)
         values[row] = (
             host_buckets,
             hosts,
@@ -192,8 +208,29 @@ def _key_stats(
             np.nan if last is None else last,
             min(1.0, age / day),
             recent,
+            wave,
         )
     return KeyStats({key: row for row, key in enumerate(keys)}, values)
+
+
+def _hosts_in_bucket(conn: sqlite3.Connection, span: int, kind: str, key: str, bucket: int) -> int:
+    row = conn.execute(
+        "SELECT hosts FROM key_bucket WHERE span = ? AND kind = ? AND key = ? AND bucket = ?",
+        (span, kind, key, bucket),
+    ).fetchone()
+    return int(row[0]) if row else 1
+
+
+def rollout_hosts(conn: sqlite3.Connection, span: int, history: int, path: str, bucket: int) -> int:
+    """Exactly how many hosts used `path` within the day up to `bucket` (a rollout's
+    signal names them; everywhere else the count stops at the rollout level)."""
+    day = max(span, int(history * ESTABLISHED_SHARE))
+    return hosts_in_window(conn, span, "path", path, bucket - day, bucket + span, 1 << 30)
+
+
+def rollout_cap(context: FleetContext) -> int:
+    """Hosts within a day beyond which a young package-managed path is fully a rollout."""
+    return math.ceil(max(ROLLOUT_SHARE * context.hosts, MIN_ROLLOUT_HOSTS))
 
 
 def routine_cap(context: FleetContext) -> int:

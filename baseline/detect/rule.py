@@ -1,16 +1,15 @@
 """The rule: every `interval`, score the look-back window and queue signals.
 
 `detect_once` is the scheduler's job and the `rarenet detect` command: refresh presence,
-gather features, score, then decide per candidate — learning (warm-up), excepted,
-below threshold, already signalled (same id), suppressed (same host+executable within
-`suppress_for`, or the same executable already signalled elsewhere: a rollout pages
-once), or a new signal. Signals and the run record commit in one transaction.
+gather features, score, then decide per candidate (baseline/detect/decide.py: learning,
+below threshold, excepted, already signalled, suppressed per host and executable, one
+host of a rollout, or a new signal in its group). Signals and the run record commit in
+one transaction.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,12 +17,13 @@ import numpy as np
 import orjson
 
 from baseline.config import DetectSettings
-from baseline.detect.exceptions import Exception_, active_exceptions
-from baseline.detect.explain import explain
-from baseline.detect.features import Candidate, Gathered, gather, window_buckets
+from baseline.detect.decide import Decisions, NewSignal, Outcome, decide, group_sentence
+from baseline.detect.exceptions import active_exceptions
+from baseline.detect.explain import explain, rollout_reason
+from baseline.detect.features import Gathered, gather, rollout_hosts, window_buckets
 from baseline.detect.presence import refresh_presence
 from baseline.detect.scoring import Scores, score
-from baseline.detect.signal import RULE_ID, Detail, document, signal_id
+from baseline.detect.signal import RULE_ID, Detail, document
 from baseline.store import Store
 
 
@@ -97,11 +97,23 @@ def detect_once(
     if warm.any():
         counts, _ = np.histogram(scores.score[warm], bins=10, range=(0, 100))
         result.histogram = [int(n) for n in counts]
-    decisions = _Decisions()
-    _decide(store, settings, gathered, scores, span, decisions, result)
-    decisions.new.sort(key=lambda item: -float(item[2]["score"]))
-    kept = decisions.new[: settings.max_signals]
-    result.truncated = len(decisions.new) - len(kept)
+    decisions = decide(
+        store.conn,
+        settings,
+        gathered,
+        scores,
+        active_exceptions(store, at),
+        lambda first_id: _detail(store, first_id),
+    )
+    kept = [
+        (new.sid, new.bucket, _document(store, new, gathered, scores, settings, span))
+        for new in decisions.new
+    ]
+    result.truncated = sum(v.outcome is Outcome.TRUNCATED for v in decisions.verdicts.values())
+    result.suppressed = sum(
+        v.outcome in (Outcome.SUPPRESSED, Outcome.ROLLOUT) for v in decisions.verdicts.values()
+    )
+    result.excepted = sum(v.outcome is Outcome.EXCEPTED for v in decisions.verdicts.values())
     result.signals = len(kept)
     result.documents = [doc for _, _, doc in kept]
     result.duration = time.perf_counter() - started
@@ -109,75 +121,43 @@ def detect_once(
     return result
 
 
-@dataclass
-class _Decisions:
-    """What a run will write: new signals, suppressed counts, exception hits."""
-
-    new: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)  # (id, bucket, doc)
-    bumps: Counter[str] = field(default_factory=Counter)
-    exception_hits: Counter[int] = field(default_factory=Counter)
-
-
-def _decide(
+def _document(
     store: Store,
-    settings: DetectSettings,
+    new: NewSignal,
     gathered: Gathered,
     scores: Scores,
+    settings: DetectSettings,
     span: int,
-    decisions: _Decisions,
-    result: RunResult,
-) -> None:
-    """Walk candidates (earliest bucket first, highest score first) and decide each."""
-    exceptions = active_exceptions(store, result.data_time)
-    claimed: dict[str, str] = {}  # executable → the signal that speaks for it in this run
-    cands = gathered.candidates
-    over = np.flatnonzero(gathered.warm & (scores.score >= settings.threshold))
-    order = sorted(over.tolist(), key=lambda i: (cands[i].bucket, -scores.score[i], i))
-    for i in order:
-        cand, value = cands[i], float(scores.score[i])
-        detail = _detail(store, cand.first_id)
-        hit = next((e for e in exceptions if _matches(e, cand, detail)), None)
-        if hit is not None:
-            decisions.exception_hits[hit.id] += 1
-            result.excepted += 1
-            continue
-        sid = signal_id(cand.host, cand.name, cand.path, cand.bucket)
-        if _exists(store, sid):
-            continue  # an overlapping look-back already emitted it
-        executable = cand.path or cand.name
-        holder = claimed.get(executable) or _recent_signal(
-            store, cand.host, executable, cand.bucket, int(settings.suppress_for)
-        )
-        if holder:
-            decisions.bumps[holder] += 1
-            result.suppressed += 1
-            continue
-        explanation, reason = explain(i, gathered, scores, settings.warmup_buckets)
-        doc = document(
-            sid=sid,
-            host=cand.host,
-            name=cand.name,
-            path=cand.path,
-            bucket=cand.bucket,
-            span=span,
-            score=value,
-            detail=detail,
-            explanation=explanation,
-            reason=reason,
-        )
-        claimed[executable] = sid
-        decisions.new.append((sid, cand.bucket, doc))
-
-
-def _matches(entry: Exception_, cand: Candidate, detail: Detail | None) -> bool:
-    return entry.matches(
+) -> dict[str, Any]:
+    """The signal document of a new signal: score explanation, group, rollout."""
+    cand = gathered.candidates[new.index]
+    explanation, reason = explain(new.index, gathered, scores, settings.warmup_buckets)
+    if new.rollout:
+        hosts = rollout_hosts(store.conn, span, int(settings.history), cand.path, cand.bucket)
+        explanation["rollout"] |= {"hosts_last_day": hosts, "hosts_last_day_at_least": False}
+        reason = rollout_reason(cand.path, explanation)
+    together = group_sentence(new.others)
+    if together:
+        reason = f"{reason}; {together}"
+    explanation["group"] = {
+        "id": new.group,
+        "hosts": [member.as_json() for member in new.others],
+    }
+    doc = document(
+        sid=new.sid,
+        host=cand.host,
         name=cand.name,
         path=cand.path,
-        host=cand.host,
-        user=detail.username if detail else "",
-        address=detail.remote_address if detail else "",
-        port=detail.remote_port if detail else 0,
+        bucket=cand.bucket,
+        span=span,
+        score=new.score,
+        detail=new.detail,
+        explanation=explanation,
+        reason=reason,
     )
+    doc["group"] = new.group
+    doc["kind"] = "rollout" if new.rollout else "host"
+    return doc
 
 
 def _observations_in(store: Store, start: int, end: int) -> int:
@@ -221,28 +201,11 @@ def _detail(store: Store, observation_id: int) -> Detail | None:
     return Detail(*values)
 
 
-def _exists(store: Store, sid: str) -> bool:
-    return store.conn.execute("SELECT 1 FROM signals WHERE id = ?", (sid,)).fetchone() is not None
-
-
-def _recent_signal(
-    store: Store, host: str, executable: str, bucket: int, window: int
-) -> str | None:
-    """A signal for this executable within `window` before `bucket`: on this host first,
-    else on any host (a rollout or a spreading binary pages once)."""
-    row = store.conn.execute(
-        "SELECT id FROM signals WHERE rule = ? AND (path = ? OR (path = '' AND name = ?)) "
-        "AND bucket >= ? AND bucket <= ? ORDER BY host = ? DESC, bucket LIMIT 1",
-        (RULE_ID, executable, executable, bucket - window, bucket, host),
-    ).fetchone()
-    return str(row[0]) if row else None
-
-
 def _commit(
     store: Store,
     result: RunResult,
     kept: list[tuple[str, int, dict[str, Any]]],
-    decisions: _Decisions,
+    decisions: Decisions,
 ) -> None:
     """The run record, its signals, suppressed counts and exception hits: one transaction."""
     now = time.time()
@@ -272,8 +235,8 @@ def _commit(
         for sid, bucket, doc in kept:
             conn.execute(
                 "INSERT INTO signals (id, rule, host, name, path, bucket, run_id, created_at, "
-                "score, initial_score, document, suppressed_count) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "score, initial_score, document, suppressed_count, group_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     sid,
                     RULE_ID,
@@ -287,6 +250,7 @@ def _commit(
                     doc["initial_score"],
                     orjson.dumps(doc).decode(),
                     decisions.bumps.pop(sid, 0),
+                    doc["group"],
                 ),
             )
         for sid, count in decisions.bumps.items():

@@ -9,14 +9,19 @@ binary (name, path) in bucket b — every input counts presence in the baseline 
   hk  this host's buckets with this path                       m   this host's maturity (buckets / warm-up)
   e   how established the path is in the fleet (age since first seen / (history/14), at most 1)
   c   distinct hosts using the path within the last history/14, this bucket included
+  w   distinct hosts using the path in the scored bucket itself (young paths only)
+  p   1 when the path is package-managed (extension/locations.py), else 0
+  s   the suspicion of the path's location: volatile/hidden 1, home 0.4, local 0.25, package 0
 
   rarity(key)  = min(1 - ln(1+2f)/ln(1+2·0.05·F),  1 - ln(1+2h)/ln(1+2·max(0.05·N, 3))), in [0, 1]
   R            = max(rarity(path), rarity(name))           the rarer key decides (masquerade)
-  spread       = clip((c-1)/2, 0, 1) · (1 - e)               a new binary on many hosts = a rollout
+  rollout      = p · (1 - e) · max(clip(w - 1, 0, 1), clip((c-1)/(max(0.1·N, 5) - 1), 0, 1))
+                 a young package-managed path on several hosts at once, or on 10 % of the fleet
   familiarity  = 1 - exp(-hk/4)                              this host's own habit (hk capped at 12)
-  R'           = R · (1 - spread) · (1 - 0.5·familiarity)
+  R'           = R · (1 - rollout) · (1 - 0.5·familiarity)
+  weight       = 0.8 + 0.2·s                                 where it runs from tops the scale
   novelty      = exp(-2·hk) · m · e                          new on a mature host, known in the fleet
-  score        = 100 · (1 - (1 - R') · (1 - 0.6 · novelty))
+  score        = 100 · (1 - (1 - R'·weight) · (1 - 0.6 · novelty))
 """
 
 from __future__ import annotations
@@ -33,7 +38,10 @@ MIN_ROUTINE_HOSTS = 3.0  # …and, in small fleets, on at least 3 hosts
 NOVELTY_WEIGHT = 0.6  # a known binary new on a mature host alone scores 60
 HABIT_WEIGHT = 0.5  # a rare binary this host itself uses routinely counts half
 HABIT_BUCKETS = 4.0  # familiarity reaches 63 % after 4 buckets of use on this host
-SPREAD_HOSTS = 3  # a brand-new path on 3+ hosts within a day is a rollout
+RARITY_WEIGHT = 0.8  # fleet rarity alone scores at most 80 …
+LOCATION_WEIGHT = 0.2  # … and a volatile or hidden location adds the last 20
+ROLLOUT_SHARE = 0.1  # a young package-managed path on 10 % of the fleet within a day …
+MIN_ROLLOUT_HOSTS = 5.0  # … and on at least 5 hosts is a rollout (two at once already are)
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,9 @@ class Features:
     host_maturity: Array  # m in [0, 1]
     established: Array  # e in [0, 1]
     recent_hosts: Array  # c, this host included
+    wave_hosts: Array  # w, this host included
+    package_managed: Array  # p, 1.0 or 0.0
+    suspicion: Array  # s in [0, 1]
 
 
 @dataclass(frozen=True)
@@ -60,9 +71,11 @@ class Scores:
     rarity_path: Array
     rarity_name: Array
     rarity: Array  # R
-    spread: Array
+    rollout: Array  # how much of the rarity a rollout explains, in [0, 1]
+    weight: Array  # the location's weight on the fleet part
     familiarity: Array
     novelty: Array
+    unrolled: Array  # the score had no rollout discounted it (what a rollout signal shows)
 
 
 def routine_hosts(fleet_hosts: Array) -> Array:
@@ -100,7 +113,7 @@ def score(features: Features) -> Scores:
     )
     rarity = np.maximum(rarity_path, rarity_name)
     established = np.clip(features.established, 0, 1)
-    spread = np.clip((features.recent_hosts - 1) / (SPREAD_HOSTS - 1), 0, 1) * (1 - established)
+    rollout = rollout_share(features)
     novelty = (
         np.exp(-2 * np.maximum(features.host_path_buckets, 0))
         * np.clip(features.host_maturity, 0, 1)
@@ -108,14 +121,31 @@ def score(features: Features) -> Scores:
     )
     host_buckets = np.maximum(features.host_path_buckets, 0)
     familiarity = 1 - np.exp(-host_buckets / HABIT_BUCKETS)
-    fleet_part = rarity * (1 - spread) * (1 - HABIT_WEIGHT * familiarity)
-    total = 100 * (1 - (1 - fleet_part) * (1 - NOVELTY_WEIGHT * novelty))
+    weight = RARITY_WEIGHT + LOCATION_WEIGHT * np.clip(features.suspicion, 0, 1)
+    habit = rarity * (1 - HABIT_WEIGHT * familiarity) * weight
+    novel = 1 - NOVELTY_WEIGHT * novelty
+    total = 100 * (1 - (1 - habit * (1 - rollout)) * novel)
+    unrolled = 100 * (1 - (1 - habit) * novel)
     return Scores(
         score=np.round(np.clip(total, 0, 100), 1),
         rarity_path=rarity_path,
         rarity_name=rarity_name,
         rarity=rarity,
-        spread=spread,
+        rollout=rollout,
+        weight=weight,
         familiarity=familiarity,
         novelty=novelty,
+        unrolled=np.round(np.clip(unrolled, 0, 100), 1),
     )
+
+
+def rollout_share(features: Features) -> Array:
+    """How much a rollout explains, in [0, 1]: a young package-managed path on several
+    hosts in the same bucket, or on a share of the fleet within a day (docs/scoring.md
+    "Rollouts"). Never for volatile, hidden, home or local paths."""
+    young = 1 - np.clip(features.established, 0, 1)
+    at_once = np.clip(features.wave_hosts - 1, 0, 1)
+    hosts = np.maximum(ROLLOUT_SHARE * features.fleet_hosts, MIN_ROLLOUT_HOSTS)
+    share = np.clip((features.recent_hosts - 1) / (hosts - 1), 0, 1)
+    package = np.clip(features.package_managed, 0, 1)
+    return np.asarray(package * young * np.maximum(at_once, share))

@@ -270,11 +270,21 @@ def _window_counts(db: Database) -> None:
     db.execute("DROP INDEX presence_path")
 
 
+def _signal_groups(db: Database) -> None:
+    """Signal groups: one executable signalled on several hosts shares a group id (the
+    first signal's); grouping looks signals up by executable and bucket."""
+    db.execute("ALTER TABLE signals ADD COLUMN group_id TEXT")
+    db.execute("UPDATE signals SET group_id = id")
+    db.execute("CREATE INDEX signals_executable ON signals (path, name, bucket)")
+    db.execute("CREATE INDEX signals_group ON signals (group_id)")
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_initial", _initial),
     ("0002_detection", _detection),
     ("0003_delivery_attempts", _delivery_attempts),
     ("0004_window_counts", _window_counts),
+    ("0006_signal_groups", _signal_groups),
 ]
 
 
