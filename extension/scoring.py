@@ -92,8 +92,10 @@ def score(x: Inputs) -> Score:
             x.fleet_host_buckets,
             x.fleet_hosts,
         )
-    rarity = max(rarity_path, rarity_name)
     established = _clip(x.established, 0, 1)
+    if x.path_host_buckets is not None and not math.isnan(x.path_host_buckets):
+        rarity_path = 1 - established * (1 - rarity_path)  # a young path: not yet a baseline
+    rarity = max(rarity_path, rarity_name)
     rollout = rollout_share(x)
     host_buckets = max(x.host_path_buckets, 0.0)
     novelty = math.exp(-2 * host_buckets) * _clip(x.host_maturity, 0, 1) * established
@@ -101,8 +103,8 @@ def score(x: Inputs) -> Score:
     weight = RARITY_WEIGHT + LOCATION_WEIGHT * _clip(x.suspicion, 0, 1)
     habit = rarity * (1 - HABIT_WEIGHT * familiarity) * weight
     novel = 1 - NOVELTY_WEIGHT * novelty
-    total = 100 * (1 - (1 - habit * (1 - rollout)) * novel)
     unrolled = 100 * (1 - (1 - habit) * novel)
+    total = unrolled * (1 - rollout)
     return Score(
         score=_round1(total),
         rarity_path=rarity_path,

@@ -108,6 +108,7 @@ def _register() -> None:
         collect_cmd,
         demo_cmd,
         detect_cmd,
+        explain_cmd,
         ingest_cmd,
         packs_cmd,
         quarantine_cmd,
@@ -122,6 +123,7 @@ def _register() -> None:
     main.add_command(demo_cmd.demo)
     main.add_command(detect_cmd.detect)
     main.add_command(detect_cmd.backtest)
+    main.add_command(explain_cmd.explain)
     main.add_command(collect_cmd.collect)
     main.add_command(ingest_cmd.ingest)
     main.add_command(packs_cmd.packs)

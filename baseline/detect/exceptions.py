@@ -31,6 +31,22 @@ class Exception_:
     expires_at: int | None = None
     reason: str = ""
 
+    def describe(self) -> str:
+        """The exception's conditions, e.g. "path /tmp/.x/*, host web-0?"."""
+        parts = [
+            f"{label} {value}"
+            for label, value in (
+                ("name", self.name),
+                ("path", self.path_glob),
+                ("host", self.host),
+                ("user", self.user),
+                ("cidr", self.cidr),
+                ("port", self.port),
+            )
+            if value is not None
+        ]
+        return ", ".join(parts) or "everything"
+
     def matches(
         self, *, name: str, path: str, host: str, user: str, address: str, port: int
     ) -> bool:

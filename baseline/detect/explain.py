@@ -31,10 +31,7 @@ def explain(
     familiarity = float(scores.familiarity[index])
     rollout = float(scores.rollout[index])
     rarity_part = (
-        float(scores.rarity[index])
-        * (1 - rollout)
-        * (1 - HABIT_WEIGHT * familiarity)
-        * float(scores.weight[index])
+        float(scores.rarity[index]) * (1 - HABIT_WEIGHT * familiarity) * float(scores.weight[index])
     )
     if NOVELTY_WEIGHT * novelty > rarity_part:
         decided = "host novelty"
@@ -81,7 +78,7 @@ def explain(
         },
         "parts": {
             "rarity": round(float(scores.rarity[index]), 3),
-            "after_habit_and_rollout": round(rarity_part, 3),
+            "after_habit_and_location": round(rarity_part, 3),
             "host_novelty": round(NOVELTY_WEIGHT * novelty, 3),
         },
         "score": float(scores.score[index]),

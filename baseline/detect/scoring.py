@@ -14,14 +14,15 @@ binary (name, path) in bucket b — every input counts presence in the baseline 
   s   the suspicion of the path's location: volatile/hidden 1, home 0.4, local 0.25, package 0
 
   rarity(key)  = min(1 - ln(1+2f)/ln(1+2·0.05·F),  1 - ln(1+2h)/ln(1+2·max(0.05·N, 3))), in [0, 1]
-  R            = max(rarity(path), rarity(name))           the rarer key decides (masquerade)
+  Rp           = 1 - e·(1 - rarity(path))                  a young path is not yet a baseline
+  R            = max(Rp, rarity(name))                     the rarer key decides (masquerade)
   rollout      = p · (1 - e) · max(clip(w - 1, 0, 1), clip((c-1)/(max(0.1·N, 5) - 1), 0, 1))
                  a young package-managed path on several hosts at once, or on 10 % of the fleet
   familiarity  = 1 - exp(-hk/4)                              this host's own habit (hk capped at 12)
-  R'           = R · (1 - rollout) · (1 - 0.5·familiarity)
+  R'           = R · (1 - 0.5·familiarity)
   weight       = 0.8 + 0.2·s                                 where it runs from tops the scale
   novelty      = exp(-2·hk) · m · e                          new on a mature host, known in the fleet
-  score        = 100 · (1 - (1 - R'·weight) · (1 - 0.6 · novelty))
+  score        = 100 · (1 - (1 - R'·weight) · (1 - 0.6 · novelty)) · (1 - rollout)
 """
 
 from __future__ import annotations
@@ -111,8 +112,9 @@ def score(features: Features) -> Scores:
         ),
         0.0,
     )
-    rarity = np.maximum(rarity_path, rarity_name)
     established = np.clip(features.established, 0, 1)
+    rarity_path = np.where(known_path, young_rarity(rarity_path, established), 0.0)
+    rarity = np.maximum(rarity_path, rarity_name)
     rollout = rollout_share(features)
     novelty = (
         np.exp(-2 * np.maximum(features.host_path_buckets, 0))
@@ -124,8 +126,8 @@ def score(features: Features) -> Scores:
     weight = RARITY_WEIGHT + LOCATION_WEIGHT * np.clip(features.suspicion, 0, 1)
     habit = rarity * (1 - HABIT_WEIGHT * familiarity) * weight
     novel = 1 - NOVELTY_WEIGHT * novelty
-    total = 100 * (1 - (1 - habit * (1 - rollout)) * novel)
     unrolled = 100 * (1 - (1 - habit) * novel)
+    total = unrolled * (1 - rollout)
     return Scores(
         score=np.round(np.clip(total, 0, 100), 1),
         rarity_path=rarity_path,
@@ -137,6 +139,13 @@ def score(features: Features) -> Scores:
         novelty=novelty,
         unrolled=np.round(np.clip(unrolled, 0, 100), 1),
     )
+
+
+def young_rarity(rarity: Array, established: Array) -> Array:
+    """A path first seen less than a day ago is not yet a baseline: its earlier
+    sightings (the first hosts of a spreading implant) lower its rarity only as far as
+    it is established."""
+    return np.asarray(1 - established * (1 - rarity))
 
 
 def rollout_share(features: Features) -> Array:

@@ -1,0 +1,81 @@
+"""`rarenet explain HOST EXECUTABLE`: why a host's use of a binary did or did not fire."""
+
+from __future__ import annotations
+
+import time
+
+import click
+import orjson
+
+from baseline.cli import Context, common_options, json_option, run_guarded
+from baseline.cli.detect_cmd import _time
+from baseline.detect.why import Why, why
+from baseline.errors import EXIT_OK, InputError
+from baseline.store import Store
+from baseline.units import format_time
+
+
+@click.command()
+@click.argument("host")
+@click.argument("executable")
+@click.option("--at", "at", metavar="TIME", help="Data time of the run to explain (default: now).")
+@common_options
+@json_option
+@click.pass_obj
+def explain(state: Context, host: str, executable: str, at: str | None, as_json: bool) -> None:
+    """Why HOST's use of EXECUTABLE (a path, or a process name) did or did not fire in the
+    run at TIME: learning, below threshold (with the score's parts), excepted by which
+    exception, suppressed by which signal, one host of a rollout, grouped with which hosts.
+
+    Writes no signal. Exit status: 0, or 2 for bad input.
+    """
+    run_guarded(lambda: _explain(state, host, executable, at, as_json))
+
+
+def _explain(state: Context, host: str, exe: str, at: str | None, as_json: bool) -> int:
+    if not host.strip() or not exe.strip():
+        raise InputError("HOST and EXECUTABLE must not be empty", hint="e.g. web-07 /usr/bin/bash")
+    config = state.config()
+    when = _time(at, "--at")
+    with Store(config.store.path) as store:
+        answer = why(store, config.detect, host, exe, int(time.time()) if when is None else when)
+    if as_json:
+        click.echo(orjson.dumps(answer.as_json()).decode())
+    else:
+        for text in describe(answer):
+            click.echo(text)
+    return EXIT_OK
+
+
+def describe(answer: Why) -> list[str]:
+    """The explanation as lines of text."""
+    lines = [
+        f"{answer.executable} on {answer.host}, run at {format_time(answer.at)} "
+        f"(window {format_time(answer.window_start)} … {format_time(answer.window_end)})"
+    ]
+    if answer.learning:
+        lines.append(f"  fleet is {answer.learning}")
+    if not answer.findings:
+        seen = format_time(answer.last_seen) if answer.last_seen is not None else "never"
+        lines.append(f"  not used with the network in this window (last seen: {seen})")
+    for finding in answer.findings:
+        lines.append(f"  bucket {format_time(finding.bucket)}: {finding.sentence}")
+        lines.append(
+            f"    score {finding.score:g} (threshold {finding.threshold:g}): {finding.reason}"
+        )
+        parts = finding.explanation["parts"]
+        lines.append(
+            "    parts: rarity {rarity:g}, after habit and location {after_habit_and_location:g}, "
+            "host novelty {host_novelty:g}".format(**parts)
+        )
+        discount = finding.explanation["rollout"]["discount"]
+        if discount > 0:
+            lines.append(
+                f"    rollout discount {discount:g} (without it: {finding.explanation['score_without_rollout']:g})"
+            )
+    for signal in answer.signals[:5]:
+        lines.append(
+            f"  stored signal {signal['id']} at {signal['bucket']} (score {signal['score']:g}, "
+            f"{signal['suppressed_count']} counted on it, group {signal['group']})"
+        )
+    return lines

@@ -1,0 +1,231 @@
+"""Why a host's use of a binary did or did not fire at a data time (`rarenet explain`).
+
+The same pipeline as a run of the rule — gather, score, decide — for the look-back
+window at T, without writing a signal: learning, below threshold (with the score's
+parts), excepted by which exception, suppressed by which signal, one host of a rollout,
+signalled (or already) and grouped with which hosts. The console shows the same answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from baseline.config import DetectSettings
+from baseline.detect.decide import Outcome, Verdict, decide, executable, group_sentence
+from baseline.detect.exceptions import active_exceptions
+from baseline.detect.explain import explain
+from baseline.detect.features import gather, window_buckets
+from baseline.detect.presence import refresh_presence
+from baseline.detect.rule import _detail
+from baseline.detect.scoring import score
+from baseline.detect.signal import RULE_ID
+from baseline.store import Store
+from baseline.units import format_time
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One bucket of the window in which the host used the binary, and the verdict."""
+
+    bucket: int
+    name: str
+    path: str
+    outcome: Outcome
+    score: float
+    threshold: float
+    sentence: str  # the verdict in words
+    reason: str  # the score's one-line reason
+    explanation: dict[str, Any]
+    signal: str | None
+    group: str | None
+    others: list[dict[str, Any]]
+    exception: dict[str, Any] | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "bucket": format_time(self.bucket),
+            "name": self.name,
+            "path": self.path or None,
+            "outcome": self.outcome.value,
+            "verdict": self.sentence,
+            "score": self.score,
+            "threshold": self.threshold,
+            "reason": self.reason,
+            "signal": self.signal,
+            "group": {"id": self.group, "hosts": self.others} if self.group else None,
+            "exception": self.exception,
+            "explanation": self.explanation,
+        }
+
+
+@dataclass(frozen=True)
+class Why:
+    """The answer of `rarenet explain HOST EXECUTABLE --at T`."""
+
+    host: str
+    executable: str
+    at: int
+    window_start: int
+    window_end: int
+    learning: str | None
+    findings: list[Finding] = field(default_factory=list)
+    last_seen: int | None = None
+    signals: list[dict[str, Any]] = field(default_factory=list)  # stored, for this host
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "executable": self.executable,
+            "at": format_time(self.at),
+            "window": {
+                "start": format_time(self.window_start),
+                "end": format_time(self.window_end),
+            },
+            "learning": self.learning,
+            "used_in_window": bool(self.findings),
+            "last_seen": format_time(self.last_seen) if self.last_seen is not None else None,
+            "findings": [finding.as_json() for finding in self.findings],
+            "signals": self.signals,
+        }
+
+
+def why(store: Store, settings: DetectSettings, host: str, exe: str, at: int) -> Why:
+    """Explain `exe` (a path, or a name) on `host` for the run at data time `at`."""
+    span = max(1, int(settings.bucket_span))
+    refresh_presence(store, span)
+    buckets = window_buckets(at, span, int(settings.lookback))
+    gathered = gather(store, span, int(settings.history), buckets, settings.warmup_buckets)
+    scores = score(gathered.features)
+    mine = {
+        i
+        for i, cand in enumerate(gathered.candidates)
+        if cand.host == host and exe in (cand.path, cand.name)
+    }
+    decisions = decide(
+        store.conn,
+        settings,
+        gathered,
+        scores,
+        active_exceptions(store, at),
+        lambda first_id: _detail(store, first_id),
+        only=mine,
+    )
+    latest = gathered.fleet[buckets[-1]]
+    learning = None
+    if latest.buckets < settings.warmup_buckets:
+        learning = f"learning: {latest.buckets}/{settings.warmup_buckets} buckets"
+    findings = []
+    for i in sorted(mine, key=lambda k: gathered.candidates[k].bucket):
+        verdict = decisions.verdicts[i]
+        explanation, reason = explain(i, gathered, scores, settings.warmup_buckets)
+        findings.append(
+            _finding(store, settings, verdict, gathered.candidates[i], explanation, reason)
+        )
+    return Why(
+        host=host,
+        executable=exe,
+        at=at,
+        window_start=buckets[0],
+        window_end=buckets[-1] + span,
+        learning=learning,
+        findings=findings,
+        last_seen=_last_seen(store, span, host, exe, buckets[-1] + span),
+        signals=_stored(store, host, exe),
+    )
+
+
+def _finding(
+    store: Store,
+    settings: DetectSettings,
+    verdict: Verdict,
+    cand: Any,
+    explanation: dict[str, Any],
+    reason: str,
+) -> Finding:
+    others = [member.as_json() for member in verdict.others]
+    exception = None
+    if verdict.exception is not None:
+        entry = verdict.exception
+        exception = {"id": entry.id, "reason": entry.reason or None, "rule": entry.describe()}
+    return Finding(
+        bucket=cand.bucket,
+        name=cand.name,
+        path=cand.path,
+        outcome=verdict.outcome,
+        score=verdict.score,
+        threshold=settings.threshold,
+        sentence=_sentence(store, settings, verdict, executable(cand), exception),
+        reason=reason,
+        explanation=explanation,
+        signal=verdict.signal,
+        group=verdict.group,
+        others=others,
+        exception=exception,
+    )
+
+
+def _sentence(
+    store: Store,
+    settings: DetectSettings,
+    verdict: Verdict,
+    exe: str,
+    exception: dict[str, Any] | None,
+) -> str:
+    together = group_sentence(verdict.others)
+    tail = f"; {together}" if together else ""
+    outcome = verdict.outcome
+    if outcome is Outcome.LEARNING:
+        return f"learning: no signal before {settings.warmup_buckets} buckets of fleet history"
+    if outcome is Outcome.BELOW:
+        return f"below threshold: scored {verdict.score:g} < {settings.threshold:g}"
+    if outcome is Outcome.EXCEPTED and exception is not None:
+        why_ = f" ({exception['reason']})" if exception["reason"] else ""
+        return f"excepted by exception #{exception['id']}: {exception['rule']}{why_}"
+    if outcome is Outcome.SUPPRESSED:
+        return f"suppressed: counted on signal {verdict.signal} ({_when(store, verdict.signal)})"
+    if outcome is Outcome.ROLLOUT:
+        return (
+            f"one host of a rollout of {exe}: counted on the rollout's signal "
+            f"{verdict.signal} ({_when(store, verdict.signal)})"
+        )
+    if outcome is Outcome.TRUNCATED:
+        return f"over max_signals ({settings.max_signals}) in this run: not stored{tail}"
+    if outcome is Outcome.EXISTS:
+        return f"signalled: {verdict.signal}{tail}"
+    return f"would be signalled now as {verdict.signal} (score {verdict.score:g}){tail}"
+
+
+def _when(store: Store, sid: str | None) -> str:
+    row = store.conn.execute("SELECT host, bucket FROM signals WHERE id = ?", (sid,)).fetchone()
+    if row is None:
+        return "earlier in this run"
+    return f"{row[0]}, bucket {format_time(int(row[1]))}"
+
+
+def _last_seen(store: Store, span: int, host: str, exe: str, before: int) -> int | None:
+    row = store.conn.execute(
+        "SELECT max(bucket) FROM presence WHERE span = ? AND host = ? AND (path = ? OR name = ?) "
+        "AND bucket < ?",
+        (span, host, exe, exe, before),
+    ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def _stored(store: Store, host: str, exe: str) -> list[dict[str, Any]]:
+    rows = store.conn.execute(
+        "SELECT id, bucket, score, suppressed_count, coalesce(group_id, id) FROM signals "
+        "WHERE rule = ? AND host = ? AND (path = ? OR (path = '' AND name = ?)) "
+        "ORDER BY bucket DESC LIMIT 20",
+        (RULE_ID, host, exe, exe),
+    ).fetchall()
+    return [
+        {
+            "id": sid,
+            "bucket": format_time(int(bucket)),
+            "score": value,
+            "suppressed_count": count,
+            "group": group,
+        }
+        for sid, bucket, value, count, group in rows
+    ]

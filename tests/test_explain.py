@@ -1,0 +1,145 @@
+"""`rarenet explain`: the rule's verdict for one host and binary, in words and numbers,
+and the grouping of one executable signalled on several hosts."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+from osquery_lines import event, line, socket_row
+from test_detect import ATTACK_AT, RUN_AT, SPAN, fleet_db  # noqa: F401  (fixture)
+
+from baseline.cli import main
+from baseline.config import Config, load_config
+from baseline.detect.decide import Outcome
+from baseline.detect.exceptions import Exception_, add_exception
+from baseline.detect.rule import detect_once
+from baseline.detect.why import why
+from baseline.ingest.pipeline import Ingester
+from baseline.store import Store
+
+BEACON = "/tmp/.x/beacon"
+
+
+@pytest.fixture
+def config() -> Config:
+    return load_config(None, env={})
+
+
+@pytest.fixture
+def store(fleet_db: Path, tmp_path: Path) -> Iterator[Store]:  # noqa: F811
+    copy = tmp_path / "fleet.db"
+    shutil.copy(fleet_db, copy)
+    with Store(copy) as opened:
+        yield opened
+
+
+def beacon_on(host: str, unix: int, tmp_path: Path) -> Path:
+    log = tmp_path / f"beacon-{host}.log"
+    log.write_bytes(
+        line(
+            event(
+                socket_row(pid=4242, name="beacon", path=BEACON, remote_address="203.0.113.99"),
+                host=host,
+                unix=unix,
+            )
+        )
+    )
+    return log
+
+
+def only(store: Store, config: Config, host: str, exe: str, at: int = RUN_AT) -> object:
+    answer = why(store, config.detect, host, exe, at)
+    assert len(answer.findings) == 1, answer.findings
+    return answer.findings[0]
+
+
+def test_before_and_after_the_run(store: Store, config: Config) -> None:
+    before = why(store, config.detect, "web-05", BEACON, RUN_AT).findings[0]
+    assert before.outcome is Outcome.SIGNALLED and "would be signalled now" in before.sentence
+    assert store.conn.execute("SELECT count(*) FROM signals").fetchone() == (0,)  # wrote none
+    run = detect_once(store, config.detect, RUN_AT)
+    after = why(store, config.detect, "web-05", BEACON, RUN_AT).findings[0]
+    assert after.outcome is Outcome.EXISTS and after.signal == before.signal
+    assert after.signal in {doc["id"] for doc in run.documents}
+
+
+def test_below_threshold_shows_the_parts(store: Store, config: Config) -> None:
+    finding = why(store, config.detect, "web-01", "/usr/sbin/nginx", RUN_AT).findings[0]
+    assert finding.outcome is Outcome.BELOW and finding.score < 50
+    assert f"scored {finding.score:g} < 50" in finding.sentence
+    assert set(finding.explanation["parts"]) == {
+        "rarity",
+        "after_habit_and_location",
+        "host_novelty",
+    }
+
+
+def test_excepted_by_which_rule(store: Store, config: Config) -> None:
+    number = add_exception(store, Exception_(0, path_glob="/tmp/.x/*", reason="red team"))
+    finding = why(store, config.detect, "web-05", BEACON, RUN_AT).findings[0]
+    assert finding.outcome is Outcome.EXCEPTED
+    assert finding.sentence == f"excepted by exception #{number}: path /tmp/.x/* (red team)"
+
+
+def test_a_rollout_host_names_the_rollouts_signal(store: Store, config: Config) -> None:
+    run = detect_once(store, config.detect, RUN_AT)
+    (rollout,) = [d for d in run.documents if d["kind"] == "rollout"]
+    other = next(f"web-{i:02d}" for i in range(11, 20) if f"web-{i:02d}" != rollout["host"]["name"])
+    finding = why(store, config.detect, other, "/opt/acme/bin/acme-agent", RUN_AT).findings[0]
+    assert finding.outcome is Outcome.ROLLOUT and finding.signal == rollout["id"]
+    assert rollout["host"]["name"] in finding.sentence
+
+
+def test_not_used_in_the_window(store: Store, config: Config) -> None:
+    answer = why(store, config.detect, "db-01", BEACON, RUN_AT)
+    assert answer.findings == [] and answer.last_seen is None
+
+
+def test_a_second_host_is_signalled_and_grouped_with_the_first(
+    store: Store, config: Config, tmp_path: Path
+) -> None:
+    """Suppression is per host and executable: the same implant on another host 2 hours
+    later is its own signal, in the first one's group, naming it."""
+    first = detect_once(store, config.detect, RUN_AT)
+    (leader,) = [d for d in first.documents if d["process"]["executable"] == BEACON]
+    later = ATTACK_AT + 2 * 3600
+    Ingester(store, load_config(None, env={})).ingest([str(beacon_on("db-02", later, tmp_path))])
+    at = later - later % SPAN + 2 * SPAN
+    run = detect_once(store, config.detect, at)
+    (second,) = [d for d in run.documents if d["process"]["executable"] == BEACON]
+    assert second["host"]["name"] == "db-02" and second["group"] == leader["id"]
+    assert "also on 1 other host since" in second["reason"] and "web-05" in second["reason"]
+    assert second["explanation"]["group"]["hosts"][0]["signal"] == leader["id"]
+    finding = why(store, config.detect, "db-02", BEACON, at).findings[0]
+    assert finding.outcome is Outcome.EXISTS and finding.group == leader["id"]
+    assert [m["host"] for m in finding.others] == ["web-05"]
+    # and the first host's explanation now names the second
+    back = why(store, config.detect, "web-05", BEACON, RUN_AT).findings[0]
+    assert [m["host"] for m in back.others] == ["db-02"]
+    stored = store.conn.execute(
+        "SELECT count(*), count(DISTINCT group_id) FROM signals WHERE path = ?", (BEACON,)
+    ).fetchone()
+    assert stored == (2, 1)
+
+
+def test_cli_json_and_text(fleet_db: Path, tmp_path: Path) -> None:  # noqa: F811
+    db = tmp_path / "cli.db"
+    shutil.copy(fleet_db, db)
+    args = ["explain", "--db", str(db), "web-07", "/usr/bin/bash", "--at", str(RUN_AT)]
+    result = CliRunner().invoke(main, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    document = orjson.loads(result.stdout)
+    (finding,) = document["findings"]
+    assert finding["outcome"] == "signalled" and finding["explanation"]["decided_by"] == (
+        "host novelty"
+    )
+    text = CliRunner().invoke(main, args)
+    assert text.exit_code == 0 and "would be signalled now" in text.stdout
+    assert "parts: rarity" in text.stdout
+    bad = CliRunner().invoke(main, ["explain", "--db", str(db), "web-07", "bash", "--at", "soon"])
+    assert bad.exit_code == 2 and "--at" in bad.output
