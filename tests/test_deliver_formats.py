@@ -67,6 +67,8 @@ ECS_FIELDS = {
     "process.working_directory": "keyword",
     "process.parent.pid": "long",
     "process.parent.name": "keyword",
+    "process.parent.executable": "keyword",
+    "process.parent.command_line": "wildcard",
     "user.name": "keyword",
     "user.id": "keyword",
     "destination.ip": "ip",
@@ -107,6 +109,12 @@ CUSTOM_FIELDS = {
     "rarenet.bucket.start": "date",
     "rarenet.bucket.span": "keyword",
     "rarenet.explanation": "flattened",
+    "rarenet.group": "keyword",
+    "rarenet.kind": "keyword",
+    "rarenet.process_chain.pid": "long",
+    "rarenet.process_chain.name": "keyword",
+    "rarenet.process_chain.executable": "keyword",
+    "rarenet.process_chain.command_line": "wildcard",
 }
 FIELDS = ECS_FIELDS | KIBANA_FIELDS | CUSTOM_FIELDS
 # ECS allowed values for the categorization fields we set.
@@ -234,7 +242,13 @@ def test_native_json_has_every_documented_field() -> None:
     for name in NATIVE_FIELDS:
         assert present(doc, name), name
     assert doc["event"]["kind"] == "signal" and doc["destination"]["port"] == 4444
-    assert doc["process"]["parent"] == {"pid": 1204, "name": "apache2"}
+    assert doc["process"]["parent"] == {
+        "pid": 1204,
+        "name": "apache2",
+        "executable": "/usr/sbin/apache2",
+        "command_line": "/usr/sbin/apache2 -k start",
+    }
+    assert [step["name"] for step in doc["process"]["chain"]] == ["apache2", "apache2", "systemd"]
     # a signal whose observation was pruned still carries every field, as null
     record = example_record()
     bare = {k: v for k, v in record.document.items() if k not in ("user", "destination")}
@@ -263,9 +277,9 @@ def test_slack_first_line_says_who_what_where_why() -> None:
     first, *rest = message["text"].split("\n")
     assert first == (
         "rarenet: perl (/usr/bin/perl) on web-017 connected to 203.0.113.9:4444 as www-data"
-        " — score 96: never seen in 40,320 fleet host-buckets over 14.0d"
+        " — score 80: never seen in 40,320 fleet host-buckets over 14.0d"
     )
-    assert rest[0].startswith("score 96.4 (initial 96.4)")
+    assert rest[0].startswith("score 80.0 (initial 80.0)")
     assert message["mrkdwn"] is False
 
 
@@ -279,7 +293,8 @@ def test_hostile_strings_render_safely(fmt: str) -> None:
     if fmt == "slack":
         text = doc["text"]
         lines = text.split("\n")
-        assert len(lines) == 6, lines  # hostile newlines cannot add lines
+        assert len(lines) == 7, lines  # hostile newlines cannot add lines
+        assert lines[5].startswith("chain: perl\\n&lt;!channel&gt;")
         assert "<" not in text and ">" not in text  # no <!channel>, mentions or links
         assert "&lt;!channel&gt;" in lines[0] and "\\n" in lines[0]
         assert "\x00" not in text and "\x1b" not in text and "\u202e" not in text

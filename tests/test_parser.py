@@ -60,6 +60,7 @@ def test_differential_event_every_field(parser: Parser) -> None:
         "direction": "outbound",
         "query": "rarenet_open_sockets",
         "digest": 0,
+        "ancestors": "",
     }
     assert isinstance(obs.digest, int) and -(2**63) <= obs.digest < 2**63
 

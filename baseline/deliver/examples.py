@@ -16,6 +16,7 @@ import orjson
 from baseline.deliver.formats import render
 from baseline.deliver.outbox import SignalRecord
 from baseline.deliver.signing import sign
+from baseline.detect.lineage import Ancestor
 from baseline.detect.signal import Detail, document, signal_id
 
 EXAMPLE_SECRET = "example-secret"
@@ -41,6 +42,11 @@ def example_document(**overrides: Any) -> dict[str, Any]:
         remote_address=overrides.pop("remote_address", "203.0.113.9"),
         remote_port=4444,
         direction="outbound",
+        chain=(
+            Ancestor(1204, "apache2", "/usr/sbin/apache2", "/usr/sbin/apache2 -k start"),
+            Ancestor(1201, "apache2", "/usr/sbin/apache2", "/usr/sbin/apache2 -k start"),
+            Ancestor(1, "systemd", "/usr/lib/systemd/systemd", "/sbin/init"),
+        ),
     )
     host = overrides.pop("host", "web-017")
     name = overrides.pop("name", "perl")
@@ -73,8 +79,19 @@ def example_document(**overrides: Any) -> dict[str, Any]:
             "rarity": 1.0,
         },
         "host": {"buckets_with_binary": 0, "maturity": 1.0, "familiarity": 0.0, "novelty": 1.0},
-        "spread": {"hosts_last_day": 1, "established": 0.0, "rollout_discount": 0.0},
-        "score": 96.4,
+        "location": {"class": "package-managed", "weight": 0.8},
+        "rollout": {
+            "hosts_last_day": 1,
+            "hosts_last_day_at_least": False,
+            "hosts_in_bucket": 1,
+            "established": 0.0,
+            "package_managed": True,
+            "discount": 0.0,
+        },
+        "parts": {"rarity": 1.0, "after_habit_and_location": 0.8, "host_novelty": 0.0},
+        "score": 80.0,
+        "score_without_rollout": 80.0,
+        "group": {"id": "", "hosts": []},
     }
     reason = overrides.pop(
         "reason", f"{path} on {host}: never seen in 40,320 fleet host-buckets over 14.0d"
@@ -86,7 +103,7 @@ def example_document(**overrides: Any) -> dict[str, Any]:
         path=path,
         bucket=_BUCKET,
         span=900,
-        score=96.4,
+        score=80.0,
         detail=detail,
         explanation=explanation,
         reason=reason,

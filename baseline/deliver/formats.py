@@ -189,10 +189,24 @@ def slack_text(record: SignalRecord) -> str:
         f"{e(net.get('transport') or '?')}/{e(net.get('type') or '?')} "
         f"{e(net.get('direction') or '?')}",
         f"cmdline: {e(proc.get('command_line') or ' '.join(map(str, proc.get('args') or [])) or '?', SLACK_CMDLINE_LIMIT)}",
+        *_chain_line(proc, e),
         f"signal {e(doc.get('id'))} · at {e(doc.get('@timestamp'))} · "
         f"bucket {e(_get(doc, 'bucket.start') or '?')} ({e(_get(doc, 'bucket.span') or '?')})",
     ]
     return "\n".join(lines)
+
+
+def _chain_line(proc: dict[str, Any], e: Callable[..., str]) -> list[str]:
+    """`chain: sleep ← bash (4242) ← sshd (900)`, when the signal has one."""
+    chain = proc.get("chain")
+    if not isinstance(chain, list) or not chain:
+        return []
+    steps = [
+        f"{e(step.get('name') or step.get('executable') or '?')} ({e(step.get('pid') or '?')})"
+        for step in chain[:3]
+        if isinstance(step, dict)
+    ]
+    return [f"chain: {e(proc.get('name') or '?')} ← " + " ← ".join(steps)] if steps else []
 
 
 def slack_message(record: SignalRecord) -> dict[str, Any]:
@@ -313,7 +327,12 @@ def ecs_document(record: SignalRecord) -> dict[str, Any]:
                 "args_count": len(args) if args else None,
                 "command_line": proc.get("command_line"),
                 "working_directory": proc.get("working_directory"),
-                "parent": {"pid": _int(parent.get("pid")), "name": parent.get("name")},
+                "parent": {
+                    "pid": _int(parent.get("pid")),
+                    "name": parent.get("name"),
+                    "executable": parent.get("executable"),
+                    "command_line": parent.get("command_line"),
+                },
             },
             "user": {"name": doc["user"].get("name"), "id": doc["user"].get("id")},
             "destination": {
@@ -355,6 +374,9 @@ def ecs_document(record: SignalRecord) -> dict[str, Any]:
                     "span": _get(doc, "bucket.span"),
                 },
                 "explanation": doc.get("explanation") or None,
+                "group": doc.get("group"),
+                "kind": doc.get("kind"),
+                "process_chain": proc.get("chain") or None,
             },
         }
     )

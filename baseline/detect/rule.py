@@ -18,12 +18,14 @@ import orjson
 
 from baseline.config import DetectSettings
 from baseline.detect.decide import Decisions, NewSignal, Outcome, decide, group_sentence
+from baseline.detect.detail import load_detail
 from baseline.detect.exceptions import active_exceptions
 from baseline.detect.explain import explain, rollout_reason
 from baseline.detect.features import Gathered, gather, rollout_hosts, window_buckets
+from baseline.detect.lineage import name_the_shell
 from baseline.detect.presence import refresh_presence
 from baseline.detect.scoring import Scores, score
-from baseline.detect.signal import RULE_ID, Detail, document
+from baseline.detect.signal import RULE_ID, document
 from baseline.store import Store
 
 
@@ -103,7 +105,7 @@ def detect_once(
         gathered,
         scores,
         active_exceptions(store, at),
-        lambda first_id: _detail(store, first_id),
+        lambda first_id: load_detail(store.conn, first_id),
     )
     kept = [
         (new.sid, new.bucket, _document(store, new, gathered, scores, settings, span))
@@ -136,6 +138,8 @@ def _document(
         hosts = rollout_hosts(store.conn, span, int(settings.history), cand.path, cand.bucket)
         explanation["rollout"] |= {"hosts_last_day": hosts, "hosts_last_day_at_least": False}
         reason = rollout_reason(cand.path, explanation)
+    if new.detail is not None:
+        reason = name_the_shell(reason, explanation, cand.name, new.detail.chain)
     together = group_sentence(new.others)
     if together:
         reason = f"{reason}; {together}"
@@ -166,39 +170,6 @@ def _observations_in(store: Store, start: int, end: int) -> int:
             "SELECT count(*) FROM observations WHERE time >= ? AND time < ?", (start, end)
         ).fetchone()[0]
     )
-
-
-_DETAIL_DEFAULTS: tuple[Any, ...] = (
-    0,
-    "",
-    -1,
-    -1,
-    "",
-    "",
-    "",
-    -1,
-    "",
-    0,
-    0,
-    "",
-    0,
-    "",
-    0,
-    "outbound",
-)
-
-
-def _detail(store: Store, observation_id: int) -> Detail | None:
-    row = store.conn.execute(
-        "SELECT time, host_uuid, pid, uid, username, cmdline, cwd, parent_pid, parent_name, "
-        "family, protocol, local_address, local_port, remote_address, remote_port, direction "
-        "FROM observations WHERE id = ?",
-        (observation_id,),
-    ).fetchone()
-    if row is None:
-        return None  # pruned by retention: the signal still names host and binary
-    values: list[Any] = [d if v is None else v for v, d in zip(row, _DETAIL_DEFAULTS, strict=True)]
-    return Detail(*values)
 
 
 def _commit(

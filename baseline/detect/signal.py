@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from baseline.detect.lineage import Ancestor
 from baseline.units import format_duration, format_time
 
 RULE_ID = "rarenet-unusual-network-activity"
@@ -60,6 +61,17 @@ class Detail:
     remote_address: str
     remote_port: int
     direction: str
+    chain: tuple[Ancestor, ...] = ()  # parent first, at most 3 (detect.lineage)
+
+
+def _parent(detail: Detail) -> dict[str, Any]:
+    parent = detail.chain[0] if detail.chain else None
+    return {
+        "pid": detail.parent_pid,
+        "name": detail.parent_name or (parent.name if parent else "") or None,
+        "executable": parent.path or None if parent else None,
+        "command_line": parent.cmdline or None if parent else None,
+    }
 
 
 def document(
@@ -86,7 +98,8 @@ def document(
             "args": detail.cmdline.split(" ") if detail.cmdline else [],
             "command_line": detail.cmdline,
             "working_directory": detail.cwd or None,
-            "parent": {"pid": detail.parent_pid, "name": detail.parent_name or None},
+            "parent": _parent(detail),
+            "chain": [ancestor.as_ecs() for ancestor in detail.chain],
         }
         user = {"name": detail.username or None, "id": str(detail.uid) if detail.uid >= 0 else None}
         destination = {"ip": detail.remote_address, "port": detail.remote_port}

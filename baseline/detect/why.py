@@ -13,11 +13,12 @@ from typing import Any
 
 from baseline.config import DetectSettings
 from baseline.detect.decide import Outcome, Verdict, decide, executable, group_sentence
+from baseline.detect.detail import load_detail
 from baseline.detect.exceptions import active_exceptions
 from baseline.detect.explain import explain
 from baseline.detect.features import gather, window_buckets
+from baseline.detect.lineage import name_the_shell
 from baseline.detect.presence import refresh_presence
-from baseline.detect.rule import _detail
 from baseline.detect.scoring import score
 from baseline.detect.signal import RULE_ID
 from baseline.store import Store
@@ -108,7 +109,7 @@ def why(store: Store, settings: DetectSettings, host: str, exe: str, at: int) ->
         gathered,
         scores,
         active_exceptions(store, at),
-        lambda first_id: _detail(store, first_id),
+        lambda first_id: load_detail(store.conn, first_id),
         only=mine,
     )
     latest = gathered.fleet[buckets[-1]]
@@ -119,6 +120,9 @@ def why(store: Store, settings: DetectSettings, host: str, exe: str, at: int) ->
     for i in sorted(mine, key=lambda k: gathered.candidates[k].bucket):
         verdict = decisions.verdicts[i]
         explanation, reason = explain(i, gathered, scores, settings.warmup_buckets)
+        detail = load_detail(store.conn, gathered.candidates[i].first_id)
+        if detail is not None:
+            reason = name_the_shell(reason, explanation, gathered.candidates[i].name, detail.chain)
         findings.append(
             _finding(store, settings, verdict, gathered.candidates[i], explanation, reason)
         )

@@ -39,6 +39,7 @@ class Observation(NamedTuple):
     direction: str  # "outbound" | "inbound"
     query: str  # bare query name, pack prefix removed
     digest: int  # signed 64-bit content hash: idempotency key together with `time`
+    ancestors: str = ""  # JSON [[pid, name, path, cmdline], …] nearest first (ingest.ancestry)
 
 
 OBSERVATION_COLUMNS = Observation._fields

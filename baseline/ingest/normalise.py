@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from baseline.ingest.ancestry import ancestors_json
 from baseline.ingest.model import Observation
 
 INET_FAMILIES = frozenset({2, 10})
@@ -237,7 +238,8 @@ class Normaliser:
             direction,
             query,
         )
-        return _new_observation(Observation, (*values, observation_digest(values)))
+        ancestors = ancestors_json(row, to_int, to_text)
+        return _new_observation(Observation, (*values, observation_digest(values), ancestors))
 
     def _observe_checked(
         self,
@@ -320,7 +322,8 @@ class Normaliser:
             direction,
             query,
         )
-        return _new_observation(Observation, (*values, observation_digest(values)))
+        ancestors = ancestors_json(row, to_int, to_text)
+        return _new_observation(Observation, (*values, observation_digest(values), ancestors))
 
 
 class _NotFast(Exception):

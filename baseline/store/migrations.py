@@ -279,12 +279,18 @@ def _signal_groups(db: Database) -> None:
     db.execute("CREATE INDEX signals_group ON signals (group_id)")
 
 
+def _ancestors(db: Database) -> None:
+    """The socket holder's process chain (ingest.ancestry): up to three ancestors."""
+    db.execute("ALTER TABLE observations ADD COLUMN ancestors TEXT NOT NULL DEFAULT ''")
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_initial", _initial),
     ("0002_detection", _detection),
     ("0003_delivery_attempts", _delivery_attempts),
     ("0004_window_counts", _window_counts),
     ("0006_signal_groups", _signal_groups),
+    ("0007_ancestors", _ancestors),
 ]
 
 
