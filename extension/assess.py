@@ -19,6 +19,7 @@ from extension.scoring import (
     Score,
     key_rarity,
     score,
+    tenure,
 )
 from extension.snapshot import Entry, Snapshot
 
@@ -68,6 +69,7 @@ def assess(snapshot: Snapshot, name: str, path: str) -> Assessment:
         host_path_buckets=float(host_buckets),
         host_maturity=_maturity(snapshot),
         established=min(1.0, age / day),
+        tenure=tenure(age, day, snapshot.data_time, fleet.since) if first is not None else 1.0,
         recent_hosts=float(recent),
         package_managed=float(package_managed(path)),
         suspicion=suspicion(path),

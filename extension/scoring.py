@@ -41,6 +41,7 @@ class Inputs:
     wave_hosts: float = 1.0  # w (a snapshot of the window before cannot know it: 1)
     package_managed: float = 0.0  # p (extension.locations.package_managed)
     suspicion: float = 0.0  # s (extension.locations.suspicion)
+    tenure: float = 1.0  # t (see `tenure`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,22 @@ def _ratio(top: float, bottom: float) -> float:
     if bottom == 0:
         return math.inf if top > 0 else math.nan
     return top / bottom
+
+
+def mature_buckets(history: float, span: int, baseline_buckets: int) -> int:
+    """Active buckets that make a host mature: 3 days (MATURE_SHARE of the history), or
+    the baseline's own age when it is younger, but never less than a day."""
+    full = max(1, int(history * MATURE_SHARE) // span)
+    day = max(1, int(history * ESTABLISHED_SHARE) // span)
+    return max(min(day, full), min(full, baseline_buckets))
+
+
+def tenure(age: float, day: float, at: float, baseline_since: float | None) -> float:
+    """How long a key has been seen, as a share of a day (1 once it has been seen that
+    long). While the baseline itself is younger than a day every key is young, so youth
+    is no evidence: 1."""
+    baseline = at - baseline_since if baseline_since is not None else 0
+    return 1.0 if baseline < day or age >= day else age / day
 
 
 def key_rarity(host_buckets: float, hosts: float, fleet_f: float, fleet_n: float) -> float:
@@ -94,7 +111,8 @@ def score(x: Inputs) -> Score:
         )
     established = _clip(x.established, 0, 1)
     if x.path_host_buckets is not None and not math.isnan(x.path_host_buckets):
-        rarity_path = 1 - established * (1 - rarity_path)  # a young path: not yet a baseline
+        tenure = _clip(x.tenure, 0, 1)
+        rarity_path = 1 - tenure * (1 - rarity_path)  # a young path: not yet a baseline
     rarity = max(rarity_path, rarity_name)
     rollout = rollout_share(x)
     host_buckets = max(x.host_path_buckets, 0.0)

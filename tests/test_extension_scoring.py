@@ -52,6 +52,7 @@ def inputs(draw: st.DrawFn) -> ext_scoring.Inputs:
         wave_hosts=draw(st.integers(0, 5).map(float)),
         package_managed=draw(st.sampled_from([0.0, 1.0])),
         suspicion=draw(st.sampled_from([0.0, 0.25, 0.4, 1.0])),
+        tenure=draw(unit),
     )
 
 
@@ -74,6 +75,7 @@ def numpy_score(x: ext_scoring.Inputs) -> rule_scoring.Scores:
             wave_hosts=arr(x.wave_hosts),
             package_managed=arr(x.package_managed),
             suspicion=arr(x.suspicion),
+            tenure=arr(x.tenure),
         )
     )
 
@@ -100,7 +102,6 @@ def test_constants_match_the_rule() -> None:
         assert getattr(ext_scoring, name) == getattr(rule_scoring, name), name
     assert ext_scoring.HOST_PATH_CAP == features.HOST_PATH_CAP
     assert ext_scoring.ESTABLISHED_SHARE == features.ESTABLISHED_SHARE
-    assert ext_scoring.MATURE_SHARE == features.MATURE_SHARE
 
 
 def test_worked_examples_of_docs_scoring() -> None:

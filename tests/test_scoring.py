@@ -26,6 +26,7 @@ def features(**values: float) -> Features:
         "host_path_buckets": 0.0,
         "host_maturity": 1.0,
         "established": 0.0,
+        "tenure": 1.0,
         "recent_hosts": 1.0,
         "wave_hosts": 1.0,
         "package_managed": 0.0,
@@ -152,6 +153,7 @@ def test_bounded_and_deterministic(
         "host_path_buckets": hk,
         "host_maturity": m,
         "established": e,
+        "tenure": 1.0,
         "recent_hosts": c,
         "wave_hosts": w,
         "package_managed": p,
@@ -185,6 +187,7 @@ def test_monotone_in_rarity(
         "host_path_buckets": hk,
         "host_maturity": m,
         "established": e,
+        "tenure": 1.0,
         "package_managed": p,
         "suspicion": s,
     }
@@ -215,7 +218,7 @@ def test_candidates_score_independently_of_order(
             "path_host_buckets": [r[0] for r in items], "path_hosts": [r[1] for r in items],
             "name_host_buckets": [r[0] for r in items], "name_hosts": [r[1] for r in items],
             "host_path_buckets": [0.0] * len(items), "host_maturity": [r[2] for r in items],
-            "established": [1.0] * len(items), "recent_hosts": [1.0] * len(items),
+            "established": [1.0] * len(items), "tenure": [1.0] * len(items), "recent_hosts": [1.0] * len(items),
             "wave_hosts": [1.0] * len(items), "package_managed": [0.0] * len(items),
             "suspicion": [0.5] * len(items),
         }  # fmt: skip

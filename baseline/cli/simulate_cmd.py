@@ -19,6 +19,7 @@ from baseline.simulate import (
     simulate_to_path,
     write_simulation,
 )
+from baseline.simulate.spec import SCENARIOS
 from baseline.simulate.writer import Writable, open_output
 from baseline.units import format_time, parse_time
 
@@ -27,13 +28,13 @@ STDIO = "-"
 
 
 def _spec(
-    hosts: int, days: float, attacks: bool, seed: int, start: str, fmt: str
+    hosts: int, days: float, attacks: bool, seed: int, start: str, fmt: str, scenarios: str
 ) -> SimulationSpec:
     try:
         start_time = parse_time(start)
     except ValueError as exc:
         raise InputError(f"--start: {exc}") from None
-    spec = SimulationSpec(hosts, days, attacks, seed, start_time, fmt)
+    spec = SimulationSpec(hosts, days, attacks, seed, start_time, fmt, scenarios)
     spec.validate()
     return spec
 
@@ -121,6 +122,15 @@ def _report(
     show_default=True,
     help="osquery: the filesystem logger's result log; fleet: Fleet webhook bodies.",
 )
+@click.option(
+    "--scenarios",
+    type=click.Choice(SCENARIOS),
+    default="classic",
+    show_default=True,
+    help="all: also spreading implants, tools used twice, child-holds-the-socket shells "
+    "(labelled, implies --attacks), rollouts in waves, weekly jobs and re-imaged hosts "
+    "(docs/quality.md); needs --days 2+.",
+)
 @click.option("--labels", metavar="PATH", help="Labels file (default: derived from --out).")
 @click.option("--out", required=True, metavar="FILE", help="Log to write (.gz ok, - = stdout).")
 @json_option
@@ -132,6 +142,7 @@ def simulate(
     seed: int,
     start: str,
     fmt: str,
+    scenarios: str,
     labels: str | None,
     out: str,
     as_json: bool,
@@ -139,7 +150,7 @@ def simulate(
     """Write a SYNTHETIC fleet result log and labels (see the help text)."""
 
     def body() -> int:
-        spec = _spec(hosts, days, attacks, seed, start, fmt)
+        spec = _spec(hosts, days, attacks, seed, start, fmt, scenarios)
         labels_path = _labels_path(out, labels)
         result = _write(spec, out, labels_path)
         _report(result, days, out, labels_path, as_json)

@@ -34,11 +34,11 @@ from baseline.detect.scoring import (
 )
 from baseline.store import Store
 from extension.locations import package_managed, suspicion
+from extension.scoring import mature_buckets, tenure
 
 HOST_PATH_CAP = 12  # familiarity 1 - exp(-12/4) = 0.95: more buckets change little
 # Time scales follow `history` (14 days by default), so compressed drills behave alike:
 ESTABLISHED_SHARE = 1 / 14  # a path seen in the fleet this long (1 day) is established
-MATURE_SHARE = 3 / 14  # a host with this much activity (3 days) has a history of its own
 
 
 class Candidate(NamedTuple):
@@ -109,7 +109,8 @@ def gather(store: Store, span: int, history: int, buckets: list[int], warmup: in
     own = np.where(path_at >= 0, path_at, name_at)  # the key that dates the binary
     rare = _rare(name_f, name_h, path_f, path_h, fleet_f, fleet_n)
     host_path, active = _pair_stats(conn, span, history, rows, rare)
-    mature = max(1, int(history * MATURE_SHARE) // span)
+    mature = np.array([mature_buckets(history, span, fleet[b].buckets) for b in buckets], float)
+    mature = mature[bucket_at]
     features = Features(
         fleet_host_buckets=fleet_f,
         fleet_hosts=fleet_n,
@@ -120,6 +121,7 @@ def gather(store: Store, span: int, history: int, buckets: list[int], warmup: in
         host_path_buckets=host_path,
         host_maturity=np.minimum(active, mature) / mature,
         established=keys.values[own, 4],
+        tenure=np.where(path_at >= 0, keys.values[own, 7], 1.0),
         recent_hosts=keys.values[own, 5],
         wave_hosts=np.where(path_at >= 0, keys.values[own, 6], 1.0),
         package_managed=_per_path(rows, lambda p: float(package_managed(p))),
@@ -164,7 +166,7 @@ def _per_path(rows: list[Any], value: Callable[[str], float]) -> Array:
 class KeyStats:
     """Per (kind, key, bucket) of the candidates: `index` → row of `values`, whose columns
     are host-buckets, hosts, first bucket, last bucket, established, recent hosts, hosts
-    in the bucket itself; the last row is all NaN (for a candidate without a path)."""
+    in the bucket itself, tenure; the last row is all NaN (for a candidate without a path)."""
 
     index: dict[tuple[str, str, int], int]
     values: Array
@@ -184,7 +186,7 @@ def _key_stats(
         {("name", r[2], r[0]) for r in rows} | {("path", r[3], r[0]) for r in rows if r[3]}
     )
     day = max(span, int(history * ESTABLISHED_SHARE))
-    values = np.full((len(keys) + 1, 7), np.nan)
+    values = np.full((len(keys) + 1, 8), np.nan)
     for row, (kind, key, bucket) in enumerate(keys):
         low = bucket - history
         host_buckets, first, last = conn.execute(
@@ -209,6 +211,7 @@ def _key_stats(
             min(1.0, age / day),
             recent,
             wave,
+            tenure(age, day, bucket, fleet[bucket].first_bucket),
         )
     return KeyStats({key: row for row, key in enumerate(keys)}, values)
 

@@ -14,7 +14,9 @@ binary (name, path) in bucket b — every input counts presence in the baseline 
   s   the suspicion of the path's location: volatile/hidden 1, home 0.4, local 0.25, package 0
 
   rarity(key)  = min(1 - ln(1+2f)/ln(1+2·0.05·F),  1 - ln(1+2h)/ln(1+2·max(0.05·N, 3))), in [0, 1]
-  Rp           = 1 - e·(1 - rarity(path))                  a young path is not yet a baseline
+  t            the path's tenure: age since first seen / (history/14), at most 1; 1 while the
+               baseline itself is younger than history/14 (every key is young then)
+  Rp           = 1 - t·(1 - rarity(path))                  a young path is not yet a baseline
   R            = max(Rp, rarity(name))                     the rarer key decides (masquerade)
   rollout      = p · (1 - e) · max(clip(w - 1, 0, 1), clip((c-1)/(max(0.1·N, 5) - 1), 0, 1))
                  a young package-managed path on several hosts at once, or on 10 % of the fleet
@@ -58,6 +60,7 @@ class Features:
     host_path_buckets: Array  # hk
     host_maturity: Array  # m in [0, 1]
     established: Array  # e in [0, 1]
+    tenure: Array  # t in [0, 1]
     recent_hosts: Array  # c, this host included
     wave_hosts: Array  # w, this host included
     package_managed: Array  # p, 1.0 or 0.0
@@ -113,7 +116,9 @@ def score(features: Features) -> Scores:
         0.0,
     )
     established = np.clip(features.established, 0, 1)
-    rarity_path = np.where(known_path, young_rarity(rarity_path, established), 0.0)
+    rarity_path = np.where(
+        known_path, young_rarity(rarity_path, np.clip(features.tenure, 0, 1)), 0.0
+    )
     rarity = np.maximum(rarity_path, rarity_name)
     rollout = rollout_share(features)
     novelty = (
@@ -141,11 +146,11 @@ def score(features: Features) -> Scores:
     )
 
 
-def young_rarity(rarity: Array, established: Array) -> Array:
-    """A path first seen less than a day ago is not yet a baseline: its earlier
-    sightings (the first hosts of a spreading implant) lower its rarity only as far as
-    it is established."""
-    return np.asarray(1 - established * (1 - rarity))
+def young_rarity(rarity: Array, tenure: Array) -> Array:
+    """A path first seen less than a day ago (in a baseline older than that) is not yet
+    a baseline: its earlier sightings (the first hosts of a spreading implant) lower
+    its rarity only as far as its tenure goes."""
+    return np.asarray(1 - tenure * (1 - rarity))
 
 
 def rollout_share(features: Features) -> Array:

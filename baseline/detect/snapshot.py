@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 
 from baseline.config import DetectSettings
-from baseline.detect.features import MATURE_SHARE
 from baseline.detect.presence import refresh_presence
 from baseline.detect.scoring import key_rarity
 from baseline.store import Store
 from baseline.units import format_time, parse_time
+from extension.scoring import mature_buckets
 
 SNAPSHOT_VERSION = 1
 
@@ -119,6 +119,8 @@ def host_snapshot(
         ],
         "host_activity": {
             "active_buckets": int(active),
-            "mature_buckets": max(1, int(settings.history * MATURE_SHARE) // span),
+            "mature_buckets": mature_buckets(
+                settings.history, span, int(fleet["fleet"]["buckets"])
+            ),
         },
     }

@@ -12,6 +12,7 @@ from baseline.simulate.catalogue import FLOWS, UPGRADES
 from baseline.simulate.roles import (
     AGENT,
     DAILY,
+    FIXED,
     FLAT,
     OFFICE,
     PERIODIC,
@@ -111,6 +112,19 @@ class Daily(Activity):
             day += 1
 
 
+class Fixed(Activity):
+    """At its start, then every `every` seconds ± 3 minutes (a job several hosts start
+    at the same moment, e.g. a new weekly cron job)."""
+
+    __slots__ = ()
+
+    def first(self, sim: HostSim, begin: float) -> float:
+        return begin + sim.rng.uniform(0, 180)
+
+    def after(self, sim: HostSim, t: float) -> float:
+        return t + self.spec.every + sim.rng.uniform(-180, 180)
+
+
 class Once(Activity):
     """Fire once, when added (a socket already open at the first poll)."""
 
@@ -141,6 +155,7 @@ _KINDS: dict[str, Callable[[ActivitySpec, random.Random], Activity]] = {
     PERIODIC: lambda spec, _rng: Periodic(spec),
     DAILY: Daily,
     WEEKLY: Daily,
+    FIXED: lambda spec, _rng: Fixed(spec),
 }
 
 

@@ -1,5 +1,11 @@
 """Labelled attacks: reverse shells, beacons and masquerading binaries (`--attacks`).
 
+Families (labels' "family"): a system binary that never uses the network here
+("never-seen": nc, socat, perl, gawk, openssl, telnet, a beacon dropped in /tmp), a
+binary with a trusted name in a writable location ("masquerade"), and a binary routine
+elsewhere in the fleet but new on this host ("host-novelty": bash on a web server). More
+families with `--scenarios all`: baseline/simulate/families.py.
+
 Each technique runs once, on its own host where possible, on a host where the binary
 is not routine, after max(25 % of the period, 6 h), spread over the rest of the run.
 """
@@ -53,6 +59,10 @@ class Technique:
     prefer: tuple[str, ...]  # host flavors to run on, best first
     avoid: tuple[str, ...]  # roles where this binary is routine
     description: str
+    family: str = "never-seen"  # difficulty class (labels' "family", docs/quality.md)
+    # The shell above the program when a child holds the shell's socket
+    # (bash -c 'exec 3<>/dev/tcp/…; sleep 600'): the program's parent, under the foothold.
+    shell: Program | None = None
 
 
 def _prog(
@@ -72,6 +82,7 @@ TECHNIQUES: tuple[Technique, ...] = (
         ("web",),
         ("db",),
         "bash reverse shell spawned by the web application (web shell), reconnecting once",
+        "host-novelty",
     ),
     Technique(
         "reverse-shell-nc",
@@ -165,6 +176,7 @@ TECHNIQUES: tuple[Technique, ...] = (
         ("ci", "dev", "web"),
         (),
         "a copy of curl run from /var/tmp/.cache fetching a payload from 198.51.100.5",
+        "masquerade",
     ),
     Technique(
         "masquerade-shm-sshd",
@@ -176,6 +188,7 @@ TECHNIQUES: tuple[Technique, ...] = (
         ("web", "db", "cache"),
         (),
         "binary named sshd running from /dev/shm, connecting out to 203.0.113.66:22",
+        "masquerade",
     ),
     Technique(
         "masquerade-shm-kworker",
@@ -187,6 +200,7 @@ TECHNIQUES: tuple[Technique, ...] = (
         ("k8s", "web", "db"),
         (),
         "binary named kworker running from /dev/shm, calling 198.51.100.200:443 every 10 min",
+        "masquerade",
     ),
 )
 
@@ -200,6 +214,7 @@ class AttackPlan:
     start: int
     program: Program  # the technique's program with the host's foothold filled in
     label: Label
+    shell: Program | None = None  # the program's parent when a child holds a shell's socket
 
 
 def attack_window(fleet: Fleet) -> tuple[int, int]:
@@ -229,16 +244,27 @@ def _place(tech: Technique, host: Host, start: int) -> AttackPlan:
         parent=parent if tech.program.parent == FOOTHOLD else tech.program.parent,
         user=user if tech.program.user == FOOTHOLD else tech.program.user,
     )
+    shell = None
+    if tech.shell is not None:
+        shell = replace(tech.shell, parent=parent, user=user)
+        program = replace(program, parent=f"attack:{tech.id}:shell", user=user)
     last = poll_time(start + tech.offsets[-1], host.poll_offset)
-    label = Label(host.name, program.path, program.name, start, last, tech.id, tech.description)
-    return AttackPlan(tech, host.index, start, program, label)
+    label = Label(
+        host.name, program.path, program.name, start, last, tech.id, tech.description, tech.family
+    )
+    return AttackPlan(tech, host.index, start, program, label, shell)
+
+
+def place(tech: Technique, host: Host, start: int) -> AttackPlan:
+    """`tech` on `host` from `start`, its foothold filled in (scenario families)."""
+    return _place(tech, host, start)
 
 
 def plan_attacks(fleet: Fleet, seed: int) -> list[AttackPlan]:
     """Place every technique once, deterministically from the seed; sorted by start."""
     rng = random.Random(f"rarenet-simulate:{seed}:attacks")
     earliest, latest = attack_window(fleet)
-    founders = [h for h in fleet.hosts if h.join <= fleet.start]
+    founders = [h for h in fleet.hosts if h.join <= fleet.start and h.leave > fleet.end]
     order = rng.sample(TECHNIQUES, len(TECHNIQUES))
     width = (latest - earliest) / len(order)
     used: set[int] = set()

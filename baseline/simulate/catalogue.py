@@ -538,6 +538,82 @@ ATTACKER_IPS = frozenset(
     }
 )
 
+# --scenarios all (baseline/simulate/families.py). Packages rolled out to part of the
+# fleet in waves mid-run, each a daemon under systemd from a package-managed path.
+ROLLOUT_PACKAGES: dict[str, tuple[Program, Flow]] = {
+    "teleport": (
+        Program(
+            "teleport",
+            "/usr/bin/teleport",
+            "/usr/bin/teleport start --config /etc/teleport.yaml",
+            "root",
+            "systemd",
+            DAEMON,
+        ),
+        Flow("rollout:teleport", "teleport-proxy", 3025),
+    ),
+    "datadog": (
+        Program(
+            "agent",
+            "/opt/datadog-agent/bin/agent/agent",
+            "/opt/datadog-agent/bin/agent/agent run -p /opt/datadog-agent/run/agent.pid",
+            "root",
+            "systemd",
+            DAEMON,
+        ),
+        Flow("rollout:datadog", "datadog", 443),
+    ),
+    "fwupd": (
+        Program(
+            "fwupd",
+            "/usr/libexec/fwupd/fwupd",
+            "/usr/libexec/fwupd/fwupd",
+            "root",
+            "systemd",
+            DAEMON,
+        ),
+        Flow("rollout:fwupd", "lvfs", 443),
+    ),
+    "vector": (
+        Program(
+            "vector",
+            "/opt/vector/bin/vector",
+            "/opt/vector/bin/vector --config /etc/vector/vector.yaml",
+            "root",
+            "systemd",
+            DAEMON,
+        ),
+        Flow("rollout:vector", "vector-aggregator", 6000),
+    ),
+}
+# New weekly jobs that start on several hosts at the same time.
+WEEKLY_JOBS: dict[str, tuple[Program, Flow]] = {
+    "lynis": (
+        Program(
+            "lynis",
+            "/usr/sbin/lynis",
+            "/bin/sh /usr/sbin/lynis audit system --cronjob",
+            "root",
+            "cron",
+        ),
+        Flow("weekly:lynis", "cisofy", 443),
+    ),
+    "rkhunter": (
+        Program(
+            "rkhunter",
+            "/usr/bin/rkhunter",
+            "/usr/bin/perl /usr/bin/rkhunter --update --cronjob",
+            "root",
+            "cron",
+        ),
+        Flow("weekly:rkhunter", "rkhunter-mirror", 80),
+    ),
+}
+for _key, (_program, _flow) in (ROLLOUT_PACKAGES | WEEKLY_JOBS).items():
+    _kind = "rollout" if _key in ROLLOUT_PACKAGES else "weekly"
+    PROGRAMS[f"{_kind}:{_key}"] = _program
+    FLOWS[f"{_kind}:{_key}"] = _flow
+
 for _tool, _program in USER_TOOLS.items():
     PROGRAMS[f"tool:{_tool}"] = _program
     FLOWS[f"tool:{_tool}"] = Flow(f"tool:{_tool}", *TOOL_PEERS[_tool])

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from baseline.errors import InputError
 from baseline.simulate.attacks import AttackPlan, plan_attacks
+from baseline.simulate.families import Scenarios, plan_scenarios
 from baseline.simulate.fleet import Fleet, ToolInstall, build_fleet
 from baseline.simulate.labels import write_labels
 from baseline.simulate.peers import FleetPeers
@@ -53,7 +54,9 @@ def _drain(events: list[Event], cut: int, sink: OsquerySink) -> None:
         sink.poll(index, unix, [event[3] for event in group])
 
 
-def _simulators(fleet: Fleet, seed: int, plans: list[AttackPlan]) -> list[HostSim]:
+def _simulators(
+    fleet: Fleet, seed: int, plans: list[AttackPlan], scenarios: Scenarios
+) -> list[HostSim]:
     peers = FleetPeers(fleet.addresses())
     shared = SharedCache()
     installs: dict[int, list[ToolInstall]] = defaultdict(list)
@@ -63,16 +66,29 @@ def _simulators(fleet: Fleet, seed: int, plans: list[AttackPlan]) -> list[HostSi
     for plan in plans:
         attacks[plan.host].append(plan)
     return [
-        HostSim(host, fleet.end, seed, peers, shared, installs[host.index], attacks[host.index])
+        HostSim(
+            host,
+            min(fleet.end, host.leave),
+            seed,
+            peers,
+            shared,
+            installs[host.index],
+            attacks[host.index],
+            scenarios.extras.get(host.index, ()),
+        )
         for host in fleet.hosts
     ]
 
 
 def _generate(
-    spec: SimulationSpec, fleet: Fleet, plans: list[AttackPlan], out: Writable
+    spec: SimulationSpec,
+    fleet: Fleet,
+    plans: list[AttackPlan],
+    scenarios: Scenarios,
+    out: Writable,
 ) -> tuple[int, int]:
     """Write all rows of the run to `out`; returns (lines, rows)."""
-    sims = _simulators(fleet, spec.seed, plans)
+    sims = _simulators(fleet, spec.seed, plans, scenarios)
     builder = ResultBuilder(fleet.hosts)
     sink = FleetSink(out, builder) if spec.format == "fleet" else OsquerySink(out, builder)
     rows, carry = 0, list[Event]()
@@ -100,10 +116,13 @@ def write_simulation(
     """
     spec.validate()
     fleet = build_fleet(spec)
-    plans = plan_attacks(fleet, spec.seed) if spec.attacks else []
+    every = spec.scenarios == "all"
+    plans = plan_attacks(fleet, spec.seed) if spec.attacks or every else []
+    scenarios = plan_scenarios(fleet, spec.seed, plans) if every else Scenarios()
+    plans = sorted([*plans, *scenarios.plans], key=lambda plan: plan.start)
     writer = BackgroundWriter(out)
     try:
-        lines, rows = _generate(spec, fleet, plans, writer)
+        lines, rows = _generate(spec, fleet, plans, scenarios, writer)
     finally:
         writer.close()
     if labels is not None:

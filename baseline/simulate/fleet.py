@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from baseline.simulate.catalogue import USER_TOOLS
 from baseline.simulate.roles import DEV_NAMES, ROLES
@@ -42,6 +42,7 @@ class Host:
     netns: str  # network namespace of its Kubernetes pods
     agent_at: int  # when the monitoring agent is installed (NEVER if not in this run)
     upgrade_at: int  # when the JDK upgrade reaches it (NEVER if not in this run)
+    leave: int = NEVER  # last data time + 1 (a re-imaged host disappears; --scenarios all)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +194,27 @@ def _installs(spec: SimulationSpec, hosts: Sequence[Host], rng: random.Random) -
     return installs
 
 
+def _reimage(spec: SimulationSpec, hosts: list[Host], rng: random.Random) -> None:
+    """Re-imaged hosts (--scenarios all): about 2 % of the founders (at least one)
+    stop mid-run and a new host id of the same role and address takes over."""
+    period = spec.end - spec.start
+    founders = [h for h in hosts if h.join == spec.start and h.role != "dev"]
+    for old in rng.sample(founders, min(len(founders), max(1, len(hosts) // 50))):
+        at = spec.start + int(rng.uniform(0.35, 0.65) * period)
+        hosts[old.index] = replace(old, leave=at)
+        hosts.append(
+            replace(
+                old,
+                index=len(hosts),
+                name=f"{old.name}-r",
+                uuid=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                join=at,
+                agent_at=max(at, old.agent_at),
+                upgrade_at=max(at, old.upgrade_at),
+            )
+        )
+
+
 def build_fleet(spec: SimulationSpec) -> Fleet:
     """The fleet of a run: the same spec always gives the same hosts."""
     rng = random.Random(f"rarenet-simulate:{spec.seed}:fleet")
@@ -207,6 +229,8 @@ def build_fleet(spec: SimulationSpec) -> Fleet:
         numbers[slot[2]] = numbers.get(slot[2], 0) + 1
         hosts.append(_host(spec, rng, index, slot, numbers[slot[2]], traits, (agent, upgrade)))
     installs = _installs(spec, hosts, rng)
+    if spec.scenarios == "all":
+        _reimage(spec, hosts, random.Random(f"rarenet-simulate:{spec.seed}:reimage"))
     return Fleet(tuple(hosts), spec.start, spec.end, agent, upgrade, tuple(installs))
 
 

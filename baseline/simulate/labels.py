@@ -1,7 +1,9 @@
 """Labels: one malicious activity per JSON line, for backtests and tests.
 
-`{"hostIdentifier", "path" and/or "name", "from", "to", "technique", "description"}`,
-times in unix seconds (DESIGN.md §4).
+`{"hostIdentifier", "path" and/or "name", "from", "to", "technique", "description",
+"family"}`, times in unix seconds (DESIGN.md §4). `family` is the difficulty class of the
+scenario (docs/quality.md): never-seen, masquerade, host-novelty, spread, repeat,
+child-shell; readers treat a missing family as "".
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Label:
     end: int
     technique: str = ""
     description: str = ""
+    family: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON Lines object of this label."""
@@ -40,6 +43,7 @@ class Label:
             "to": self.end,
             "technique": self.technique,
             "description": self.description,
+            "family": self.family,
         }
 
 
@@ -80,7 +84,8 @@ def parse_label(line: bytes | str) -> Label:
     if end < start:
         raise ValueError(f'"to" ({end}) is before "from" ({start})')
     technique, description = doc.get("technique", ""), doc.get("description", "")
-    return Label(host, path, name, start, end, str(technique), str(description))
+    family = doc.get("family", "")
+    return Label(host, path, name, start, end, str(technique), str(description), str(family))
 
 
 def read_labels(path: str | Path) -> list[Label]:

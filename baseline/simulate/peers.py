@@ -40,6 +40,13 @@ STATIC_PEERS: dict[str, Pool] = {
     "slack": (("198.51.100.140", "198.51.100.141"), ("2001:db8:140::1",)),
     "code-services": (("192.0.2.90", "192.0.2.91"), ("2001:db8:90::1",)),
     "acme-saas": (("198.51.100.150",), ("2001:db8:150::1",)),
+    # --scenarios all: packages rolled out mid-run and new weekly jobs
+    "teleport-proxy": (("10.0.0.60",), ()),
+    "datadog": (("198.51.100.160", "198.51.100.161"), ()),
+    "lvfs": (("192.0.2.100",), ("2001:db8:100::1",)),
+    "vector-aggregator": (("10.0.0.70",), ()),
+    "cisofy": (("198.51.100.170",), ()),
+    "rkhunter-mirror": (("192.0.2.110",), ()),
 }
 
 # Fleet peers: pool key → (host flavors whose addresses form it, "*" = every host;

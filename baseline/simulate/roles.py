@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-RATE, PERIODIC, DAILY, WEEKLY = "rate", "periodic", "daily", "weekly"
+RATE, PERIODIC, DAILY, WEEKLY, FIXED = "rate", "periodic", "daily", "weekly", "fixed"
 FLAT, WEB, OFFICE, OPS, CI = "flat", "web", "office", "ops", "ci"
 
 

@@ -9,6 +9,10 @@ from baseline.errors import InputError
 
 DEFAULT_START = 1767571200  # 2026-01-05T00:00:00Z, a Monday
 FORMATS = ("osquery", "fleet")
+# classic: the 11 techniques of --attacks plus the built-in rollouts and user tools;
+# all: also the scenario families of baseline/simulate/families.py (docs/quality.md).
+SCENARIOS = ("classic", "all")
+MIN_SCENARIO_DAYS = 2.0
 MAX_HOSTS = 1_000_000
 MAX_DAYS = 400.0
 # Attacks begin after max(25 % of the period, 6 h) and the longest lasts 2.5 h.
@@ -27,6 +31,7 @@ class SimulationSpec:
     seed: int = 1
     start: int = DEFAULT_START
     format: str = "osquery"
+    scenarios: str = "classic"
 
     @property
     def end(self) -> int:
@@ -49,6 +54,16 @@ class SimulationSpec:
             )
         if self.format not in FORMATS:
             raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.scenarios not in SCENARIOS:
+            raise InputError(
+                f"--scenarios must be one of {', '.join(SCENARIOS)}, got {self.scenarios!r}"
+            )
+        if self.scenarios != "classic" and self.days < MIN_SCENARIO_DAYS:
+            raise InputError(
+                f"--scenarios {self.scenarios} needs --days {MIN_SCENARIO_DAYS:g} or more, "
+                f"got {self.days}",
+                hint="tools are used again on another day and rollouts take a day",
+            )
         if self.attacks and self.days < MIN_ATTACK_DAYS:
             raise InputError(
                 f"--attacks needs --days {MIN_ATTACK_DAYS} (9 h) or more, got {self.days}",

