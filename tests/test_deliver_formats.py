@@ -225,6 +225,7 @@ NATIVE_FIELDS = [
     "process.parent.name", "user.name", "user.id", "destination.ip", "destination.port",
     "network.transport", "network.type", "network.direction", "rule.name", "rule.id",
     "threat", "risk_score", "severity", "score", "initial_score", "explanation", "reason", "id",
+    "process.parent.executable", "process.parent.command_line", "process.chain", "group", "kind",
 ]  # fmt: skip
 
 

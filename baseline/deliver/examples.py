@@ -96,8 +96,10 @@ def example_document(**overrides: Any) -> dict[str, Any]:
     reason = overrides.pop(
         "reason", f"{path} on {host}: never seen in 40,320 fleet host-buckets over 14.0d"
     )
-    return document(
-        sid=signal_id(host, name, path, _BUCKET),
+    sid = signal_id(host, name, path, _BUCKET)
+    explanation["group"]["id"] = sid
+    doc = document(
+        sid=sid,
         host=host,
         name=name,
         path=path,
@@ -108,6 +110,7 @@ def example_document(**overrides: Any) -> dict[str, Any]:
         explanation=explanation,
         reason=reason,
     )
+    return doc | {"group": sid, "kind": "host"}
 
 
 def example_record(**overrides: Any) -> SignalRecord:

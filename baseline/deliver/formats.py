@@ -83,10 +83,16 @@ def native_document(record: SignalRecord) -> dict[str, Any]:
         section = doc.get(group) if isinstance(doc.get(group), dict) else {}
         doc[group] = {key: section.get(key) for key in keys} | section
     parent = doc["process"].get("parent")
-    doc["process"]["parent"] = {"pid": None, "name": None} | (
-        parent if isinstance(parent, dict) else {}
-    )
+    doc["process"]["parent"] = {
+        "pid": None,
+        "name": None,
+        "executable": None,
+        "command_line": None,
+    } | (parent if isinstance(parent, dict) else {})
+    doc["process"].setdefault("chain", [])
     doc.setdefault("id", record.id)
+    doc.setdefault("group", record.id)  # signals stored before groups: a group of one
+    doc.setdefault("kind", "host")
     doc.setdefault("@timestamp", format_time(record.created_at))
     doc["event"] = {"kind": "signal"} | (doc.get("event") or {})
     doc["host"] = {"name": record.host} | (doc.get("host") or {})
