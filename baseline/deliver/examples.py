@@ -51,7 +51,7 @@ def example_document(**overrides: Any) -> dict[str, Any]:
     host = overrides.pop("host", "web-017")
     name = overrides.pop("name", "perl")
     path = overrides.pop("path", "/usr/bin/perl")
-    explanation = {
+    explanation: dict[str, Any] = {
         "decided_by": "path",
         "fleet": {
             "host_buckets": 40_320,
@@ -91,13 +91,12 @@ def example_document(**overrides: Any) -> dict[str, Any]:
         "parts": {"rarity": 1.0, "after_habit_and_location": 0.8, "host_novelty": 0.0},
         "score": 80.0,
         "score_without_rollout": 80.0,
-        "group": {"id": "", "hosts": []},
     }
     reason = overrides.pop(
         "reason", f"{path} on {host}: never seen in 40,320 fleet host-buckets over 14.0d"
     )
     sid = signal_id(host, name, path, _BUCKET)
-    explanation["group"]["id"] = sid
+    explanation["group"] = {"id": sid, "hosts": []}
     doc = document(
         sid=sid,
         host=host,
