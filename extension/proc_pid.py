@@ -32,6 +32,15 @@ class ProcessInfo(NamedTuple):
     parent: int
 
 
+class Ancestor(NamedTuple):
+    """The `processes` columns the pack query reads of an ancestor (its LEFT JOINs)."""
+
+    name: str
+    path: str
+    cmdline: str
+    parent: int
+
+
 def list_pids(proc_root: str) -> list[int]:
     """Pids under `proc_root`, in osquery's order (sorted as strings); [] if unreadable."""
     try:
@@ -90,10 +99,15 @@ def read_process(proc_root: str, pid: int) -> ProcessInfo | None:
     return ProcessInfo(name, _exe_path(base), _cmdline(base), cwd, uid, parent)
 
 
-def process_name(proc_root: str, pid: int) -> str:
-    """The `processes.name` of `pid`, or "" if there is no such process."""
+def read_ancestor(proc_root: str, pid: int) -> Ancestor | None:
+    """The name, path, cmdline and parent of `pid` as an ancestor; None if there is no
+    such process (gone, or pid 0 — the kernel, above init — or -1: no pid at all)."""
     status = _read_status(proc_root, pid) if pid > 0 else None
-    return status[0] if status is not None else ""
+    if status is None:
+        return None
+    name, _uid, parent = status
+    base = os.fsencode(f"{proc_root}/{pid}")
+    return Ancestor(name, _exe_path(base), _cmdline(base), parent)
 
 
 def _read_status(proc_root: str, pid: int) -> tuple[str, int, int] | None:

@@ -68,12 +68,9 @@ def _ratio(top: float, bottom: float) -> float:
     return top / bottom
 
 
-def mature_buckets(history: float, span: int, baseline_buckets: int) -> int:
-    """Active buckets that make a host mature: 3 days (MATURE_SHARE of the history), or
-    the baseline's own age when it is younger, but never less than a day."""
-    full = max(1, int(history * MATURE_SHARE) // span)
-    day = max(1, int(history * ESTABLISHED_SHARE) // span)
-    return max(min(day, full), min(full, baseline_buckets))
+def mature_buckets(history: float, span: int) -> int:
+    """Active buckets that make a host mature: 3 days (MATURE_SHARE of the history)."""
+    return max(1, int(history * MATURE_SHARE) // span)
 
 
 def tenure(age: float, day: float, at: float, baseline_since: float | None) -> float:

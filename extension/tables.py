@@ -26,7 +26,10 @@ SOCKET_TYPES: dict[str, str] = {
     "local_address": TEXT, "local_port": INTEGER, "remote_address": TEXT,
     "remote_port": INTEGER, "state": TEXT, "net_namespace": TEXT, "name": TEXT,
     "path": TEXT, "cmdline": TEXT, "cwd": TEXT, "uid": BIGINT, "username": TEXT,
-    "parent": BIGINT, "parent_name": TEXT, "direction": TEXT,
+    "parent": BIGINT, "parent_name": TEXT, "parent_path": TEXT, "parent_cmdline": TEXT,
+    "grandparent": BIGINT, "grandparent_name": TEXT, "grandparent_path": TEXT,
+    "grandparent_cmdline": TEXT, "great_grandparent": BIGINT, "great_grandparent_name": TEXT,
+    "great_grandparent_path": TEXT, "great_grandparent_cmdline": TEXT, "direction": TEXT,
 }  # fmt: skip
 # The types of osquery's own columns (process_open_sockets, processes, users): osquery
 # reads an INTEGER column as a 32-bit int (sqlite3_result_int), so a namespace inode like
@@ -66,7 +69,14 @@ OPEN_SOCKETS_SQL = """SELECT
   s.pid, s.fd, s.socket, s.family, s.protocol, s.local_address, s.local_port,
   s.remote_address, s.remote_port, s.state, s.net_namespace, p.name, p.path, p.cmdline,
   p.cwd, p.uid, COALESCE(u.username, '') AS username, p.parent,
-  COALESCE(pp.name, '') AS parent_name,
+  COALESCE(pp.name, '') AS parent_name, COALESCE(pp.path, '') AS parent_path,
+  COALESCE(pp.cmdline, '') AS parent_cmdline, COALESCE(pp.parent, -1) AS grandparent,
+  COALESCE(gp.name, '') AS grandparent_name, COALESCE(gp.path, '') AS grandparent_path,
+  COALESCE(gp.cmdline, '') AS grandparent_cmdline,
+  COALESCE(gp.parent, -1) AS great_grandparent,
+  COALESCE(ggp.name, '') AS great_grandparent_name,
+  COALESCE(ggp.path, '') AS great_grandparent_path,
+  COALESCE(ggp.cmdline, '') AS great_grandparent_cmdline,
   CASE
     WHEN EXISTS (
       SELECT 1 FROM listening_ports AS l
@@ -77,6 +87,8 @@ OPEN_SOCKETS_SQL = """SELECT
 FROM process_open_sockets AS s
 JOIN processes AS p ON p.pid = s.pid
 LEFT JOIN processes AS pp ON pp.pid = p.parent
+LEFT JOIN processes AS gp ON gp.pid = pp.parent
+LEFT JOIN processes AS ggp ON ggp.pid = gp.parent
 LEFT JOIN users AS u ON u.uid = p.uid
 WHERE s.family IN (2, 10)
   AND s.pid > 0

@@ -72,6 +72,7 @@ class FleetQuality:
     seed: int
     host_days: float
     labels: list[Label]
+    start: int  # the fleet's first data time
     detectors: dict[str, Scored] = field(default_factory=dict)
     documents: list[dict[str, Any]] = field(default_factory=list)  # rarenet's signals
 
@@ -135,7 +136,7 @@ def measure(hosts: int, days: float, seed: int, workdir: Path) -> FleetQuality:
     ]
     presence = _presence(log, workdir / f"ref-{hosts}-{seed}.db")
     quality = FleetQuality(
-        hosts, seed, float(metrics.get("host_days", 0)), read_labels(labels_path)
+        hosts, seed, float(metrics.get("host_days", 0)), read_labels(labels_path), spec.start
     )
     quality.detectors = {
         "rarenet": Scored(rarenet),

@@ -10,8 +10,10 @@ import ipaddress
 import os
 import pwd
 import shutil
+import signal
 import socket
 import struct
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -93,6 +95,45 @@ def comm(pid: int) -> str:
     return Path(f"/proc/{pid}/comm").read_text().rstrip("\n")
 
 
+def exe(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:  # a kernel thread, or not ours to read: the collector says ""
+        return ""
+
+
+def cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip().decode()
+
+
+def ppid(pid: int) -> int:
+    return int(psutil.Process(pid).ppid())
+
+
+def lineage(parent: int) -> dict[str, Any]:
+    """The ancestor columns of a row whose process's parent is `parent` (its name … the
+    great-grandparent's cmdline): "" and -1 above pid 0, as the query's LEFT JOINs."""
+    found: dict[str, Any] = {}
+    pid = parent
+    for level in ("parent", "grandparent", "great_grandparent"):
+        if level != "parent":
+            found[level] = pid
+        alive = pid > 0 and os.path.exists(f"/proc/{pid}")
+        found[f"{level}_name"] = comm(pid) if alive else ""
+        found[f"{level}_path"] = exe(pid) if alive else ""
+        found[f"{level}_cmdline"] = cmdline(pid) if alive else ""
+        pid = ppid(pid) if alive else -1
+    return found
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
 def test_tcp_client_and_server_rows(
     veth_ns: VethNamespace, server: tuple[Child, int, int], kids: list[Child], tmp_path: Path
 ) -> None:
@@ -123,7 +164,7 @@ def test_tcp_client_and_server_rows(
         uid=os.getuid(),
         username=pwd.getpwuid(os.getuid()).pw_name,
         parent=os.getpid(),
-        parent_name=comm(os.getpid()),
+        **lineage(os.getpid()),
         direction="outbound",
     )
     assert row.socket == int(os.readlink(f"/proc/{client.pid}/fd/{row.fd}")[8:-1])
@@ -312,12 +353,76 @@ os.waitpid(child, 0)
 """
 
 
-def test_a_shared_socket_is_one_row_like_osquery(veth_ns: VethNamespace, kids: list[Child]) -> None:
+def test_a_shared_socket_is_a_row_per_holder(veth_ns: VethNamespace, kids: list[Child]) -> None:
     _, ready = start(kids, [sys.executable, "-I", "-c", SHARED, veth_ns.ns_v4])
     rows = [row for row in scan() if row.pid in ready["pids"]]
-    # osquery maps each inode to the last (pid, fd) it meets: pids as sorted strings,
-    # fds in directory order; the socket is one row, not four.
-    assert [(row.pid, row.fd) for row in rows] == [(max(ready["pids"], key=str), max(ready["fds"]))]
+    # osquery reports one (pid, fd) per socket (the last it meets); the collector reports
+    # every descriptor of every process that holds it: two processes × two fds.
+    holders = {(pid, fd) for pid in ready["pids"] for fd in ready["fds"]}
+    assert {(row.pid, row.fd) for row in rows} == holders and len(rows) == 4
+    assert len({row.socket for row in rows}) == 1
+    parent, child = ready["pids"]
+    by_pid = {row.pid: row for row in rows}
+    assert (by_pid[child].parent, by_pid[child].parent_name) == (parent, by_pid[parent].name)
+    assert by_pid[child].grandparent == os.getpid() == by_pid[parent].parent
+
+
+@pytest.fixture
+def reverse_shell(
+    veth_ns: VethNamespace, server: tuple[Child, int, int]
+) -> Iterator[tuple[str, str, int, int]]:
+    """bash opens fd 3 to the namespace's listener (a loopback peer would be filtered out,
+    as the pack query does), then runs sleep, which inherits fd 3; `true` after sleep
+    keeps bash from exec'ing it. Yields (bash path, script, bash pid, sleep pid)."""
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash on this machine")
+    script = 'exec 3<>"/dev/tcp/$0/$1"; sleep 30; true'
+    argv = [bash, "-c", script, veth_ns.ns_v4, str(server[1])]
+    shell = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert wait_until(lambda: len(children_of(shell.pid)) == 1), "bash started no sleep"
+        (sleeper,) = children_of(shell.pid)
+        assert wait_until(lambda: comm(sleeper) == "sleep"), "the child never became sleep"
+        yield bash, script, shell.pid, sleeper
+    finally:
+        os.killpg(shell.pid, signal.SIGKILL)  # bash and sleep: one session, one group
+        shell.wait(10)
+
+
+def test_a_shell_s_socket_inherited_by_sleep_is_a_row_for_each(
+    veth_ns: VethNamespace,
+    server: tuple[Child, int, int],
+    reverse_shell: tuple[str, str, int, int],
+) -> None:
+    bash, script, bash_pid, sleep_pid = reverse_shell
+    rows = [row for row in scan() if row.pid in (bash_pid, sleep_pid)]
+    assert sorted((row.pid, row.fd) for row in rows) == [(bash_pid, 3), (sleep_pid, 3)]
+    shell, sleeper = sorted(rows, key=lambda row: row.pid != bash_pid)
+    assert shell.socket == sleeper.socket == int(os.readlink(f"/proc/{bash_pid}/fd/3")[8:-1])
+    for row in rows:
+        assert (row.remote_address, row.remote_port) == (veth_ns.ns_v4, server[1])
+        assert (row.state, row.direction) == ("ESTABLISHED", "outbound")
+
+    assert (sleeper.name, sleeper.path) == ("sleep", os.path.realpath(shutil.which("sleep") or ""))
+    assert (sleeper.parent, sleeper.parent_name) == (bash_pid, "bash")
+    assert sleeper.parent_path == os.path.realpath(bash)
+    assert sleeper.parent_cmdline == f"{bash} -c {script} {veth_ns.ns_v4} {server[1]}"
+    # above bash: this test's interpreter, then whatever started it
+    assert (sleeper.grandparent, sleeper.grandparent_name) == (os.getpid(), comm(os.getpid()))
+    assert sleeper.grandparent_path == os.path.realpath(sys.executable) == exe(os.getpid())
+    assert sleeper.grandparent_cmdline == cmdline(os.getpid())
+    assert (sleeper.great_grandparent, sleeper.great_grandparent_name) == (
+        os.getppid(), comm(os.getppid()),
+    )  # fmt: skip
+    assert sleeper.great_grandparent_path == exe(os.getppid())
+    assert sleeper.great_grandparent_cmdline == cmdline(os.getppid())
+
+    assert (shell.name, shell.path, shell.cmdline) == (
+        "bash", sleeper.parent_path, sleeper.parent_cmdline,
+    )  # fmt: skip
+    assert {column: getattr(shell, column) for column in COLUMNS[18:-1]} == lineage(os.getpid())
+    assert shell.parent == os.getpid()
 
 
 def test_local_and_listening_sockets_give_no_rows(
@@ -470,14 +575,10 @@ def test_osquery_rows_are_strings_in_column_order(
         assert tuple(as_osquery) == COLUMNS
         assert all(isinstance(value, str) for value in as_osquery.values())
         assert as_osquery["pid"] == str(row.pid)
-    assert tuple(SocketRow.__dataclass_fields__) == COLUMNS
+    assert SocketRow._fields == COLUMNS
 
 
 def test_address_text_matches_inet_ntop() -> None:
-    def proc_hex(packed: bytes) -> str:
-        words = struct.unpack(f"={len(packed) // 4}I", packed)  # host order, as /proc prints
-        return "".join(f"{word:08X}" for word in words)
-
     for text in ("127.0.0.1", "10.231.7.2", "0.0.0.0"):
         assert decode_address(proc_hex(socket.inet_pton(socket.AF_INET, text))) == text
     for text in ("2001:db8::7", "::ffff:10.0.0.1", "::1", "::", "fd00:1:2:3:4:5:6:7"):
@@ -508,6 +609,80 @@ def test_remote_peer_filter() -> None:
         assert not is_remote_peer(address), address
     for address in ("10.0.0.1", "::ffff:10.0.0.1", "2001:db8::1", "128.0.0.1", "::2"):
         assert is_remote_peer(address), address
+
+
+def proc_hex(packed: bytes) -> str:
+    words = struct.unpack(f"={len(packed) // 4}I", packed)  # host order, as /proc prints
+    return "".join(f"{word:08X}" for word in words)
+
+
+def fake_process(
+    root: Path, pid: int, name: str, parent: int, sockets: dict[int, int] | None = None
+) -> None:
+    """/proc/<pid> as the collector reads it: status, exe, cmdline, cwd, and when
+    `sockets` (fd → inode) is given, fd/, ns/net and a net/tcp table."""
+    base = root / str(pid)
+    base.mkdir()
+    (base / "status").write_text(f"Name:\t{name}\nUid:\t0\t0\t0\t0\nPPid:\t{parent}\n")
+    (base / "cmdline").write_bytes(f"{name}\0--flag\0".encode())
+    (base / "exe").symlink_to(f"/usr/bin/{name}")
+    (base / "cwd").symlink_to("/")
+    if sockets is None:
+        return
+    (base / "fd").mkdir()
+    for fd, inode in sockets.items():
+        (base / "fd" / str(fd)).symlink_to(f"socket:[{inode}]")
+    (base / "ns").mkdir()
+    (base / "ns" / "net").symlink_to("net:[4026531840]")
+    (base / "net").mkdir()
+    (base / "net" / "tcp").write_text(FAKE_TCP)
+
+
+def _tcp_line(inode: int, local: tuple[str, int], remote: tuple[str, int], state: int) -> str:
+    ends = (
+        f"{proc_hex(socket.inet_aton(address))}:{port:04X}" for address, port in (local, remote)
+    )
+    return (
+        f"   0: {' '.join(ends)} {state:02X} 00000000:00000000 00:00000000 00000000 0 0 {inode} 1"
+    )
+
+
+FAKE_TCP = "\n".join([
+    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode",
+    _tcp_line(111, ("10.0.0.5", 40001), ("203.0.113.5", 443), 1),  # held by 300, parent gone
+    _tcp_line(222, ("10.0.0.5", 40002), ("203.0.113.6", 4444), 1),  # held by 400, below init
+    _tcp_line(333, ("10.0.0.5", 40003), ("203.0.113.7", 4444), 1),  # shared by 999 and 1000
+    _tcp_line(444, ("0.0.0.0", 8080), ("0.0.0.0", 0), 10),  # a listener shared by both
+    _tcp_line(555, ("10.0.0.5", 8080), ("198.51.100.1", 50000), 1),  # accepted by 1000
+    "",
+])  # fmt: skip
+
+
+def test_ancestors_and_holders_in_a_fake_proc_root(tmp_path: Path) -> None:
+    fake_process(tmp_path, 1, "init", 0)
+    fake_process(tmp_path, 300, "curl", 299, {3: 111})  # 299 does not exist
+    fake_process(tmp_path, 400, "sh", 1, {5: 222})
+    fake_process(tmp_path, 999, "bash", 1, {3: 333, 4: 444})
+    fake_process(tmp_path, 1000, "sleep", 999, {3: 333, 4: 444, 7: 555})
+    rows = {(row.pid, row.fd): row for row in scan(str(tmp_path))}
+    assert sorted(rows) == [(300, 3), (400, 5), (999, 3), (1000, 3), (1000, 7)]
+    ancestors = {key: tuple(getattr(row, c) for c in COLUMNS[17:-1]) for key, row in rows.items()}
+    assert ancestors[(300, 3)] == (299, "", "", "", -1, "", "", "", -1, "", "", "")
+    assert ancestors[(400, 5)] == (
+        1, "init", "/usr/bin/init", "init --flag",
+        0, "", "", "",  # pid 0 is no process: the LEFT JOIN finds nothing
+        -1, "", "", "",
+    )  # fmt: skip
+    assert ancestors[(1000, 3)] == (
+        999, "bash", "/usr/bin/bash", "bash --flag",
+        1, "init", "/usr/bin/init", "init --flag",
+        0, "", "", "",
+    )  # fmt: skip
+    assert rows[(999, 3)].socket == rows[(1000, 3)].socket == 333
+    # osquery would list the shared listener under "999" only (the last pid as a string),
+    # so 1000's accepted socket would be outbound there; here every holder listens
+    assert rows[(1000, 7)].direction == "inbound"
+    assert rows[(1000, 3)].direction == rows[(999, 3)].direction == "outbound"
 
 
 def test_a_fake_proc_root_without_processes_gives_no_rows(tmp_path: Path) -> None:

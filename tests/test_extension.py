@@ -527,13 +527,19 @@ def test_pack_columns_keep_osquery_s_own_types() -> None:
     """osquery reads an extension's INTEGER column as a 32-bit int (DynamicTableRow's
     sqlite3_result_int): net_namespace (an inode such as 4026531840, TEXT in osquery) came
     out negative when it was declared INTEGER."""
+    from extension.collector import COLUMNS
     from extension.tables import SOCKET_TYPES
 
     schema = json.loads((ROOT / "tests" / "data" / "osquery_schema_5.23.1.json").read_text())
     types = {t["name"]: {c["name"]: c["type"] for c in t["columns"]} for t in schema}
-    source = {"username": ("users", "username"), "parent_name": ("processes", "name")}
-    for column in ("name", "path", "cmdline", "cwd", "uid", "parent"):
+    source = {"username": ("users", "username")}
+    for column in ("name", "path", "cmdline", "cwd", "uid"):
         source[column] = ("processes", column)
+    for level in ("parent", "grandparent", "great_grandparent"):
+        source[level] = ("processes", "parent")  # p.parent, pp.parent, gp.parent
+        for column in ("name", "path", "cmdline"):
+            source[f"{level}_{column}"] = ("processes", column)  # pp., gp., ggp.
+    assert tuple(SOCKET_TYPES) == COLUMNS
     wanted = {"text": "TEXT", "integer": "INTEGER", "bigint": "BIGINT"}
     for column, declared in SOCKET_TYPES.items():
         if column == "direction":

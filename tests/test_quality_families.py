@@ -10,7 +10,7 @@ import pytest
 from quality_eval import FleetQuality, measure
 
 SEEDS = (1, 2)
-HOSTS, DAYS = 40, 4.0  # attacks from day 1, when hosts are mature enough for host novelty
+HOSTS, DAYS = 40, 6.0  # attacks from day 1.5; host novelty needs 3 days of a host's history
 
 pytestmark = pytest.mark.slow
 
@@ -48,9 +48,25 @@ def test_spread_reaches_several_hosts_and_each_is_its_own_signal_in_one_group(
             assert later and all("also on" in d["reason"] for d in later)
 
 
-def test_host_novelty(fleets: list[FleetQuality]) -> None:
-    got, labelled = caught(fleets, "host-novelty")
-    assert labelled >= len(SEEDS) and got / labelled >= 0.9
+def test_host_novelty_once_the_host_has_three_days_of_history(
+    fleets: list[FleetQuality],
+) -> None:
+    """bash on a web server: caught once the host is mature (docs/scoring.md: m)."""
+    mature = [
+        (fleet, label)
+        for fleet in fleets
+        for label in fleet.labels
+        if label.family == "host-novelty" and label.start >= fleet.start + 3 * 86400
+    ]
+    assert mature, "no host-novelty attack on a mature host in these seeds"
+    scored = [
+        any(
+            fleet.detectors["rarenet"].matches(label, hit)
+            for hit in fleet.detectors["rarenet"].signals
+        )
+        for fleet, label in mature
+    ]
+    assert all(scored), mature
 
 
 def test_a_child_holding_the_socket_names_the_shell(fleets: list[FleetQuality]) -> None:

@@ -18,6 +18,8 @@ import pytest
 
 from baseline.packs import Query, load_queries
 from baseline.packs.queries import load_query
+from extension.collector import COLUMNS as COLLECTOR_COLUMNS
+from extension.tables import SOCKET_TYPES
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERIES_DIR = ROOT / "queries"
@@ -32,7 +34,10 @@ AFFINITY = {
 OPEN_SOCKETS_COLUMNS = [
     "pid", "fd", "socket", "family", "protocol", "local_address", "local_port",
     "remote_address", "remote_port", "state", "net_namespace", "name", "path", "cmdline",
-    "cwd", "uid", "username", "parent", "parent_name", "direction",
+    "cwd", "uid", "username", "parent", "parent_name", "parent_path", "parent_cmdline",
+    "grandparent", "grandparent_name", "grandparent_path", "grandparent_cmdline",
+    "great_grandparent", "great_grandparent_name", "great_grandparent_path",
+    "great_grandparent_cmdline", "direction",
 ]  # fmt: skip
 SOCKET_EVENTS_COLUMNS = [
     "action", "pid", "fd", "family", "protocol", "local_address", "local_port",
@@ -255,6 +260,8 @@ def test_open_sockets_output_columns_are_the_contract(
     columns, rows = run(db, queries["rarenet_open_sockets"])
     assert columns == OPEN_SOCKETS_COLUMNS
     assert rows == []
+    # the /proc collector and the extension's table give the same columns, in order
+    assert list(COLLECTOR_COLUMNS) == columns == list(SOCKET_TYPES)
 
 
 def test_open_sockets_keeps_exactly_the_remote_inet_sockets(
@@ -294,6 +301,27 @@ def test_open_sockets_missing_parent_and_user_are_empty(
     orphan = open_sockets[14]
     assert (orphan["parent"], orphan["parent_name"]) == (9999, "")
     assert (orphan["uid"], orphan["username"]) == (4242, "")
+    # nothing above a parent that is gone: '' texts, -1 pids, as the LEFT JOINs leave them
+    assert [orphan[column] for column in OPEN_SOCKETS_COLUMNS[19:-1]] == [
+        "", "", -1, "", "", "", -1, "", "", "",
+    ]  # fmt: skip
+
+
+def test_open_sockets_joins_three_ancestors(open_sockets: dict[int, dict[str, Any]]) -> None:
+    shell = open_sockets[10]  # bash 101 < nginx 100 < systemd 1 < pid 0 (no process)
+    assert (shell["parent"], shell["parent_name"], shell["parent_path"]) == (
+        100, "nginx", "/usr/bin/nginx",
+    )  # fmt: skip
+    assert shell["parent_cmdline"] == "nginx --flag"
+    assert (shell["grandparent"], shell["grandparent_name"], shell["grandparent_path"]) == (
+        1, "systemd", "/usr/bin/systemd",
+    )  # fmt: skip
+    assert shell["grandparent_cmdline"] == "systemd --flag"
+    assert (shell["great_grandparent"], shell["great_grandparent_name"]) == (0, "")
+    assert (shell["great_grandparent_path"], shell["great_grandparent_cmdline"]) == ("", "")
+    below_init = open_sockets[11]  # sshd 200 < systemd 1 < 0
+    assert (below_init["parent_name"], below_init["grandparent"]) == ("systemd", 0)
+    assert (below_init["grandparent_name"], below_init["great_grandparent"]) == ("", -1)
 
 
 # -- rarenet_socket_events over fixture rows -----------------------------------------

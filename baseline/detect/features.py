@@ -109,8 +109,7 @@ def gather(store: Store, span: int, history: int, buckets: list[int], warmup: in
     own = np.where(path_at >= 0, path_at, name_at)  # the key that dates the binary
     rare = _rare(name_f, name_h, path_f, path_h, fleet_f, fleet_n)
     host_path, active = _pair_stats(conn, span, history, rows, rare)
-    mature = np.array([mature_buckets(history, span, fleet[b].buckets) for b in buckets], float)
-    mature = mature[bucket_at]
+    mature = mature_buckets(history, span)
     features = Features(
         fleet_host_buckets=fleet_f,
         fleet_hosts=fleet_n,

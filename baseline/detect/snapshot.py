@@ -119,8 +119,6 @@ def host_snapshot(
         ],
         "host_activity": {
             "active_buckets": int(active),
-            "mature_buckets": mature_buckets(
-                settings.history, span, int(fleet["fleet"]["buckets"])
-            ),
+            "mature_buckets": mature_buckets(settings.history, span),
         },
     }

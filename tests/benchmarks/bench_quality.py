@@ -43,7 +43,7 @@ def _section(title: str, fleets: list[FleetQuality]) -> list[str]:
     )
     rows.append(
         [
-            "most signals for one package rollout",
+            "most signals for one rollout (JDK included)",
             *(str(summary["rollout_max"][d]) for d in DETECTORS),
         ]
     )
@@ -118,11 +118,21 @@ def test_quality(tmp_path: Path) -> None:
         "gap: a new package path that reaches CI runners one by one over more than a day "
         "pages each runner by host novelty once the path is a day old (docs/scoring.md, "
         "Known limits).",
-        "* **false signals**: most of rarenet's are the kind a rare-binary rule exists to "
-        "raise — user tools in home directories, a first inbound ssh session on a host, "
-        "apt's HTTP methods on the first scored bucket of a young fleet. The rate per 100 "
-        "host-days falls with fleet size and run length (fixed one-off events over more "
-        "host-days): read the per-size tables.",
+        "* **false signals**: rarenet is within the 0.5 goal in these runs (about 0.4 per 100 "
+        "host-days), close to both references; new terms is slightly lower. rarenet's are "
+        "never-seen tools users install in their home directories (88; the references raise "
+        "these too) and host novelty — a binary common on some hosts used for the first "
+        "time on a mature one, mostly `sshd` accepting its first session on a web, k8s or "
+        "dev host (60). The references' counts exclude their rollout and weekly-job "
+        "signals, counted on their own rows, where they raise up to 40 and 13 signals for "
+        "one program against rarenet's 1 (5 for the JDK upgrade).",
+        "* **host-novelty — short of the 0.9 goal**: rarenet catches the bash web shell only "
+        "once the web server has 3 days of its own history (maturity m, docs/scoring.md); "
+        "in these 7-day runs attacks start from day 1.75, and the cases before day 3 score "
+        "60·m < 50. The references catch none (a common name or path is never rare or new "
+        "to them). Letting hosts mature with a young baseline (after a day) caught all six "
+        "but raised 14 host-novelty false signals in the 14-day backtest "
+        "(tests/test_backtest_e2e.py), so it was not kept.",
         "",
         f"Wall time of the whole benchmark: {seconds:.0f} s.",
         "",
