@@ -55,9 +55,8 @@ class Scored:
     by_name: bool = False  # the detector keys on the process name only
 
     def matches(self, label: Label, hit: Hit) -> bool:
-        if hit.host != label.host or not (hit.bucket <= label.end < hit.bucket + 10**9):
-            return False
-        if hit.bucket + SPAN <= label.start:
+        # as backtest.label_matches: same host, and the bucket overlaps [from, to]
+        if hit.host != label.host or hit.bucket > label.end or hit.bucket + SPAN <= label.start:
             return False
         if self.by_name or not label.path:
             return hit.name == label.name

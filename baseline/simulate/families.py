@@ -58,7 +58,6 @@ class Scenarios:
     extras: dict[int, list[tuple[ActivitySpec, int]]] = field(
         default_factory=lambda: defaultdict(list)
     )
-    rollouts: dict[str, int] = field(default_factory=dict)  # path → hosts reached
 
 
 def plan_scenarios(fleet: Fleet, seed: int, classic: Sequence[AttackPlan]) -> Scenarios:
@@ -188,7 +187,6 @@ def _child_shell(
 def _rollouts(fleet: Fleet, founders: Sequence[Host], rng: random.Random, out: Scenarios) -> None:
     period = fleet.end - fleet.start
     for key in rng.sample(sorted(ROLLOUT_PACKAGES), 2):
-        program, _flow = ROLLOUT_PACKAGES[key]
         share = rng.uniform(0.3, 1.0)
         reached = rng.sample(founders, max(2, round(share * len(founders))))
         begin = fleet.start + int(rng.uniform(0.25, 0.6) * period)
@@ -198,7 +196,6 @@ def _rollouts(fleet: Fleet, founders: Sequence[Host], rng: random.Random, out: S
         for i, host in enumerate(reached):
             wave_start = begin if i % waves == 0 else times[i % waves - 1]
             out.extras[host.index].append((spec, wave_start + rng.randrange(600)))
-        out.rollouts[program.path] = len(reached)
 
 
 def _weekly_jobs(
