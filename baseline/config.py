@@ -264,8 +264,30 @@ def _apply(
             if spec.metadata["secret"]:  # never echo a secret (errors end up in logs)
                 message = f"not a valid {spec.metadata['kind']} (the value is secret: not shown)"
             raise ConfigError(message, where=where(key)) from None
+        if spec.name == "tokens":
+            _check_tokens(value, where(key))
         changes[key] = value
     return replace(settings, **changes)
+
+
+MIN_TOKEN_LENGTH = 16
+
+
+def _check_tokens(tokens: list[str], where: str) -> None:
+    """Bearer tokens must be long enough not to be guessed (and to be redacted from logs
+    without garbling them): at least MIN_TOKEN_LENGTH characters after trimming."""
+    for number, token in enumerate(tokens, start=1):
+        length = len(token.strip())
+        if length < MIN_TOKEN_LENGTH:
+            raise ConfigError(
+                f"token #{number} is {length} characters; at least {MIN_TOKEN_LENGTH} are "
+                "required (the value is secret: not shown)",
+                where=where,
+                hint=TOKEN_HINT,
+            )
+
+
+TOKEN_HINT = "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | None:

@@ -15,6 +15,13 @@ from datetime import datetime
 from typing import Any
 
 SNAPSHOT_VERSION = 1
+# Bounds on every number: a value outside them is refused with the snapshot (the last
+# good one stays in use), so scoring never meets an overflow or a nonsense span.
+MAX_COUNT = 10**12  # hosts, host-buckets, buckets (10M hosts × 100k buckets)
+MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z
+MAX_SPAN = 7 * 86400  # bucket_span, seconds
+MAX_HISTORY = 10 * 366 * 86400  # history, seconds
+MAX_ENTRIES = 200_000  # entries: keeps a snapshot's parse under 200 MiB (docs/extension.md)
 _ENTRY_KEYS = frozenset({"name", "path", "hosts", "host_buckets"})
 
 
@@ -143,7 +150,7 @@ def _hook(obj: dict[str, Any], times: dict[Any, int], strings: dict[str, str]) -
             host_buckets=_count(obj["host_buckets"]),
             first_seen=_time(obj.get("first_seen"), times),
             last_seen=_time(obj.get("last_seen"), times),
-            rarity=_number(obj.get("rarity", 0.0)),
+            rarity=_fraction(obj.get("rarity", 0.0)),
             on_host=None if on_host is None else _count(on_host),
         )
     except (TypeError, ValueError) as exc:
@@ -161,14 +168,16 @@ def _build(doc: dict[str, Any], times: dict[Any, int]) -> Snapshot:
             )
         if not isinstance(fleet, dict):
             raise TypeError("fleet must be an object")
+        if len(entries) > MAX_ENTRIES:
+            raise ValueError(f"{len(entries):,} entries, over the limit of {MAX_ENTRIES:,}")
         activity = doc.get("host_activity")
         snapshot = Snapshot(
             version=SNAPSHOT_VERSION,
             generated_at=_time(doc.get("generated_at"), times),
             data_time=_time(doc["data_time"], times),
             host=doc.get("host") if isinstance(doc.get("host"), str) else None,
-            bucket_span=max(1, _count(doc.get("bucket_span", 900))),
-            history=max(1, _count(doc.get("history", 1209600))),
+            bucket_span=max(1, _count(doc.get("bucket_span", 900), MAX_SPAN)),
+            history=max(1, _count(doc.get("history", 1209600), MAX_HISTORY)),
             warmup_buckets=_count(doc.get("warmup_buckets", 20)),
             fleet=Fleet(
                 host_buckets=_count(fleet["host_buckets"]),
@@ -205,18 +214,26 @@ def _index(entries: list[Entry], attribute: str) -> dict[str, Group]:
     return index
 
 
-def _count(value: Any) -> int:
+def _count(value: Any, high: int = MAX_COUNT) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{value!r} is not a count")
-    if value < 0 or not math.isfinite(value):
-        raise ValueError(f"{value!r} is not a count")
+    if not math.isfinite(value) or not 0 <= value <= high:
+        raise ValueError(f"{_shown(value)} is not a count from 0 to {high:,}")
     return int(value)
 
 
-def _number(value: Any) -> float:
+def _fraction(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{value!r} is not a number")
+    if not math.isfinite(value) or not 0 <= value <= 1:
+        raise ValueError(f"{_shown(value)} is not a number from 0 to 1")
     return float(value)
+
+
+def _shown(value: int | float) -> str:
+    """A number for an error message, never thousands of digits long."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}…({len(text)} digits)"
 
 
 def _time(value: Any, memo: dict[Any, int]) -> int:
@@ -229,8 +246,8 @@ def _time(value: Any, memo: dict[Any, int]) -> int:
     if isinstance(value, bool):
         raise TypeError(f"{value!r} is not a time")
     if isinstance(value, int | float):
-        if not math.isfinite(value):  # 1e999 parses as inf: int() raised OverflowError
-            raise ValueError(f"{value!r} is not a time")
+        if not math.isfinite(value) or not 0 <= value <= MAX_TIME:  # 1e999 parses as inf
+            raise ValueError(f"{_shown(value)} is not a time from 1970 to 9999")
         result = int(value)
     elif isinstance(value, str):
         try:
@@ -240,6 +257,8 @@ def _time(value: Any, memo: dict[Any, int]) -> int:
         if parsed.tzinfo is None:
             raise ValueError(f"{value!r} has no time zone")
         result = int(parsed.timestamp())
+        if not 0 <= result <= MAX_TIME:
+            raise ValueError(f"{value!r} is before 1970")
     else:
         raise TypeError(f"{value!r} is not a time")
     memo[value] = result

@@ -32,7 +32,7 @@ from extension.snapshot import (
 
 log = logging.getLogger("rarenet.extension")
 
-MAX_SNAPSHOT_BYTES = 512 * 1024 * 1024
+MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024  # with MAX_ENTRIES: a parse peaks under 200 MiB
 FETCH_DEADLINE = 300.0  # seconds for a whole snapshot body
 MAX_REFRESH = 30 * 86400.0  # seconds; Event.wait raises OverflowError past ~292 years
 CACHE_NAME = "snapshot.json"

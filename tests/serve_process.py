@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-0123456789"
 _LISTENING = re.compile(rb"listening on (http://\S+)")
 
 

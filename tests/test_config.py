@@ -164,10 +164,10 @@ def test_values_out_of_range_are_refused(tmp_path: Path) -> None:
 
 def test_a_bad_secret_is_never_echoed(tmp_path: Path) -> None:
     path = tmp_path / "secret.toml"
-    path.write_text('[ingest]\ntokens = ["super-secret-1", 2]\n')
+    path.write_text('[ingest]\ntokens = ["super-secret-12345", 2]\n')
     with pytest.raises(ConfigError) as caught:
         load_config(str(path), env={})
-    assert "super-secret-1" not in str(caught.value)
+    assert "super-secret-12345" not in str(caught.value)
     assert "tokens" in str(caught.value) and "secret.toml:2" in str(caught.value)
     with pytest.raises(ConfigError) as caught:
         load_config(None, env={"RARENET_WEBHOOKS_SECRET": "x", "RARENET_WEBHOOKS_TIMEOUT": "0"})

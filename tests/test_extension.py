@@ -807,3 +807,117 @@ def test_a_huge_refresh_does_not_kill_the_refresh_thread(tmp_path: Path) -> None
         assert sync._thread is not None and sync._thread.is_alive()
     finally:
         sync.stop()
+
+
+def _entry(**changes: Any) -> dict[str, Any]:
+    entry = dict(snapshot_doc()["entries"][0])
+    entry.update(changes)
+    return entry
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (snapshot_doc(entries=[_entry(hosts=1e308)]), "is not a count from 0 to"),
+        (snapshot_doc(entries=[_entry(host_buckets=1e308)]), "is not a count from 0 to"),
+        (snapshot_doc(entries=[_entry(host_buckets_on_host=10**30)]), "is not a count"),
+        (snapshot_doc(entries=[_entry(rarity=2.5)]), "is not a number from 0 to 1"),
+        (snapshot_doc(entries=[_entry(rarity=-1e308)]), "is not a number from 0 to 1"),
+        (snapshot_doc(entries=[_entry(first_seen=1e300)]), "is not a time from 1970 to 9999"),
+        (snapshot_doc(entries=[_entry(last_seen="0001-01-01T00:00:00Z")]), "before 1970"),
+        (snapshot_doc(fleet={**snapshot_doc()["fleet"], "hosts": 1e308}), "is not a count"),
+        (snapshot_doc(fleet={**snapshot_doc()["fleet"], "host_buckets": 10**20}), "not a count"),
+        (snapshot_doc(bucket_span=10**9), "is not a count from 0 to 604,800"),
+        (snapshot_doc(history=1e300), "is not a count from 0 to"),
+        (snapshot_doc(host_activity={"active_buckets": 1e308, "mature_buckets": 1}), "count"),
+    ],
+)
+def test_a_hostile_number_is_refused_and_the_last_good_snapshot_kept(
+    tmp_path: Path, doc: dict[str, Any], message: str
+) -> None:
+    """`hosts: 1e308` once passed validation, replaced the good snapshot, and every query
+    then failed with OverflowError in scoring until a good snapshot came."""
+    sync = loaded_sync(tmp_path)
+    good = sync.state.snapshot
+    assert good is not None
+    (tmp_path / "snap.json").write_text(json.dumps(doc))
+    sync.refresh_once()
+    assert sync.state.snapshot is good
+    assert message in sync.state.status and "using the last good snapshot" in sync.state.status
+    assert len(sync.state.status) < 400  # a 309-digit number is not spelled out
+    rows = [socket(1, "nginx", "/usr/sbin/nginx"), socket(2, "beacon", "/tmp/.x/beacon")]
+    table = UnusualNetworkActivity(FixedSockets(rows), sync, clock=lambda: 1768780803 + 60)
+    out = {r["pid"]: r for r in sdk.materialise(table, table.generate(QueryContext()))}
+    assert out["1"]["anomaly_score"] == "8" and out["2"]["anomaly_score"] == "100"
+
+
+def test_too_many_entries_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import extension.snapshot as snapshot_module
+
+    monkeypatch.setattr(snapshot_module, "MAX_ENTRIES", 1)
+    with pytest.raises(SnapshotError, match="2 entries, over the limit of 1"):
+        parse_snapshot(json.dumps(snapshot_doc()))
+
+
+_LOAD_AND_MEASURE = """
+import json, resource, sys
+import extension.main, extension.tables  # the whole extension, as osquery runs it
+from extension.settings import ExtensionSettings
+from extension.sync import SnapshotSync
+sync = SnapshotSync(ExtensionSettings(snapshot_path=sys.argv[1], cache_dir=sys.argv[2]))
+sync.refresh_once()
+state = sync.state
+print(json.dumps({"status": state.status,
+                  "entries": len(state.snapshot.entries) if state.snapshot else 0,
+                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _limit_sized_snapshot(path: Path, shape: str) -> int:
+    """A snapshot at the limits: MAX_ENTRIES short entries, or long paths up to just under
+    MAX_SNAPSHOT_BYTES. Returns its size in bytes."""
+    from extension.snapshot import MAX_ENTRIES
+    from extension.sync import MAX_SNAPSHOT_BYTES
+
+    doc = snapshot_doc(entries=[])
+    head, _, tail = json.dumps(doc).partition('"entries": []')
+    with path.open("w") as out:
+        out.write(head + '"entries": [')
+        size, index = len(head), 0
+        while True:
+            if shape == "many":
+                if index == MAX_ENTRIES:
+                    break
+                name, where = f"tool{index % 20000}", f"/opt/vendor{index % 97}/bin/t-{index}"
+            else:
+                name, where = f"t{index}", f"/opt/{'x' * 3800}/{index}"
+            text = json.dumps(_entry(name=name, path=where, hosts=1 + index % 300))
+            if shape == "long" and size + len(text) + len(tail) + 4 > MAX_SNAPSHOT_BYTES:
+                break
+            out.write(("," if index else "") + text)
+            size += len(text) + 1
+            index += 1
+        out.write("]" + tail)
+    return path.stat().st_size
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", ["many", "long"])
+def test_a_snapshot_at_the_size_limit_loads_under_200_mib(tmp_path: Path, shape: str) -> None:
+    """osquery's watchdog kills an extension past 200 MB by default: a snapshot at the
+    limits (MAX_ENTRIES entries, or MAX_SNAPSHOT_BYTES of long paths) loads below that,
+    measured as the process's peak RSS with the whole extension imported."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "snap.json"
+    size = _limit_sized_snapshot(path, shape)
+    proc = subprocess.run(
+        [sys.executable, "-c", _LOAD_AND_MEASURE, str(path), str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=120, check=True, cwd=ROOT,
+    )  # fmt: skip
+    result = json.loads(proc.stdout)
+    assert result["status"] == "snapshot current", result
+    assert result["entries"] > (100_000 if shape == "many" else 10_000)
+    assert size > (30 << 20), size
+    assert result["peak_mib"] < 200, result

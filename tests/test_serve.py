@@ -286,11 +286,14 @@ def test_refuses_non_loopback_without_tokens(tmp_path: Path) -> None:
     assert "[ingest] tokens" in proc.stderr
 
 
-def test_an_empty_token_is_refused(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path, tokens=("good-token", "  "))
+@pytest.mark.parametrize("weak", ["  ", "x", "fifteen-chars15"])
+def test_an_empty_or_short_token_is_refused(tmp_path: Path, weak: str) -> None:
+    server = ServerProcess(tmp_path, tokens=("a-good-long-token-0123", weak))
     proc = subprocess.run(server.command(), capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2
-    assert "[ingest] tokens: an empty token" in proc.stderr
+    assert "[ingest] tokens" in proc.stderr
+    assert f"token #2 is {len(weak.strip())} characters; at least 16" in proc.stderr
+    assert "fifteen-chars15" not in proc.stderr  # never echoed
 
 
 def test_padded_token_matches_the_bearer_header_and_ipv6_url(tmp_path: Path) -> None:
@@ -438,7 +441,7 @@ def test_demo_replays_a_fleet_through_the_server_and_shows_signals(tmp_path: Pat
         **os.environ,
         "RARENET_DB": str(real),
         "RARENET_STORE_PATH": str(real),
-        "RARENET_INGEST_TOKENS": "the-users-token",
+        "RARENET_INGEST_TOKENS": "the-users-own-token",
     }
     started = time.monotonic()
     proc = subprocess.run(

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from osquery_lines import T0, batch, event, fleet_body, line, socket_row
 
-from baseline.config import Config
+from baseline.config import Config, load_config
 from baseline.errors import ConfigError
 from baseline.ingest.chunks import build_parser
 from baseline.serve.auth import (
@@ -125,12 +125,39 @@ def test_redacts_configured_tokens_anywhere_raw_or_encoded() -> None:
     )
 
 
-def test_configured_tokens_are_stripped_and_never_empty() -> None:
+def test_configured_tokens_are_stripped_and_never_short() -> None:
     # Bearer values are stripped on the way in, so a padded token could never match.
-    assert configured_tokens([" t1 ", "t2\n"]) == ["t1", "t2"]
+    long1, long2 = "t1-0123456789abcdef", "t2-0123456789abcdef"
+    assert configured_tokens([f" {long1} ", f"{long2}\n"]) == [long1, long2]
     assert configured_tokens([]) == []
-    with pytest.raises(ConfigError, match=r"empty token"):
-        configured_tokens(["t1", "  "])
+    for weak in ("  ", "t", "x" * 15):
+        with pytest.raises(ConfigError, match=r"token #2 is \d+ characters; at least 16"):
+            configured_tokens([long1, weak])
+
+
+@pytest.mark.parametrize("weak", ["q", "fifteen-chars15"])
+def test_config_load_refuses_a_short_token(tmp_path: Path, weak: str) -> None:
+    path = tmp_path / "weak.toml"
+    path.write_text(f'[store]\npath = "x.db"\n\n[ingest]\ntokens = ["{weak}"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path), env={})
+    assert "weak.toml:5: [ingest] tokens" in str(caught.value)
+    assert "at least 16" in str(caught.value) and f"{weak}\"" not in str(caught.value)
+    with pytest.raises(ConfigError, match="RARENET_INGEST_TOKENS"):
+        load_config(None, env={"RARENET_INGEST_TOKENS": weak})
+
+
+@pytest.mark.parametrize(
+    "query", ["token%00=", "%00token=", "to%0Aken=", "%20token=", "access_token=", "x=1&TOK%45N%20="]
+)
+def test_redacts_a_mangled_token_key_and_a_token_under_any_key(query: str) -> None:
+    secret = "a-long-secret-token-value"
+    # The value is sent URL-encoded, so the literal-token pass alone cannot find it.
+    encoded = "".join(f"%{ord(c):02X}" if c in "aeiou" else c for c in secret)
+    line = redact(f'GET /v1/snapshot?host=h&{query}{encoded} HTTP/1.1" 401', [secret])
+    assert "secret" not in line and "REDACTED" in line and "host=h" in line
+    line = redact(f"GET /v1/snapshot?host=h&other={encoded}", [secret])
+    assert line == "GET /v1/snapshot?host=h&other=REDACTED"
 
 
 def test_loopback_rule() -> None:

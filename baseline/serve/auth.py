@@ -10,6 +10,7 @@ import socket
 from collections.abc import Iterable, Sequence
 from urllib.parse import quote, quote_plus, unquote_plus
 
+from baseline.config import MIN_TOKEN_LENGTH, TOKEN_HINT
 from baseline.errors import ConfigError
 
 _QUERY = re.compile(r"\?([^\s\"]+)")  # a query string inside a log line
@@ -33,17 +34,18 @@ def token_ok(tokens: Sequence[str], presented: str | None) -> bool:
 
 def configured_tokens(tokens: Iterable[str]) -> list[str]:
     """`[ingest] tokens` as compared: surrounding whitespace dropped (an HTTP header
-    cannot carry it, so a padded token could never match `Authorization: Bearer`); an
-    empty one is a configuration error (it would count as "tokens configured" while no
-    request could ever present it)."""
+    cannot carry it, so a padded token could never match `Authorization: Bearer`). A
+    token shorter than MIN_TOKEN_LENGTH is a configuration error: it can be guessed, and
+    masking it in logs would garble them (config load refuses it too)."""
     cleaned = [token.strip() for token in tokens]
-    if any(not token for token in cleaned):
-        raise ConfigError(
-            "an empty token",
-            where="[ingest] tokens",
-            hint="remove it, or make one with: python3 -c 'import secrets; "
-            "print(secrets.token_urlsafe(32))'",
-        )
+    for number, token in enumerate(cleaned, start=1):
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ConfigError(
+                f"token #{number} is {len(token)} characters; at least {MIN_TOKEN_LENGTH} "
+                "are required (the value is secret: not shown)",
+                where="[ingest] tokens",
+                hint=TOKEN_HINT,
+            )
     return cleaned
 
 
@@ -84,17 +86,29 @@ def check_bind(host: str, tokens: Sequence[str]) -> None:
         )
 
 
+def _is_token_key(raw_key: str) -> bool:
+    """A query key that names the token however it is spelt or mangled: decoded, with
+    everything but letters dropped, containing "token" (`%74oken`, `TOKEN`, `token%00`,
+    `access_token`)."""
+    letters = re.sub(r"[^a-z]", "", unquote_plus(raw_key).lower())
+    return "token" in letters
+
+
 def redact(text: str, tokens: Sequence[str] = ()) -> str:
     """`?token=secret` → `?token=REDACTED`, whatever the spelling of the key (`TOKEN`,
-    `%74oken`, `token%3Dsecret`); and every configured token, raw or URL-encoded,
-    wherever it appears."""
+    `%74oken`, `token%00`, `token%3Dsecret`); a parameter whose decoded value holds a
+    configured token; and every configured token, raw or URL-encoded, wherever it
+    appears."""
 
     def query(match: re.Match[str]) -> str:
         parts = _QUERY_PARTS.split(match.group(1))
         for index in range(0, len(parts), 2):  # odd indexes are the separators
-            key = unquote_plus(parts[index]).partition("=")[0]
-            if key.strip().lower() == "token":
+            key, equals, value = parts[index].partition("=")
+            decoded = unquote_plus(parts[index])
+            if _is_token_key(decoded.partition("=")[0]) or _is_token_key(key):
                 parts[index] = "token=REDACTED"
+            elif equals and any(t in unquote_plus(value) for t in tokens):
+                parts[index] = f"{key}=REDACTED"
         return "?" + "".join(parts)
 
     text = _QUERY.sub(query, text)
