@@ -143,6 +143,18 @@ class WebhookSettings:
 class ServerSettings:
     host: str = setting("127.0.0.1", "Address `rarenet serve` binds.")
     port: int = setting(8089, "Port `rarenet serve` binds.", "int", low=1, high=65535)
+    header_timeout: float = setting(
+        10.0, "A connection's time to send a request's headers.", "duration", low=1
+    )
+    body_timeout: float = setting(
+        10.0, "Longest silence while a request body arrives.", "duration", low=1
+    )
+    request_timeout: float = setting(
+        120.0, "A request's whole time to arrive, headers and body.", "duration", low=1
+    )
+    max_connections_per_peer: int = setting(
+        256, "Connections one client address may hold (of 512).", "int", low=1, high=512
+    )
 
 
 @dataclass(frozen=True)

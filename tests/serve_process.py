@@ -92,7 +92,8 @@ class ServerProcess:
 
     def post(self, body: bytes, **kw: Any) -> requests.Response:
         kw.setdefault("headers", self.headers())
-        return requests.post(self.url + "/v1/ingest", data=body, timeout=60, **kw)
+        kw.setdefault("timeout", 60)
+        return requests.post(self.url + "/v1/ingest", data=body, **kw)
 
     def metric(self, name: str, labels: str = "") -> float:
         """One sample's value from /metrics (0 if absent)."""

@@ -142,13 +142,14 @@ def test_config_load_refuses_a_short_token(tmp_path: Path, weak: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(str(path), env={})
     assert "weak.toml:5: [ingest] tokens" in str(caught.value)
-    assert "at least 16" in str(caught.value) and f"{weak}\"" not in str(caught.value)
+    assert "at least 16" in str(caught.value) and f'{weak}"' not in str(caught.value)
     with pytest.raises(ConfigError, match="RARENET_INGEST_TOKENS"):
         load_config(None, env={"RARENET_INGEST_TOKENS": weak})
 
 
 @pytest.mark.parametrize(
-    "query", ["token%00=", "%00token=", "to%0Aken=", "%20token=", "access_token=", "x=1&TOK%45N%20="]
+    "query",
+    ["token%00=", "%00token=", "to%0Aken=", "%20token=", "access_token=", "x=1&TOK%45N%20="],
 )
 def test_redacts_a_mangled_token_key_and_a_token_under_any_key(query: str) -> None:
     secret = "a-long-secret-token-value"

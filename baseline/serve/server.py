@@ -15,6 +15,7 @@ import signal
 import socket
 from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import h11
@@ -22,7 +23,7 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from baseline.config import Config
+from baseline.config import Config, ServerSettings
 from baseline.detect.rule import RunResult
 from baseline.errors import StoreError
 from baseline.serve.app import Api
@@ -31,40 +32,159 @@ from baseline.store import Store
 
 GRACEFUL_SECONDS = 30  # longest wait for in-flight requests on shutdown
 MAX_CONNECTIONS = 512  # beyond this, new requests get 503 at once
-HEADER_SECONDS = 10.0  # a connection must deliver a request's headers within this
+LINGER_SECONDS = 2.0  # reading (and dropping) an unread body after its final response
+MAX_LINGERING = 256  # connections lingering at once; past this, closed at once
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """Per-connection deadlines and caps (`[server]`, docs/operations.md)."""
+
+    header_seconds: float = 10.0
+    body_idle_seconds: float = 10.0
+    request_seconds: float = 120.0
+    per_peer: int = 256
+
+    @classmethod
+    def of(cls, settings: ServerSettings) -> ConnectionLimits:
+        return cls(
+            settings.header_timeout,
+            settings.body_timeout,
+            settings.request_timeout,
+            settings.max_connections_per_peer,
+        )
+
+
+_BUSY_BODY = (
+    b'{"error":"too many connections from this address ([server] max_connections_per_peer)"}'
+)
+_PEER_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+    b"retry-after: 1\r\nconnection: close\r\ncontent-length: %d\r\n\r\n" % len(_BUSY_BODY)
+) + _BUSY_BODY
+
+
+def _peer_of(protocol: object) -> str | None:
+    client = getattr(protocol, "client", None)
+    return str(client[0]) if client else None
 
 
 class _H11(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request's headers. uvicorn has
-    none: a connection that sends nothing, or dribbles a header byte now and then, is
-    kept forever, and MAX_CONNECTIONS of them (from anyone who can connect; no token is
-    needed to open a socket) turn every Fleet post into a 503 that Fleet never retries."""
+    """uvicorn's h11 protocol with nginx-style deadlines. uvicorn has none: a connection
+    that dribbles a header byte now and then, or that got its 401 before its body and
+    then sends one byte and goes silent, is kept forever, and MAX_CONNECTIONS of them
+    (no token needed) turn every Fleet post into a 503 that Fleet never retries.
 
-    _header_deadline: asyncio.TimerHandle | None = None
+    * headers must arrive within `header_seconds` of the connection (or of the previous
+      response); a body may pause at most `body_idle_seconds`, and the whole request
+      must arrive within `request_seconds`; past any of them the connection is closed;
+    * a final response sent before its body was read (401, 413, 415) ends the
+      connection: it stops counting against the limit at once, reads and drops what
+      the client is still sending for LINGER_SECONDS (so the client sees the response,
+      not a reset), then closes;
+    * one client address may hold at most `per_peer` connections."""
+
+    limits = ConnectionLimits()
+    lingering = 0  # connections lingering now (class-wide: one event loop)
+
+    _deadline: asyncio.TimerHandle | None = None  # headers, whole request, or linger
+    _idle: asyncio.TimerHandle | None = None  # silence during a body
+    _phase = "headers"  # headers | body | app | linger
+    _began = 0.0  # loop time the current request's headers were first awaited
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        peer = self.client[0] if self.client else None
+        if peer is not None and self.limits.per_peer < MAX_CONNECTIONS:
+            held = sum(1 for c in self.connections if _peer_of(c) == peer)
+            if held > self.limits.per_peer:
+                transport.write(_PEER_BUSY)
+                transport.close()
+                return
         self._await_headers()
 
+    def data_received(self, data: bytes) -> None:
+        if self._phase == "linger":
+            return  # dropped: the response was final
+        super().data_received(data)
+        self._follow()
+
     def on_response_complete(self) -> None:
+        unread = self.conn.their_state is h11.SEND_BODY
+        if unread and not self.transport.is_closing():
+            self.server_state.total_requests += 1
+            self._linger()
+            return
         super().on_response_complete()
-        self._await_headers()  # the next request on this keep-alive connection
+        if not self.transport.is_closing():
+            self._await_headers()  # the next request on this keep-alive connection
+            self._follow()  # a pipelined one may already be under way
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._header_deadline is not None:
-            self._header_deadline.cancel()
-            self._header_deadline = None
+        self._cancel_timers()
+        if self._phase == "linger":
+            type(self).lingering -= 1
+            self._phase = "closed"
         super().connection_lost(exc)
 
-    def _await_headers(self) -> None:
-        if self._header_deadline is not None:
-            self._header_deadline.cancel()
-        self._header_deadline = self.loop.call_later(HEADER_SECONDS, self._headers_overdue)
+    # -- the phases -------------------------------------------------------------------
 
-    def _headers_overdue(self) -> None:
-        self._header_deadline = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            self.transport.close()  # no request line and headers yet: drop it
+    def _await_headers(self) -> None:
+        self._phase = "headers"
+        self._cancel_timers()
+        self._began = self.loop.time()
+        self._deadline = self.loop.call_later(self.limits.header_seconds, self._overdue)
+
+    def _follow(self) -> None:
+        """Move the timers along with h11's view of the client's request."""
+        if self.transport.is_closing():
+            return
+        state = self.conn.their_state
+        if state is h11.SEND_BODY:
+            if self._phase != "body":
+                self._phase = "body"
+                self._cancel_timers()
+                spent = self.loop.time() - self._began
+                remaining = max(0.0, self.limits.request_seconds - spent)
+                self._deadline = self.loop.call_later(remaining, self._overdue)
+            if self._idle is not None:
+                self._idle.cancel()
+            self._idle = self.loop.call_later(self.limits.body_idle_seconds, self._silent)
+        elif state is not h11.IDLE and self._phase in ("headers", "body"):
+            self._phase = "app"  # the request is in: the application's time now
+            self._cancel_timers()
+
+    def _overdue(self) -> None:
+        if self._phase not in ("headers", "body") or self.transport.is_closing():
+            return
+        self.transport.close()
+
+    def _silent(self) -> None:
+        """The body paused too long, unless the pause is ours (reading is paused while the
+        app has not taken what is buffered)."""
+        self._idle = None
+        if self._phase == "body" and self.flow.read_paused:
+            self._idle = self.loop.call_later(self.limits.body_idle_seconds, self._silent)
+            return
+        self._overdue()
+
+    def _linger(self) -> None:
+        self._cancel_timers()
+        self.connections.discard(self)  # costs no slot from here on
+        if type(self).lingering >= MAX_LINGERING or not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        type(self).lingering += 1
+        self._phase = "linger"
+        self.transport.write_eof()  # after the response is flushed
+        self.flow.resume_reading()
+        self._deadline = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._deadline, self._idle):
+            if timer is not None:
+                timer.cancel()
+        self._deadline = self._idle = None
 
 
 class _Server(uvicorn.Server):
@@ -148,7 +268,7 @@ def serve(
         uvicorn.Config(
             api.app(),
             loop="asyncio",
-            http=_H11,
+            http=type("_H11Limited", (_H11,), {"limits": ConnectionLimits.of(config.server)}),
             lifespan="on",
             log_config=log_config(access_log, tokens),
             access_log=access_log,

@@ -1,0 +1,193 @@
+"""`rarenet serve` under attack (issue 15): connection slots, quarantine floods, a
+corrupt or full store. A real server subprocess on loopback; attackers are real sockets
+from another loopback address (127.0.0.2), so per-address limits can be told apart from
+the honest client (127.0.0.1)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from osquery_lines import event, line, socket_row
+from serve_process import TOKEN, ServerProcess
+
+ATTACKER = "127.0.0.2"
+
+
+def _address(server: ServerProcess) -> tuple[str, int]:
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    return host, int(port)
+
+
+def _connect(server: ServerProcess, source: str = ATTACKER) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    sock.bind((source, 0))
+    sock.connect(_address(server))
+    return sock
+
+
+def _honest_body(tag: str) -> bytes:
+    return line(event(socket_row(remote_port=4444, cmdline=tag), host=f"honest-{tag}"))
+
+
+def _closed_by_server(sock: socket.socket, within: float) -> bool:
+    """True if the server closes `sock` (EOF or reset) within `within` seconds; what
+    it sends first (a response) is read and dropped."""
+    sock.settimeout(within)
+    deadline = time.monotonic() + within
+    try:
+        while time.monotonic() < deadline:
+            if not sock.recv(65536):
+                return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return False
+
+
+@contextlib.contextmanager
+def _sockets() -> Iterator[list[socket.socket]]:
+    held: list[socket.socket] = []
+    try:
+        yield held
+    finally:
+        for sock in held:
+            sock.close()
+
+
+@pytest.fixture
+def open_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server whose per-address cap does not help (512 = all slots): only the
+    connection deadlines stand between an attacker and the slots."""
+    server = ServerProcess(tmp_path, extra_toml="[server]\nmax_connections_per_peer = 512\n")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.mark.slow
+def test_515_unauthenticated_connections_that_trickle_after_their_401_cost_no_slot(
+    open_server: ServerProcess,
+) -> None:
+    """The issue's attack: POST without a token declaring a 1 MB body, read the 401,
+    send one more byte, go silent. h11 kept each such connection in SEND_BODY forever,
+    and 511 of them made every honest post a 503 (Fleet does not retry)."""
+    server = open_server
+    with _sockets() as held:
+        for _ in range(515):
+            sock = _connect(server)
+            sock.sendall(
+                b"POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
+                b"Content-Length: 1000000\r\n\r\n"
+            )
+            held.append(sock)
+        for sock in held:
+            assert sock.recv(12) == b"HTTP/1.1 401"
+            sock.sendall(b"{")
+        started = time.monotonic()
+        response = server.post(_honest_body("after-401s"), timeout=20)
+        took = time.monotonic() - started
+        assert response.status_code == 200, response.text
+        assert response.json()["accepted"] == 1
+        assert took < 20
+        # and every attacking connection is closed soon after (linger: 2 s)
+        assert all(_closed_by_server(sock, 10) for sock in held[:20])
+
+
+@pytest.mark.slow
+def test_515_connections_dribbling_headers_are_closed_by_the_header_deadline(
+    open_server: ServerProcess,
+) -> None:
+    server = open_server
+    with _sockets() as held:
+        for _ in range(515):
+            sock = _connect(server)
+            sock.sendall(b"POST /v1/ingest HTTP/1.1\r\n")
+            held.append(sock)
+        began = time.monotonic()
+        accepted = None
+        while accepted is None and time.monotonic() - began < 20:
+            for sock in held[::50]:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"X-Slow: 1\r\n")  # dribbling, never finishing
+            try:
+                response = server.post(_honest_body("after-dribble"), timeout=5)
+            except requests.RequestException:
+                continue
+            if response.status_code == 200:
+                accepted = time.monotonic() - began
+            else:
+                assert response.status_code == 503  # slots full until the deadline
+                time.sleep(0.5)
+        assert accepted is not None and accepted < 20  # header deadline 10 s
+        assert all(_closed_by_server(sock, 5) for sock in held[:20])
+
+
+@pytest.mark.slow
+def test_one_address_holds_at_most_its_share_of_the_slots(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, extra_toml="[server]\nmax_connections_per_peer = 40\n")
+    server.start()
+    try:
+        with _sockets() as held:
+            for _ in range(40):
+                sock = _connect(server)
+                sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # headers never finished
+                held.append(sock)
+            extra = _connect(server)
+            held.append(extra)
+            answer = extra.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 503") and b"max_connections_per_peer" in answer
+            assert _closed_by_server(extra, 5)
+            # the honest client, from another address, is served at once
+            assert server.post(_honest_body("other-address"), timeout=10).status_code == 200
+    finally:
+        server.kill()
+
+
+@pytest.mark.slow
+def test_an_authenticated_body_that_stalls_or_crawls_is_cut_off(tmp_path: Path) -> None:
+    server = ServerProcess(
+        tmp_path, extra_toml='[server]\nbody_timeout = "2s"\nrequest_timeout = "5s"\n'
+    )
+    server.start()
+    try:
+        with _sockets() as held:
+            head = (
+                b"POST /v1/ingest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                + TOKEN.encode()
+                + b"\r\nContent-Length: 100000\r\n\r\n"
+            )
+            stalled = _connect(server)
+            held.append(stalled)
+            stalled.sendall(head + b"{")
+            began = time.monotonic()
+            assert _closed_by_server(stalled, 15)
+            assert 1.5 < time.monotonic() - began < 6  # the 2 s silence deadline
+            crawling = _connect(server)
+            held.append(crawling)
+            crawling.sendall(head)
+            began = time.monotonic()
+            closed = False
+            for _ in range(40):  # one byte every 0.5 s: never silent for 2 s
+                try:
+                    crawling.sendall(b" ")
+                except OSError:
+                    closed = True
+                    break
+                if _closed_by_server(crawling, 0.5):
+                    closed = True
+                    break
+            assert closed
+            assert 4 < time.monotonic() - began < 9  # the 5 s whole-request deadline
+        assert server.post(_honest_body("after-slow-bodies"), timeout=10).status_code == 200
+    finally:
+        server.kill()
