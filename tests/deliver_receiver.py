@@ -132,3 +132,63 @@ def statuses(*codes: int, then: int = 200, headers: dict[str, str] | None = None
         return Reply(then)
 
     return script
+
+
+class Trickler:
+    """A webhook receiver that reads each request, then sends its response one byte
+    every `every` seconds (a status line, then an endless header) for at most `limit`
+    seconds: requests' per-read timeout never fires on it."""
+
+    def __init__(self, every: float = 0.3, limit: float = 60.0) -> None:
+        self.every, self.limit = every, limit
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.arrivals: list[float] = []
+        self.stopping = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/slow"
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            data = b""
+            try:
+                while b"\r\n\r\n" not in data:
+                    piece = conn.recv(65536)
+                    if not piece:
+                        return
+                    data += piece
+                self.arrivals.append(time.monotonic())
+                reply = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100_000
+                ends = time.monotonic() + self.limit
+                for byte in reply:
+                    if time.monotonic() > ends or self.stopping.wait(self.every):
+                        return
+                    conn.sendall(bytes([byte]))
+            except OSError:
+                return  # the client gave up
+
+    def __enter__(self) -> Trickler:
+        self.acceptor.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.listener.close()
+        for thread in self.threads:
+            thread.join(5)
+        self.acceptor.join(5)

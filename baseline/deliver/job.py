@@ -4,7 +4,9 @@ The scheduler calls it every few seconds; tests call it with an explicit `now`. 
 webhook is served by its own thread, sending its due rows one at a time, so a slow or
 dead webhook never delays another; every result is committed by the calling thread as
 soon as it arrives. Work per call is bounded: at most `BATCH` rows and `BUDGET` seconds
-(plus one timeout) per webhook. When a webhook is down (connection failure, timeout) or
+(plus one timeout: each attempt's whole request is bounded by it, `deadline.py`) per
+webhook. `rarenet serve` runs one pass per webhook on its own schedule (`only=`), so a
+webhook that is slow to answer never delays another's next pass. When a webhook is down (connection failure, timeout) or
 throttling (429/503), its thread stops for this call and all its open rows wait for the
 failed row's next attempt, so a dead webhook costs one timeout per back-off step, not one
 per signal.
@@ -20,10 +22,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 from baseline.config import Config
 from baseline.deliver import outbox
+from baseline.deliver.deadline import deadline_session
 from baseline.deliver.formats import render
 from baseline.deliver.sender import DELIVERED, PERMANENT, Outcome, post
 from baseline.deliver.webhooks import Webhook, configured_webhooks
@@ -82,7 +83,7 @@ def _serve(webhook: Webhook, rows: list[outbox.Due], results: queue.Queue[_Resul
     """One webhook's thread: send its rows in order until done, down, or out of budget."""
     started = time.monotonic()
     try:
-        with requests.Session() as session:
+        with deadline_session() as session:
             for row in rows:
                 if time.monotonic() - started > BUDGET:
                     break
@@ -99,10 +100,13 @@ def _serve(webhook: Webhook, rows: list[outbox.Due], results: queue.Queue[_Resul
         results.put(None)
 
 
-def deliver_once(store: Store, config: Config, *, now: float | None = None) -> DeliveryReport:
-    """One pass over every configured webhook (see the module docstring)."""
+def deliver_once(
+    store: Store, config: Config, *, now: float | None = None, only: str | None = None
+) -> DeliveryReport:
+    """One pass over every configured webhook, or the one named `only` (see the module
+    docstring)."""
     clock = time.time() if now is None else float(now)
-    webhooks = configured_webhooks(config)
+    webhooks = [w for w in configured_webhooks(config) if only is None or w.name == only]
     if not webhooks:
         return DeliveryReport()
     outbox.enqueue(store, [w.name for w in webhooks], clock)

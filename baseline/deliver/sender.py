@@ -6,6 +6,7 @@
 | 429, 503                                 | `retry`     | `Retry-After` (seconds or date), else back-off; the whole webhook waits |
 | 408, 425, other 5xx                      | `retry`     | back-off                          |
 | connection refused/reset, timeout, DNS   | `retry`     | back-off; the whole webhook waits |
+| no complete response within `timeout`    | `retry`     | back-off; the whole webhook waits |
 | other 4xx, 1xx/3xx, bad URL, TLS setup   | `permanent` | state `failed`, status + body kept |
 
 Errors never contain the URL (it may carry a token): requests' own messages do, so they
@@ -23,6 +24,7 @@ import requests
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from baseline import __version__
+from baseline.deliver.deadline import Deadline
 from baseline.deliver.signing import SIGNATURE_HEADER, sign
 from baseline.deliver.webhooks import Webhook
 
@@ -115,7 +117,7 @@ def _describe(exc: requests.RequestException, timeout: float) -> str:
     if isinstance(exc, requests.ConnectTimeout):
         return f"connect timed out after {timeout:g}s"
     if isinstance(exc, requests.Timeout):
-        return f"no response within {timeout:g}s"
+        return f"no complete response within {timeout:g}s"
     text = str(exc)
     cause = next((c for c in _KNOWN_CAUSES if c in text), None)
     return f"{type(exc).__name__}" + (f": {cause}" if cause else "")
@@ -124,8 +126,22 @@ def _describe(exc: requests.RequestException, timeout: float) -> str:
 def post(
     session: requests.Session, webhook: Webhook, signal_id: str, body: bytes, attempt: int
 ) -> Outcome:
-    """POST `body` once (no redirects, the webhook's timeout) and classify the result."""
+    """POST `body` once (no redirects) and classify the result. The webhook's timeout
+    bounds the whole attempt — connect, send, response headers and the body excerpt —
+    when `session` comes from `deadline_session()`."""
     headers = headers_for(webhook, signal_id, body, attempt)
+    with Deadline(webhook.timeout) as deadline:
+        outcome = _attempt(session, webhook, headers, body)
+    if deadline.expired and outcome.status is None:  # cut off before a status arrived
+        return Outcome(
+            RETRY, None, f"no complete response within {webhook.timeout:g}s", webhook_down=True
+        )
+    return outcome
+
+
+def _attempt(
+    session: requests.Session, webhook: Webhook, headers: dict[str, str], body: bytes
+) -> Outcome:
     try:
         response = session.post(
             webhook.url,

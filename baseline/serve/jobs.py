@@ -7,6 +7,7 @@ the metrics. `build_scheduler` only wires them (`maintenance.add_jobs`).
 
 from __future__ import annotations
 
+import functools
 import glob
 import logging
 import os
@@ -24,6 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from baseline.collect import Collector, local_host_id
 from baseline.config import Config, DetectSettings
 from baseline.deliver import DeliveryReport, deliver_once
+from baseline.deliver.webhooks import configured_webhooks
 from baseline.detect.maintenance import add_jobs, prune_once
 from baseline.detect.presence import refresh_presence
 from baseline.detect.rule import RunResult, detect_once
@@ -182,10 +184,10 @@ class Jobs:
         if detector is not None:
             detector.shutdown(wait=True, cancel_futures=True)
 
-    def deliver_once(self) -> DeliveryReport:
-        """Deliver due signals to the webhooks (baseline.deliver)."""
+    def deliver_once(self, webhook: str | None = None) -> DeliveryReport:
+        """Deliver due signals to the webhooks, or to the one named (baseline.deliver)."""
         with self.store() as store:
-            return deliver_once(store, self.config)
+            return deliver_once(store, self.config, only=webhook)
 
     def checkpoint_once(self) -> tuple[int, int]:
         """Copy committed WAL frames into the database file, off the request path (the
@@ -231,8 +233,9 @@ class Jobs:
         }
         if self.config.ingest.files:
             jobs["tail"] = (self._guard("tail", self.tail_once), TAIL_EVERY)
-        if self.config.webhooks:
-            jobs["deliver"] = (self._guard("deliver", self.deliver_once), DELIVER_EVERY)
+        for webhook in configured_webhooks(self.config):  # each on its own: none waits
+            deliver = functools.partial(self.deliver_once, webhook.name)
+            jobs[f"deliver:{webhook.name}"] = (self._guard("deliver", deliver), DELIVER_EVERY)
         if self.local:
             jobs["collect"] = (
                 self._guard("collect", self.collect_once),
