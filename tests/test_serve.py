@@ -64,6 +64,7 @@ def test_fleet_body_becomes_observations_and_twice_stores_nothing_new(
         "accepted": 5,
         "duplicates": 0,
         "rejected": 0,
+        "quarantined": 0,
         "filtered": 1,
         "skipped": 0,
         "errors": [],

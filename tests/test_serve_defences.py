@@ -191,3 +191,65 @@ def test_an_authenticated_body_that_stalls_or_crawls_is_cut_off(tmp_path: Path) 
         assert server.post(_honest_body("after-slow-bodies"), timeout=10).status_code == 200
     finally:
         server.kill()
+
+
+def _store_bytes(db: Path) -> int:
+    return sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
+
+
+@pytest.mark.slow
+def test_a_16_mib_flood_of_bad_lines_is_counted_not_stored(tmp_path: Path) -> None:
+    """One 16 MiB body of `1\\n` lines once made 8,388,608 quarantine rows (+1.1 GB),
+    5 GiB of server RSS, and honest posts waited up to 57 s."""
+    import sqlite3
+    import statistics
+    import threading
+
+    from baseline.ingest.chunks import MAX_REJECTS_KEPT
+
+    server = ServerProcess(tmp_path, max_body="16MiB")
+    server.start()
+    try:
+        assert server.post(_honest_body("before-flood")).status_code == 200
+        before = _store_bytes(server.db)
+        latencies: list[float] = []
+        flooding = threading.Event()
+        done = threading.Event()
+
+        def honest() -> None:
+            flooding.wait(30)
+            for index in range(400):  # bounded: ~0.1 s apart for the flood's duration
+                if done.is_set() and index > 20:
+                    return
+                started = time.monotonic()
+                response = server.post(_honest_body(f"during-{index}"), timeout=30)
+                latencies.append(time.monotonic() - started)
+                assert response.status_code == 200, response.text
+                time.sleep(0.1)
+
+        thread = threading.Thread(target=honest)
+        thread.start()
+        flood = b"1\n" * (8 << 20)
+        assert len(flood) == 16 << 20
+        flooding.set()
+        response = server.post(flood, timeout=300)
+        done.set()
+        thread.join(120)
+        assert response.status_code == 400  # nothing usable
+        document = response.json()
+        assert document["rejected"] == 8 << 20
+        assert document["quarantined"] == MAX_REJECTS_KEPT
+        assert len(document["errors"]) == 20
+        with sqlite3.connect(server.db) as conn:
+            kept = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+            dropped = conn.execute("SELECT sum(dropped) FROM quarantine_overflow").fetchone()[0]
+        assert kept == MAX_REJECTS_KEPT and kept + dropped == 8 << 20
+        assert _store_bytes(server.db) - before < 8 << 20  # was +1.1 GB
+        peaks = [server.peak_rss_mib(), *server.worker_peak_rss_mib()]
+        assert sum(peaks) < 500, peaks  # the server and its parse workers together
+        assert len(latencies) >= 20
+        p99 = statistics.quantiles(latencies, n=100)[98]
+        assert p99 <= 1.0, (p99, max(latencies))
+        print(f"flood: peaks MiB {peaks}, honest posts {len(latencies)}, p99 {p99:.3f} s")
+    finally:
+        server.kill()

@@ -113,3 +113,47 @@ def test_checkpoints_can_be_left_to_the_caller(tmp_path: Path) -> None:
     with Store(path) as store:
         assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
         assert store.summary().observations == 6000
+
+
+def test_quarantine_keeps_at_most_its_cap_per_source_and_counts_the_rest(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import baseline.store.store as store_module
+    from baseline.ingest.model import Reject
+
+    monkeypatch.setattr(store_module, "QUARANTINE_PER_SOURCE", 5)
+    rejects = [Reject(n, "not valid JSON", f"bad {n}".encode(), 5) for n in range(1, 5)]
+    with store.transaction():
+        assert store.quarantine_rejects("http:10.0.0.1", rejects, dropped=100) == 4
+    with store.transaction():
+        fresh = [Reject(n, "not valid JSON", f"other {n}".encode(), 7) for n in range(1, 5)]
+        assert store.quarantine_rejects("http:10.0.0.1", fresh) == 1  # room for one more
+        assert store.quarantine_rejects("file:/var/log/a.log", rejects) == 4  # its own cap
+    summary = store.summary()
+    assert summary.quarantined == 9
+    assert summary.quarantine_dropped == 100 + 3
+    overflow = dict(store.conn.execute("SELECT source, dropped FROM quarantine_overflow"))
+    assert overflow == {"http:10.0.0.1": 103}
+
+
+def test_quarantine_is_pruned_by_retention(store: Store) -> None:
+    import time
+
+    from baseline.config import Config
+    from baseline.detect.maintenance import prune_once
+    from baseline.ingest.model import Reject
+
+    with store.transaction():
+        store.quarantine_rejects("old", [Reject(1, "x", b"old", 3)], dropped=7)
+        store.quarantine_rejects("new", [Reject(1, "x", b"new", 3)])
+    month = 31 * 86400
+    store.conn.execute(
+        "UPDATE quarantine SET received_at = received_at - ? WHERE source = 'old'", (month,)
+    )
+    store.conn.execute(
+        "UPDATE quarantine_overflow SET last_at = last_at - ? WHERE source = 'old'", (month,)
+    )
+    pruned = prune_once(store, Config(), now=int(time.time()))
+    assert pruned.quarantine == 1
+    assert [r[0] for r in store.conn.execute("SELECT source FROM quarantine")] == ["new"]
+    assert store.summary().quarantine_dropped == 0

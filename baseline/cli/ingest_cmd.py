@@ -59,7 +59,9 @@ def _ingest(state: Context, files: tuple[str, ...], workers: int, as_json: bool)
         click.echo(summary_line(report), err=False)
         if report.rejected:
             click.echo(
-                f"{report.rejected} line(s) quarantined: see `rarenet quarantine list`", err=True
+                f"{report.rejected} line(s) rejected, kept in quarantine (at most 1000 per "
+                "chunk and 10,000 per source): see `rarenet quarantine list`",
+                err=True,
             )
     if report.errors:
         return EXIT_BAD_INPUT

@@ -34,6 +34,11 @@ def _status(state: Context, as_json: bool) -> int:
     click.echo(f"observations {summary.observations:,}  ({span})")
     click.echo(f"hosts        {summary.hosts:,}")
     click.echo(f"binaries     {summary.names:,} names, {summary.paths:,} paths")
-    click.echo(f"quarantine   {summary.quarantined:,} lines")
+    dropped = (
+        f" (+{summary.quarantine_dropped:,} rejected but not kept: over the caps)"
+        if summary.quarantine_dropped
+        else ""
+    )
+    click.echo(f"quarantine   {summary.quarantined:,} lines{dropped}")
     click.echo(f"files read   {summary.files:,}")
     return 0

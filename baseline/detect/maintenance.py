@@ -22,17 +22,21 @@ from baseline.store import Store
 class Pruned:
     observations: int
     presence: int
+    quarantine: int = 0
 
 
 def prune_once(store: Store, config: Config, now: int | None = None) -> Pruned:
     """Delete observations older than `[store] retention` and presence older than the
-    baseline needs (history + look-back), at data time `now`."""
-    now = int(time.time()) if now is None else int(now)
+    baseline needs (history + look-back), at data time `now`; and quarantined lines
+    received longer than `retention` ago (wall time: they carry no data time)."""
+    wall = int(time.time())
+    now = wall if now is None else int(now)
     observations = store.prune_observations(now - int(config.store.retention))
     span = max(1, int(config.detect.bucket_span))
     keep_from = now - int(config.detect.history) - int(config.detect.lookback) - span
     presence = prune_presence(store, span, (keep_from // span) * span)
-    return Pruned(observations, presence)
+    quarantine = store.prune_quarantine(wall - int(config.store.retention))
+    return Pruned(observations, presence, quarantine)
 
 
 def add_jobs(

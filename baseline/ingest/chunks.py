@@ -7,20 +7,10 @@ from dataclasses import dataclass
 
 from baseline.config import Config
 from baseline.errors import ConfigError
-from baseline.ingest.model import Observation
+from baseline.ingest.model import Observation, Reject
 from baseline.ingest.normalise import Normaliser
 from baseline.ingest.parser import LineResult, Parser
 from baseline.store import Store
-
-
-@dataclass(frozen=True)
-class Reject:
-    """A line that goes to quarantine: its number, why, and its bytes."""
-
-    line: int
-    reason: str
-    raw: bytes
-    size: int  # the line's real length (raw may be cut)
 
 
 @dataclass(frozen=True)
@@ -32,6 +22,7 @@ class ChunkCounts:
     rejected: int
     filtered: int
     skipped: int
+    quarantined: int = 0  # of the rejected: rows kept in quarantine (caps: docs/operations.md)
 
 
 @dataclass
@@ -39,18 +30,21 @@ class ChunkResult:
     """A parsed chunk, before and after its commit."""
 
     observations: list[Observation]
-    rejects: list[Reject]
+    rejects: list[Reject]  # at most MAX_REJECTS_KEPT of them
     filtered: int
     skipped: int
     inserted: int = 0
+    dropped: int = 0  # rejected lines past MAX_REJECTS_KEPT: counted, not kept
+    quarantined: int = 0  # rejects stored by the commit (per-source cap)
 
     def counts(self) -> ChunkCounts:
         return ChunkCounts(
             inserted=self.inserted,
             duplicates=len(self.observations) - self.inserted,
-            rejected=len(self.rejects),
+            rejected=len(self.rejects) + self.dropped,
             filtered=self.filtered,
             skipped=self.skipped,
+            quarantined=self.quarantined,
         )
 
 
@@ -67,25 +61,37 @@ def build_parser(config: Config) -> Parser:
     return Parser(normaliser)
 
 
+MAX_REJECTS_KEPT = 1000  # rejected lines kept per chunk or request body; the rest counted
+
+
 def parse_lines(
     parser: Parser, lines: Iterable[tuple[int, bytes, int]], max_line: int
 ) -> ChunkResult:
-    """Parse (number, bytes, oversize) lines into observations and rejects (no I/O)."""
+    """Parse (number, bytes, oversize) lines into observations and rejects (no I/O). The
+    first MAX_REJECTS_KEPT rejects are kept for quarantine; later ones only counted, so a
+    body of millions of bad lines costs no more memory than one of good ones."""
     totals = LineResult()
     rejects: list[Reject] = []
+    dropped = 0
     parse_into = parser.parse_into
     for number, data, oversize in lines:
         if oversize:
             reason = f"line is {oversize} bytes, over the {max_line}-byte limit ([ingest] max_body)"
-            rejects.append(Reject(number, reason, data, oversize))
+            if len(rejects) < MAX_REJECTS_KEPT:
+                rejects.append(Reject(number, reason, data, oversize))
+            else:
+                dropped += 1
             continue
         errors = parse_into(data, totals)
         if errors:
+            if len(rejects) >= MAX_REJECTS_KEPT:
+                dropped += 1
+                continue
             reason = errors[0]
             if len(errors) > 1:
                 reason += f" (and {len(errors) - 1} more)"
             rejects.append(Reject(number, reason, data, len(data)))
-    return ChunkResult(totals.observations, rejects, totals.filtered, totals.skipped)
+    return ChunkResult(totals.observations, rejects, totals.filtered, totals.skipped, 0, dropped)
 
 
 def commit_chunk(
@@ -98,7 +104,6 @@ def commit_chunk(
     checkpoint), all in one transaction."""
     with store.transaction():
         result.inserted = store.insert_observations(result.observations)
-        for reject in result.rejects:
-            store.quarantine(source, reject.line, reject.reason, reject.raw, reject.size)
+        result.quarantined = store.quarantine_rejects(source, result.rejects, result.dropped)
         if also is not None:
             also()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 # Query names the packs use (queries/*.sql file stems).
@@ -43,3 +44,13 @@ class Observation(NamedTuple):
 
 
 OBSERVATION_COLUMNS = Observation._fields
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A line that goes to quarantine: its number, why, and its bytes."""
+
+    line: int
+    reason: str
+    raw: bytes
+    size: int  # the line's real length (raw may be cut)

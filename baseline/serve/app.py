@@ -190,6 +190,7 @@ class Api:
             "accepted": counts.inserted,
             "duplicates": counts.duplicates,
             "rejected": counts.rejected,
+            "quarantined": counts.quarantined,
             "filtered": counts.filtered,
             "skipped": counts.skipped,
             "errors": parsed.errors,

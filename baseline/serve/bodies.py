@@ -15,14 +15,15 @@ import signal
 import threading
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
 
 from baseline.config import Config
-from baseline.ingest.chunks import ChunkResult, Reject, build_parser, parse_lines
-from baseline.ingest.model import Observation
+from baseline.ingest.chunks import MAX_REJECTS_KEPT, ChunkResult, build_parser, parse_lines
+from baseline.ingest.model import Observation, Reject
 from baseline.ingest.parser import LineResult, Parser
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -55,7 +56,7 @@ class ParsedBody:
     def nothing_usable(self) -> bool:
         """Only errors: no row was even recognised (the 400 case)."""
         r = self.result
-        return bool(r.rejects) and not (r.observations or r.filtered or r.skipped)
+        return bool(r.rejects or r.dropped) and not (r.observations or r.filtered or r.skipped)
 
 
 def decode(raw: bytes, encoding: str, limit: int) -> bytes:
@@ -106,14 +107,24 @@ def parse_body(parser: Parser, body: bytes, limit: int) -> ParsedBody:
         whole = _document(text)
         if whole is not None:
             return _single(parser, text, limit, whole)
-    lines = [
-        (number, line.strip(), 0)
-        for number, line in enumerate(body.split(b"\n"), start=1)
-        if line.strip()
-    ]
-    result = parse_lines(parser, lines, limit)
+    result = parse_lines(parser, _numbered_lines(body), limit)
     errors = [{"line": r.line, "reason": r.reason} for r in result.rejects[:MAX_ERRORS]]
     return ParsedBody(result, errors, body.count(b"\n") + 1)
+
+
+def _numbered_lines(body: bytes) -> Iterator[tuple[int, bytes, int]]:
+    """(number, stripped line, 0) for each non-blank line, one at a time: a body of
+    millions of tiny lines is never held as millions of objects."""
+    start, number, size = 0, 0, len(body)
+    while start <= size:
+        end = body.find(b"\n", start)
+        if end == -1:
+            end = size
+        number += 1
+        line = body[start:end].strip()
+        if line:
+            yield number, line, 0
+        start = end + 1
 
 
 def _is_json(data: bytes) -> bool:
@@ -162,15 +173,19 @@ def _items(document: Any) -> tuple[list[Any] | None, str]:
 def _itemised(parser: Parser, items: list[Any], label: str) -> ChunkResult:
     totals = LineResult()
     rejects: list[Reject] = []
+    dropped = 0
     for index, item in enumerate(items):
         raw = orjson.dumps(item)
         errors = parser.parse_into(raw, totals)
         if errors:
+            if len(rejects) >= MAX_REJECTS_KEPT:
+                dropped += 1
+                continue
             reason = f"{label}[{index}]: {errors[0]}"
             if len(errors) > 1:
                 reason += f" (and {len(errors) - 1} more)"
             rejects.append(Reject(1, reason, raw, len(raw)))
-    return ChunkResult(totals.observations, rejects, totals.filtered, totals.skipped)
+    return ChunkResult(totals.observations, rejects, totals.filtered, totals.skipped, 0, dropped)
 
 
 # -- in parse worker processes ----------------------------------------------------------
@@ -193,10 +208,13 @@ class PackedBody:
     skipped: int
     errors: list[dict[str, Any]]
     lines: int
+    dropped: int = 0
 
     def unpack(self) -> ParsedBody:
         observations = cast(list[Observation], marshal.loads(self.rows))
-        result = ChunkResult(observations, self.rejects, self.filtered, self.skipped)
+        result = ChunkResult(
+            observations, self.rejects, self.filtered, self.skipped, 0, self.dropped
+        )
         return ParsedBody(result, self.errors, self.lines)
 
 
@@ -240,4 +258,6 @@ def parse_in_worker(raw: bytes, encoding: str) -> PackedBody:
     parsed = parse_body(parser, decode(raw, encoding, limit), limit)
     r = parsed.result
     rows = marshal.dumps([tuple(o) for o in r.observations])
-    return PackedBody(rows, r.rejects, r.filtered, r.skipped, parsed.errors, parsed.lines)
+    return PackedBody(
+        rows, r.rejects, r.filtered, r.skipped, parsed.errors, parsed.lines, r.dropped
+    )

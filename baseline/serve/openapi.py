@@ -22,7 +22,12 @@ _INGEST_RESULT = {
     "properties": {
         "accepted": {"type": "integer", "description": "observations newly stored"},
         "duplicates": {"type": "integer", "description": "observations already stored"},
-        "rejected": {"type": "integer", "description": "lines or items quarantined"},
+        "rejected": {"type": "integer", "description": "lines or items rejected"},
+        "quarantined": {
+            "type": "integer",
+            "description": "of the rejected, how many were kept in quarantine (the rest are "
+            "counted: at most 1000 per body and 10,000 per source within retention)",
+        },
         "filtered": {"type": "integer", "description": "rows deliberately not kept"},
         "skipped": {"type": "integer", "description": "rows of other queries, removed rows"},
         "errors": {

@@ -135,8 +135,7 @@ def commit_chunk_in(store: Store, source: str, result: ChunkResult) -> None:
     """What `chunks.commit_chunk` writes, inside a transaction the caller already holds
     (several requests' chunks share one transaction here)."""
     result.inserted = store.insert_observations(result.observations)
-    for reject in result.rejects:
-        store.quarantine(source, reject.line, reject.reason, reject.raw, reject.size)
+    result.quarantined = store.quarantine_rejects(source, result.rejects, result.dropped)
 
 
 __all__ = ["CommitWriter", "WriterClosed", "commit_chunk_in"]

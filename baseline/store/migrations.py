@@ -284,6 +284,18 @@ def _ancestors(db: Database) -> None:
     db.execute("ALTER TABLE observations ADD COLUMN ancestors TEXT NOT NULL DEFAULT ''")
 
 
+def _quarantine_overflow(db: Database) -> None:
+    """Rejected lines counted but not kept (a source over its quarantine cap)."""
+    db.execute(
+        """CREATE TABLE quarantine_overflow (
+            source TEXT PRIMARY KEY,
+            dropped INTEGER NOT NULL,
+            last_at INTEGER NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX quarantine_received ON quarantine (received_at)")
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_initial", _initial),
     ("0002_detection", _detection),
@@ -291,6 +303,7 @@ MIGRATIONS: list[Migration] = [
     ("0004_window_counts", _window_counts),
     ("0006_signal_groups", _signal_groups),
     ("0007_ancestors", _ancestors),
+    ("0008_quarantine_overflow", _quarantine_overflow),
 ]
 
 

@@ -18,10 +18,11 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from baseline.errors import StoreError
-from baseline.ingest.model import OBSERVATION_COLUMNS, Observation
+from baseline.ingest.model import OBSERVATION_COLUMNS, Observation, Reject
 from baseline.store.migrations import migrate
 
 QUARANTINE_RAW_LIMIT = 64 * 1024  # bytes of a rejected line kept for inspection
+QUARANTINE_PER_SOURCE = 10_000  # rows kept per source (file or http:peer) within retention
 
 _INSERT_OBSERVATIONS = (
     f"INSERT OR IGNORE INTO observations ({', '.join(OBSERVATION_COLUMNS)}) "
@@ -54,6 +55,7 @@ class StoreSummary:
     first_time: int | None
     last_time: int | None
     quarantined: int
+    quarantine_dropped: int  # rejected lines counted but not kept (over a cap)
     files: int
     schema: list[str]
 
@@ -153,6 +155,37 @@ class Store:
             ),
         )
 
+    def quarantine_rejects(self, source: str, rejects: Sequence[Reject], dropped: int = 0) -> int:
+        """Keep `rejects` from `source` up to QUARANTINE_PER_SOURCE rows for it; count the
+        rest (and `dropped`, rejects already not kept upstream) in `quarantine_overflow`.
+        Call inside the batch's transaction. Returns how many rows were kept."""
+        room = QUARANTINE_PER_SOURCE
+        if rejects:
+            held = self.conn.execute(
+                "SELECT count(*) FROM quarantine WHERE source = ?", (source,)
+            ).fetchone()[0]
+            room = max(0, QUARANTINE_PER_SOURCE - int(held))
+        kept = rejects[:room]
+        for reject in kept:
+            self.quarantine(source, reject.line, reject.reason, reject.raw, reject.size)
+        over = dropped + len(rejects) - len(kept)
+        if over:
+            self.conn.execute(
+                "INSERT INTO quarantine_overflow (source, dropped, last_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (source) DO UPDATE SET dropped = dropped + excluded.dropped, "
+                "last_at = excluded.last_at",
+                (source, over, int(time.time())),
+            )
+        return len(kept)
+
+    def prune_quarantine(self, older_than: int) -> int:
+        """Delete quarantined lines (and overflow counts) received before `older_than`."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM quarantine_overflow WHERE last_at < ?", (older_than,))
+            return conn.execute(
+                "DELETE FROM quarantine WHERE received_at < ?", (older_than,)
+            ).rowcount
+
     # -- file checkpoints ---------------------------------------------------------------
 
     def checkpoint(self, device: int, inode: int) -> Checkpoint | None:
@@ -212,6 +245,7 @@ class Store:
             first_time=first,
             last_time=last,
             quarantined=scalar("SELECT count(*) FROM quarantine"),
+            quarantine_dropped=scalar("SELECT sum(dropped) FROM quarantine_overflow"),
             files=scalar("SELECT count(*) FROM checkpoints"),
             schema=self.applied_migrations(),
         )
