@@ -135,7 +135,10 @@ def test_a_timeout_is_retried_with_the_same_key(store: Store, config: Config) ->
         assert deliver_once(store, cfg, now=T).retrying == 1
         assert time.monotonic() - started < 2.5
         state = row(store, sid)
-        assert state["last_status"] is None and state["last_error"] == "no complete response within 0.3s"
+        assert (
+            state["last_status"] is None
+            and state["last_error"] == "no complete response within 0.3s"
+        )
         run_until_settled(store, cfg, T)
     assert receiver.received_keys() == [sid, sid]
     assert row(store, sid)["state"] == "delivered"

@@ -253,3 +253,125 @@ def test_a_16_mib_flood_of_bad_lines_is_counted_not_stored(tmp_path: Path) -> No
         print(f"flood: peaks MiB {peaks}, honest posts {len(latencies)}, p99 {p99:.3f} s")
     finally:
         server.kill()
+
+
+def _fill_store(tmp_path: Path) -> ServerProcess:
+    """A server whose store holds a few thousand observations, stopped with its WAL
+    checkpointed into the database file."""
+    import sqlite3
+
+    server = ServerProcess(tmp_path, max_body="16MiB")
+    server.start()
+    try:
+        body = b"".join(
+            line(event(socket_row(remote_port=1000 + p, pid=p), host=f"h-{p % 50}"))
+            for p in range(3000)
+        )
+        assert server.post(body).status_code == 200
+        assert server.get("/v1/snapshot").status_code == 200
+    finally:
+        assert server.stop() == 0
+    with sqlite3.connect(server.db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return server
+
+
+def _corrupt(db: Path, how: str = "all") -> None:
+    """Garbage over every page but the first (the header and schema stay readable), or
+    over 64 KiB in the middle of the file (the issue's case)."""
+    size = db.stat().st_size
+    assert size > 256 * 1024, size
+    start, length = (4096, size - 4096) if how == "all" else (size // 2, 64 * 1024)
+    with db.open("r+b") as handle:
+        handle.seek(start)
+        handle.write(b"\xa5\x5a" * (length // 2))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["middle", "all"])
+def test_a_corrupt_store_is_refused_at_start_and_named_by_status(tmp_path: Path, how: str) -> None:
+    """It once started, said 200 on /healthz and ingest, and answered 500 with a
+    traceback on /v1/snapshot; `rarenet status` asked "is another process holding it?"."""
+    import subprocess
+    import sys
+
+    server = _fill_store(tmp_path)
+    _corrupt(server.db, how)
+    proc = subprocess.run(
+        server.command(), capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 3, proc.stderr
+    if how == "middle":  # the schema reads fine: the start-up check finds it
+        assert "the store is corrupt (PRAGMA quick_check:" in proc.stderr
+    else:
+        assert "cannot open the store: it is corrupt or not a database" in proc.stderr
+    assert ".recover" in proc.stderr and "Traceback" not in proc.stderr
+    status = subprocess.run(
+        [sys.executable, "-m", "baseline", "status", "--db", str(server.db)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert status.returncode != 0
+    assert "corrupt" in status.stderr and "another process" not in status.stderr
+    assert "Traceback" not in status.stderr
+
+
+@pytest.mark.slow
+def test_a_store_corrupted_while_serving_makes_healthz_503_naming_the_cause(
+    tmp_path: Path,
+) -> None:
+    server = _fill_store(tmp_path)
+    server.start()
+    try:
+        assert server.get("/healthz").status_code == 200
+        _corrupt(server.db)
+        snapshot = server.get("/v1/snapshot")
+        assert snapshot.status_code == 503
+        assert "the store is corrupt" in snapshot.json()["error"]
+        health = server.get("/healthz")
+        assert health.status_code == 503
+        document = health.json()
+        assert document["status"] == "failing" and "corrupt" in document["store"]
+        assert "malformed" in document["store"] or "not a database" in document["store"]
+        assert {f["part"] for f in document["failures"]} >= {"read"}
+        time.sleep(3)  # the fold job meets it too; nothing prints a traceback
+        assert "Traceback" not in server.output()
+        assert "Exception in ASGI application" not in server.output()
+    finally:
+        server.kill()
+
+
+@pytest.mark.slow
+def test_a_full_disk_makes_healthz_503_until_there_is_room(tmp_path: Path) -> None:
+    """The store on a small tmpfs (CI runs as root): fill it, writes fail, `/healthz`
+    names the full disk; free it, `/healthz` is 200 again and posts are accepted."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], check=True)
+    try:
+        server = ServerProcess(mount, max_body="16MiB")
+        server.start()
+        try:
+            assert server.post(_honest_body("room")).status_code == 200
+            filler = mount / "filler"
+            with filler.open("wb") as out, contextlib.suppress(OSError):
+                for _ in range(64):  # 24 MiB of tmpfs, in 1 MiB steps
+                    out.write(b"\0" * (1 << 20))
+                    out.flush()
+            big = b"".join(
+                line(event(socket_row(remote_port=p, cmdline="y" * 100), host=f"full-{p}"))
+                for p in range(2000)
+            )
+            refused = server.post(big)
+            assert refused.status_code == 503, refused.text
+            assert "disk holding the store is full" in refused.json()["error"]
+            health = server.get("/healthz")
+            assert health.status_code == 503 and "full" in health.json()["store"]
+            filler.unlink()
+            assert server.get("/healthz").status_code == 200  # the probe write succeeds
+            assert server.post(big).status_code == 200
+        finally:
+            server.kill()
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -17,6 +17,7 @@ import click
 from baseline import __version__
 from baseline.config import Config, load_config
 from baseline.errors import EXIT_BAD_INPUT, EXIT_RUNTIME, RarenetError
+from baseline.store.health import describe_failure
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,9 +80,7 @@ def run_guarded(action: Callable[[], int | None]) -> None:
         click.echo("rarenet: interrupted; everything committed so far is kept", err=True)
         sys.exit(130)
     except sqlite3.Error as exc:
-        click.echo(
-            f"rarenet: error: the store failed: {exc} (is another process holding it?)", err=True
-        )
+        click.echo(f"rarenet: error: {describe_failure(exc)}", err=True)
         sys.exit(EXIT_RUNTIME)
     except OSError as exc:
         click.echo(f"rarenet: error: {exc}", err=True)

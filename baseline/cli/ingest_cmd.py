@@ -59,8 +59,8 @@ def _ingest(state: Context, files: tuple[str, ...], workers: int, as_json: bool)
         click.echo(summary_line(report), err=False)
         if report.rejected:
             click.echo(
-                f"{report.rejected} line(s) rejected, kept in quarantine (at most 1000 per "
-                "chunk and 10,000 per source): see `rarenet quarantine list`",
+                f"{report.rejected} line(s) rejected and quarantined (at most 1000 kept per "
+                "chunk, 10,000 per source): see `rarenet quarantine list`",
                 err=True,
             )
     if report.errors:

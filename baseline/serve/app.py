@@ -9,9 +9,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
+import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -30,7 +33,7 @@ from baseline import __version__
 from baseline.config import Config
 from baseline.deliver import list_signals
 from baseline.detect.rule import RunResult
-from baseline.errors import InputError
+from baseline.errors import InputError, StoreError
 from baseline.ingest.chunks import build_parser
 from baseline.serve.auth import configured_tokens, presented_token, token_ok
 from baseline.serve.bodies import BodyError, init_worker, parse_in_worker, worker_ready
@@ -40,7 +43,10 @@ from baseline.serve.openapi import openapi_document
 from baseline.serve.snapshots import Snapshot, SnapshotCache
 from baseline.serve.writer import CommitWriter, WriterClosed
 from baseline.store import Store
+from baseline.store.health import HealthRecord, describe_failure
 from baseline.units import parse_time
+
+log = logging.getLogger("rarenet.serve")
 
 REFUSED_TYPES = ("multipart/",)  # a MIME-wrapped upload; curl -d (form type) is fine
 MAX_HOST = 255
@@ -83,11 +89,18 @@ class Api:
         self.max_body = config.ingest.max_body
         build_parser(config)  # a bad [ingest] exclusion fails here, before anything starts
         write_gate = threading.Lock()  # ingest commits and presence folds take turns
-        self.writer = CommitWriter(config.store.path, gate=write_gate)
+        self.health = HealthRecord()  # what last failed: the writer, jobs and reads report
+        self.writer = CommitWriter(config.store.path, gate=write_gate, health=self.health)
         self.metrics = Metrics(self.open_store)
         self.snapshots = SnapshotCache(config.detect)
         self.jobs = Jobs(
-            config, self.metrics, self.snapshots, local=local, on_run=on_run, write_gate=write_gate
+            config,
+            self.metrics,
+            self.snapshots,
+            local=local,
+            on_run=on_run,
+            write_gate=write_gate,
+            health=self.health,
         )
         self.on_ready = on_ready
         self.scheduler_running = False
@@ -105,7 +118,18 @@ class Api:
             Route("/metrics", self.metrics_text, methods=["GET"]),
             Route("/openapi.json", self.openapi, methods=["GET"]),
         ]
-        return Starlette(routes=routes, lifespan=self.lifespan)
+        return Starlette(
+            routes=routes,
+            lifespan=self.lifespan,
+            exception_handlers={sqlite3.Error: self._store_failed, StoreError: self._store_failed},
+        )
+
+    async def _store_failed(self, _request: Request, exc: Exception) -> Response:
+        """A read that failed in the store: 503 naming the cause (no traceback), and
+        `/healthz` reports it until a read succeeds again."""
+        failure = self.health.failed("read", exc)
+        log.error("a request failed in the store: %s", failure.reason)
+        return _error(503, failure.reason)
 
     @asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
@@ -183,8 +207,8 @@ class Api:
             counts = await asyncio.wrap_future(self.writer.submit(f"http:{peer}", parsed.result))
         except WriterClosed as exc:
             return _error(503, str(exc))
-        except Exception as exc:
-            return _error(503, f"the store failed: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # recorded by the writer for /healthz
+            return _error(503, describe_failure(exc))
         self.metrics.ingested(counts)
         document = {
             "accepted": counts.inserted,
@@ -242,7 +266,9 @@ class Api:
 
     def _snapshot(self, host: str | None, if_none_match: str | None) -> Snapshot:
         with self.open_store() as store:
-            return self.snapshots.get(store, host, if_none_match)
+            snap = self.snapshots.get(store, host, if_none_match)
+        self.health.succeeded("read")
+        return snap
 
     # -- GET /v1/signals --------------------------------------------------------------------
 
@@ -276,19 +302,47 @@ class Api:
     def _signals(self, limit: int, since: int | None, state: str | None) -> list[Any]:
         with self.open_store() as store:
             records = list_signals(store, limit=limit, since=since, state=state)
-            return [record.as_json() for record in records]
+        self.health.succeeded("read")
+        return [record.as_json() for record in records]
 
     # -- operations -------------------------------------------------------------------------
 
     async def healthz(self, _request: Request) -> Response:
-        alive = self.writer.alive and self.scheduler_running
+        """200 while the server can take data: the writer and scheduler run and no part
+        of the store is failing (each failure named, with its reason and age). A failed
+        write is probed again here, so a disk that has room again reports healthy at once."""
+        failures = self.health.failures()
+        if any(f.part == "write" for f in failures):
+            await run_in_threadpool(self._probe_write)
+            failures = self.health.failures()
+        now = time.time()
+        alive = self.writer.alive and self.scheduler_running and not failures
         document = {
             "status": "ok" if alive else "failing",
             "version": __version__,
             "writer": self.writer.alive,
             "scheduler": self.scheduler_running,
+            "store": "ok" if not failures else failures[0].reason,
+            "failures": [
+                {"part": f.part, "reason": f.reason, "seconds_ago": round(now - f.at, 1)}
+                for f in failures
+            ],
         }
         return JSONResponse(document, status_code=200 if alive else 503)
+
+    def _probe_write(self) -> None:
+        """One small committed write (a health stamp), to see whether writes work again."""
+        try:
+            with self.open_store() as store, store.transaction() as conn:
+                conn.execute(
+                    "INSERT INTO store_state (key, value) VALUES ('health_probe', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(time.time()),),
+                )
+        except (sqlite3.Error, StoreError) as exc:
+            self.health.failed("write", exc)
+            return
+        self.health.succeeded("write")
 
     async def metrics_text(self, request: Request) -> Response:
         if not self._authorised(request):

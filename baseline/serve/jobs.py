@@ -11,6 +11,7 @@ import functools
 import glob
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -29,12 +30,14 @@ from baseline.deliver.webhooks import configured_webhooks
 from baseline.detect.maintenance import add_jobs, prune_once
 from baseline.detect.presence import refresh_presence
 from baseline.detect.rule import RunResult, detect_once
+from baseline.errors import StoreError
 from baseline.ingest.chunks import ChunkCounts, build_parser
 from baseline.ingest.pipeline import Ingester
 from baseline.serve.bodies import init_child
 from baseline.serve.metrics import Metrics
 from baseline.serve.snapshots import SnapshotCache
 from baseline.store import Store
+from baseline.store.health import HealthRecord
 
 log = logging.getLogger("rarenet.serve")
 
@@ -78,6 +81,7 @@ class Jobs:
     # Shared with the ingest writer: fold steps and ingest commits take turns at once
     # (SQLite's busy handler sleeps up to 100 ms and can starve a waiting writer).
     write_gate: threading.Lock = field(default_factory=threading.Lock)
+    health: HealthRecord = field(default_factory=HealthRecord)  # shared with the server
     _collector: Collector | None = None
     _folded_to: int = 0
     _fold_step: int = 20_000
@@ -260,10 +264,16 @@ class Jobs:
 
         def run() -> object:
             try:
-                return job()
+                result = job()
             except Exception as exc:
                 self.metrics.job_errors.labels(name).inc()
-                log.error("job %s failed: %s: %s", name, type(exc).__name__, exc)
+                if isinstance(exc, sqlite3.Error | StoreError):
+                    failure = self.health.failed(f"job {name}", exc)
+                    log.error("job %s failed: %s", name, failure.reason)
+                else:
+                    log.error("job %s failed: %s: %s", name, type(exc).__name__, exc)
                 return None
+            self.health.succeeded(f"job {name}")
+            return result
 
         return run

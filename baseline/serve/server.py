@@ -29,6 +29,7 @@ from baseline.errors import StoreError
 from baseline.serve.app import Api
 from baseline.serve.auth import check_bind, configured_tokens
 from baseline.store import Store
+from baseline.store.health import RECOVER_HINT
 
 GRACEFUL_SECONDS = 30  # longest wait for in-flight requests on shutdown
 MAX_CONNECTIONS = 512  # beyond this, new requests get 503 at once
@@ -244,8 +245,14 @@ def serve(
     host, port = config.server.host, config.server.port
     tokens = configured_tokens(config.ingest.tokens)
     check_bind(host, tokens)
-    with Store(config.store.path):  # migrate, and fail here (exit 3) if unusable
-        pass
+    with Store(config.store.path) as store:  # migrate, and fail here (exit 3) if unusable
+        problems = store.check()
+    if problems:
+        raise StoreError(
+            f"the store is corrupt (PRAGMA quick_check: {'; '.join(problems)[:300]})",
+            where=config.store.path,
+            hint=RECOVER_HINT,
+        )
     try:
         sock = bind(host, port)
     except OSError as exc:

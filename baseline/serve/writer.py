@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from baseline.ingest.chunks import ChunkCounts, ChunkResult
 from baseline.store import Store
+from baseline.store.health import HealthRecord
 
 MAX_GROUP_ROWS = 50_000  # rows committed in one transaction, at most
 
@@ -35,9 +36,14 @@ class CommitWriter:
     """A thread owning a durable Store connection; commits queued chunks in groups."""
 
     def __init__(
-        self, path: str, max_rows: int = MAX_GROUP_ROWS, gate: threading.Lock | None = None
+        self,
+        path: str,
+        max_rows: int = MAX_GROUP_ROWS,
+        gate: threading.Lock | None = None,
+        health: HealthRecord | None = None,
     ) -> None:
         self.path = path
+        self.health = health or HealthRecord()
         self.max_rows = max_rows
         self.gate = gate or threading.Lock()  # held around each commit (see Jobs.write_gate)
         self._queue: queue.Queue[_Job | None] = queue.Queue()
@@ -79,6 +85,7 @@ class CommitWriter:
             store = Store(self.path, durable=True, autocheckpoint=False)
         except BaseException as exc:
             self.error = exc
+            self.health.failed("write", exc)
             self._fail_pending(exc)
             return
         try:
@@ -114,9 +121,11 @@ class CommitWriter:
                 for job in group:
                     commit_chunk_in(store, job.source, job.result)
         except Exception as exc:  # the store failed: every waiting request learns it
+            self.health.failed("write", exc)
             for job in group:
                 job.future.set_exception(exc)
             return
+        self.health.succeeded("write")
         self.commits += 1
         for job in group:
             job.future.set_result(job.result.counts())

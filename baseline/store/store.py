@@ -19,6 +19,7 @@ from sqlite_utils import Database
 
 from baseline.errors import StoreError
 from baseline.ingest.model import OBSERVATION_COLUMNS, Observation, Reject
+from baseline.store.health import RECOVER_HINT, describe_failure, is_corrupt, quick_check
 from baseline.store.migrations import migrate
 
 QUARANTINE_RAW_LIMIT = 64 * 1024  # bytes of a rejected line kept for inspection
@@ -82,12 +83,23 @@ class Store:
                 self.conn.execute("PRAGMA wal_autocheckpoint=0")
             migrate(self.conn)
         except sqlite3.DatabaseError as exc:
+            if is_corrupt(exc):
+                raise StoreError(
+                    f"cannot open the store: it is corrupt or not a database ({exc})",
+                    where=self.path,
+                    hint="is it a rarenet SQLite file (check --db / [store] path)? If it is, "
+                    + RECOVER_HINT,
+                ) from None
             raise StoreError(
-                f"cannot open the store: {exc}",
+                f"cannot open the store: {describe_failure(exc)}",
                 where=self.path,
-                hint="is it a rarenet SQLite file? check --db / [store] path",
+                hint="check --db / [store] path",
             ) from None
         self.db = Database(self.conn)
+
+    def check(self, limit: int = 5) -> list[str]:
+        """Problems `PRAGMA quick_check` finds in the file ([] when it is sound)."""
+        return quick_check(self.conn, limit)
 
     def applied_migrations(self) -> list[str]:
         """Schema steps recorded in this database."""

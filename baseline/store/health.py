@@ -1,0 +1,85 @@
+"""Is the store usable? SQLite failures in plain words, the start-up check, and the
+running server's record of what last failed (for `/healthz`)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+
+from baseline.errors import StoreError
+
+CORRUPT_MARKERS = ("malformed", "not a database", "corrupt")
+FULL_MARKERS = ("disk is full", "database or disk is full", "no space")
+BUSY_MARKERS = ("locked", "busy")
+RECOVER_HINT = (
+    "restore it from a backup, or salvage what is readable: "
+    "sqlite3 DB '.recover' | sqlite3 NEW.db (docs/operations.md)"
+)
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """True for SQLite's "the file is damaged" errors."""
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.DatabaseError | StoreError) and any(
+        m in text for m in CORRUPT_MARKERS
+    )
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A store failure as a user reads it: what happened, and what to do."""
+    text = str(exc).lower()
+    if is_corrupt(exc):
+        return f"the store is corrupt ({exc}): {RECOVER_HINT}"
+    if any(m in text for m in FULL_MARKERS):
+        return f"the disk holding the store is full ({exc}): free space; nothing committed is lost"
+    if any(m in text for m in BUSY_MARKERS):
+        return f"the store is busy ({exc}): is another process holding it?"
+    if "readonly" in text or "unable to open" in text:
+        return f"the store cannot be written ({exc}): check the file's owner and permissions"
+    return f"the store failed ({type(exc).__name__}: {exc})"
+
+
+def quick_check(conn: sqlite3.Connection, limit: int = 5) -> list[str]:
+    """`PRAGMA quick_check`: the first `limit` problems, [] when the file is sound. It
+    reads every page once (no index cross-checks): about a second per GB here."""
+    try:
+        rows = conn.execute(f"PRAGMA quick_check({int(limit)})").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+    problems = [str(row[0]) for row in rows]
+    return [] if problems == ["ok"] else problems
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What failed last for one part of the server, and when (wall time)."""
+
+    part: str  # write | read | job <name>
+    reason: str
+    at: float
+
+
+class HealthRecord:
+    """The latest failure of each part (write, read, each job); a later success of the
+    same part clears it. Thread-safe: the writer, jobs and requests all report."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failures: dict[str, Failure] = {}
+
+    def failed(self, part: str, exc: BaseException) -> Failure:
+        failure = Failure(part, describe_failure(exc), time.time())
+        with self._lock:
+            self._failures[part] = failure
+        return failure
+
+    def succeeded(self, part: str) -> None:
+        if part in self._failures:  # cheap read first: the common case has nothing to clear
+            with self._lock:
+                self._failures.pop(part, None)
+
+    def failures(self) -> list[Failure]:
+        with self._lock:
+            return sorted(self._failures.values(), key=lambda f: f.part)
