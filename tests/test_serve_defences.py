@@ -375,3 +375,22 @@ def test_a_full_disk_makes_healthz_503_until_there_is_room(tmp_path: Path) -> No
             server.kill()
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.slow
+def test_a_large_store_is_checked_whole_in_the_background(tmp_path: Path) -> None:
+    """Above WHOLE_CHECK_MAX_BYTES the start-up check covers the small tables and the
+    whole-file check runs after start; the corruption it finds is a /healthz failure."""
+    from baseline.config import load_config
+    from baseline.serve.app import Api
+    from baseline.store import Store
+
+    server = _fill_store(tmp_path)
+    _corrupt(server.db, "middle")
+    with Store(server.db) as store:
+        assert store.check_small_tables() == []  # what a large store's start-up checks
+        assert store.check() != []
+    api = Api(load_config(str(server.config), env={}), check_in_background=True)
+    api._check_store()
+    (failure,) = api.health.failures()
+    assert failure.part == "check" and failure.reason.startswith("the store is corrupt")

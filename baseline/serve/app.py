@@ -83,8 +83,10 @@ class Api:
         local: bool = False,
         on_run: Callable[[RunResult], None] | None = None,
         on_ready: Callable[[], None] | None = None,
+        check_in_background: bool = False,
     ) -> None:
         self.config = config
+        self.check_in_background = check_in_background
         self.tokens = configured_tokens(config.ingest.tokens)
         self.max_body = config.ingest.max_body
         build_parser(config)  # a bad [ingest] exclusion fails here, before anything starts
@@ -138,6 +140,8 @@ class Api:
         started = [self.pool.submit(worker_ready, 0.2) for _ in range(parse_workers())]
         await asyncio.gather(*(asyncio.wrap_future(f) for f in started))
         self.writer.start()
+        if self.check_in_background:
+            threading.Thread(target=self._check_store, name="rarenet-check", daemon=True).start()
         scheduler = self.jobs.build_scheduler()
         scheduler.start()
         self.scheduler_running = True
@@ -329,6 +333,24 @@ class Api:
             ],
         }
         return JSONResponse(document, status_code=200 if alive else 503)
+
+    def _check_store(self) -> None:
+        """The whole-file `quick_check` of a large store, after start-up: corruption it
+        finds is a standing `/healthz` failure (part `check`) until a restart."""
+        log.info("checking the whole store in the background (PRAGMA quick_check)")
+        started = time.monotonic()
+        try:
+            with self.open_store() as store:
+                problems = store.check()
+        except (sqlite3.Error, StoreError) as exc:
+            problems = [str(exc)]
+        if problems:
+            failure = self.health.failed(
+                "check", sqlite3.DatabaseError(f"corrupt: {'; '.join(problems)[:300]}")
+            )
+            log.error("store check: %s", failure.reason)
+        else:
+            log.info("store check: ok (%.0f s)", time.monotonic() - started)
 
     def _probe_write(self) -> None:
         """One small committed write (a health stamp), to see whether writes work again."""

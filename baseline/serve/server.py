@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 import signal
 import socket
 from collections.abc import Callable, Generator, Sequence
@@ -29,7 +30,7 @@ from baseline.errors import StoreError
 from baseline.serve.app import Api
 from baseline.serve.auth import check_bind, configured_tokens
 from baseline.store import Store
-from baseline.store.health import RECOVER_HINT
+from baseline.store.health import RECOVER_HINT, WHOLE_CHECK_MAX_BYTES
 
 GRACEFUL_SECONDS = 30  # longest wait for in-flight requests on shutdown
 MAX_CONNECTIONS = 512  # beyond this, new requests get 503 at once
@@ -203,6 +204,13 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def _file_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
 def log_config(access_log: bool, tokens: Sequence[str] = ()) -> dict[str, Any]:
     """uvicorn's logging, with tokens redacted from every line and quieter start-up."""
     config = copy.deepcopy(LOGGING_CONFIG)
@@ -246,7 +254,8 @@ def serve(
     tokens = configured_tokens(config.ingest.tokens)
     check_bind(host, tokens)
     with Store(config.store.path) as store:  # migrate, and fail here (exit 3) if unusable
-        problems = store.check()
+        large = _file_size(config.store.path) > WHOLE_CHECK_MAX_BYTES
+        problems = store.check_small_tables() if large else store.check()
     if problems:
         raise StoreError(
             f"the store is corrupt (PRAGMA quick_check: {'; '.join(problems)[:300]})",
@@ -270,6 +279,7 @@ def serve(
         local=local,
         on_run=on_run,
         on_ready=(lambda: on_ready(url)) if on_ready else None,
+        check_in_background=large,
     )
     server = _Server(
         uvicorn.Config(

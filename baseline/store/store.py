@@ -19,7 +19,14 @@ from sqlite_utils import Database
 
 from baseline.errors import StoreError
 from baseline.ingest.model import OBSERVATION_COLUMNS, Observation, Reject
-from baseline.store.health import RECOVER_HINT, describe_failure, is_corrupt, quick_check
+from baseline.store.health import (
+    RECOVER_HINT,
+    SMALL_TABLES,
+    describe_failure,
+    is_corrupt,
+    quick_check,
+    quick_check_tables,
+)
 from baseline.store.migrations import migrate
 
 QUARANTINE_RAW_LIMIT = 64 * 1024  # bytes of a rejected line kept for inspection
@@ -100,6 +107,10 @@ class Store:
     def check(self, limit: int = 5) -> list[str]:
         """Problems `PRAGMA quick_check` finds in the file ([] when it is sound)."""
         return quick_check(self.conn, limit)
+
+    def check_small_tables(self) -> list[str]:
+        """`check` of the small tables only (schema, state, signals): milliseconds."""
+        return quick_check_tables(self.conn, SMALL_TABLES)
 
     def applied_migrations(self) -> list[str]:
         """Schema steps recorded in this database."""
