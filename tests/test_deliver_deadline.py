@@ -58,10 +58,10 @@ def test_in_serve_a_trickling_webhook_never_delays_a_healthy_one(tmp_path: Path)
         try:
             created: dict[str, float] = {}
             with Store(server.db) as store:
-                for index in range(6):  # one signal every 3 s, as runs would
+                for index in range(4):  # one signal every 2 s, as runs would
                     sid = add_signal(store, time.time(), host=f"web-{index:02d}")
                     created[sid] = time.monotonic()
-                    time.sleep(3)
+                    time.sleep(2)
             bound = DELIVER_EVERY + timeout + 1.0  # + scheduling slack
             deadline = time.monotonic() + 60
             while set(live.received_keys()) != set(created) and time.monotonic() < deadline:
