@@ -116,7 +116,9 @@ class WebhookSettings:
     url: str = setting("", "Where signals are POSTed.")
     format: str = setting("json", "Payload format: json, slack or ecs.", "choice:json,slack,ecs")
     secret: str = setting("", "HMAC-SHA256 key for X-Rarenet-Signature.", "str", True)
-    timeout: float = setting(10.0, "Time for a whole attempt (connect, send, response).", "duration", low=0.001)
+    timeout: float = setting(
+        10.0, "Time for a whole attempt (connect, send, response).", "duration", low=0.001
+    )
     name: str = setting(
         "",
         "Name in the outbox and in output (default: the URL's host + a short hash of the URL; "
