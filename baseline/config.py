@@ -279,7 +279,7 @@ def _apply(
                 message = f"not a valid {spec.metadata['kind']} (the value is secret: not shown)"
             raise ConfigError(message, where=where(key)) from None
         if spec.name == "tokens":
-            _check_tokens(value, where(key))
+            check_tokens(value, where(key))
         changes[key] = value
     return replace(settings, **changes)
 
@@ -287,7 +287,7 @@ def _apply(
 MIN_TOKEN_LENGTH = 16
 
 
-def _check_tokens(tokens: list[str], where: str) -> None:
+def check_tokens(tokens: list[str], where: str) -> None:
     """Bearer tokens must be long enough not to be guessed (and to be redacted from logs
     without garbling them): at least MIN_TOKEN_LENGTH characters after trimming."""
     for number, token in enumerate(tokens, start=1):

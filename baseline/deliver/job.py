@@ -6,10 +6,10 @@ dead webhook never delays another; every result is committed by the calling thre
 soon as it arrives. Work per call is bounded: at most `BATCH` rows and `BUDGET` seconds
 (plus one timeout: each attempt's whole request is bounded by it, `deadline.py`) per
 webhook. `rarenet serve` runs one pass per webhook on its own schedule (`only=`), so a
-webhook that is slow to answer never delays another's next pass. When a webhook is down (connection failure, timeout) or
-throttling (429/503), its thread stops for this call and all its open rows wait for the
-failed row's next attempt, so a dead webhook costs one timeout per back-off step, not one
-per signal.
+webhook that is slow to answer never delays another's next pass. When a webhook is down
+(connection failure, timeout) or throttling (429/503), its thread stops for this call and
+all its open rows wait for the failed row's next attempt, so a dead webhook costs one
+timeout per back-off step, not one per signal.
 """
 
 from __future__ import annotations

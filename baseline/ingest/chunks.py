@@ -76,21 +76,20 @@ def parse_lines(
     parse_into = parser.parse_into
     for number, data, oversize in lines:
         if oversize:
-            reason = f"line is {oversize} bytes, over the {max_line}-byte limit ([ingest] max_body)"
-            if len(rejects) < MAX_REJECTS_KEPT:
-                rejects.append(Reject(number, reason, data, oversize))
-            else:
-                dropped += 1
+            errors = [
+                f"line is {oversize} bytes, over the {max_line}-byte limit ([ingest] max_body)"
+            ]
+        else:
+            errors = parse_into(data, totals)
+        if not errors:
             continue
-        errors = parse_into(data, totals)
-        if errors:
-            if len(rejects) >= MAX_REJECTS_KEPT:
-                dropped += 1
-                continue
-            reason = errors[0]
-            if len(errors) > 1:
-                reason += f" (and {len(errors) - 1} more)"
-            rejects.append(Reject(number, reason, data, len(data)))
+        if len(rejects) >= MAX_REJECTS_KEPT:
+            dropped += 1
+            continue
+        reason = errors[0]
+        if len(errors) > 1:
+            reason += f" (and {len(errors) - 1} more)"
+        rejects.append(Reject(number, reason, data, oversize or len(data)))
     return ChunkResult(totals.observations, rejects, totals.filtered, totals.skipped, 0, dropped)
 
 

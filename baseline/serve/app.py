@@ -43,7 +43,7 @@ from baseline.serve.openapi import openapi_document
 from baseline.serve.snapshots import Snapshot, SnapshotCache
 from baseline.serve.writer import CommitWriter, WriterClosed
 from baseline.store import Store
-from baseline.store.health import HealthRecord, describe_failure
+from baseline.store.health import HealthRecord, check_summary, describe_failure
 from baseline.units import parse_time
 
 log = logging.getLogger("rarenet.serve")
@@ -346,7 +346,7 @@ class Api:
             problems = [str(exc)]
         if problems:
             failure = self.health.failed(
-                "check", sqlite3.DatabaseError(f"corrupt: {'; '.join(problems)[:300]}")
+                "check", sqlite3.DatabaseError(f"corrupt: {check_summary(problems)}")
             )
             log.error("store check: %s", failure.reason)
         else:

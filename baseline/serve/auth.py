@@ -10,7 +10,7 @@ import socket
 from collections.abc import Iterable, Sequence
 from urllib.parse import quote, quote_plus, unquote_plus
 
-from baseline.config import MIN_TOKEN_LENGTH, TOKEN_HINT
+from baseline.config import check_tokens
 from baseline.errors import ConfigError
 
 _QUERY = re.compile(r"\?([^\s\"]+)")  # a query string inside a log line
@@ -38,14 +38,7 @@ def configured_tokens(tokens: Iterable[str]) -> list[str]:
     token shorter than MIN_TOKEN_LENGTH is a configuration error: it can be guessed, and
     masking it in logs would garble them (config load refuses it too)."""
     cleaned = [token.strip() for token in tokens]
-    for number, token in enumerate(cleaned, start=1):
-        if len(token) < MIN_TOKEN_LENGTH:
-            raise ConfigError(
-                f"token #{number} is {len(token)} characters; at least {MIN_TOKEN_LENGTH} "
-                "are required (the value is secret: not shown)",
-                where="[ingest] tokens",
-                hint=TOKEN_HINT,
-            )
+    check_tokens(cleaned, "[ingest] tokens")
     return cleaned
 
 

@@ -30,7 +30,7 @@ from baseline.errors import StoreError
 from baseline.serve.app import Api
 from baseline.serve.auth import check_bind, configured_tokens
 from baseline.store import Store
-from baseline.store.health import RECOVER_HINT, WHOLE_CHECK_MAX_BYTES
+from baseline.store.health import RECOVER_HINT, WHOLE_CHECK_MAX_BYTES, check_summary
 
 GRACEFUL_SECONDS = 30  # longest wait for in-flight requests on shutdown
 MAX_CONNECTIONS = 512  # beyond this, new requests get 503 at once
@@ -96,7 +96,7 @@ class _H11(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        peer = self.client[0] if self.client else None
+        peer = _peer_of(self)
         if peer is not None and self.limits.per_peer < MAX_CONNECTIONS:
             held = sum(1 for c in self.connections if _peer_of(c) == peer)
             if held > self.limits.per_peer:
@@ -258,7 +258,7 @@ def serve(
         problems = store.check_small_tables() if large else store.check()
     if problems:
         raise StoreError(
-            f"the store is corrupt (PRAGMA quick_check: {'; '.join(problems)[:300]})",
+            f"the store is corrupt ({check_summary(problems)})",
             where=config.store.path,
             hint=RECOVER_HINT,
         )

@@ -43,13 +43,23 @@ def describe_failure(exc: BaseException) -> str:
 
 def quick_check(conn: sqlite3.Connection, limit: int = 5) -> list[str]:
     """`PRAGMA quick_check`: the first `limit` problems, [] when the file is sound. It
-    reads every page once (no index cross-checks): about a second per GB here."""
+    reads every page once (no index cross-checks): 200 s for a 4.7 GB store here."""
+    return _problems(conn, f"PRAGMA quick_check({int(limit)})", "")
+
+
+def _problems(conn: sqlite3.Connection, pragma: str, label: str) -> list[str]:
+    """The rows of a check pragma other than "ok" (prefixed `label`); a check that
+    cannot even run is its own problem."""
     try:
-        rows = conn.execute(f"PRAGMA quick_check({int(limit)})").fetchall()
+        rows = conn.execute(pragma).fetchall()
     except sqlite3.DatabaseError as exc:
         return [str(exc)]
-    problems = [str(row[0]) for row in rows]
-    return [] if problems == ["ok"] else problems
+    return [f"{label}{row[0]}" for row in rows if row[0] != "ok"]
+
+
+def check_summary(problems: list[str]) -> str:
+    """Problems a check found, in one bounded line for an error or /healthz."""
+    return f"PRAGMA quick_check: {'; '.join(problems)[:300]}"
 
 
 # Start-up check: a file up to this size is checked whole before serving (quick_check
@@ -69,13 +79,8 @@ def quick_check_tables(conn: sqlite3.Connection, tables: tuple[str, ...]) -> lis
     }
     problems: list[str] = []
     for table in tables:
-        if table not in present:
-            continue
-        try:
-            rows = conn.execute(f'PRAGMA quick_check("{table}")').fetchall()
-        except sqlite3.DatabaseError as exc:
-            return [str(exc)]
-        problems += [f"{table}: {row[0]}" for row in rows if row[0] != "ok"]
+        if table in present:
+            problems += _problems(conn, f'PRAGMA quick_check("{table}")', f"{table}: ")
     return problems
 
 
