@@ -25,7 +25,9 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/rarenet demo --workdir .run/demo
 
+# Tests drive a real headless Chromium: .ci/debian-deps installs it when missing.
 test: $(STAMP)
+	bash .ci/debian-deps
 	$(PY) -m pytest -W error
 
 bench: $(STAMP)

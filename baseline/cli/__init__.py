@@ -111,6 +111,7 @@ def _register() -> None:
         ingest_cmd,
         packs_cmd,
         quarantine_cmd,
+        report_cmd,
         serve_cmd,
         signals_cmd,
         simulate_cmd,
@@ -127,6 +128,7 @@ def _register() -> None:
     main.add_command(ingest_cmd.ingest)
     main.add_command(packs_cmd.packs)
     main.add_command(quarantine_cmd.quarantine)
+    main.add_command(report_cmd.report)
     main.add_command(signals_cmd.signals)
     main.add_command(serve_cmd.serve)
     main.add_command(simulate_cmd.simulate)

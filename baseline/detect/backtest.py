@@ -55,8 +55,11 @@ def backtest(
     labels_path: str | None = None,
     workdir: str | None = None,
     on_run: Callable[[RunResult], None] | None = None,
+    replay_path: Path | None = None,
 ) -> Backtest:
-    """Replay `files` in data time; score every run; compare with labels if given."""
+    """Replay `files` in data time; score every run; compare with labels if given.
+    `replay_path` keeps the replayed store there (for `rarenet report`); by default it is
+    a scratch file removed at the end."""
     labels = read_labels(Path(labels_path)) if labels_path else None
     with tempfile.TemporaryDirectory(dir=workdir, prefix="rarenet-backtest-") as scratch:
         source_path = Path(scratch) / "source.db"
@@ -74,7 +77,7 @@ def backtest(
         interval = max(1, int(settings.interval))
         start = first if start is None else max(start, first)
         stop = last + 1 if end is None else min(end, last + 1)
-        with Store(Path(scratch) / "replay.db") as replay:
+        with Store(replay_path or Path(scratch) / "replay.db") as replay:
             copied_until = first
             at = (start // interval + 1) * interval
             while at <= stop + interval:

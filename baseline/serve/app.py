@@ -4,6 +4,9 @@
 |---|---|
 | POST /v1/ingest, GET /v1/snapshot, GET /v1/signals, GET /metrics | yes (when tokens are configured) |
 | GET /healthz, GET /openapi.json | no |
+
+The triage console (baseline/console) adds its pages at `/` (session cookie from the
+same tokens; docs/operations.md#console).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from starlette.routing import Route
 
 from baseline import __version__
 from baseline.config import Config
+from baseline.console.web import Console
 from baseline.deliver import list_signals
 from baseline.detect.rule import RunResult
 from baseline.errors import InputError, StoreError
@@ -91,6 +95,7 @@ class Api:
         self.max_body = config.ingest.max_body
         build_parser(config)  # a bad [ingest] exclusion fails here, before anything starts
         write_gate = threading.Lock()  # ingest commits and presence folds take turns
+        self.write_gate = write_gate
         self.health = HealthRecord()  # what last failed: the writer, jobs and reads report
         self.writer = CommitWriter(config.store.path, gate=write_gate, health=self.health)
         self.metrics = Metrics(self.open_store)
@@ -105,6 +110,13 @@ class Api:
             health=self.health,
         )
         self.on_ready = on_ready
+        self.console = Console(
+            config,
+            self.open_store,
+            tokens=self.tokens,
+            gate=write_gate,
+            failures=self._failures,
+        )
         self.scheduler_running = False
         self.pool: ProcessPoolExecutor | None = None
 
@@ -119,6 +131,7 @@ class Api:
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/metrics", self.metrics_text, methods=["GET"]),
             Route("/openapi.json", self.openapi, methods=["GET"]),
+            *self.console.routes(),
         ]
         return Starlette(
             routes=routes,
@@ -319,7 +332,6 @@ class Api:
         if any(f.part == "write" for f in failures):
             await run_in_threadpool(self._probe_write)
             failures = self.health.failures()
-        now = time.time()
         alive = self.writer.alive and self.scheduler_running and not failures
         document = {
             "status": "ok" if alive else "failing",
@@ -327,12 +339,16 @@ class Api:
             "writer": self.writer.alive,
             "scheduler": self.scheduler_running,
             "store": "ok" if not failures else failures[0].reason,
-            "failures": [
-                {"part": f.part, "reason": f.reason, "seconds_ago": round(now - f.at, 1)}
-                for f in failures
-            ],
+            "failures": self._failures(),
         }
         return JSONResponse(document, status_code=200 if alive else 503)
+
+    def _failures(self) -> list[dict[str, Any]]:
+        now = time.time()
+        return [
+            {"part": f.part, "reason": f.reason, "seconds_ago": round(now - f.at, 1)}
+            for f in self.health.failures()
+        ]
 
     def _check_store(self) -> None:
         """The whole-file `quick_check` of a large store, after start-up: corruption it

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import logging
 import re
@@ -12,24 +11,20 @@ from urllib.parse import quote, quote_plus, unquote_plus
 
 from baseline.config import check_tokens
 from baseline.errors import ConfigError
+from baseline.tokens import presented_token, token_ok
+
+__all__ = [
+    "RedactTokens",
+    "check_bind",
+    "configured_tokens",
+    "is_loopback",
+    "presented_token",
+    "redact",
+    "token_ok",
+]
 
 _QUERY = re.compile(r"\?([^\s\"]+)")  # a query string inside a log line
 _QUERY_PARTS = re.compile(r"([&;])")  # `;` too: not a separator here, but some clients use it
-
-
-def token_ok(tokens: Sequence[str], presented: str | None) -> bool:
-    """True if `presented` equals one of `tokens`. Every configured token is compared
-    (constant time each), so timing tells nothing about which one or how much matched.
-    With no tokens configured, everything is allowed (the server is loopback-only)."""
-    if not tokens:
-        return True
-    if not presented:
-        return False
-    given = presented.encode("utf-8", "surrogateescape")
-    matched = False
-    for token in tokens:
-        matched |= hmac.compare_digest(given, token.encode("utf-8", "surrogateescape"))
-    return matched
 
 
 def configured_tokens(tokens: Iterable[str]) -> list[str]:
@@ -40,16 +35,6 @@ def configured_tokens(tokens: Iterable[str]) -> list[str]:
     cleaned = [token.strip() for token in tokens]
     check_tokens(cleaned, "[ingest] tokens")
     return cleaned
-
-
-def presented_token(authorization: str | None, query_token: str | None) -> str | None:
-    """The token a request carries: `Authorization: Bearer T`, else `?token=T` (Fleet
-    cannot set headers)."""
-    if authorization:
-        scheme, _, value = authorization.strip().partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    return query_token or None
 
 
 def is_loopback(host: str) -> bool:

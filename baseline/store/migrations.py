@@ -296,6 +296,16 @@ def _quarantine_overflow(db: Database) -> None:
     db.execute("CREATE INDEX quarantine_received ON quarantine (received_at)")
 
 
+def _signal_acks(db: Database) -> None:
+    """Signals a person acknowledged in the console (one row each; delivery is unaffected)."""
+    db.execute(
+        """CREATE TABLE signal_acks (
+            signal_id TEXT PRIMARY KEY REFERENCES signals (id),
+            acknowledged_at REAL NOT NULL
+        ) WITHOUT ROWID"""
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_initial", _initial),
     ("0002_detection", _detection),
@@ -304,6 +314,7 @@ MIGRATIONS: list[Migration] = [
     ("0006_signal_groups", _signal_groups),
     ("0007_ancestors", _ancestors),
     ("0008_quarantine_overflow", _quarantine_overflow),
+    ("0009_signal_acks", _signal_acks),
 ]
 
 

@@ -1,0 +1,577 @@
+"""What the console's pages show, read from the store into typed values.
+
+Every function here only reads (except `acknowledge`); the templates only format. Times
+are data time: "now" on a binary's page is the newest bucket the fleet reported, so a
+backtest or demo store reads the same as a live one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from baseline.deliver.outbox import STATES
+from baseline.errors import InputError
+from baseline.store import Store
+from baseline.units import parse_time
+
+PAGE_GROUPS = 50  # groups (rows) per page of the signals list
+MEMBERS_SHOWN = 50  # hosts listed inside one group row
+HOSTS_SHOWN = 200  # hosts listed on a binary's page
+BINARIES_SHOWN = 300  # binaries listed on a host's page
+TIMELINE_BEFORE = 12 * 3600  # a host's timeline around a signal: this long before …
+TIMELINE_AFTER = 3 * 3600  # … and this long after
+TIMELINE_ROWS = 24  # binaries drawn on a host's timeline (the signalled one always)
+ACK_FILTERS = ("open", "acknowledged", "all")
+MAX_FILTER = 200  # characters in a text filter
+
+
+@dataclass(frozen=True)
+class SignalFilter:
+    """The signals list's filters, from the page's query string."""
+
+    state: str | None = None  # a delivery state, or "none"
+    host: str = ""  # substring of the host name
+    executable: str = ""  # substring of the name or path
+    min_score: float | None = None
+    since: int | None = None  # bucket at or after (data time)
+    until: int | None = None  # bucket before
+    ack: str = "all"
+    page: int = 1
+
+    @classmethod
+    def parse(cls, query: dict[str, str]) -> SignalFilter:
+        """Filters from query parameters; InputError names the parameter that is wrong."""
+        state = query.get("state") or None
+        if state is not None and state not in (*STATES, "none"):
+            raise InputError(f"unknown state {state[:40]!r}", where="state")
+        ack = query.get("ack") or "all"
+        if ack not in ACK_FILTERS:
+            raise InputError(f"ack must be one of {', '.join(ACK_FILTERS)}", where="ack")
+        text = {}
+        for key in ("host", "executable"):
+            value = query.get(key, "").strip()
+            if len(value) > MAX_FILTER:
+                raise InputError(f"at most {MAX_FILTER} characters", where=key)
+            text[key] = value
+        return cls(
+            state=state,
+            host=text["host"],
+            executable=text["executable"],
+            min_score=_number(query.get("min_score"), "min_score", 0, 100),
+            since=_time(query.get("since"), "since"),
+            until=_time(query.get("until"), "until"),
+            ack=ack,
+            page=int(_number(query.get("page"), "page", 1, 10**6) or 1),
+        )
+
+    def query(self, **changes: Any) -> dict[str, str]:
+        """These filters as query parameters (empty ones left out), with `changes`."""
+        values = {
+            "state": self.state or "",
+            "host": self.host,
+            "executable": self.executable,
+            "min_score": "" if self.min_score is None else f"{self.min_score:g}",
+            "since": "" if self.since is None else str(self.since),
+            "until": "" if self.until is None else str(self.until),
+            "ack": "" if self.ack == "all" else self.ack,
+            "page": "" if self.page == 1 else str(self.page),
+        }
+        values.update({k: str(v) for k, v in changes.items()})
+        return {k: v for k, v in values.items() if v}
+
+    def where(self) -> tuple[str, list[Any]]:
+        """The SQL condition on `signals AS s` and its parameters."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.state == "none":
+            clauses.append("NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.signal_id = s.id)")
+        elif self.state is not None:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM deliveries d WHERE d.signal_id = s.id AND d.state = ?)"
+            )
+            params.append(self.state)
+        if self.host:
+            clauses.append("instr(lower(s.host), lower(?)) > 0")
+            params.append(self.host)
+        if self.executable:
+            clauses.append(
+                "(instr(lower(s.path), lower(?)) > 0 OR instr(lower(s.name), lower(?)) > 0)"
+            )
+            params += [self.executable, self.executable]
+        if self.min_score is not None:
+            clauses.append("s.score >= ?")
+            params.append(self.min_score)
+        if self.since is not None:
+            clauses.append("s.bucket >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            clauses.append("s.bucket < ?")
+            params.append(self.until)
+        if self.ack != "all":
+            exists = "EXISTS (SELECT 1 FROM signal_acks a WHERE a.signal_id = s.id)"
+            clauses.append(exists if self.ack == "acknowledged" else f"NOT {exists}")
+        return (" AND ".join(clauses) or "1"), params
+
+
+def _number(raw: str | None, key: str, low: float, high: float) -> float | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InputError(f"{raw[:40]!r} is not a number", where=key) from None
+    if not low <= value <= high:
+        raise InputError(f"must be from {low:g} to {high:g}", where=key)
+    return value
+
+
+def _time(raw: str | None, key: str) -> int | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return parse_time(raw.strip())
+    except (ValueError, OverflowError):
+        raise InputError(
+            f"{raw[:40]!r} is not a time (unix seconds or ISO 8601)", where=key
+        ) from None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    webhook: str
+    state: str
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class SignalRow:
+    """One signal in a list."""
+
+    id: str
+    host: str
+    name: str
+    path: str
+    bucket: int
+    score: float
+    created_at: float
+    group: str
+    kind: str
+    reason: str
+    acknowledged: bool
+    deliveries: tuple[Delivery, ...]
+
+    @property
+    def executable(self) -> str:
+        return self.path or self.name
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    """One row of the signals list: a group of signals (one executable, several hosts),
+    or a single signal."""
+
+    id: str
+    signals: int
+    hosts: int
+    latest: float
+    max_score: float
+    members: tuple[SignalRow, ...]
+
+    @property
+    def lead(self) -> SignalRow:
+        return self.members[0]
+
+
+@dataclass(frozen=True)
+class SignalsPage:
+    filters: SignalFilter
+    groups: tuple[GroupRow, ...]
+    total_signals: int
+    total_groups: int
+    per_page: int = PAGE_GROUPS
+
+    @property
+    def has_more(self) -> bool:
+        return self.filters.page * self.per_page < self.total_groups
+
+
+_ROW_SQL = (
+    "SELECT s.id, s.host, s.name, s.path, s.bucket, s.score, s.created_at, "
+    "coalesce(s.group_id, s.id), coalesce(json_extract(s.document, '$.kind'), ''), "
+    "coalesce(json_extract(s.document, '$.reason'), ''), "
+    "EXISTS (SELECT 1 FROM signal_acks a WHERE a.signal_id = s.id) FROM signals AS s"
+)
+
+
+def _rows(store: Store, where: str, params: list[Any]) -> list[SignalRow]:
+    rows = store.conn.execute(f"{_ROW_SQL} WHERE {where}", params).fetchall()
+    deliveries = _deliveries(store, [str(r[0]) for r in rows])
+    return [
+        SignalRow(
+            id=str(sid),
+            host=str(host),
+            name=str(name),
+            path=str(path),
+            bucket=int(bucket),
+            score=float(score),
+            created_at=float(created or 0),
+            group=str(group),
+            kind=str(kind),
+            reason=str(reason),
+            acknowledged=bool(acked),
+            deliveries=deliveries.get(str(sid), ()),
+        )
+        for sid, host, name, path, bucket, score, created, group, kind, reason, acked in rows
+    ]
+
+
+def _deliveries(store: Store, ids: list[str]) -> dict[str, tuple[Delivery, ...]]:
+    found: dict[str, list[Delivery]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        for sid, webhook, state, error in store.conn.execute(
+            f"SELECT signal_id, webhook, state, last_error FROM deliveries "
+            f"WHERE signal_id IN ({marks}) ORDER BY webhook",
+            chunk,
+        ):
+            found.setdefault(str(sid), []).append(Delivery(str(webhook), str(state), error))
+    return {sid: tuple(items) for sid, items in found.items()}
+
+
+def signals_page(store: Store, filters: SignalFilter, per_page: int = PAGE_GROUPS) -> SignalsPage:
+    """The signals list: one row per group, newest first, `per_page` groups at a time."""
+    where, params = filters.where()
+    total_signals, total_groups = store.conn.execute(
+        f"SELECT count(*), count(DISTINCT coalesce(s.group_id, s.id)) FROM signals AS s "
+        f"WHERE {where}",
+        params,
+    ).fetchone()
+    heads = store.conn.execute(
+        f"SELECT coalesce(s.group_id, s.id) AS g, count(*), count(DISTINCT s.host), "
+        f"max(s.created_at), max(s.score) FROM signals AS s WHERE {where} "
+        f"GROUP BY g ORDER BY max(s.created_at) DESC, g LIMIT ? OFFSET ?",
+        (*params, per_page, (filters.page - 1) * per_page),
+    ).fetchall()
+    members: dict[str, list[SignalRow]] = {}
+    if heads:
+        marks = ", ".join("?" * len(heads))
+        ranked = (
+            f"s.id IN (SELECT id FROM (SELECT s.id, row_number() OVER (PARTITION BY "
+            f"coalesce(s.group_id, s.id) ORDER BY s.created_at DESC, s.id) AS n FROM signals AS s "
+            f"WHERE {where} AND coalesce(s.group_id, s.id) IN ({marks})) WHERE n <= {MEMBERS_SHOWN})"
+        )
+        for row in _rows(store, ranked, [*params, *(h[0] for h in heads)]):
+            members.setdefault(row.group, []).append(row)
+    groups = tuple(
+        GroupRow(
+            id=str(g),
+            signals=int(n),
+            hosts=int(hosts),
+            latest=float(latest or 0),
+            max_score=float(top),
+            members=tuple(sorted(members.get(str(g), []), key=lambda r: (-r.created_at, r.id))),
+        )
+        for g, n, hosts, latest, top in heads
+        if members.get(str(g))
+    )
+    return SignalsPage(filters, groups, int(total_signals), int(total_groups), per_page)
+
+
+def signals_of(store: Store, where: str, params: list[Any], limit: int) -> list[SignalRow]:
+    """Signals matching a condition on `signals AS s`, newest first."""
+    return _rows(store, f"{where} ORDER BY s.created_at DESC, s.id LIMIT {int(limit)}", params)
+
+
+def acknowledge(store: Store, sid: str, now: float) -> bool:
+    """Mark a signal acknowledged; False when it already was."""
+    with store.transaction() as conn:
+        cursor = conn.execute(
+            "INSERT OR IGNORE INTO signal_acks (signal_id, acknowledged_at) "
+            "SELECT id, ? FROM signals WHERE id = ?",
+            (now, sid),
+        )
+        return cursor.rowcount > 0
+
+
+def acknowledged_at(store: Store, sid: str) -> float | None:
+    row = store.conn.execute(
+        "SELECT acknowledged_at FROM signal_acks WHERE signal_id = ?", (sid,)
+    ).fetchone()
+    return None if row is None else float(row[0])
+
+
+# -- series for plots --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Series:
+    """Hosts per bucket for one key, beside the fleet's reporting hosts."""
+
+    start: int
+    end: int
+    span: int
+    points: tuple[tuple[int, int], ...]  # (bucket, hosts using the key)
+    fleet: tuple[tuple[int, int], ...]  # (bucket, hosts reporting)
+
+
+def key_kind(key: str) -> str:
+    """ "path" for an absolute path, else "name"."""
+    return "path" if key.startswith("/") else "name"
+
+
+def presence_series(store: Store, span: int, key: str, start: int, end: int) -> Series:
+    """Hosts using `key` (path or name) per bucket in [start, end)."""
+    points = store.conn.execute(
+        "SELECT bucket, hosts FROM key_bucket WHERE span = ? AND kind = ? AND key = ? "
+        "AND bucket >= ? AND bucket < ? ORDER BY bucket",
+        (span, key_kind(key), key, start, end),
+    ).fetchall()
+    fleet = store.conn.execute(
+        "SELECT bucket, hosts FROM fleet_bucket WHERE span = ? AND bucket >= ? AND bucket < ? "
+        "ORDER BY bucket",
+        (span, start, end),
+    ).fetchall()
+    return Series(start, end, span, tuple((int(b), int(h)) for b, h in points), tuple(fleet))
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    name: str
+    path: str
+    buckets: tuple[int, ...]
+    highlighted: bool
+
+
+@dataclass(frozen=True)
+class Timeline:
+    start: int
+    end: int
+    span: int
+    rows: tuple[TimelineRow, ...]
+    marker: int | None  # the signal's bucket
+    omitted: int  # binaries not drawn
+
+
+def host_timeline(
+    store: Store, span: int, host: str, start: int, end: int, *, mark: tuple[str, int] | None
+) -> Timeline:
+    """The buckets in which each of `host`'s binaries used the network in [start, end);
+    `mark` = (executable, bucket) is always drawn and highlighted."""
+    found: dict[tuple[str, str], list[int]] = {}
+    for name, path, bucket in store.conn.execute(
+        "SELECT name, path, bucket FROM presence WHERE span = ? AND host = ? "
+        "AND bucket >= ? AND bucket < ? ORDER BY path, bucket",
+        (span, host, start, end),
+    ):
+        found.setdefault((str(name), str(path)), []).append(int(bucket))
+    marked = mark[0] if mark else None
+    order = sorted(found.items(), key=lambda item: (marked not in item[0], -len(item[1]), item[0]))
+    rows = tuple(
+        TimelineRow(name, path, tuple(buckets), marked in (name, path))
+        for (name, path), buckets in order[:TIMELINE_ROWS]
+    )
+    return Timeline(
+        start, end, span, rows, mark[1] if mark else None, max(0, len(order) - TIMELINE_ROWS)
+    )
+
+
+# -- host and binary pages ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostBinary:
+    name: str
+    path: str
+    first_bucket: int
+    last_bucket: int
+    buckets: int
+
+
+@dataclass(frozen=True)
+class HostPage:
+    host: str
+    binaries: tuple[HostBinary, ...]
+    total_binaries: int
+    signals: tuple[SignalRow, ...]
+    timeline: Timeline
+    known: bool
+
+
+def host_page(store: Store, span: int, host: str) -> HostPage:
+    """One host: the binaries it ran with the network (first/last seen), its signals and
+    its last day's timeline."""
+    rows = store.conn.execute(
+        "SELECT name, path, min(bucket), max(bucket), count(*) FROM presence "
+        "WHERE span = ? AND host = ? GROUP BY name, path ORDER BY min(bucket) DESC, path",
+        (span, host),
+    ).fetchall()
+    binaries = tuple(HostBinary(str(n), str(p), int(a), int(b), int(c)) for n, p, a, b, c in rows)
+    newest = max((b.last_bucket for b in binaries), default=0)
+    timeline = host_timeline(store, span, host, newest - 86400 + span, newest + span, mark=None)
+    signals = signals_of(store, "s.host = ?", [host], 200)
+    return HostPage(
+        host=host,
+        binaries=binaries[:BINARIES_SHOWN],
+        total_binaries=len(binaries),
+        signals=tuple(signals),
+        timeline=timeline,
+        known=bool(binaries) or bool(signals),
+    )
+
+
+@dataclass(frozen=True)
+class KeyHost:
+    host: str
+    first_bucket: int
+    last_bucket: int
+
+
+@dataclass(frozen=True)
+class BinaryPage:
+    key: str
+    kind: str
+    series: Series
+    hosts: tuple[KeyHost, ...]
+    total_hosts: int
+    aliases: tuple[str, ...]  # paths seen under a name, or names seen at a path
+    signals: tuple[SignalRow, ...]
+    known: bool
+
+
+def binary_page(store: Store, span: int, history: int, key: str) -> BinaryPage:
+    """One binary (a path, or a process name): hosts using it per bucket over the baseline
+    window, the hosts, the paths seen under the name (or names at the path), its signals."""
+    kind = key_kind(key)
+    newest = store.conn.execute(
+        "SELECT max(bucket) FROM fleet_bucket WHERE span = ?", (span,)
+    ).fetchone()[0]
+    end = (int(newest) if newest is not None else 0) + span
+    series = presence_series(store, span, key, end - history, end)
+    rows = store.conn.execute(
+        "SELECT host, first_bucket, last_bucket FROM key_host WHERE span = ? AND kind = ? "
+        "AND key = ? ORDER BY last_bucket DESC, host",
+        (span, kind, key),
+    ).fetchall()
+    if kind == "name":
+        aliases = store.conn.execute(
+            "SELECT path FROM name_path WHERE span = ? AND name = ? ORDER BY path LIMIT 100",
+            (span, key),
+        ).fetchall()
+        where = "s.name = ?"
+    else:
+        aliases = store.conn.execute(
+            "SELECT name FROM name_path WHERE span = ? AND path = ? ORDER BY name LIMIT 100",
+            (span, key),
+        ).fetchall()
+        where = "s.path = ?"
+    signals = signals_of(store, where, [key], 200)
+    return BinaryPage(
+        key=key,
+        kind=kind,
+        series=series,
+        hosts=tuple(KeyHost(str(h), int(a), int(b)) for h, a, b in rows[:HOSTS_SHOWN]),
+        total_hosts=len(rows),
+        aliases=tuple(str(a[0]) for a in aliases),
+        signals=tuple(signals),
+        known=bool(rows) or bool(signals),
+    )
+
+
+# -- health ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HealthPage:
+    observations: int
+    newest: int | None
+    hourly: tuple[tuple[int, int], ...]  # (hour, observations) over the newest day of data
+    quarantined: int
+    quarantine_dropped: int
+    latest_rejects: tuple[dict[str, Any], ...]
+    runs: tuple[dict[str, Any], ...]
+    failures: tuple[dict[str, Any], ...]  # deliveries retrying, failed or dead
+    fleet_buckets: int
+    warmup_buckets: int
+    hosts: int
+    problems: tuple[dict[str, Any], ...] = field(default=())  # /healthz failures
+
+    @property
+    def learning(self) -> str | None:
+        if self.fleet_buckets >= self.warmup_buckets:
+            return None
+        return f"learning: {self.fleet_buckets}/{self.warmup_buckets} buckets"
+
+
+def health_page(store: Store, span: int, warmup_buckets: int) -> HealthPage:
+    """Ingest, quarantine, detection runs, delivery failures and learning progress."""
+    conn = store.conn
+    newest = conn.execute("SELECT max(time) FROM observations").fetchone()[0]
+    observations = conn.execute("SELECT max(id) FROM observations").fetchone()[0] or 0
+    hourly: list[tuple[int, int]] = []
+    if newest is not None:
+        hourly = [
+            (int(h), int(n))
+            for h, n in conn.execute(
+                "SELECT time / 3600 * 3600 AS hour, count(*) FROM observations "
+                "WHERE time > ? GROUP BY hour ORDER BY hour",
+                (int(newest) - 86400,),
+            )
+        ]
+    rejects = conn.execute(
+        "SELECT source, line, reason, received_at FROM quarantine ORDER BY id DESC LIMIT 10"
+    ).fetchall()
+    runs = _dicts(
+        conn,
+        "SELECT id, started_at, data_time, duration, candidates, signals, truncated, "
+        "suppressed, excepted, status, error FROM runs ORDER BY id DESC LIMIT 20",
+    )
+    failures = _dicts(
+        conn,
+        "SELECT signal_id, webhook, state, attempts, last_status, last_error, last_attempt_at "
+        "FROM deliveries WHERE state IN ('retrying', 'failed', 'dead') "
+        "ORDER BY last_attempt_at DESC LIMIT 20",
+    )
+    return HealthPage(
+        observations=int(observations),
+        newest=None if newest is None else int(newest),
+        hourly=tuple(hourly),
+        quarantined=int(conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]),
+        quarantine_dropped=int(
+            conn.execute("SELECT coalesce(sum(dropped), 0) FROM quarantine_overflow").fetchone()[0]
+        ),
+        latest_rejects=tuple(
+            {"source": s, "line": line, "reason": r, "received_at": at}
+            for s, line, r, at in rejects
+        ),
+        runs=tuple(runs),
+        failures=tuple(failures),
+        fleet_buckets=int(
+            conn.execute("SELECT count(*) FROM fleet_bucket WHERE span = ?", (span,)).fetchone()[0]
+        ),
+        warmup_buckets=warmup_buckets,
+        hosts=int(
+            conn.execute(
+                "SELECT count(DISTINCT host) FROM host_bucket WHERE span = ?", (span,)
+            ).fetchone()[0]
+        ),
+    )
+
+
+def _dicts(conn: Any, sql: str) -> list[dict[str, Any]]:
+    cursor = conn.execute(sql)
+    columns = [d[0] for d in cursor.description]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def document_of(store: Store, sid: str) -> dict[str, Any]:
+    """A stored signal's document (empty when unreadable)."""
+    row = store.conn.execute("SELECT document FROM signals WHERE id = ?", (sid,)).fetchone()
+    try:
+        value = orjson.loads(row[0]) if row and row[0] else {}
+    except orjson.JSONDecodeError:
+        value = {}
+    return value if isinstance(value, dict) else {}

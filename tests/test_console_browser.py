@@ -1,0 +1,331 @@
+"""The console and the report in a real headless Chromium, against `rarenet serve` on a
+loopback port with a small simulated fleet (the rule's hand-built fleet plus a hostile
+process): pages load clean, filters filter, "allow this" makes an exception the next run
+counts, hostile names stay text, a wrong token sees nothing, a CSRF-less POST is refused,
+and the report renders offline without a request. Screenshots go to docs/screenshots/."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import requests
+from browser import Watch, launch
+from osquery_lines import event, line, socket_row
+from playwright.sync_api import Browser, BrowserContext, Page
+from serve_process import TOKEN, ServerProcess
+from test_detect import ATTACK_AT, BASH_SHELL, BEACON, MASQUERADE, ROLLOUT, RUN_AT, routine_lines
+
+from baseline.config import load_config
+from baseline.detect.rule import detect_once
+from baseline.ingest.pipeline import Ingester
+from baseline.store import Store
+
+pytestmark = pytest.mark.slow
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+HOSTILE_NAME = "<script>window.__pwned=1</script>"
+HOSTILE_PATH = '/tmp/"><img src=x onerror="window.__pwned=2">'
+HOSTILE_CMDLINE = "sh -c 'id' \u202etxt.exe <b>bold</b> \x1b[31m\u200b"
+HOSTILE = line(
+    event(
+        socket_row(
+            pid=5150,
+            name=HOSTILE_NAME,
+            path=HOSTILE_PATH,
+            cmdline=HOSTILE_CMDLINE,
+            remote_address="203.0.113.66",
+            remote_port=4444,
+        ),
+        host="web-11",
+        unix=ATTACK_AT + 30,
+    )
+)
+
+SPREAD = "/dev/shm/.k/kworkerd"  # lateral movement: web-12, then web-13 two hours later
+SPREAD_LINES = [
+    line(
+        event(
+            socket_row(pid=3100 + i, name="kworkerd", path=SPREAD, remote_address="203.0.113.77"),
+            host=host,
+            unix=at,
+        )
+    )
+    for i, (host, at) in enumerate((("web-12", ATTACK_AT - 7200 + 40), ("web-13", ATTACK_AT + 40)))
+]
+
+
+def fleet_log(directory: Path) -> Path:
+    log = directory / "fleet.log"
+    log.write_bytes(
+        b"".join(
+            [*routine_lines(), BEACON, BASH_SHELL, MASQUERADE, HOSTILE, *ROLLOUT, *SPREAD_LINES]
+        )
+    )
+    return log
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fleet's store after the run that catches the attacks."""
+    directory = tmp_path_factory.mktemp("console-fleet")
+    db = directory / "fleet.db"
+    config = load_config(None, env={})
+    with Store(db) as store:
+        report = Ingester(store, config).ingest([str(fleet_log(directory))])
+        assert report.rejected == 0
+        first = detect_once(store, config.detect, RUN_AT - 7200)
+        assert [d["host"]["name"] for d in first.documents] == ["web-12"]
+        run = detect_once(store, config.detect, RUN_AT)
+        found = sorted((d["host"]["name"], d["process"]["executable"]) for d in run.documents)
+        assert len(found) == 6 and ("web-13", SPREAD) in found, found
+        assert len({d["group"] for d in [*first.documents, *run.documents] if d["process"]["executable"] == SPREAD}) == 1
+    return db
+
+
+@pytest.fixture(scope="module")
+def server(fleet: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    workdir = tmp_path_factory.mktemp("console-serve")
+    shutil.copy(fleet, workdir / "rarenet.db")
+    # A webhook nobody listens on: redeliver has a target; its failures show on Health.
+    hook = '[[webhooks]]\nurl = "http://127.0.0.1:9/hook"\nname = "soc"\ntimeout = "1s"\n'
+    with ServerProcess(workdir, extra_toml=hook) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    yield from launch()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    yield ctx
+    ctx.close()
+
+
+def signed_in(context: BrowserContext, server: ServerProcess) -> tuple[Page, Watch]:
+    page = context.new_page()
+    watch = Watch().attach(page)
+    page.goto(f"{server.url}/signals")
+    assert "/login" in page.url
+    page.fill("input[name=token]", TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server.url}/signals")
+    return page, watch
+
+
+def signal_id(server: ServerProcess, path: str) -> str:
+    with sqlite3.connect(server.db) as conn:
+        row = conn.execute("SELECT id FROM signals WHERE path = ?", (path,)).fetchone()
+    assert row is not None, path
+    return str(row[0])
+
+
+def test_every_page_loads_clean(context: BrowserContext, server: ServerProcess) -> None:
+    page, watch = signed_in(context, server)
+    beacon = signal_id(server, "/tmp/.x/beacon")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    visits = {
+        "signals": "/signals",
+        "signal": f"/signals/{beacon}",
+        "allow": f"/signals/{beacon}/allow",
+        "host": "/host?name=web-05",
+        "binary": "/binary?key=bash",
+        "binary-path": "/binary?key=/usr/bin/bash",
+        "health": "/health",
+    }
+    for name, path in visits.items():
+        response = page.goto(f"{server.url}{path}")
+        assert response is not None and response.status == 200, (name, response)
+        assert page.locator("h1").count() == 1, name
+        if name in ("signals", "signal", "binary", "health"):
+            page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    assert watch.problems() == []
+    csp = requests.get(f"{server.url}/health", cookies=_cookies(context)).headers
+    assert "script-src" not in csp["content-security-policy"]  # default-src 'none': no script
+    assert csp["content-security-policy"].startswith("default-src 'none'")
+    page.goto(f"{server.url}/signals/{beacon}")
+    assert page.locator("svg.plot").count() == 3  # presence, timeline, score parts
+    assert "never seen in 10,044 fleet host-buckets" in page.inner_text("section.why")
+    page.goto(f"{server.url}/health")
+    assert "mature: " in page.inner_text("#learning")
+    assert page.locator("text=detection runs").count() + page.locator("h2").count() > 0
+
+
+def test_filters_change_the_list(context: BrowserContext, server: ServerProcess) -> None:
+    page, watch = signed_in(context, server)
+    rows = page.locator("table.groups tbody tr.group")
+    assert rows.count() == 6  # 7 signals: the spread's two hosts share one row
+    spread = rows.filter(has_text=SPREAD)
+    assert spread.count() == 1 and "2 hosts · 2 signals" in spread.inner_text()
+    members = spread.locator("ul.members")
+    assert not members.is_visible()
+    spread.locator("summary").click()  # expand the group to its hosts
+    assert members.is_visible() and {"web-12", "web-13"} <= set(members.inner_text().split())
+    page.fill("input[name=executable]", "beacon")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**executable=beacon**")
+    assert rows.count() == 1 and "/tmp/.x/beacon" in rows.first.inner_text()
+    page.fill("input[name=executable]", "")
+    page.fill("input[name=min_score]", "90")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**min_score=90**")
+    scores = [float(s) for s in page.locator("table.groups tr.group td:first-child").all_inner_texts()]
+    assert scores and all(score >= 90 for score in scores) and len(scores) < 6
+    page.goto(f"{server.url}/signals?host=web-10")
+    assert rows.count() == 1 and "acme-agent" in rows.first.inner_text()
+    assert watch.problems() == []
+
+
+def test_allow_this_creates_an_exception_the_next_run_counts(
+    context: BrowserContext, server: ServerProcess
+) -> None:
+    page, watch = signed_in(context, server)
+    beacon = signal_id(server, "/tmp/.x/beacon")
+    page.goto(f"{server.url}/signals/{beacon}")
+    page.click("text=Allow this")
+    assert page.input_value("input[name=path]") == "/tmp/.x/beacon"
+    assert page.input_value("input[name=host]") == "web-05"
+    page.fill("input[name=reason]", "red-team exercise RT-42")
+    page.click("form.allow button[type=submit]")
+    page.wait_for_url(f"**/signals/{beacon}?**")
+    flash = page.inner_text(".flash")
+    assert "exception #" in flash and "path /tmp/.x/beacon, host web-05" in flash
+    assert watch.problems() == []
+    with sqlite3.connect(server.db) as conn:
+        (exception_id, expires_at, reason, matched) = conn.execute(
+            "SELECT id, expires_at, reason, matched FROM exceptions"
+        ).fetchone()
+    assert reason == "red-team exercise RT-42" and matched == 0 and expires_at is not None
+    # The next run of the rule over that bucket counts a hit on the exception.
+    detect = subprocess.run(
+        [sys.executable, "-m", "baseline", "detect", "--config", str(server.config),
+         "--at", str(RUN_AT + 900), "--json"],
+        capture_output=True, check=True, cwd=server.workdir, timeout=120,
+    )  # fmt: skip
+    run = orjson.loads(detect.stdout)["run"]
+    assert run["excepted"] >= 1, run
+    with sqlite3.connect(server.db) as conn:
+        assert conn.execute(
+            "SELECT matched FROM exceptions WHERE id = ?", (exception_id,)
+        ).fetchone()[0] >= 1
+
+
+def test_hostile_names_render_as_text(context: BrowserContext, server: ServerProcess) -> None:
+    page, watch = signed_in(context, server)
+    sid = signal_id(server, HOSTILE_PATH)
+    for path in (f"/signals/{sid}", "/signals", f"/binary?key={requests.utils.quote(HOSTILE_PATH)}"):
+        page.goto(f"{server.url}{path}")
+        assert page.evaluate("window.__pwned === undefined"), path
+        assert page.locator("img").count() == 0, path  # no element was injected
+        assert page.locator("script").count() == 0, path
+        assert page.locator("b").count() == 0, path
+    page.goto(f"{server.url}/signals/{sid}")
+    assert HOSTILE_PATH in page.inner_text("h1")  # shown, as text
+    cmdline = page.inner_text("code.cmdline")
+    assert "\\u202e" in cmdline and "\u202e" not in cmdline  # the bidi override is visible
+    assert "\\x1b" in cmdline and "\\u200b" in cmdline and "<b>bold</b>" in cmdline
+    assert watch.dialogs == [] and watch.page_errors == []
+    raw = requests.get(f"{server.url}/signals/{sid}", cookies=_cookies(context)).text
+    assert "<script>window" not in raw and "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in raw
+    assert '"><img' not in raw
+
+
+def test_a_wrong_token_never_shows_data(context: BrowserContext, server: ServerProcess) -> None:
+    page = context.new_page()
+    page.goto(f"{server.url}/signals?host=web")
+    assert "/login" in page.url
+    page.fill("input[name=token]", "wrong-token-0123456789")
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    assert "wrong token" in page.inner_text("main")
+    for path in ("/signals", "/health", f"/signals/{signal_id(server, '/tmp/.x/beacon')}"):
+        page.goto(f"{server.url}{path}")
+        assert "/login" in page.url, path
+        html = page.content()
+        assert "web-05" not in html and "beacon" not in html and "signals in" not in html
+    response = requests.get(
+        f"{server.url}/signals",
+        headers={"Authorization": "Bearer wrong-token-0123456789"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert response.status_code == 303 and "web-05" not in response.text
+    assert requests.get(  # a bearer token works for scripts, without a session
+        f"{server.url}/signals", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+    ).status_code == 200
+    cookie = [c for c in context.cookies() if c["name"] == "rarenet_session"]
+    assert cookie == []  # no session was handed out
+
+
+def test_a_csrf_less_post_is_refused(context: BrowserContext, server: ServerProcess) -> None:
+    page, watch = signed_in(context, server)
+    sid = signal_id(server, "/usr/bin/bash")
+    cookie = next(c for c in context.cookies() if c["name"] == "rarenet_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    url = f"{server.url}/signals/{sid}/acknowledge"
+    jar = _cookies(context)
+    page.goto(f"{server.url}/signals/{sid}")
+    csrf = page.get_attribute("form[action$=acknowledge] input[name=csrf]", "value")
+    assert csrf
+    for data, headers in (
+        ({}, {}),  # no token
+        ({"csrf": "guess"}, {}),  # a wrong one
+        ({"csrf": csrf}, {"Origin": "http://evil.example"}),  # right token, other origin
+    ):
+        refused = requests.post(url, data=data, headers=headers, cookies=jar, timeout=10, allow_redirects=False)
+        assert refused.status_code == 403, (data, headers)
+    refused = requests.post(url, data={"csrf": csrf}, timeout=10, allow_redirects=False)
+    assert refused.status_code == 403  # the token alone, without the session, is nothing
+    with sqlite3.connect(server.db) as conn:
+        assert conn.execute("SELECT count(*) FROM signal_acks WHERE signal_id = ?", (sid,)).fetchone() == (0,)
+    page.click("form[action$=acknowledge] button")  # the page's own form works
+    page.wait_for_url("**done=acknowledged**")
+    assert "acknowledged" in page.inner_text(".actions")
+    page.click("form[action$=redeliver] button")
+    page.wait_for_url("**done=**")
+    assert "queued again for soc" in page.inner_text(".flash")
+    with sqlite3.connect(server.db) as conn:
+        assert conn.execute("SELECT count(*) FROM signal_acks WHERE signal_id = ?", (sid,)).fetchone() == (1,)
+        assert conn.execute("SELECT webhook FROM deliveries WHERE signal_id = ?", (sid,)).fetchall() == [("soc",)]
+    page.goto(f"{server.url}/signals?ack=open")
+    assert "/usr/bin/bash" not in page.inner_text("table.groups")
+    assert watch.problems() == []
+
+
+def test_the_report_renders_offline_without_a_request(
+    browser: Browser, fleet: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "report.html"
+    made = subprocess.run(
+        [sys.executable, "-m", "baseline", "report", "--db", str(fleet), "--out", str(out), "--json"],
+        capture_output=True, check=True, timeout=120,
+    )  # fmt: skip
+    assert orjson.loads(made.stdout)["signals"] == 7
+    context = browser.new_context(offline=True)
+    try:
+        page = context.new_page()
+        watch = Watch().attach(page)
+        page.goto(out.as_uri())
+        assert watch.requests == [out.as_uri()]  # the file itself, nothing else
+        assert watch.problems() == []
+        assert page.locator("section.signal").count() == 7
+        assert page.locator("svg.plot").count() == 7 * 3 + 6  # three per signal, one per binary
+        assert page.evaluate("window.__pwned === undefined") and page.locator("img").count() == 0
+        page.click("table.groups a[href^='#signal-']")
+        assert page.url.startswith(out.as_uri() + "#signal-")
+        page.screenshot(path=str(tmp_path / "report.png"))
+    finally:
+        context.close()
+
+
+def _cookies(context: BrowserContext) -> dict[str, str]:
+    return {c["name"]: c["value"] for c in context.cookies()}
