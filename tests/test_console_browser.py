@@ -85,7 +85,16 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
         run = detect_once(store, config.detect, RUN_AT)
         found = sorted((d["host"]["name"], d["process"]["executable"]) for d in run.documents)
         assert len(found) == 6 and ("web-13", SPREAD) in found, found
-        assert len({d["group"] for d in [*first.documents, *run.documents] if d["process"]["executable"] == SPREAD}) == 1
+        assert (
+            len(
+                {
+                    d["group"]
+                    for d in [*first.documents, *run.documents]
+                    if d["process"]["executable"] == SPREAD
+                }
+            )
+            == 1
+        )
     return db
 
 
@@ -178,7 +187,9 @@ def test_filters_change_the_list(context: BrowserContext, server: ServerProcess)
     page.fill("input[name=min_score]", "90")
     page.click("form.filters button[type=submit]")
     page.wait_for_url("**min_score=90**")
-    scores = [float(s) for s in page.locator("table.groups tr.group td:first-child").all_inner_texts()]
+    scores = [
+        float(s) for s in page.locator("table.groups tr.group td:first-child").all_inner_texts()
+    ]
     assert scores and all(score >= 90 for score in scores) and len(scores) < 6
     page.goto(f"{server.url}/signals?host=web-10")
     assert rows.count() == 1 and "acme-agent" in rows.first.inner_text()
@@ -214,15 +225,22 @@ def test_allow_this_creates_an_exception_the_next_run_counts(
     run = orjson.loads(detect.stdout)["run"]
     assert run["excepted"] >= 1, run
     with sqlite3.connect(server.db) as conn:
-        assert conn.execute(
-            "SELECT matched FROM exceptions WHERE id = ?", (exception_id,)
-        ).fetchone()[0] >= 1
+        assert (
+            conn.execute("SELECT matched FROM exceptions WHERE id = ?", (exception_id,)).fetchone()[
+                0
+            ]
+            >= 1
+        )
 
 
 def test_hostile_names_render_as_text(context: BrowserContext, server: ServerProcess) -> None:
     page, watch = signed_in(context, server)
     sid = signal_id(server, HOSTILE_PATH)
-    for path in (f"/signals/{sid}", "/signals", f"/binary?key={requests.utils.quote(HOSTILE_PATH)}"):
+    for path in (
+        f"/signals/{sid}",
+        "/signals",
+        f"/binary?key={requests.utils.quote(HOSTILE_PATH)}",
+    ):
         page.goto(f"{server.url}{path}")
         assert page.evaluate("window.__pwned === undefined"), path
         assert page.locator("img").count() == 0, path  # no element was injected
@@ -259,9 +277,12 @@ def test_a_wrong_token_never_shows_data(context: BrowserContext, server: ServerP
         timeout=10,
     )
     assert response.status_code == 303 and "web-05" not in response.text
-    assert requests.get(  # a bearer token works for scripts, without a session
-        f"{server.url}/signals", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
-    ).status_code == 200
+    assert (
+        requests.get(  # a bearer token works for scripts, without a session
+            f"{server.url}/signals", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+        ).status_code
+        == 200
+    )
     cookie = [c for c in context.cookies() if c["name"] == "rarenet_session"]
     assert cookie == []  # no session was handed out
 
@@ -281,12 +302,16 @@ def test_a_csrf_less_post_is_refused(context: BrowserContext, server: ServerProc
         ({"csrf": "guess"}, {}),  # a wrong one
         ({"csrf": csrf}, {"Origin": "http://evil.example"}),  # right token, other origin
     ):
-        refused = requests.post(url, data=data, headers=headers, cookies=jar, timeout=10, allow_redirects=False)
+        refused = requests.post(
+            url, data=data, headers=headers, cookies=jar, timeout=10, allow_redirects=False
+        )
         assert refused.status_code == 403, (data, headers)
     refused = requests.post(url, data={"csrf": csrf}, timeout=10, allow_redirects=False)
     assert refused.status_code == 403  # the token alone, without the session, is nothing
     with sqlite3.connect(server.db) as conn:
-        assert conn.execute("SELECT count(*) FROM signal_acks WHERE signal_id = ?", (sid,)).fetchone() == (0,)
+        assert conn.execute(
+            "SELECT count(*) FROM signal_acks WHERE signal_id = ?", (sid,)
+        ).fetchone() == (0,)
     page.click("form[action$=acknowledge] button")  # the page's own form works
     page.wait_for_url("**done=acknowledged**")
     assert "acknowledged" in page.inner_text(".actions")
@@ -294,8 +319,12 @@ def test_a_csrf_less_post_is_refused(context: BrowserContext, server: ServerProc
     page.wait_for_url("**done=**")
     assert "queued again for soc" in page.inner_text(".flash")
     with sqlite3.connect(server.db) as conn:
-        assert conn.execute("SELECT count(*) FROM signal_acks WHERE signal_id = ?", (sid,)).fetchone() == (1,)
-        assert conn.execute("SELECT webhook FROM deliveries WHERE signal_id = ?", (sid,)).fetchall() == [("soc",)]
+        assert conn.execute(
+            "SELECT count(*) FROM signal_acks WHERE signal_id = ?", (sid,)
+        ).fetchone() == (1,)
+        assert conn.execute(
+            "SELECT webhook FROM deliveries WHERE signal_id = ?", (sid,)
+        ).fetchall() == [("soc",)]
     page.goto(f"{server.url}/signals?ack=open")
     assert "/usr/bin/bash" not in page.inner_text("table.groups")
     assert watch.problems() == []
@@ -329,3 +358,52 @@ def test_the_report_renders_offline_without_a_request(
 
 def _cookies(context: BrowserContext) -> dict[str, str]:
     return {c["name"]: c["value"] for c in context.cookies()}
+
+
+def test_the_backtest_report_shows_caught_and_missed_per_label(
+    browser: Browser, tmp_path: Path
+) -> None:
+    log = fleet_log(tmp_path)
+    labels = tmp_path / "labels.jsonl"
+    labels.write_bytes(
+        b"".join(
+            orjson.dumps({"hostIdentifier": host, "path": path, "from": start, "to": start + 100})
+            + b"\n"
+            for host, path, start in (
+                ("web-05", "/tmp/.x/beacon", ATTACK_AT),
+                ("web-12", SPREAD, ATTACK_AT - 7200),
+                ("web-13", SPREAD, ATTACK_AT),
+                ("web-03", "/usr/bin/nc", ATTACK_AT),  # never happened: missed
+            )
+        )
+    )
+    out = tmp_path / "backtest.html"
+    made = subprocess.run(
+        [sys.executable, "-m", "baseline", "report", "--backtest", str(log),
+         "--labels", str(labels), "--out", str(out), "--json"],
+        capture_output=True, check=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    metrics = orjson.loads(made.stdout)["metrics"]
+    assert metrics["labelled"] == 4 and metrics["detected"] == 3
+    context = browser.new_context(offline=True)
+    try:
+        page = context.new_page()
+        watch = Watch().attach(page)
+        page.goto(out.as_uri())
+        assert watch.requests == [out.as_uri()] and watch.problems() == []
+        rows = page.locator("#quality table.list").first.locator("tbody tr")
+        outcomes = {
+            (cells[1], cells[2]): cells[0]
+            for cells in (row.locator("td").all_inner_texts() for row in rows.all())
+        }
+        assert outcomes == {
+            ("web-05", "/tmp/.x/beacon"): "caught",
+            ("web-12", SPREAD): "caught",
+            ("web-13", SPREAD): "caught",
+            ("web-03", "/usr/bin/nc"): "missed",
+        }
+        false_rows = page.locator("#quality table.list").nth(1).locator("tbody tr")
+        assert false_rows.count() == metrics["false_signals"] == 4
+        assert page.locator("svg.plot").count() > 0
+    finally:
+        context.close()

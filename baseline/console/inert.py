@@ -12,6 +12,7 @@ _INVISIBLE = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb"
     "\U000e0000-\U000e007f]"
 )
+_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_SHOWN = 4000  # characters of one value shown on a page (a cmdline can be huge)
 
 
@@ -30,7 +31,7 @@ def inert(value: object) -> str:
     """`value` as text with invisible and direction-changing characters made visible
     (`\\u202e`), and cut to MAX_SHOWN characters (with a count of the rest)."""
     text = value if isinstance(value, str) else str(value)
-    text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    text = _SURROGATE.sub("\ufffd", text)  # an undecodable byte kept by surrogateescape
     if len(text) > MAX_SHOWN:
         text = f"{text[:MAX_SHOWN]}… (+{len(text) - MAX_SHOWN:,} characters)"
     return _INVISIBLE.sub(_visible, text)

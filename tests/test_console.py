@@ -1,0 +1,196 @@
+"""The console's parts without a browser: inert text, filters, the allow form, sessions,
+redirect targets, grouping and paging on a real store, and the headers and cookie of a
+real `rarenet serve` without tokens (loopback only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+import requests
+from serve_process import ServerProcess
+
+from baseline.console import views
+from baseline.console.inert import MAX_SHOWN, inert
+from baseline.console.render import binary_anchor, render
+from baseline.console.session import Sessions
+from baseline.console.web import _local, exception_from_form
+from baseline.errors import InputError
+from baseline.store import Store
+
+
+def test_inert_shows_invisible_and_direction_characters() -> None:
+    assert inert("evil\u202etxt.exe") == "evil\\u202etxt.exe"
+    assert inert("a\x1b[31mb\x00c\x7f") == "a\\x1b[31mb\\x00c\\x7f"
+    assert inert("zero\u200bwidth\ufeff\u2066x\u2069") == "zero\\u200bwidth\\ufeff\\u2066x\\u2069"
+    assert inert("tag\U000e0041") == "tag\\U000e0041"
+    assert inert("tab\tand\nnewline stay") == "tab\tand\nnewline stay"
+    assert inert("caf\udce9") == "caf\ufffd"  # a lone surrogate (undecodable byte) is replaced
+    long = inert("x" * (MAX_SHOWN + 10))
+    assert long.startswith("x" * MAX_SHOWN) and long.endswith("(+10 characters)")
+    assert inert(42) == "42"
+
+
+def test_templates_escape_every_value() -> None:
+    html = render("error.html", session=None, status=400, message='<img src=x onerror="1">\u202e')
+    assert "<img" not in html and "&lt;img src=x onerror=&#34;1&#34;&gt;\\u202e" in html
+
+
+def test_binary_anchor_is_a_safe_fragment() -> None:
+    anchor = binary_anchor('/tmp/"><script>')
+    assert anchor.startswith("binary-") and anchor[7:].isalnum() and len(anchor) == 19
+
+
+@pytest.mark.parametrize(
+    ("query", "where"),
+    [
+        ({"state": "bogus"}, "state"),
+        ({"ack": "maybe"}, "ack"),
+        ({"min_score": "high"}, "min_score"),
+        ({"min_score": "101"}, "min_score"),
+        ({"since": "yesterday-ish"}, "since"),
+        ({"page": "0"}, "page"),
+        ({"host": "h" * 201}, "host"),
+    ],
+)
+def test_bad_filters_name_the_parameter(query: dict[str, str], where: str) -> None:
+    with pytest.raises(InputError) as caught:
+        views.SignalFilter.parse(query)
+    assert caught.value.where == where
+
+
+def test_filters_round_trip_through_the_query_string() -> None:
+    filters = views.SignalFilter.parse(
+        {
+            "state": "dead",
+            "host": "web",
+            "min_score": "60",
+            "since": "2026-01-08T00:00:00Z",
+            "ack": "open",
+        }
+    )
+    assert filters.since == 1767830400 and filters.min_score == 60
+    again = views.SignalFilter.parse(filters.query())
+    assert again == filters
+    assert filters.query(page=2)["page"] == "2"
+
+
+def test_the_allow_form_becomes_an_exception() -> None:
+    entry = exception_from_form(
+        {"path": "/tmp/.x/*", "host": "web-0?", "port": "4444", "expires": "7d", "reason": "lab"},
+        now=1000.0,
+    )
+    assert (entry.path_glob, entry.host, entry.port, entry.expires_at) == (
+        "/tmp/.x/*", "web-0?", 4444, 1000 + 7 * 86400,
+    )  # fmt: skip
+    assert entry.name is None and entry.user is None  # empty fields match anything
+    at = exception_from_form({"path": "/x", "expires": "2030-01-01T00:00:00Z", "reason": "r"}, 0)
+    assert at.expires_at == 1893456000
+
+
+@pytest.mark.parametrize(
+    ("form", "where"),
+    [
+        ({"path": "/x"}, "reason"),
+        ({"path": "/x", "reason": "r", "port": "http"}, "port"),
+        ({"path": "/x", "reason": "r", "expires": "soon"}, "expires"),
+        ({"path": "/x", "reason": "r" * 501}, "reason"),
+    ],
+)
+def test_a_bad_allow_form_names_the_field(form: dict[str, str], where: str) -> None:
+    with pytest.raises(InputError) as caught:
+        exception_from_form(form, 0)
+    assert caught.value.where == where
+
+
+def test_sessions_expire_and_are_bounded() -> None:
+    sessions = Sessions(ttl=60, limit=3)
+    first = sessions.create(now=0)
+    assert sessions.get(first.id, now=59) == first
+    assert sessions.get(first.id, now=60) is None  # expired and dropped
+    made = [sessions.create(now=100) for _ in range(4)]
+    assert sessions.get(made[0].id, now=101) is None  # the oldest went first
+    assert all(sessions.get(s.id, now=101) for s in made[1:])
+    assert made[1].csrf_ok(made[1].csrf) and not made[1].csrf_ok(made[2].csrf)
+    assert not made[1].csrf_ok(None) and not made[1].csrf_ok("")
+    assert sessions.get(None) is None and sessions.get("x" * 500) is None
+    sessions.end(made[1].id)
+    assert sessions.get(made[1].id, now=101) is None
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/signals?host=a", "/signals?host=a"),
+        ("//evil.example/", "/"),
+        ("https://evil.example/", "/"),
+        ("/\\evil.example", "/"),
+        ("signals", "/"),
+    ],
+)
+def test_login_redirects_stay_on_this_server(target: str, expected: str) -> None:
+    assert _local(target) == expected
+
+
+def _signal(store: Store, sid: str, host: str, path: str, group: str, created: float) -> None:
+    document = {"reason": f"{path} on {host}", "kind": "host", "group": group}
+    with store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO signals (id, rule, host, name, path, bucket, created_at, score, "
+            "initial_score, document, suppressed_count, group_id) "
+            "VALUES (?, 'r', ?, ?, ?, ?, ?, 70, 70, ?, 0, ?)",
+            (sid, host, Path(path).name, path, int(created) // 900 * 900, created,
+             orjson.dumps(document).decode(), group),
+        )  # fmt: skip
+
+
+def test_signals_are_grouped_and_paged(tmp_path: Path) -> None:
+    with Store(tmp_path / "r.db") as store:
+        for g in range(60):  # 60 groups, the first with 3 hosts
+            for h in range(3 if g == 0 else 1):
+                _signal(
+                    store,
+                    f"s{g:03d}{h}",
+                    f"web-{h}",
+                    f"/tmp/x{g}",
+                    f"g{g:03d}",
+                    1000.0 + g * 10 + h,
+                )
+        page = views.signals_page(store, views.SignalFilter())
+        assert (page.total_signals, page.total_groups) == (62, 60)
+        assert len(page.groups) == views.PAGE_GROUPS and page.has_more
+        assert page.groups[0].id == "g059"  # newest first
+        second = views.signals_page(store, views.SignalFilter(page=2))
+        assert len(second.groups) == 10 and not second.has_more
+        first_group = second.groups[-1]
+        assert (first_group.id, first_group.signals, first_group.hosts) == ("g000", 3, 3)
+        assert [m.host for m in first_group.members] == ["web-2", "web-1", "web-0"]
+        only = views.signals_page(store, views.SignalFilter(host="web-2"))
+        assert [g.id for g in only.groups] == ["g000"] and only.groups[0].signals == 1
+        assert views.acknowledge(store, "s0000", 5.0) and not views.acknowledge(store, "s0000", 6.0)
+        assert not views.acknowledge(store, "nope", 5.0)
+        acked = views.signals_page(store, views.SignalFilter(ack="acknowledged"))
+        assert acked.total_signals == 1 and acked.groups[0].lead.acknowledged
+        assert views.signals_page(store, views.SignalFilter(ack="open")).total_signals == 61
+
+
+@pytest.mark.slow
+def test_without_tokens_the_first_visit_opens_a_session(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path, tokens=()) as server:
+        page = requests.get(f"{server.url}/", timeout=30)
+        assert page.status_code == 200 and '<span id="total-signals">0</span> signals' in page.text
+        cookie = page.headers["set-cookie"]
+        assert "rarenet_session=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+        headers = page.headers
+        assert headers["content-security-policy"].startswith("default-src 'none'")
+        assert headers["x-frame-options"] == "DENY" and headers["cache-control"] == "no-store"
+        assert (
+            requests.get(f"{server.url}/login", timeout=30, allow_redirects=False).status_code
+            == 303
+        )
+        health = requests.get(f"{server.url}/health", timeout=30)
+        assert "learning: 0/20 buckets" in health.text
+        # Even without tokens a state change needs the session's CSRF token.
+        refused = requests.post(f"{server.url}/logout", cookies=page.cookies, timeout=30)
+        assert refused.status_code == 403
