@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import e2e_backtest
 import pytest
 
 from baseline.config import Config, load_config
@@ -32,3 +35,36 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith("RARENET_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+E2E_MODULE = "test_backtest_e2e.py"
+E2E_JOB = pytest.StashKey[tuple[subprocess.Popen[bytes], Path]]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the end-to-end backtest last and start its data job now, in the background."""
+    e2e = [item for item in items if item.path.name == E2E_MODULE]
+    if not e2e:
+        return
+    items[:] = [item for item in items if item.path.name != E2E_MODULE] + e2e
+    directory = Path(tempfile.mkdtemp(prefix="rarenet-e2e-"))
+    config.stash[E2E_JOB] = (e2e_backtest.start(directory), directory)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    job = config.stash.get(E2E_JOB, None)
+    if job is not None:
+        process, directory = job
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def e2e_backtest_dir(request: pytest.FixtureRequest) -> Path:
+    """The directory with the e2e fleet, its labels and `result.json` (see e2e_backtest)."""
+    process, directory = request.config.stash[E2E_JOB]
+    return e2e_backtest.wait(process, directory)

@@ -10,10 +10,8 @@ from typing import Any
 
 import orjson
 import pytest
-from click.testing import CliRunner
 
-from baseline.cli import main
-from baseline.simulate import SimulationSpec, read_labels, simulate_to_path
+from baseline.simulate import read_labels
 
 pytestmark = pytest.mark.slow
 
@@ -25,25 +23,11 @@ TECHNIQUES = {
 
 
 @pytest.fixture(scope="module")
-def outcome(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], list[Any], Path]:
-    directory = tmp_path_factory.mktemp("e2e")
-    log = directory / "fleet.log.gz"
-    labels = directory / "fleet.labels.jsonl"
-    simulate_to_path(SimulationSpec(hosts=200, days=14, attacks=True, seed=1), log, labels)
-    result = CliRunner().invoke(
-        main,
-        [
-            "backtest",
-            "--db",
-            str(directory / "unused.db"),
-            "--labels",
-            str(labels),
-            "--json",
-            str(log),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    return orjson.loads(result.stdout), read_labels(labels), directory
+def outcome(e2e_backtest_dir: Path) -> tuple[dict[str, Any], list[Any], Path]:
+    """`rarenet backtest --labels --json` over the fleet (made in the background: see
+    tests/e2e_backtest.py)."""
+    document = orjson.loads((e2e_backtest_dir / "result.json").read_bytes())
+    return document, read_labels(e2e_backtest_dir / "fleet.labels.jsonl"), e2e_backtest_dir
 
 
 def test_every_attack_is_signalled_in_the_first_run_that_can_see_it(

@@ -14,6 +14,7 @@ from markupsafe import Markup
 from baseline.config import Config
 from baseline.console import plots, views
 from baseline.deliver.outbox import SignalRecord, get_signal
+from baseline.detect.presence import refresh_presence
 from baseline.detect.why import Finding, Why, why
 from baseline.store import Store
 
@@ -63,7 +64,7 @@ def signal_view(
     store: Store, config: Config, sid: str, *, gate: threading.Lock | None = None
 ) -> SignalView:
     """The signal `sid`: its document, the explanation at its run, and its plots.
-    `gate` is held while the explanation folds new observations into presence."""
+    `gate` is held only while new observations are folded into presence."""
     settings = config.detect
     span = max(1, int(settings.bucket_span))
     record = get_signal(store, sid)
@@ -74,8 +75,9 @@ def signal_view(
     ).fetchone()
     at = int(run_row[0]) if run_row and run_row[0] else record.bucket + span
     executable = record.path or record.name
-    with _held(gate):
-        answer = why(store, settings, record.host, executable, at)
+    with _held(gate):  # the only write: folding new observations into presence
+        refresh_presence(store, span)
+    answer = why(store, settings, record.host, executable, at, refresh=False)
     finding = next((f for f in answer.findings if f.bucket == record.bucket), None)
     group_id = document.get("group") or record.id
     group = tuple(

@@ -91,10 +91,15 @@ class Why:
         }
 
 
-def why(store: Store, settings: DetectSettings, host: str, exe: str, at: int) -> Why:
-    """Explain `exe` (a path, or a name) on `host` for the run at data time `at`."""
+def why(
+    store: Store, settings: DetectSettings, host: str, exe: str, at: int, *, refresh: bool = True
+) -> Why:
+    """Explain `exe` (a path, or a name) on `host` for the run at data time `at`. With
+    `refresh`, new observations are folded into presence first (a write); the console
+    folds under the server's write gate itself and passes False."""
     span = max(1, int(settings.bucket_span))
-    refresh_presence(store, span)
+    if refresh:
+        refresh_presence(store, span)
     buckets = window_buckets(at, span, int(settings.lookback))
     gathered = gather(store, span, int(settings.history), buckets, settings.warmup_buckets)
     scores = score(gathered.features)

@@ -1,0 +1,59 @@
+"""The end-to-end backtest's data (a simulated 200-host, 14-day fleet with attacks) and
+its `rarenet backtest --json`, made in a background process: conftest starts it when the
+suite is collected and runs tests/test_backtest_e2e.py last, so its ~4 minutes overlap
+the rest of the suite on the second core instead of adding to it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from baseline.simulate import SimulationSpec, simulate_to_path
+
+WAIT = 1200.0  # seconds a test waits for the job before failing
+
+
+def prepare(directory: Path) -> None:
+    log = directory / "fleet.log.gz"
+    labels = directory / "fleet.labels.jsonl"
+    simulate_to_path(SimulationSpec(hosts=200, days=14, attacks=True, seed=1), log, labels)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RARENET_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "baseline", "backtest", "--db", str(directory / "unused.db"),
+         "--labels", str(labels), "--json", str(log)],
+        capture_output=True, env=env, cwd=directory, check=False,
+    )  # fmt: skip
+    (directory / "result.json").write_bytes(result.stdout)
+    (directory / "stderr.txt").write_bytes(result.stderr)
+    (directory / "exit").write_text(str(result.returncode))
+
+
+def start(directory: Path) -> subprocess.Popen[bytes]:
+    """`prepare(directory)` in a background process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RARENET_")}
+    return subprocess.Popen(
+        [sys.executable, __file__, str(directory)],
+        env=env,
+        cwd=directory,
+        stdout=(directory / "job.out").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait(job: subprocess.Popen[bytes], directory: Path) -> Path:
+    """The directory once the job finished successfully (AssertionError otherwise)."""
+    deadline = time.monotonic() + WAIT
+    while job.poll() is None:
+        assert time.monotonic() < deadline, "the e2e backtest job did not finish in time"
+        time.sleep(0.5)
+    exit_file = directory / "exit"
+    assert job.returncode == 0 and exit_file.exists(), (directory / "job.out").read_text()
+    assert exit_file.read_text() == "0", (directory / "stderr.txt").read_text()
+    return directory
+
+
+if __name__ == "__main__":
+    prepare(Path(sys.argv[1]))
