@@ -34,13 +34,14 @@ def prepare(directory: Path) -> None:
 def start(directory: Path) -> subprocess.Popen[bytes]:
     """`prepare(directory)` in a background process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RARENET_")}
-    return subprocess.Popen(
-        [sys.executable, __file__, str(directory)],
-        env=env,
-        cwd=directory,
-        stdout=(directory / "job.out").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    with (directory / "job.out").open("wb") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, __file__, str(directory)],
+            env=env,
+            cwd=directory,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def wait(job: subprocess.Popen[bytes], directory: Path) -> Path:
