@@ -105,6 +105,7 @@ def _register() -> None:
         allow_cmd,
         baseline_cmd,
         collect_cmd,
+        consume_cmd,
         demo_cmd,
         detect_cmd,
         explain_cmd,
@@ -125,6 +126,7 @@ def _register() -> None:
     main.add_command(detect_cmd.backtest)
     main.add_command(explain_cmd.explain)
     main.add_command(collect_cmd.collect)
+    main.add_command(consume_cmd.consume)
     main.add_command(ingest_cmd.ingest)
     main.add_command(packs_cmd.packs)
     main.add_command(quarantine_cmd.quarantine)

@@ -1,0 +1,96 @@
+"""`rarenet consume nats://HOST:PORT --stream S`: JetStream results → the store."""
+
+from __future__ import annotations
+
+import click
+import orjson
+
+from baseline.cli import Context, common_options, json_option, run_guarded
+from baseline.errors import EXIT_OK
+from baseline.stream.consume import DEFAULT_BATCH, ConsumeReport, ConsumeSettings, run_consumer
+from baseline.units import parse_duration
+
+
+@click.command()
+@click.argument("servers", nargs=-1, required=True, metavar="nats://HOST:PORT...")
+@click.option("--stream", required=True, help="The JetStream stream Fleet publishes into.")
+@click.option("--subject", default="", help="Only these subjects (e.g. osquery.result.>).")
+@click.option(
+    "--durable", default="rarenet", show_default=True, help="The durable consumer's name."
+)
+@click.option(
+    "--batch", default=DEFAULT_BATCH, show_default=True, help="Messages per fetch and commit."
+)
+@click.option(
+    "--idle-exit",
+    type=float,
+    metavar="SECONDS",
+    help="Stop once the consumer is drained (nothing pending or unacknowledged) and idle this long.",
+)
+@click.option(
+    "--ack-wait",
+    default="60s",
+    show_default=True,
+    metavar="DURATION",
+    help="How long the server waits for an ack before redelivering (set when the durable is created).",
+)
+@common_options
+@json_option
+@click.pass_obj
+def consume(
+    state: Context,
+    servers: tuple[str, ...],
+    stream: str,
+    subject: str,
+    durable: str,
+    batch: int,
+    idle_exit: float | None,
+    ack_wait: str,
+    as_json: bool,
+) -> None:
+    """Consume osquery results from NATS JetStream (Fleet's `nats` result-log destination)
+    with a durable pull consumer: each batch is committed to the store, then acked.
+    Redelivered messages store nothing new; a message that is not a result is quarantined
+    with its stream sequence and acked. Several servers of a cluster may be given.
+
+    Runs until SIGTERM / Ctrl-C (the current batch is finished) or --idle-exit.
+    Exit status: 0, 2 bad input, 3 cannot connect or write.
+    """
+    try:
+        wait = parse_duration(ack_wait)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ack-wait") from None
+    settings = ConsumeSettings(
+        servers=servers,
+        stream=stream,
+        subject=subject,
+        durable=durable,
+        batch=batch,
+        idle_exit=idle_exit,
+        ack_wait=wait,
+    )
+
+    def body() -> int:
+        config = state.config()
+
+        def progress(report: ConsumeReport) -> None:
+            if not as_json:
+                click.echo(
+                    f"batch {report.batches}: {report.messages:,} messages, "
+                    f"{report.inserted:,} observations stored, {report.quarantined:,} quarantined "
+                    f"(sequence {report.last_sequence})",
+                    err=True,
+                )
+
+        report = run_consumer(settings, config, on_batch=progress)
+        if as_json:
+            click.echo(orjson.dumps(report.as_json()).decode())
+        else:
+            click.echo(
+                f"{report.messages:,} messages, {report.inserted:,} observations stored, "
+                f"{report.duplicates:,} duplicates, {report.quarantined:,} quarantined "
+                f"in {report.seconds:.1f} s"
+            )
+        return EXIT_OK
+
+    run_guarded(body)

@@ -1,0 +1,236 @@
+"""`rarenet consume`: a JetStream durable pull consumer of osquery result logs.
+
+Fleet's `nats` result-log destination publishes one message per raw osquery log (a JSON
+result object). Each fetched batch is parsed like a file chunk, committed to the store in
+one transaction (observations and quarantined messages together), and only then acked:
+
+* a consumer killed before its ack gets the batch again — the store's idempotency
+  (observations keyed on time + digest, quarantine on source + sequence + digest) makes
+  the redelivery store nothing new;
+* a message that is not a result (not JSON, wrong types, over `[ingest] max_body`) is
+  quarantined with source `nats:<stream>` and its stream sequence as the line number, and
+  acked: never an endless redelivery loop;
+* memory is bounded by the batch (`--batch` messages, each at most `max_body` bytes), and
+  the server holds at most `max_ack_pending` unacknowledged messages for the consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from baseline.config import Config
+from baseline.errors import InputError, RarenetError
+from baseline.ingest.chunks import ChunkResult, build_parser, commit_chunk, parse_lines
+from baseline.store import Store
+
+log = logging.getLogger("rarenet.consume")
+
+DEFAULT_BATCH = 500
+ACK_WAIT = 60.0  # seconds the server waits for an ack before redelivering
+MAX_ACK_PENDING = 5000
+
+
+@dataclass(frozen=True)
+class ConsumeSettings:
+    servers: tuple[str, ...]
+    stream: str
+    subject: str = ""  # filter subject; empty: everything the stream holds
+    durable: str = "rarenet"
+    batch: int = DEFAULT_BATCH
+    idle_exit: float | None = None  # stop once drained and this long without a message
+    ack_wait: float = ACK_WAIT
+    max_messages: int | None = None  # stop after this many messages (tests)
+
+
+@dataclass
+class ConsumeReport:
+    messages: int = 0
+    batches: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+    last_sequence: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, result: ChunkResult, messages: int, last_sequence: int) -> None:
+        counts = result.counts()
+        self.messages += messages
+        self.batches += 1
+        self.inserted += counts.inserted
+        self.duplicates += counts.duplicates
+        self.rejected += counts.rejected
+        self.quarantined += counts.quarantined
+        self.last_sequence = max(self.last_sequence, last_sequence)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "messages": self.messages,
+            "batches": self.batches,
+            "observations": self.inserted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "quarantined": self.quarantined,
+            "last_sequence": self.last_sequence,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def check_settings(settings: ConsumeSettings) -> None:
+    """InputError naming the option that is wrong."""
+    if not settings.servers or not all(
+        s.startswith(("nats://", "tls://")) for s in settings.servers
+    ):
+        raise InputError("give the server as nats://HOST:PORT", where="SERVER")
+    if not settings.stream or any(c in settings.stream for c in " .*>"):
+        raise InputError(f"{settings.stream!r} is not a stream name", where="--stream")
+    if not settings.durable or any(c in settings.durable for c in " .*>"):
+        raise InputError(f"{settings.durable!r} is not a consumer name", where="--durable")
+    if not 0.1 <= settings.ack_wait <= 86400:
+        raise InputError("must be from 0.1 s to 1 day", where="--ack-wait")
+    if not 1 <= settings.batch <= 100_000:
+        raise InputError("must be from 1 to 100000", where="--batch")
+
+
+async def consume(
+    settings: ConsumeSettings,
+    config: Config,
+    *,
+    stop: asyncio.Event | None = None,
+    on_batch: Callable[[ConsumeReport], None] | None = None,
+) -> ConsumeReport:
+    """Fetch, commit, ack until `stop` is set (or idle_exit / max_messages is reached)."""
+    check_settings(settings)
+    stop = stop or asyncio.Event()
+    parser = build_parser(config)
+    max_line = config.ingest.max_body
+    source = f"nats:{settings.stream}"
+    report = ConsumeReport()
+    started = time.monotonic()
+    try:
+        nc = await nats.connect(
+            servers=list(settings.servers),
+            connect_timeout=5,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+        )
+    except Exception as exc:  # nats raises several unrelated types for "cannot connect"
+        raise RarenetError(f"cannot connect to {', '.join(settings.servers)}: {exc}") from None
+    try:
+        js = nc.jetstream()
+        subscription = await js.pull_subscribe(
+            settings.subject or ">",
+            durable=settings.durable,
+            stream=settings.stream,
+            config=ConsumerConfig(
+                durable_name=settings.durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=settings.ack_wait,
+                max_ack_pending=MAX_ACK_PENDING,
+                filter_subject=settings.subject or None,
+            ),
+        )
+        idle_since = time.monotonic()
+        with Store(config.store.path) as store:
+            while not stop.is_set():
+                if settings.max_messages is not None and report.messages >= settings.max_messages:
+                    break
+                messages = await _fetch(subscription, settings.batch)
+                if not messages:
+                    idle = time.monotonic() - idle_since
+                    if (
+                        settings.idle_exit is not None
+                        and idle >= settings.idle_exit
+                        and await _drained(js, settings)
+                    ):
+                        break
+                    continue
+                idle_since = time.monotonic()
+                numbered = []
+                last = 0
+                for message in messages:
+                    sequence = int(message.metadata.sequence.stream)
+                    last = max(last, sequence)
+                    data = message.data
+                    if len(data) > max_line:
+                        numbered.append((sequence, data[:256], len(data)))
+                    else:
+                        numbered.append((sequence, data, 0))
+                result = parse_lines(parser, numbered, max_line)
+                # Commit first (the store keeps everything or nothing of the batch) …
+                commit_chunk(store, source, result)  # the loop waits: one consumer, one writer
+                # … then ack: a crash (or a lost ack) in between means redelivery after
+                # ack_wait, stored as duplicates.
+                await _ack(nc, messages)
+                report.add(result, len(messages), last)
+                if on_batch is not None:
+                    on_batch(report)
+    finally:
+        report.seconds = time.monotonic() - started
+        await nc.close()  # acks were flushed after each commit; drain would wait on the fetch
+    return report
+
+
+async def _fetch(subscription: Any, batch: int) -> list[Any]:
+    """Up to `batch` messages; none on a timeout or while the connection is being
+    re-established (a cluster node went away: the client reconnects to another)."""
+    try:
+        return list(await asyncio.wait_for(subscription.fetch(batch, timeout=1.0), 5.0))
+    except (TimeoutError, NatsTimeout):
+        return []
+    except NatsError as exc:
+        log.warning("fetch failed, retrying: %s", exc)
+        await asyncio.sleep(0.5)
+        return []
+
+
+async def _ack(nc: Any, messages: list[Any]) -> None:
+    """Ack every message of a committed batch; a failure is logged, not fatal (the
+    server redelivers after ack_wait and the store drops the duplicates)."""
+    try:
+        for message in messages:
+            await message.ack()
+        await asyncio.wait_for(nc.flush(), 10.0)
+    except (TimeoutError, NatsError) as exc:
+        log.warning("acks of a committed batch may be lost (redelivered later): %s", exc)
+
+
+async def _drained(js: Any, settings: ConsumeSettings) -> bool:
+    """True when the durable has nothing undelivered and nothing awaiting an ack (a
+    consumer killed mid-batch leaves messages pending until `ack_wait` redelivers them)."""
+    try:
+        info = await asyncio.wait_for(js.consumer_info(settings.stream, settings.durable), 5.0)
+    except (TimeoutError, NatsError):
+        return False
+    return not info.num_pending and not info.num_ack_pending
+
+
+def run_consumer(
+    settings: ConsumeSettings,
+    config: Config,
+    on_batch: Callable[[ConsumeReport], None] | None = None,
+) -> ConsumeReport:
+    """`consume` on its own event loop; SIGTERM or SIGINT finish the current batch (its
+    commit and acks) and stop."""
+
+    async def main() -> ConsumeReport:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        return await consume(settings, config, stop=stop, on_batch=on_batch)
+
+    return asyncio.run(main())
