@@ -168,6 +168,20 @@ class ExtensionSettings:
     refresh: float = setting(300.0, "How often the snapshot is refreshed.", "duration", low=1)
 
 
+@dataclass(frozen=True)
+class NatsSettings:
+    servers: list[str] = setting(
+        [], "JetStream servers `rarenet serve` consumes from (nats://HOST:PORT); none: off.", "list"
+    )
+    stream: str = setting("OSQUERY", "The stream Fleet's `nats` destination publishes into.")
+    subject: str = setting("", "Filter subject of the consumer (empty: the whole stream).")
+    durable: str = setting("rarenet", "The durable consumer's name (one per store).")
+    batch: int = setting(500, "Messages per fetch and commit.", "int", low=1, high=100_000)
+    ack_wait: float = setting(
+        60.0, "Time the server waits for an ack before redelivering.", "duration", low=1
+    )
+
+
 SECTIONS: dict[str, type] = {
     "store": StoreSettings,
     "ingest": IngestSettings,
@@ -175,6 +189,7 @@ SECTIONS: dict[str, type] = {
     "detect": DetectSettings,
     "server": ServerSettings,
     "extension": ExtensionSettings,
+    "nats": NatsSettings,
 }
 
 
@@ -186,6 +201,7 @@ class Config:
     detect: DetectSettings = field(default_factory=DetectSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     extension: ExtensionSettings = field(default_factory=ExtensionSettings)
+    nats: NatsSettings = field(default_factory=NatsSettings)
     webhooks: tuple[WebhookSettings, ...] = ()
     source: str | None = None
 

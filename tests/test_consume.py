@@ -14,12 +14,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
 from nats_server import Cluster, add_stream, consumer_state, publish
 from osquery_lines import event, line, socket_row
+from serve_process import ServerProcess
 
 from baseline.config import load_config
 from baseline.ingest.pipeline import Ingester
@@ -192,3 +194,36 @@ def _count(db: Path) -> int:
             return int(conn.execute("SELECT count(*) FROM observations").fetchone()[0])
     except sqlite3.OperationalError:
         return 0
+
+
+def test_serve_consumes_the_stream_and_catches_up_after_a_restart(tmp_path: Path) -> None:
+    messages = fleet_lines(4000, hosts=30)
+    with Cluster(tmp_path) as cluster:
+        asyncio.run(add_stream(cluster.urls, STREAM, SUBJECTS))
+        nats_toml = (
+            f'[nats]\nservers = ["{cluster.urls[0]}"]\nstream = "{STREAM}"\n'
+            'subject = "osquery.result.>"\nack_wait = "3s"\nbatch = 250\n'
+        )
+        (tmp_path / "serve").mkdir()
+        server = ServerProcess(tmp_path / "serve", extra_toml=nats_toml)
+        with server:
+            asyncio.run(publish(cluster.urls, messages[:2500]))
+            _wait_until(lambda: _count(server.db) == 2500)
+            assert server.stop() == 0  # SIGTERM: the batch in hand is committed and acked
+        asyncio.run(publish(cluster.urls, messages[2500:]))  # while rarenet is down
+        assert asyncio.run(consumer_state(cluster.urls, STREAM, "rarenet")) == (1500, 0)
+        server.start()
+        try:
+            _wait_until(lambda: _count(server.db) == 4000)  # the backlog, held by the stream
+            assert "consuming JetStream stream OSQUERY" in server.output()
+        finally:
+            server.stop()
+    with sqlite3.connect(server.db) as conn:
+        assert rows(conn) == reference_rows(tmp_path, messages)
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)

@@ -45,6 +45,8 @@ from baseline.serve.jobs import Jobs
 from baseline.serve.metrics import Metrics
 from baseline.serve.openapi import openapi_document
 from baseline.serve.snapshots import Snapshot, SnapshotCache
+from baseline.serve.stream import StreamConsumer
+from baseline.serve.stream import settings_of as stream_settings
 from baseline.serve.writer import CommitWriter, WriterClosed
 from baseline.store import Store
 from baseline.store.health import HealthRecord, check_summary, describe_failure
@@ -110,6 +112,12 @@ class Api:
             health=self.health,
         )
         self.on_ready = on_ready
+        consumer = stream_settings(config)
+        self.stream = (
+            None
+            if consumer is None
+            else StreamConsumer(consumer, config, self.writer, self.metrics)
+        )
         self.console = Console(
             config,
             self.open_store,
@@ -153,6 +161,8 @@ class Api:
         started = [self.pool.submit(worker_ready, 0.2) for _ in range(parse_workers())]
         await asyncio.gather(*(asyncio.wrap_future(f) for f in started))
         self.writer.start()
+        if self.stream is not None:
+            self.stream.start()
         if self.check_in_background:
             threading.Thread(target=self._check_store, name="rarenet-check", daemon=True).start()
         scheduler = self.jobs.build_scheduler()
@@ -168,6 +178,8 @@ class Api:
             self.scheduler_running = False
             await run_in_threadpool(scheduler.shutdown, True)
             await run_in_threadpool(self.jobs.close)
+            if self.stream is not None:  # its batch in hand is committed, then acked
+                await run_in_threadpool(self.stream.stop)
             await run_in_threadpool(self.writer.close)
             await run_in_threadpool(self.pool.shutdown, True)  # the current pool
 

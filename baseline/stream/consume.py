@@ -17,6 +17,8 @@ one transaction (observations and quarantined messages together), and only then 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import signal
 import time
@@ -35,6 +37,8 @@ from baseline.ingest.chunks import ChunkResult, build_parser, commit_chunk, pars
 from baseline.store import Store
 
 log = logging.getLogger("rarenet.consume")
+
+Commit = Callable[[str, ChunkResult], object]
 
 DEFAULT_BATCH = 500
 ACK_WAIT = 60.0  # seconds the server waits for an ack before redelivering
@@ -110,8 +114,11 @@ async def consume(
     *,
     stop: asyncio.Event | None = None,
     on_batch: Callable[[ConsumeReport], None] | None = None,
+    commit: Commit | None = None,
 ) -> ConsumeReport:
-    """Fetch, commit, ack until `stop` is set (or idle_exit / max_messages is reached)."""
+    """Fetch, commit, ack until `stop` is set (or idle_exit / max_messages is reached).
+    `commit(source, result)` stores a parsed batch durably (default: one transaction on
+    the configured store; `rarenet serve` passes its group-commit writer)."""
     check_settings(settings)
     stop = stop or asyncio.Event()
     parser = build_parser(config)
@@ -144,7 +151,10 @@ async def consume(
             ),
         )
         idle_since = time.monotonic()
-        with Store(config.store.path) as store:
+        with contextlib.ExitStack() as stack:
+            if commit is None:
+                store = stack.enter_context(Store(config.store.path))
+                commit = functools.partial(commit_chunk, store)
             while not stop.is_set():
                 if settings.max_messages is not None and report.messages >= settings.max_messages:
                     break
@@ -171,7 +181,7 @@ async def consume(
                         numbered.append((sequence, data, 0))
                 result = parse_lines(parser, numbered, max_line)
                 # Commit first (the store keeps everything or nothing of the batch) …
-                commit_chunk(store, source, result)  # the loop waits: one consumer, one writer
+                commit(source, result)  # the loop waits: one consumer, one batch at a time
                 # … then ack: a crash (or a lost ack) in between means redelivery after
                 # ack_wait, stored as duplicates.
                 await _ack(nc, messages)

@@ -1,0 +1,102 @@
+"""`[nats]` in `rarenet serve`: the JetStream consumer on its own thread and event loop,
+committing through the server's group-commit writer (so it takes turns with HTTP posts
+and presence folds) and acking only after that commit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+
+from baseline.config import Config
+from baseline.errors import ConfigError, InputError
+from baseline.ingest.chunks import ChunkResult
+from baseline.serve.metrics import Metrics
+from baseline.serve.writer import CommitWriter
+from baseline.stream.consume import ConsumeSettings, check_settings, consume
+
+log = logging.getLogger("rarenet.serve")
+
+
+def settings_of(config: Config) -> ConsumeSettings | None:
+    """The consumer `[nats]` asks for, or None when no server is configured."""
+    nats = config.nats
+    if not nats.servers:
+        return None
+    settings = ConsumeSettings(
+        servers=tuple(nats.servers),
+        stream=nats.stream,
+        subject=nats.subject,
+        durable=nats.durable,
+        batch=nats.batch,
+        ack_wait=nats.ack_wait,
+    )
+    try:
+        check_settings(settings)
+    except InputError as exc:
+        raise ConfigError(
+            exc.message, where=f"[nats] {_KEYS.get(exc.where or '', exc.where)}"
+        ) from None
+    return settings
+
+
+_KEYS = {"SERVER": "servers", "--stream": "stream", "--durable": "durable", "--batch": "batch",
+         "--ack-wait": "ack_wait"}  # fmt: skip
+
+
+class StreamConsumer:
+    """One consumer thread: `start()`, and `stop()` finishes the batch in hand."""
+
+    RETRY = 5.0  # seconds before reconnecting after the consumer failed
+
+    def __init__(
+        self, settings: ConsumeSettings, config: Config, writer: CommitWriter, metrics: Metrics
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.writer = writer
+        self.metrics = metrics
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rarenet-nats", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(10)
+
+    def stop(self, timeout: float = 30) -> None:
+        self._stopping.set()
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+
+    def _commit(self, source: str, result: ChunkResult) -> None:
+        counts = self.writer.submit(source, result).result()
+        self.metrics.ingested(counts)
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._ready.set()
+        servers = ", ".join(self.settings.servers)
+        log.info("consuming JetStream stream %s from %s", self.settings.stream, servers)
+        while not self._stopping.is_set():
+            try:
+                report = await consume(
+                    self.settings, self.config, stop=self._stop, commit=self._commit
+                )
+                log.info(
+                    "JetStream consumer stopped: %d messages, %d observations stored",
+                    report.messages,
+                    report.inserted,
+                )
+            except Exception as exc:  # connection refused, stream missing, writer closed …
+                log.error("JetStream consumer failed, retrying in %.0f s: %s", self.RETRY, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self.RETRY)
