@@ -162,10 +162,11 @@ def test_a_cluster_node_killed_during_publishing_and_consumption_loses_nothing(
             target=lambda: acked.extend(asyncio.run(publish(cluster.urls, messages))), daemon=True
         )
         publisher.start()
-        consumer = subprocess.Popen(
-            consume_cmd(db, cluster.urls, "--batch", "300"), env=env(), cwd=tmp_path,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+        with (tmp_path / "consumer.err").open("wb") as err:  # a file: a pipe nobody reads fills up
+            consumer = subprocess.Popen(
+                consume_cmd(db, cluster.urls, "--batch", "300"), env=env(), cwd=tmp_path,
+                stdout=subprocess.DEVNULL, stderr=err,
+            )  # fmt: skip
         deadline = time.monotonic() + 120
         while _count(db) < 2000:
             assert consumer.poll() is None and time.monotonic() < deadline
@@ -177,11 +178,7 @@ def test_a_cluster_node_killed_during_publishing_and_consumption_loses_nothing(
             assert consumer.poll() is None
             time.sleep(0.1)
         consumer.send_signal(signal.SIGTERM)  # finishes its batch and stops
-        assert consumer.wait(timeout=60) == 0, (
-            consumer.stderr.read().decode() if consumer.stderr else ""
-        )
-        if consumer.stderr:
-            consumer.stderr.close()
+        assert consumer.wait(timeout=60) == 0, (tmp_path / "consumer.err").read_text()
     with sqlite3.connect(db) as conn:
         assert rows(conn) == reference_rows(tmp_path, messages)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 import orjson
 
@@ -9,6 +11,8 @@ from baseline.cli import Context, common_options, json_option, run_guarded
 from baseline.errors import EXIT_OK
 from baseline.stream.consume import DEFAULT_BATCH, ConsumeReport, ConsumeSettings, run_consumer
 from baseline.units import parse_duration
+
+PROGRESS_EVERY = 10.0  # seconds between progress lines on stderr
 
 
 @click.command()
@@ -73,8 +77,12 @@ def consume(
     def body() -> int:
         config = state.config()
 
+        shown = [0.0]
+
         def progress(report: ConsumeReport) -> None:
-            if not as_json:
+            now = time.monotonic()
+            if not as_json and now - shown[0] >= PROGRESS_EVERY:
+                shown[0] = now
                 click.echo(
                     f"batch {report.batches}: {report.messages:,} messages, "
                     f"{report.inserted:,} observations stored, {report.quarantined:,} quarantined "

@@ -72,6 +72,7 @@ def serve(
         def ready(url: str) -> None:
             auth = "token required" if config.ingest.tokens else "no tokens: loopback only"
             click.echo(f"rarenet: listening on {url} (store {config.store.path}; {auth})")
+            click.echo(f"rarenet: console at {url}/ — open it in a browser")
             if local:
                 click.echo("rarenet: collecting this host's sockets from /proc (--local)")
 
