@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,15 +50,6 @@ class SignalView:
         return value
 
 
-@contextlib.contextmanager
-def _held(gate: threading.Lock | None) -> Iterator[None]:
-    if gate is None:
-        yield
-    else:
-        with gate:
-            yield
-
-
 def signal_view(
     store: Store, config: Config, sid: str, *, gate: threading.Lock | None = None
 ) -> SignalView:
@@ -75,7 +65,7 @@ def signal_view(
     ).fetchone()
     at = int(run_row[0]) if run_row and run_row[0] else record.bucket + span
     executable = record.path or record.name
-    with _held(gate):  # the only write: folding new observations into presence
+    with gate or contextlib.nullcontext():  # the only write: folding new observations into presence
         refresh_presence(store, span)
     answer = why(store, settings, record.host, executable, at, refresh=False)
     finding = next((f for f in answer.findings if f.bucket == record.bucket), None)
@@ -140,7 +130,7 @@ class AllowForm:
     suggestions: dict[str, str]
 
 
-def allow_form(record: SignalRecord, now: float) -> AllowForm:
+def allow_form(record: SignalRecord) -> AllowForm:
     """This executable on this host, for ALLOW_FOR; the user, destination and port are
     offered (placeholders) but not filled, so the exception covers the binary's habit."""
     document = record.document

@@ -14,6 +14,7 @@ from markupsafe import Markup
 from baseline.config import Config
 from baseline.console import pages, views
 from baseline.console.render import STATIC, Anchors, render
+from baseline.deliver.outbox import get_signal
 from baseline.detect.backtest import label_matches
 from baseline.simulate.labels import Label
 from baseline.store import Store
@@ -60,7 +61,7 @@ def quality_of(
 ) -> Quality:
     """Match every stored signal against the labels (the backtest's own rule)."""
     rows = views.signals_of(store, "1", [], 1_000_000)
-    documents = {row.id: views.document_of(store, row.id) for row in rows}
+    documents = {row.id: get_signal(store, row.id).document for row in rows}
     outcomes = []
     true_ids: set[str] = set()
     for label in labels:

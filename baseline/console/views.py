@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from baseline.deliver.outbox import STATES
 from baseline.errors import InputError
 from baseline.store import Store
@@ -565,13 +563,3 @@ def _dicts(conn: Any, sql: str) -> list[dict[str, Any]]:
     cursor = conn.execute(sql)
     columns = [d[0] for d in cursor.description]
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-
-
-def document_of(store: Store, sid: str) -> dict[str, Any]:
-    """A stored signal's document (empty when unreadable)."""
-    row = store.conn.execute("SELECT document FROM signals WHERE id = ?", (sid,)).fetchone()
-    try:
-        value = orjson.loads(row[0]) if row and row[0] else {}
-    except orjson.JSONDecodeError:
-        value = {}
-    return value if isinstance(value, dict) else {}

@@ -242,7 +242,7 @@ class Console:
     def allow_form(self, request: Request, session: Session | None) -> str:
         with self.open_store() as store:
             record = _signal(store, request.path_params["sid"])
-        form = pages.allow_form(record, time.time())
+        form = pages.allow_form(record)
         return render("allow.html", session=session, form=form, record=record, error="")
 
     def host(self, request: Request, session: Session | None) -> str:
