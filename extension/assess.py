@@ -17,6 +17,7 @@ from extension.scoring import (
     HOST_PATH_CAP,
     Inputs,
     Score,
+    adopting,
     key_rarity,
     score,
     tenure,
@@ -73,6 +74,11 @@ def assess(snapshot: Snapshot, name: str, path: str) -> Assessment:
         recent_hosts=float(recent),
         package_managed=float(package_managed(path)),
         suspicion=suspicion(path),
+        adopting=(
+            adopting(age, day, snapshot.data_time, fleet.since)
+            if path and first is not None
+            else 0.0
+        ),
     )
     result = score(inputs)
     reason = _reason(snapshot, name, path, inputs, result, on_host)

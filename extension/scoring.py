@@ -22,6 +22,7 @@ MIN_ROLLOUT_HOSTS = 5.0
 HOST_PATH_CAP = 12
 ESTABLISHED_SHARE = 1 / 14
 MATURE_SHARE = 3 / 14
+ADOPTION_SHARE = 7 / 14  # a package path is in its first week (an upgrade) this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,8 @@ class Inputs:
     package_managed: float = 0.0  # p (extension.locations.package_managed)
     suspicion: float = 0.0  # s (extension.locations.suspicion)
     tenure: float = 1.0  # t (see `tenure`)
+    fresh_destination: float = 0.0  # d (the rule's; a host cannot know fleet destinations)
+    adopting: float = 0.0  # a (see `adopting`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,16 @@ def tenure(age: float, day: float, at: float, baseline_since: float | None) -> f
     return 1.0 if baseline < day or age >= day else age / day
 
 
+def adopting(age: float, day: float, at: float, baseline_since: float | None) -> float:
+    """1 while a key is in its first week (ADOPTION_SHARE of the history, `day` being
+    1/14 of it) and appeared after the baseline's first day (a key there since the start
+    is not new), else 0."""
+    if baseline_since is None:
+        return 0.0
+    first = at - age
+    return 1.0 if first >= baseline_since + day and age < day * 14 * ADOPTION_SHARE else 0.0
+
+
 def key_rarity(host_buckets: float, hosts: float, fleet_f: float, fleet_n: float) -> float:
     """1 for a key never seen, 0 for a routine one (≥ 5 % of host-buckets or of hosts)."""
     if host_buckets <= 0:
@@ -111,9 +124,10 @@ def score(x: Inputs) -> Score:
         tenure = _clip(x.tenure, 0, 1)
         rarity_path = 1 - tenure * (1 - rarity_path)  # a young path: not yet a baseline
     rarity = max(rarity_path, rarity_name)
-    rollout = rollout_share(x)
+    rollout = max(rollout_share(x), upgrade_share(x, rarity_name))
     host_buckets = max(x.host_path_buckets, 0.0)
-    novelty = math.exp(-2 * host_buckets) * _clip(x.host_maturity, 0, 1) * established
+    maturity = max(_clip(x.host_maturity, 0, 1), _clip(x.fresh_destination, 0, 1))
+    novelty = math.exp(-2 * host_buckets) * maturity * established
     familiarity = 1 - math.exp(-host_buckets / HABIT_BUCKETS)
     weight = RARITY_WEIGHT + LOCATION_WEIGHT * _clip(x.suspicion, 0, 1)
     habit = rarity * (1 - HABIT_WEIGHT * familiarity) * weight
@@ -145,3 +159,12 @@ def rollout_share(x: Inputs) -> float:
     hosts = max(ROLLOUT_SHARE * x.fleet_hosts, MIN_ROLLOUT_HOSTS)
     share = _clip((x.recent_hosts - 1) / (hosts - 1), 0, 1)
     return _clip(x.package_managed, 0, 1) * young * max(at_once, share)
+
+
+def upgrade_share(x: Inputs, rarity_name: float) -> float:
+    """1 for a known program at a package path in its first week that another host
+    already used (see baseline.detect.scoring.upgrade_share)."""
+    seen = x.path_hosts is not None and not math.isnan(x.path_hosts) and x.path_hosts >= 1
+    if not seen or rarity_name > 0:
+        return 0.0
+    return _clip(x.adopting, 0, 1) * _clip(x.package_managed, 0, 1)

@@ -108,6 +108,16 @@ class FleetQuality:
 
     present: set[str] = field(default_factory=set)  # benign scenario paths in this fleet
 
+    def false_documents(self) -> list[dict[str, Any]]:
+        """rarenet's false signals as documents (to say what they are)."""
+        scored, benign = self.detectors["rarenet"], benign_paths()
+        return [
+            doc
+            for doc, hit in zip(self.documents, scored.signals, strict=True)
+            if not any(scored.matches(label, hit) for label in self.labels)
+            and _benign(hit, benign, False) is None
+        ]
+
 
 def _benign(hit: Hit, benign: dict[str, str], by_name: bool) -> str | None:
     if not by_name:

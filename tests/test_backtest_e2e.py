@@ -70,12 +70,14 @@ def test_quiet_on_normal_days(outcome: tuple[dict[str, Any], list[Any], Path]) -
     assert sum(s["explanation"]["decided_by"] == "host novelty" for s in false) <= 2
 
 
-def test_a_fleet_wide_rollout_raises_at_most_one_signal(
+def test_a_fleet_wide_rollout_and_the_jdk_upgrade_raise_at_most_one_signal(
     outcome: tuple[dict[str, Any], list[Any], Path],
 ) -> None:
     document, _, _ = outcome
     agent = [s for s in document["signals"] if "acme-agent" in s["process"]["executable"]]
     assert len(agent) <= 1
+    jdk = [s for s in document["signals"] if "java-21" in s["process"]["executable"]]
+    assert len(jdk) <= 1, [(s["host"]["name"], s["bucket"]["start"]) for s in jdk]
     rollouts = [s["process"]["executable"] for s in document["signals"] if s["kind"] == "rollout"]
     assert len(rollouts) == len(set(rollouts)), "each rollout pages once"
 

@@ -53,6 +53,8 @@ def inputs(draw: st.DrawFn) -> ext_scoring.Inputs:
         package_managed=draw(st.sampled_from([0.0, 1.0])),
         suspicion=draw(st.sampled_from([0.0, 0.25, 0.4, 1.0])),
         tenure=draw(unit),
+        fresh_destination=draw(st.sampled_from([0.0, 1.0])),
+        adopting=draw(st.sampled_from([0.0, 1.0])),
     )
 
 
@@ -76,6 +78,8 @@ def numpy_score(x: ext_scoring.Inputs) -> rule_scoring.Scores:
             package_managed=arr(x.package_managed),
             suspicion=arr(x.suspicion),
             tenure=arr(x.tenure),
+            fresh_destination=arr(x.fresh_destination),
+            adopting=arr(x.adopting),
         )
     )
 
@@ -102,6 +106,7 @@ def test_constants_match_the_rule() -> None:
         assert getattr(ext_scoring, name) == getattr(rule_scoring, name), name
     assert ext_scoring.HOST_PATH_CAP == features.HOST_PATH_CAP
     assert ext_scoring.ESTABLISHED_SHARE == features.ESTABLISHED_SHARE
+    assert ext_scoring.ADOPTION_SHARE == 0.5  # a week of the default 14-day history
 
 
 def test_worked_examples_of_docs_scoring() -> None:

@@ -53,25 +53,20 @@ def test_spread_reaches_several_hosts_and_each_is_its_own_signal_in_one_group(
             assert later and all("also on" in d["reason"] for d in later)
 
 
-def test_host_novelty_once_the_host_has_three_days_of_history(
-    fleets: list[FleetQuality],
-) -> None:
-    """bash on a web server: caught once the host is mature (docs/scoring.md: m)."""
-    mature = [
-        (fleet, label)
+def test_host_novelty_every_bash_web_shell(fleets: list[FleetQuality]) -> None:
+    """bash on a web server: caught on a mature host by host novelty, and on a younger
+    one because the shell holds a socket to an address no bash in the fleet used."""
+    got, labelled = caught(fleets, "host-novelty")
+    assert labelled >= len(SEEDS) and got == labelled, (got, labelled)
+    young = [
+        d
         for fleet in fleets
-        for label in fleet.labels
-        if label.family == "host-novelty" and label.start >= fleet.start + 3 * 86400
+        for d in fleet.documents
+        if d["process"]["name"] == "bash" and d["explanation"]["host"]["maturity"] < 1
     ]
-    assert mature, "no host-novelty attack on a mature host in these seeds"
-    scored = [
-        any(
-            fleet.detectors["rarenet"].matches(label, hit)
-            for hit in fleet.detectors["rarenet"].signals
-        )
-        for fleet, label in mature
-    ]
-    assert all(scored), mature
+    for doc in young:
+        assert doc["explanation"]["host"]["fresh_destination"] is True
+        assert "an address no bash in the fleet used before" in doc["reason"]
 
 
 def test_a_child_holding_the_socket_names_the_shell(fleets: list[FleetQuality]) -> None:
@@ -91,8 +86,8 @@ def test_rollouts_and_weekly_jobs_raise_at_most_one_signal_each(
 ) -> None:
     for fleet in fleets:
         rollouts = fleet.benign_signals("rarenet", "rollout")
-        packages = {p: n for p, n in rollouts.items() if "java" not in p}  # JDK: docs/scoring.md
-        assert packages and max(packages.values()) <= 1, packages
+        assert any("java" in p for p in rollouts), rollouts  # the JDK upgrade is in each run
+        assert rollouts and max(rollouts.values()) <= 1, rollouts
         weekly = fleet.benign_signals("rarenet", "weekly")
         assert weekly and max(weekly.values()) <= 1, weekly
 

@@ -31,6 +31,8 @@ def features(**values: float) -> Features:
         "wave_hosts": 1.0,
         "package_managed": 0.0,
         "suspicion": 1.0,  # a volatile or hidden location, e.g. /tmp/.x
+        "fresh_destination": 0.0,
+        "adopting": 0.0,
     }
     base.update(values)
     return Features(**{key: np.array([value], dtype=float) for key, value in base.items()})
@@ -199,6 +201,9 @@ def test_monotone_in_rarity(
     assert one(**{**base, "host_path_buckets": hk + 1}) <= reference
     assert one(**{**base, "recent_hosts": 4}) <= reference
     assert one(**{**base, "wave_hosts": 3}) <= reference
+    # an upgrade in its first week discounts; a shell's fresh destination only adds
+    assert one(**{**base, "adopting": 1.0}) <= reference
+    assert one(**{**base, "fresh_destination": 1.0}) >= reference
 
 
 @settings(max_examples=100, deadline=None)
@@ -220,7 +225,8 @@ def test_candidates_score_independently_of_order(
             "host_path_buckets": [0.0] * len(items), "host_maturity": [r[2] for r in items],
             "established": [1.0] * len(items), "tenure": [1.0] * len(items), "recent_hosts": [1.0] * len(items),
             "wave_hosts": [1.0] * len(items), "package_managed": [0.0] * len(items),
-            "suspicion": [0.5] * len(items),
+            "suspicion": [0.5] * len(items), "fresh_destination": [0.0] * len(items),
+            "adopting": [0.0] * len(items),
         }  # fmt: skip
         return score(Features(**{k: np.array(v, dtype=float) for k, v in cols.items()})).score
 

@@ -57,6 +57,35 @@ def test_upgrade_keeps_existing_data(tmp_path: Path) -> None:
         store.conn.execute("SELECT count(*) FROM presence").fetchone()
 
 
+def test_upgrade_to_shell_destinations_fills_them_from_presence(tmp_path: Path) -> None:
+    """0010 fills `shell_destination` from what presence already holds (shells only)."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, upto="0009_signal_acks")
+    rows = [
+        (1, 1767571260, "db-1", "bash", "/usr/bin/bash", "10.0.0.9"),
+        (2, 1767572200, "db-1", "bash", "/usr/bin/bash", "10.0.0.9"),
+        (3, 1767571300, "web-1", "curl", "/usr/bin/curl", "203.0.113.80"),
+        (4, 1767571400, "web-1", "sh", "/bin/sh", "0.0.0.0"),  # listening: no destination
+    ]
+    for oid, time_, host, name, exe, remote in rows:
+        conn.execute(
+            "INSERT INTO observations (id, time, host, name, path, remote_address, digest) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (oid, time_, host, name, exe, remote, oid),
+        )
+        conn.execute(
+            "INSERT INTO presence (span, bucket, host, name, path, connections, first_time, "
+            "last_time, first_id) VALUES (900, ?, ?, ?, ?, 1, ?, ?, ?)",
+            (time_ // 900 * 900, host, name, exe, time_, time_, oid),
+        )
+    conn.close()
+    with Store(path) as store:
+        assert store.conn.execute("SELECT * FROM shell_destination").fetchall() == [
+            (900, "bash", "10.0.0.9", 1767571200, 1767572100)
+        ]
+
+
 def test_failed_step_leaves_the_previous_schema(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -25,6 +25,7 @@ from baseline.detect.features import Candidate, Gathered
 from baseline.detect.scoring import Scores
 from baseline.detect.signal import RULE_ID, Detail, signal_id
 from baseline.units import format_time
+from extension.scoring import ADOPTION_SHARE
 
 ROLLOUT_SCORE = 60.0  # a rollout's one signal: worth one look, never outranks an implant
 GROUP_NAMES = 5  # hosts named in a reason; the document lists them all
@@ -151,6 +152,8 @@ class _Walk:
         self.conn, self.settings, self.gathered, self.scores = conn, settings, gathered, scores
         self.exceptions, self.detail_of = exceptions, detail_of
         self.window = int(settings.suppress_for)
+        # A rollout's one signal counts its hosts for as long as the path is adopted.
+        self.rollout_window = max(self.window, int(settings.history * ADOPTION_SHARE))
         self.decisions = Decisions()
         self.claimed: dict[tuple[str, str], str] = {}  # (host, executable) → signal this run
         self.run_members: dict[str, list[tuple[Member, str]]] = {}  # executable → (member, group)
@@ -222,9 +225,9 @@ class _Walk:
         self.run_members.setdefault(exe, []).append((Member(cand.host, cand.bucket, sid), group))
 
     def latest_any(self, exe: str, bucket: int) -> tuple[str, str] | None:
-        """The latest signal (id, group) for `exe` on any host within the window."""
+        """The latest signal (id, group) for `exe` on any host within the rollout window."""
         here = [(m.bucket, m.signal, g) for m, g in self.run_members.get(exe, ())]
-        row = _latest_row(self.conn, exe, bucket, self.window)
+        row = _latest_row(self.conn, exe, bucket, self.rollout_window)
         if row is not None:
             here.append(row)
         if not here:

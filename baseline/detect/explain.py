@@ -63,6 +63,7 @@ def explain(
             "maturity": round(float(feats.host_maturity[index]), 3),
             "familiarity": round(familiarity, 3),
             "novelty": round(novelty, 3),
+            "fresh_destination": bool(feats.fresh_destination[index]),
         },
         "location": {
             "class": classify(cand.path).value,
@@ -74,6 +75,8 @@ def explain(
             "hosts_in_bucket": int(feats.wave_hosts[index]),
             "established": round(float(feats.established[index]), 3),
             "package_managed": bool(feats.package_managed[index]),
+            "first_week": bool(feats.adopting[index]),
+            "upgrade": bool(scores.upgrade[index]),
             "discount": round(rollout, 3),
         },
         "parts": {
@@ -102,9 +105,17 @@ def _reason(host: str, name: str, path: str, decided: str, exp: dict[str, Any]) 
     window = f"{fleet['host_buckets']:,} fleet host-buckets over {fleet['baseline_age']}"
     if decided == "host novelty":
         key = exp["path"] or exp["name"]
+        own = exp["host"]
+        if own["maturity"] >= 1:
+            history = "which has a mature history of its own"
+        else:
+            history = f"which has {own['maturity']:.0%} of a mature host's history"
+        shell = ""
+        if own["fresh_destination"]:
+            shell = f"; the shell holds a socket to an address no {name} in the fleet used before"
         return (
             f"{name} ({path or 'path unknown'}) is used on {_hosts(key)} of the fleet "
-            f"but never before on {host}, which has a mature history of its own"
+            f"but never before on {host}, {history}{shell}"
         )
     key = exp[decided]
     label = key["value"]
@@ -114,7 +125,10 @@ def _reason(host: str, name: str, path: str, decided: str, exp: dict[str, Any]) 
         seen = f"seen in only {key['host_buckets']:,} of {window}, on {_hosts(key)}"
     extra = ""
     if decided == "path" and exp["name"]["rarity"] < 0.5:
-        extra = f"; the name {name} itself is common ({_hosts(exp['name'])}): masquerade?"
+        doubt = (
+            "an upgrade, or a masquerade?" if exp["rollout"]["package_managed"] else "masquerade?"
+        )
+        extra = f"; the name {name} itself is common ({_hosts(exp['name'])}): {doubt}"
     if exp["location"]["class"] == Location.VOLATILE.value:
         extra += "; runs from a volatile or hidden location"
     return f"{label} on {host}: {seen}{extra}"
@@ -123,6 +137,13 @@ def _reason(host: str, name: str, path: str, decided: str, exp: dict[str, Any]) 
 def rollout_reason(path: str, exp: dict[str, Any]) -> str:
     """The reason of a rollout's one signal: which path, on how many hosts."""
     roll = exp["rollout"]
+    if roll["upgrade"]:
+        name, hosts = exp["name"]["value"], _hosts(exp["path"])
+        return (
+            f"rollout? {path} is a new package-managed path of the known program {name}, "
+            f"already on {hosts} (an upgrade reaching hosts one by one): one signal for the "
+            "whole rollout, later hosts are counted on it"
+        )
     count = roll["hosts_last_day"]
     hosts = f"{count}+" if roll["hosts_last_day_at_least"] else str(count)
     at_once = roll["hosts_in_bucket"]

@@ -20,6 +20,7 @@ import orjson
 
 from baseline.detect.presence import (
     USED_SOURCE,
+    fresh_destination_sql,
     host_activity_sql,
     hosts_in_window,
     used_where,
@@ -33,9 +34,10 @@ from baseline.detect.scoring import (
     Features,
     key_rarity,
 )
+from baseline.shells import is_plain_shell
 from baseline.store import Store
 from extension.locations import package_managed, suspicion
-from extension.scoring import mature_buckets, tenure
+from extension.scoring import adopting, mature_buckets, tenure
 
 HOST_PATH_CAP = 12  # familiarity 1 - exp(-12/4) = 0.95: more buckets change little
 # Time scales follow `history` (14 days by default), so compressed drills behave alike:
@@ -123,6 +125,8 @@ def gather(store: Store, span: int, history: int, buckets: list[int], warmup: in
         wave_hosts=np.where(path_at >= 0, keys.values[own, 6], 1.0),
         package_managed=_per_path(rows, lambda p: float(package_managed(p))),
         suspicion=_per_path(rows, suspicion),
+        fresh_destination=_fresh_destinations(conn, span, history, rows),
+        adopting=np.where(path_at >= 0, keys.values[own, 8], 0.0),
     )
     warm_buckets = np.array([fleet[b].buckets >= warmup for b in buckets], dtype=bool)
     return Gathered(
@@ -182,7 +186,7 @@ def _per_path(rows: list[Any], value: Callable[[str], float]) -> Array:
 class KeyStats:
     """Per (kind, key, bucket) of the candidates: `index` → row of `values`, whose columns
     are host-buckets, hosts, first bucket, last bucket, established, recent hosts, hosts
-    in the bucket itself, tenure; the last row is all NaN (for a candidate without a path)."""
+    in the bucket itself, tenure, adopting (a); the last row is all NaN (for a candidate without a path)."""
 
     index: dict[tuple[str, str, int], int]
     values: Array
@@ -202,7 +206,7 @@ def _key_stats(
         {("name", r[2], r[0]) for r in rows} | {("path", r[3], r[0]) for r in rows if r[3]}
     )
     day = max(span, int(history * ESTABLISHED_SHARE))
-    values = np.full((len(keys) + 1, 8), np.nan)
+    values = np.full((len(keys) + 1, 9), np.nan)
     for row, (kind, key, bucket) in enumerate(keys):
         low = bucket - history
         host_buckets, first, last = conn.execute(
@@ -228,6 +232,7 @@ def _key_stats(
             recent,
             wave,
             tenure(age, day, bucket, fleet[bucket].first_bucket),
+            adopting(age, day, bucket, fleet[bucket].first_bucket) if first is not None else 0,
         )
     return KeyStats({key: row for row, key in enumerate(keys)}, values)
 
@@ -310,6 +315,26 @@ def _pair_stats(
         )
     }
     return host_path, np.fromiter((activity[r[1], r[0]] for r in rows), float, n)
+
+
+def _fresh_destinations(
+    conn: sqlite3.Connection, span: int, history: int, rows: list[Any]
+) -> Array:
+    """d per candidate: 1 for a shell whose first connection in the bucket goes to an
+    address no shell of its name used in its baseline window (a reverse shell's C2, not a
+    health check's database), else 0. One lookup per shell candidate; none otherwise."""
+    fresh = np.zeros(len(rows))
+    shells = [(i, r[0], r[2], r[4]) for i, r in enumerate(rows) if is_plain_shell(r[2])]
+    if not shells:
+        return fresh
+    for i, value in conn.execute(
+        "WITH c AS (SELECT value ->> 0 AS id, value ->> 1 AS bucket, value ->> 2 AS name, "
+        "value ->> 3 AS first_id FROM json_each(:shells)) "
+        f"SELECT c.id, coalesce({fresh_destination_sql('c', 'c.bucket - :history')}, 0) FROM c",
+        {"span": span, "history": history, "shells": _json(shells)},
+    ):
+        fresh[i] = value
+    return fresh
 
 
 def _json(rows: list[Any]) -> str:

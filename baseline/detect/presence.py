@@ -9,12 +9,15 @@ history. Alongside presence it maintains, incrementally and exactly:
 * `fleet_bucket` — hosts with any activity per bucket
 * `host_bucket` — which hosts were active in which bucket, numbered per host (`seq`)
 * `key_host` — which hosts ever used a path / name, with first and last bucket
+* `shell_destination` — the addresses shells held sockets to (the first connection of
+  each host's shell in a bucket), with first and last bucket
 """
 
 from __future__ import annotations
 
 import sqlite3
 
+from baseline.shells import SHELL_NAMES, UNSET_REMOTES, sql_list
 from baseline.store import Store
 
 _STATE_KEY = "presence_watermark:{span}"
@@ -47,6 +50,7 @@ def refresh_presence(store: Store, span: int, upto_id: int | None = None) -> int
         _count_new_host_buckets(store, span)
         _count_new_key_buckets(store, span)
         _remember_key_hosts(store, span)
+        _remember_shell_destinations(store, span)
         conn.execute(
             "INSERT OR IGNORE INTO name_path (span, name, path) "
             "SELECT DISTINCT :span, name, path FROM temp.new_presence",
@@ -130,6 +134,35 @@ def _remember_key_hosts(store: Store, span: int) -> None:
             "last_bucket = max(last_bucket, excluded.last_bucket)",
             {"span": span},
         )
+
+
+def _remember_shell_destinations(store: Store, span: int) -> None:
+    """Where shells held sockets to: the remote address of each new presence row's first
+    connection (one rowid lookup per shell row; no second pass over the observations)."""
+    store.conn.execute(
+        "INSERT INTO shell_destination (span, name, remote, first_bucket, last_bucket) "
+        "SELECT :span, np.name, o.remote_address, min(np.bucket), max(np.bucket) "
+        "FROM temp.new_presence AS np JOIN observations AS o ON o.id = np.first_id "
+        f"WHERE np.name IN ({sql_list(SHELL_NAMES)}) "
+        f"AND o.remote_address NOT IN ({sql_list(UNSET_REMOTES)}) "
+        "GROUP BY np.name, o.remote_address ON CONFLICT (span, name, remote) DO UPDATE SET "
+        "first_bucket = min(first_bucket, excluded.first_bucket), "
+        "last_bucket = max(last_bucket, excluded.last_bucket)",
+        {"span": span},
+    )
+
+
+def fresh_destination_sql(candidate: str, low: str) -> str:
+    """SQL: 1 when `candidate` (a presence row alias with bucket, name, first_id) is a
+    shell whose first connection of the bucket goes to an address no shell of that name
+    used in [low, bucket), else 0."""
+    return (
+        f"(SELECT CASE WHEN o.remote_address IN ({sql_list(UNSET_REMOTES)}) THEN 0 "
+        "WHEN EXISTS (SELECT 1 FROM shell_destination AS sd WHERE sd.span = :span "
+        f"AND sd.name = {candidate}.name AND sd.remote = o.remote_address "
+        f"AND sd.first_bucket < {candidate}.bucket AND sd.last_bucket >= {low}) THEN 0 "
+        f"ELSE 1 END FROM observations AS o WHERE o.id = {candidate}.first_id)"
+    )
 
 
 # Presence rows of a host for a path, or for a name (through the paths it was seen with):
@@ -225,6 +258,10 @@ def prune_presence(store: Store, span: int, before_bucket: int) -> int:
         removed = conn.execute(
             "DELETE FROM presence WHERE span = ? AND bucket < ?", (span, before_bucket)
         ).rowcount
+        conn.execute(
+            "DELETE FROM shell_destination WHERE span = ? AND last_bucket < ?",
+            (span, before_bucket),
+        )
         for table in ("key_bucket", "fleet_bucket", "host_bucket"):
             conn.execute(
                 f"DELETE FROM {table} WHERE span = ? AND bucket < ?", (span, before_bucket)

@@ -12,18 +12,24 @@ binary (name, path) in bucket b — every input counts presence in the baseline 
   w   distinct hosts using the path in the scored bucket itself (young paths only)
   p   1 when the path is package-managed (extension/locations.py), else 0
   s   the suspicion of the path's location: volatile/hidden 1, home 0.4, local 0.25, package 0
+  d   1 when a shell holds a socket to an address no shell used in the fleet's window, else 0
+  a   1 while a package-managed path is in its first week (appeared after the baseline's
+      first day), else 0
 
   rarity(key)  = min(1 - ln(1+2f)/ln(1+2·0.05·F),  1 - ln(1+2h)/ln(1+2·max(0.05·N, 3))), in [0, 1]
   t            the path's tenure: age since first seen / (history/14), at most 1; 1 while the
                baseline itself is younger than history/14 (every key is young then)
   Rp           = 1 - t·(1 - rarity(path))                  a young path is not yet a baseline
   R            = max(Rp, rarity(name))                     the rarer key decides (masquerade)
-  rollout      = p · (1 - e) · max(clip(w - 1, 0, 1), clip((c-1)/(max(0.1·N, 5) - 1), 0, 1))
+  wave         = p · (1 - e) · max(clip(w - 1, 0, 1), clip((c-1)/(max(0.1·N, 5) - 1), 0, 1))
                  a young package-managed path on several hosts at once, or on 10 % of the fleet
+  upgrade      = p · a · [rarity(name) = 0] · [h ≥ 1]
+                 a known program at a new package path, already on another host
+  rollout      = max(wave, upgrade)
   familiarity  = 1 - exp(-hk/4)                              this host's own habit (hk capped at 12)
   R'           = R · (1 - 0.5·familiarity)
   weight       = 0.8 + 0.2·s                                 where it runs from tops the scale
-  novelty      = exp(-2·hk) · m · e                          new on a mature host, known in the fleet
+  novelty      = exp(-2·hk) · max(m, d) · e                 new on a mature host, known in the fleet
   score        = 100 · (1 - (1 - R'·weight) · (1 - 0.6 · novelty)) · (1 - rollout)
 """
 
@@ -65,6 +71,8 @@ class Features:
     wave_hosts: Array  # w, this host included
     package_managed: Array  # p, 1.0 or 0.0
     suspicion: Array  # s in [0, 1]
+    fresh_destination: Array  # d, 1.0 or 0.0
+    adopting: Array  # a, 1.0 or 0.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,7 @@ class Scores:
     rarity_name: Array
     rarity: Array  # R
     rollout: Array  # how much of the rarity a rollout explains, in [0, 1]
+    upgrade: Array  # 1 where the rollout is an upgrade reaching one more host
     weight: Array  # the location's weight on the fleet part
     familiarity: Array
     novelty: Array
@@ -120,12 +129,12 @@ def score(features: Features) -> Scores:
         known_path, young_rarity(rarity_path, np.clip(features.tenure, 0, 1)), 0.0
     )
     rarity = np.maximum(rarity_path, rarity_name)
-    rollout = rollout_share(features)
-    novelty = (
-        np.exp(-2 * np.maximum(features.host_path_buckets, 0))
-        * np.clip(features.host_maturity, 0, 1)
-        * established
+    upgrade = upgrade_share(features, rarity_name)
+    rollout = np.maximum(rollout_share(features), upgrade)
+    maturity = np.maximum(
+        np.clip(features.host_maturity, 0, 1), np.clip(features.fresh_destination, 0, 1)
     )
+    novelty = np.exp(-2 * np.maximum(features.host_path_buckets, 0)) * maturity * established
     host_buckets = np.maximum(features.host_path_buckets, 0)
     familiarity = 1 - np.exp(-host_buckets / HABIT_BUCKETS)
     weight = RARITY_WEIGHT + LOCATION_WEIGHT * np.clip(features.suspicion, 0, 1)
@@ -139,6 +148,7 @@ def score(features: Features) -> Scores:
         rarity_name=rarity_name,
         rarity=rarity,
         rollout=rollout,
+        upgrade=upgrade,
         weight=weight,
         familiarity=familiarity,
         novelty=novelty,
@@ -163,3 +173,13 @@ def rollout_share(features: Features) -> Array:
     share = np.clip((features.recent_hosts - 1) / (hosts - 1), 0, 1)
     package = np.clip(features.package_managed, 0, 1)
     return np.asarray(package * young * np.maximum(at_once, share))
+
+
+def upgrade_share(features: Features, rarity_name: Array) -> Array:
+    """1 for a known program (routine name) at a package-managed path in its first week
+    that another host already used: an upgrade reaching hosts one by one (JDK 17 → 21
+    on CI runners), counted on its first host's signal (docs/scoring.md "Rollouts")."""
+    seen = np.nan_to_num(features.path_hosts) >= 1
+    routine_name = rarity_name <= 0
+    adopting = np.clip(features.adopting, 0, 1) * np.clip(features.package_managed, 0, 1)
+    return np.asarray(adopting * (routine_name & seen))

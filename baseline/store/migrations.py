@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 from sqlite_utils import Database
 
+from baseline.shells import SHELL_NAMES, UNSET_REMOTES, sql_list
+
 Migration = tuple[str, Callable[[Database], None]]
 
 
@@ -296,6 +298,28 @@ def _quarantine_overflow(db: Database) -> None:
     db.execute("CREATE INDEX quarantine_received ON quarantine (received_at)")
 
 
+def _shell_destinations(db: Database) -> None:
+    """Remote addresses shells held sockets to (presence.py, docs/scoring.md "d"): the
+    first connection of each (host, shell, bucket), with the first and last bucket."""
+    db.execute(
+        """CREATE TABLE shell_destination (
+            span INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            remote TEXT NOT NULL,
+            first_bucket INTEGER NOT NULL,
+            last_bucket INTEGER NOT NULL,
+            PRIMARY KEY (span, name, remote)
+        ) WITHOUT ROWID"""
+    )
+    db.execute(
+        "INSERT INTO shell_destination SELECT p.span, p.name, o.remote_address, min(p.bucket), "
+        "max(p.bucket) FROM presence AS p JOIN observations AS o ON o.id = p.first_id "
+        f"WHERE p.name IN ({sql_list(SHELL_NAMES)}) "
+        f"AND o.remote_address NOT IN ({sql_list(UNSET_REMOTES)}) "
+        "GROUP BY p.span, p.name, o.remote_address"
+    )
+
+
 def _signal_acks(db: Database) -> None:
     """Signals a person acknowledged in the console (one row each; delivery is unaffected)."""
     db.execute(
@@ -315,6 +339,7 @@ MIGRATIONS: list[Migration] = [
     ("0007_ancestors", _ancestors),
     ("0008_quarantine_overflow", _quarantine_overflow),
     ("0009_signal_acks", _signal_acks),
+    ("0010_shell_destinations", _shell_destinations),
 ]
 
 

@@ -1,6 +1,7 @@
 """Detection quality per scenario family, rarenet beside two reference detectors:
-3 seeds x 2 fleet sizes of `rarenet simulate --scenarios all` (7 days each); writes
-docs/quality.md. The references and the scoring of every detector are in
+3 seeds x 2 fleet sizes of `rarenet simulate --scenarios all` (7 days each), plus 3
+held-out seeds at a third size that were never looked at while the rule was tuned;
+writes docs/quality.md. The references and the scoring of every detector are in
 tests/quality_eval.py (name-only rare, Elastic's keying; new terms on the executable).
 
 Goals (issue 11): recall 1.0 on spreading implants (every host), on both hosts of a
@@ -10,9 +11,12 @@ on host novelty; <= 0.5 false signals per 100 host-days; each rollout <= 1 signa
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from report import table
 
@@ -23,6 +27,7 @@ from quality_eval import DETECTORS, FAMILIES, FleetQuality, measure, summarise
 DOC = Path(__file__).resolve().parents[2] / "docs" / "quality.md"
 SEEDS = (1, 2, 3)
 SIZES = (60, 150)
+HELD_OUT = (100, (11, 12, 13))  # a size and seeds never used while tuning the rule
 DAYS = 7.0
 
 
@@ -69,17 +74,113 @@ def _section(title: str, fleets: list[FleetQuality]) -> list[str]:
     ]
 
 
+def _measure_all(workdir: Path) -> dict[str, list[FleetQuality]]:
+    """Every fleet, two at a time (2 cores; each fleet is CPU-bound Python)."""
+    plan = {f"{size} hosts": [(size, seed) for seed in SEEDS] for size in SIZES}
+    size, seeds = HELD_OUT
+    plan[f"{size} hosts, held out"] = [(size, seed) for seed in seeds]
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        runs = {
+            title: [pool.submit(measure, n, DAYS, seed, workdir) for n, seed in fleets]
+            for title, fleets in plan.items()
+        }
+        return {title: [run.result() for run in futures] for title, futures in runs.items()}
+
+
+def _reading(everything: list[FleetQuality]) -> list[str]:
+    """What the tables say, in sentences whose numbers come from this run."""
+    summary = summarise(everything)
+    worst_rollout = summary["rollout_max"]
+    false = [doc for fleet in everything for doc in fleet.false_documents()]
+    home = sum(d["process"]["executable"].startswith("/home/") for d in false)
+    novelty = [d for d in false if d["explanation"]["decided_by"] == "host novelty"]
+    sshd = sum(d["process"]["name"] == "sshd" for d in novelty)
+    other = len(false) - home - len(novelty)
+    rate = summary["false"]["rarenet"][1]
+    bash = [
+        d
+        for fleet in everything
+        for d in fleet.documents
+        if d["process"]["name"] == "bash" and d["explanation"]["decided_by"] == "host novelty"
+    ]
+    young = sum(d["explanation"]["host"]["maturity"] < 1 for d in bash)
+    fresh = sum(d["explanation"]["host"]["fresh_destination"] for d in bash)
+    caught, labelled = summary["recall"][("rarenet", "host-novelty")]
+    jdk = [
+        n
+        for fleet in everything
+        for path, n in fleet.benign_signals("rarenet", "rollout").items()
+        if "java" in path
+    ]
+    return [
+        "## Reading the tables",
+        "",
+        "* **spread**: name-only rare and new terms signal the first host of an implant and "
+        "then go quiet (the name or path is no longer rare or new), so they miss most hosts "
+        "reached later. rarenet keeps a path seen for less than a day at near-full rarity "
+        "(its *tenure*) and suppresses per host, so every host is a signal in one group.",
+        "* **repeat**: new terms cannot fire twice for one path; name-only rare fires again "
+        "only while the name stays under 1 % of buckets. rarenet adds host novelty.",
+        "* **masquerade**: a trusted name (sshd, kworker, curl) in /dev/shm or /var/tmp is "
+        "routine by name, so name-only rare misses it by design; rarenet's path key and new "
+        "terms see it.",
+        f"* **host-novelty**: rarenet caught {caught} of {labelled} bash web shells; the "
+        f"references catch none (a common name or path is never rare or new to them). "
+        f"{young} of rarenet's {len(bash)} bash host-novelty signals came from hosts with "
+        f"less than 3 days of their own history, {fresh} of them with a fresh destination "
+        "(d: the shell holds a socket to an address no bash in the fleet used — "
+        'docs/scoring.md "Shells and their destinations"); without d those score 60·m, '
+        "under the threshold.",
+        f"* **rollouts**: name-only rare and new terms signal every host of the first wave "
+        f"(up to {worst_rollout['name-only rare']} and {worst_rollout['new terms (path)']} "
+        f"signals for one program); rarenet raises at most {worst_rollout['rarenet']} per "
+        f"rollout. The JDK upgrade, which reaches CI runners one by one over days, raised "
+        f"{jdk} signals per fleet: its first runner signals, later runners are counted on it "
+        "(an *upgrade*: a known program at a new package path in its first week).",
+        f"* **false signals**: rarenet {rate:.2f} per 100 host-days over all fleets (goal "
+        f"0.5), beside {summary['false']['name-only rare'][1]:.2f} for name-only rare and "
+        f"{summary['false']['new terms (path)'][1]:.2f} for new terms, whose counts exclude "
+        f"their rollout and weekly-job signals. Of rarenet's {len(false)}: {home} are "
+        "never-seen tools users installed in their home directories (88; the references "
+        f"raise these too), {len(novelty)} are host novelty — a binary common on some "
+        f"hosts used for the first time on a mature one ({sshd} of them `sshd` accepting "
+        f"its first session on a web, k8s or dev host) — and {other} other.",
+        "",
+    ]
+
+
+def _goals(everything: list[FleetQuality]) -> list[str]:
+    """The issue's goals that this run misses (empty: all met)."""
+    summary: dict[str, Any] = summarise(everything)
+    missed = []
+    for family in ("spread", "repeat", "never-seen", "masquerade", "child-shell"):
+        caught, labelled = summary["recall"][("rarenet", family)]
+        if caught != labelled:
+            missed.append(f"{family}: {caught}/{labelled}")
+    caught, labelled = summary["recall"][("rarenet", "host-novelty")]
+    if caught < 0.9 * labelled:
+        missed.append(f"host-novelty: {caught}/{labelled}")
+    if summary["false"]["rarenet"][1] > 0.5:
+        missed.append(f"false signals: {summary['false']['rarenet'][1]:.2f} per 100 host-days")
+    if summary["rollout_max"]["rarenet"] > 1:
+        missed.append(f"a rollout raised {summary['rollout_max']['rarenet']} signals")
+    return missed
+
+
 def test_quality(tmp_path: Path) -> None:
     started = time.perf_counter()
-    by_size = {size: [measure(size, DAYS, seed, tmp_path) for seed in SEEDS] for size in SIZES}
+    sections = _measure_all(tmp_path)
     seconds = time.perf_counter() - started
-    everything = [fleet for fleets in by_size.values() for fleet in fleets]
+    everything = [fleet for fleets in sections.values() for fleet in fleets]
+    size, held = HELD_OUT
     lines = [
         "# Detection quality",
         "",
         "Written by `make bench` (tests/benchmarks/bench_quality.py) in one run: "
         f"`rarenet simulate --scenarios all --days {DAYS:g}` for seeds {', '.join(map(str, SEEDS))} "
-        f"at {' and '.join(map(str, SIZES))} hosts, each backtested with default settings "
+        f"at {' and '.join(map(str, SIZES))} hosts, and for held-out seeds "
+        f"{', '.join(map(str, held))} at {size} hosts (never looked at while the rule was "
+        "tuned), each backtested with default settings "
         "(15-minute buckets, 45-minute look-back every 15 minutes, threshold 50, 14-day history, "
         "20 warm-up buckets). Beside rarenet, on the same observations, two reference detectors "
         "written in a few lines each (tests/quality_eval.py): **name-only rare** — Elastic's "
@@ -101,45 +202,13 @@ def test_quality(tmp_path: Path) -> None:
         "signals are counted on their own rows.",
         "",
         *_section("All fleets", everything),
-        *(line for size in SIZES for line in _section(f"{size} hosts", by_size[size])),
-        "## Reading the tables",
+        *(line for title, fleets in sections.items() for line in _section(title, fleets)),
+        *_reading(everything),
+        f"Goals missed in this run: {'; '.join(_goals(everything)) or 'none'}.",
         "",
-        "* **spread**: name-only rare and new terms signal the first host of an implant and "
-        "then go quiet (the name or path is no longer rare or new), so they miss most hosts "
-        "reached later. rarenet keeps a path seen for less than a day at near-full rarity "
-        "(its *tenure*) and suppresses per host, so every host is a signal in one group.",
-        "* **repeat**: new terms cannot fire twice for one path; name-only rare fires again "
-        "only while the name stays under 1 % of buckets. rarenet adds host novelty.",
-        "* **masquerade**: a trusted name (sshd, kworker, curl) in /dev/shm or /var/tmp is "
-        "routine by name, so name-only rare misses it by design; rarenet's path key and new "
-        "terms see it.",
-        "* **rollouts**: name-only rare and new terms signal every host of the first wave; "
-        "rarenet raises one rollout signal naming the hosts. The JDK upgrade is the known "
-        "gap: a new package path that reaches CI runners one by one over more than a day "
-        "pages each runner by host novelty once the path is a day old (docs/scoring.md, "
-        "Known limits).",
-        "* **false signals**: rarenet is within the 0.5 goal in these runs (about 0.4 per 100 "
-        "host-days), close to both references; new terms is slightly lower. rarenet's are "
-        "never-seen tools users install in their home directories (88; the references raise "
-        "these too) and host novelty — a binary common on some hosts used for the first "
-        "time on a mature one, mostly `sshd` accepting its first session on a web, k8s or "
-        "dev host (60). The references' counts exclude their rollout and weekly-job "
-        "signals, counted on their own rows, where they raise up to 40 and 13 signals for "
-        "one program against rarenet's 1 (5 for the JDK upgrade).",
-        "* **host-novelty — short of the 0.9 goal**: rarenet catches the bash web shell only "
-        "once the web server has 3 days of its own history (maturity m, docs/scoring.md); "
-        "in these 7-day runs attacks start from day 1.75, and the cases before day 3 score "
-        "60·m < 50. The references catch none (a common name or path is never rare or new "
-        "to them). Letting hosts mature with a young baseline (after a day) caught all six "
-        "but raised 14 host-novelty false signals in the 14-day backtest "
-        "(tests/test_backtest_e2e.py), so it was not kept.",
-        "",
-        f"Wall time of the whole benchmark: {seconds:.0f} s.",
+        f"Wall time of the whole benchmark (two fleets at a time): {seconds:.0f} s.",
         "",
     ]
     DOC.write_text("\n".join(lines))
     print("\n".join(lines))
-    summary = summarise(everything)
-    for family in ("spread", "repeat", "never-seen", "masquerade", "child-shell"):
-        caught, labelled = summary["recall"][("rarenet", family)]
-        assert caught == labelled, family
+    assert _goals(everything) == []

@@ -1,0 +1,163 @@
+"""Two pieces of evidence beyond rarity, on the hand-built fleet of test_detect (24 web
+servers, 3 db servers running bash health checks to 10.0.0.9, 4 days):
+
+* a shell holding a socket to an address no shell of its name used in the fleet (d):
+  a bash web shell on a host only hours old is signalled, a new db server's health
+  check is not;
+* an upgrade (a known program at a new package-managed path in its first week) reaching
+  hosts one by one over two days pages once, while the same hops from a writable path
+  page on every host.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from osquery_lines import event, line, socket_row
+from test_detect import END, SPAN, START, WEB, routine_lines
+
+from baseline.config import Config, load_config
+from baseline.detect.backtest import backtest
+from baseline.store import Store
+
+pytestmark = pytest.mark.slow
+
+HOUR = 3600
+JOINED = END - 8 * HOUR  # two hosts join the fleet 8 hours before the end
+SHELL_AT = END - 2 * HOUR
+
+
+@pytest.fixture(scope="module")
+def config() -> Config:
+    return load_config(None, env={})
+
+
+def _row(host: str, unix: int, **fields: Any) -> bytes:
+    return line(event(socket_row(**fields), host=host, unix=unix))
+
+
+def newcomers() -> list[bytes]:
+    """web-new serves nginx from JOINED; db-new runs the db servers' bash health check;
+    two hours before the end web-new's web application spawns a bash reverse shell."""
+    out = []
+    for bucket in range(JOINED, END, SPAN):
+        out.append(
+            _row(
+                "web-new",
+                bucket + 5,
+                pid=800,
+                name="nginx",
+                path="/usr/sbin/nginx",
+                remote_address="198.51.100.44",
+                remote_port=51000,
+                local_port=443,
+                direction="inbound",
+                username="www-data",
+            )
+        )
+        out.append(
+            _row(
+                "db-new",
+                bucket + 7,
+                pid=900,
+                name="bash",
+                path="/usr/bin/bash",
+                cmdline="bash /usr/local/bin/health",
+                remote_address="10.0.0.9",
+                remote_port=5432,
+                username="postgres",
+            )
+        )
+    out.append(
+        _row(
+            "web-new",
+            SHELL_AT + 11,
+            pid=7001,
+            name="bash",
+            path="/usr/bin/bash",
+            cmdline="bash -i",
+            remote_address="203.0.113.7",
+            remote_port=4444,
+        )
+    )
+    return out
+
+
+def hops(path: str, hosts: list[str], first: int, every: int) -> list[bytes]:
+    """`path` (process name curl) used by one more host every `every` seconds, each host
+    then using it every bucket until the end."""
+    out = []
+    for number, host in enumerate(hosts):
+        for bucket in range(first + number * every, END, SPAN):
+            out.append(
+                _row(
+                    host,
+                    bucket + 13,
+                    pid=3100 + number,
+                    name="curl",
+                    path=path,
+                    cmdline="curl -s https://203.0.113.80/",
+                    remote_address="203.0.113.80",
+                    remote_port=443,
+                    username="root",
+                )
+            )
+    return out
+
+
+def replay(tmp_path: Path, config: Config, extra: list[bytes], start: int) -> list[Any]:
+    """Backtest the fleet plus `extra` from `start`; the replayed store stays in tmp_path."""
+    log = tmp_path / "fleet.log"
+    log.write_bytes(b"".join([*routine_lines(), *extra]))
+    result = backtest(
+        [str(log)], config, start=start, workdir=str(tmp_path), replay_path=tmp_path / "r.db"
+    )
+    return list(result.signals)
+
+
+def counted_on(tmp_path: Path, sid: str) -> int:
+    with Store(tmp_path / "r.db") as store:
+        row = store.conn.execute("SELECT suppressed_count FROM signals WHERE id = ?", (sid,))
+        return int(row.fetchone()[0])
+
+
+def test_a_web_shell_on_a_young_host_is_signalled_and_a_health_check_is_not(
+    tmp_path: Path, config: Config
+) -> None:
+    signals = replay(tmp_path, config, newcomers(), JOINED)
+    found = {(s["host"]["name"], s["process"]["executable"]): s for s in signals}
+    assert ("db-new", "/usr/bin/bash") not in found, "the health check's address is known"
+    shell = found["web-new", "/usr/bin/bash"]
+    host = shell["explanation"]["host"]
+    assert host["maturity"] < 0.2 and host["fresh_destination"] is True
+    assert shell["explanation"]["decided_by"] == "host novelty" and shell["score"] == 60.0
+    assert "no bash in the fleet used before" in shell["reason"]
+    assert "of a mature host's history" in shell["reason"]
+
+
+UPGRADED = "/usr/lib/curl-8.9/bin/curl"  # package-managed; the name curl is routine
+
+
+def test_an_upgrade_reaching_hosts_one_by_one_pages_once(tmp_path: Path, config: Config) -> None:
+    first = START + 36 * HOUR
+    hosts = WEB[:12]  # one more web server every 4 hours: 44 hours in all
+    signals = replay(tmp_path, config, hops(UPGRADED, hosts, first, 4 * HOUR), first)
+    upgrade = [s for s in signals if s["process"]["executable"] == UPGRADED]
+    assert len(upgrade) == 1, [(s["host"]["name"], s["score"], s["reason"]) for s in upgrade]
+    assert upgrade[0]["host"]["name"] == hosts[0]
+    # every later host is counted on that one signal, none dropped silently
+    assert counted_on(tmp_path, upgrade[0]["id"]) >= len(hosts) - 1
+
+
+def test_the_same_hops_from_a_writable_path_page_on_every_host(
+    tmp_path: Path, config: Config
+) -> None:
+    first = START + 36 * HOUR
+    hosts = WEB[:4]
+    implant = "/var/tmp/.cache/curl"
+    signals = replay(tmp_path, config, hops(implant, hosts, first, 4 * HOUR), first)
+    reached = [s["host"]["name"] for s in signals if s["process"]["executable"] == implant]
+    assert sorted(reached) == sorted(hosts)
+    assert all(s["kind"] == "host" for s in signals if s["process"]["executable"] == implant)
