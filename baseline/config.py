@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -113,7 +114,7 @@ class DetectSettings:
 
 @dataclass(frozen=True)
 class WebhookSettings:
-    url: str = setting("", "Where signals are POSTed.")
+    url: str = setting("", "Where signals are POSTed (http:// or https://).", "url")
     format: str = setting("json", "Payload format: json, slack or ecs.", "choice:json,slack,ecs")
     secret: str = setting("", "HMAC-SHA256 key for X-Rarenet-Signature.", "str", True)
     timeout: float = setting(
@@ -232,6 +233,8 @@ def _convert(kind: str, raw: Any) -> Any:
         if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
             return list(raw)
         raise ValueError(f"{raw!r} is not a list of strings")
+    if kind == "url":
+        return _check_url(raw)
     if kind.startswith("choice:"):
         choices = kind.removeprefix("choice:").split(",")
         if raw not in choices:
@@ -240,6 +243,20 @@ def _convert(kind: str, raw: Any) -> Any:
     if not isinstance(raw, str):
         raise ValueError(f"{raw!r} is not a string")
     return raw
+
+
+def _check_url(raw: Any) -> str:
+    """An http(s) URL with a host. The value is never echoed: webhook URLs often carry
+    their credential (Slack's do), and errors end up in logs."""
+    if not isinstance(raw, str):
+        raise ValueError("is not a string")
+    parts = urllib.parse.urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        shown = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        raise ValueError(
+            f"is not an http:// or https:// URL with a host ({shown}; the value is not shown)"
+        )
+    return raw.strip()
 
 
 def _check_range(value: Any, low: float | None, high: float | None) -> None:

@@ -172,3 +172,36 @@ def test_a_bad_secret_is_never_echoed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(None, env={"RARENET_WEBHOOKS_SECRET": "x", "RARENET_WEBHOOKS_TIMEOUT": "0"})
     assert "below the minimum" in str(caught.value)  # non-secret values still explained
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "notaurl",
+        "ftp://hooks.example/x",
+        "https:///no-host",
+        "hooks.slack.com/services/T0/B0/SECRETPART",
+    ],
+)
+def test_a_bad_webhook_url_is_refused_at_load_with_file_and_line(tmp_path: Path, url: str) -> None:
+    path = tmp_path / "hooks.toml"
+    path.write_text(
+        f'[detect]\nthreshold = 60\n\n[[webhooks]]\nname = "ok"\nurl = "http://127.0.0.1:9/a"\n\n'
+        f'[[webhooks]]\nname = "bad"\nurl = "{url}"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path), env={})
+    text = str(caught.value)
+    assert "hooks.toml:10: [webhooks] url" in text and "http:// or https://" in text
+    assert url not in text and "SECRETPART" not in text  # webhook URLs carry credentials
+
+
+def test_good_webhook_urls_load() -> None:
+    config = load_config(None, env={})
+    assert config.webhooks == ()
+    from baseline.config import _check_url
+
+    assert _check_url(" https://hooks.slack.com/services/T/B/C ") == (
+        "https://hooks.slack.com/services/T/B/C"
+    )
+    assert _check_url("http://[::1]:8080/hook") == "http://[::1]:8080/hook"

@@ -72,6 +72,7 @@ def test_list_show_redeliver_and_deliver(tmp_path: Path) -> None:
 
 def test_empty_outbox_and_no_webhooks(tmp_path: Path) -> None:
     db = tmp_path / "rarenet.db"
+    Store(db).close()
     assert invoke(db, None, "list") == (0, "no signals\n")
     assert invoke(db, None, "deliver") == (
         0,

@@ -7,16 +7,19 @@ codes (README.md, "Exit codes").
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from baseline import __version__
 from baseline.config import Config, load_config
-from baseline.errors import EXIT_BAD_INPUT, EXIT_RUNTIME, RarenetError
+from baseline.errors import EXIT_BAD_INPUT, EXIT_RUNTIME, InputError, RarenetError
+from baseline.store import Store
 from baseline.store.health import describe_failure
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,6 +38,31 @@ class Context:
             overrides = {"store": {"path": self.db}} if self.db else None
             self._config = load_config(self.config_path, overrides=overrides)
         return self._config
+
+
+def open_store(config: Config, *, create: bool = False) -> Store:
+    """The configured store. Only commands that fill a store (`create`: ingest, serve,
+    collect, consume) may make a new one, and they say so on stderr; any other command
+    refuses a path with no store, so a typo in --db is an error, not an empty answer."""
+    path = str(config.store.path)
+    if not create and _is_new(path):
+        raise InputError(
+            f"no store at {path}",
+            hint="check --db / $RARENET_DB / [store] path, or create one with `rarenet ingest`",
+        )
+    if create:
+        announce_new_store(config)
+    return Store(path)
+
+
+def announce_new_store(config: Config) -> None:
+    """Say on stderr that the configured store does not exist yet and will be created."""
+    if _is_new(str(config.store.path)):
+        click.echo(f"rarenet: created a new store at {config.store.path}", err=True)
+
+
+def _is_new(path: str) -> bool:
+    return path != ":memory:" and not Path(path).exists()
 
 
 def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
@@ -82,6 +110,9 @@ def run_guarded(action: Callable[[], int | None]) -> None:
     except sqlite3.Error as exc:
         click.echo(f"rarenet: error: {describe_failure(exc)}", err=True)
         sys.exit(EXIT_RUNTIME)
+    except BrokenPipeError:
+        _quiet_stdout()  # `rarenet signals list | head`: the reader has what it wanted
+        sys.exit(0)
     except OSError as exc:
         click.echo(f"rarenet: error: {exc}", err=True)
         sys.exit(EXIT_RUNTIME)
@@ -89,6 +120,15 @@ def run_guarded(action: Callable[[], int | None]) -> None:
         click.echo(f"rarenet: internal error: {type(exc).__name__}: {exc}", err=True)
         sys.exit(EXIT_RUNTIME)
     sys.exit(code or 0)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush raises nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -139,4 +179,13 @@ def _register() -> None:
 
 _register()
 
-__all__ = ["EXIT_BAD_INPUT", "Context", "common_options", "json_option", "main", "run_guarded"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "Context",
+    "announce_new_store",
+    "common_options",
+    "json_option",
+    "main",
+    "open_store",
+    "run_guarded",
+]

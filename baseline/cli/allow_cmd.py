@@ -5,10 +5,9 @@ from __future__ import annotations
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, run_guarded
+from baseline.cli import Context, common_options, json_option, open_store, run_guarded
 from baseline.detect.exceptions import Exception_, add_exception, list_exceptions, remove_exception
 from baseline.errors import EXIT_FINDINGS, InputError
-from baseline.store import Store
 from baseline.units import format_time, parse_time
 
 
@@ -49,7 +48,8 @@ def add(
         except ValueError as exc:
             raise InputError(str(exc), where="--expires") from None
         entry = Exception_(0, name, path_glob, host, user, cidr, port, expires_at, reason)
-        with Store(state.config().store.path) as store:
+        # Exceptions may be set up before any data arrives: this one may create the store.
+        with open_store(state.config(), create=True) as store:
             new_id = add_exception(store, entry)
         click.echo(
             orjson.dumps({"id": new_id}).decode() if as_json else f"added exception {new_id}"
@@ -67,7 +67,7 @@ def list_(state: Context, as_json: bool) -> None:
     """Every exception with its match count."""
 
     def body() -> int:
-        with Store(state.config().store.path) as store:
+        with open_store(state.config()) as store:
             entries = list_exceptions(store)
         if as_json:
             click.echo(orjson.dumps(entries).decode())
@@ -92,16 +92,20 @@ def list_(state: Context, as_json: bool) -> None:
 @allow.command("remove")
 @click.argument("exception_id", type=int, metavar="ID")
 @common_options
+@json_option
 @click.pass_obj
-def remove(state: Context, exception_id: int) -> None:
+def remove(state: Context, exception_id: int, as_json: bool) -> None:
     """Remove an exception (exit 1 if there was none with that id)."""
 
     def body() -> int:
-        with Store(state.config().store.path) as store:
+        with open_store(state.config()) as store:
             removed = remove_exception(store, exception_id)
-        click.echo(
-            f"removed exception {exception_id}" if removed else f"no exception {exception_id}"
-        )
+        if as_json:
+            click.echo(orjson.dumps({"id": exception_id, "removed": removed}).decode())
+        else:
+            click.echo(
+                f"removed exception {exception_id}" if removed else f"no exception {exception_id}"
+            )
         return 0 if removed else EXIT_FINDINGS
 
     run_guarded(body)

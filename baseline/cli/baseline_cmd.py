@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, run_guarded
+from baseline.cli import Context, common_options, json_option, open_store, run_guarded
 from baseline.detect.snapshot import build_snapshot
-from baseline.store import Store
+from baseline.errors import EXIT_FINDINGS
 
 
 @click.group("baseline")
@@ -26,16 +26,26 @@ def baseline_group() -> None:
 @json_option
 @click.pass_obj
 def show(state: Context, name: str | None, limit: int, as_json: bool) -> None:
-    """Binaries in the baseline window (NAME: only that process name or path), rarest first."""
+    """Binaries in the baseline window (NAME: only that process name or path), rarest
+    first; rarity 0-100 as scores are (100: never seen). Exit 1 when NAME is unknown."""
     run_guarded(lambda: _show(state, name, limit, as_json))
 
 
 def _show(state: Context, name: str | None, limit: int, as_json: bool) -> int:
     config = state.config()
-    with Store(config.store.path) as store:
+    with open_store(config) as store:
         snapshot = build_snapshot(store, config.detect)
     entries = [e for e in snapshot["entries"] if name is None or name in (e["name"], e["path"])]
     entries.sort(key=lambda e: (-e["rarity"], e["hosts"], e["name"]))
+    if name is not None and not entries:
+        if as_json:
+            click.echo(orjson.dumps({"fleet": snapshot["fleet"], "entries": []}).decode())
+        click.echo(
+            f"rarenet: no binary named {name!r} (process name or path) used the network in "
+            "the baseline window",
+            err=True,
+        )
+        return EXIT_FINDINGS
     if as_json:
         click.echo(orjson.dumps({"fleet": snapshot["fleet"], "entries": entries[:limit]}).decode())
         return 0
@@ -47,12 +57,13 @@ def _show(state: Context, name: str | None, limit: int, as_json: bool) -> int:
         f"fleet: {fleet['hosts']} hosts, {fleet['host_buckets']:,} host-buckets in "
         f"{fleet['buckets']} buckets since {fleet['since']} ({state_text})"
     )
+    # Rarity on the scores' 0-100 scale here (the JSON keeps the snapshot's 0-1).
     click.echo(
         f"{'rarity':>6} {'hosts':>6} {'host-bkts':>9}  {'first seen':20} {'last seen':20} name  path"
     )
     for e in entries[:limit]:
         click.echo(
-            f"{e['rarity']:6.2f} {e['hosts']:6} {e['host_buckets']:9}  {e['first_seen']:20} "
+            f"{100 * e['rarity']:6.0f} {e['hosts']:6} {e['host_buckets']:9}  {e['first_seen']:20} "
             f"{e['last_seen']:20} {e['name']}  {e['path']}"
         )
     return 0
@@ -70,7 +81,7 @@ def export(state: Context, host: str | None, out: str | None) -> None:
 
 def _export(state: Context, host: str | None, out: str | None) -> int:
     config = state.config()
-    with Store(config.store.path) as store:
+    with open_store(config) as store:
         data = orjson.dumps(build_snapshot(store, config.detect, host), option=orjson.OPT_INDENT_2)
     if out is None:
         click.echo(data.decode())

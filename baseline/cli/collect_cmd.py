@@ -11,12 +11,11 @@ from types import FrameType
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, run_guarded
+from baseline.cli import Context, common_options, json_option, open_store, run_guarded
 from baseline.collect import Collector, local_host_id
 from baseline.config import Config
 from baseline.errors import ConfigError
 from baseline.ingest.chunks import build_parser
-from baseline.store import Store
 from baseline.units import parse_duration
 
 
@@ -57,7 +56,7 @@ def _collect(
     host = local_host_id(config.collect.host_id)
     totals = {"scans": 0, "sockets": 0, "observations": 0}
     try:
-        with Store(config.store.path) as store:
+        with open_store(config, create=True) as store:
             collector = Collector(store, build_parser(config).normaliser, host)
             while not stop.is_set():
                 started = time.monotonic()

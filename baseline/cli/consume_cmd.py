@@ -7,7 +7,13 @@ import time
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, run_guarded
+from baseline.cli import (
+    Context,
+    announce_new_store,
+    common_options,
+    json_option,
+    run_guarded,
+)
 from baseline.errors import EXIT_OK
 from baseline.stream.consume import DEFAULT_BATCH, ConsumeReport, ConsumeSettings, run_consumer
 from baseline.units import parse_duration
@@ -76,6 +82,7 @@ def consume(
 
     def body() -> int:
         config = state.config()
+        announce_new_store(config)
 
         shown = [0.0]
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, run_guarded
+from baseline.cli import Context, common_options, json_option, open_store, run_guarded
 from baseline.detect.backtest import backtest as run_backtest
 from baseline.detect.rule import RunResult, detect_once
 from baseline.errors import EXIT_FINDINGS, EXIT_OK, InputError
-from baseline.store import Store
-from baseline.units import format_time, parse_time
+from baseline.units import format_age, format_time, parse_time
 
 
 def _time(value: str | None, option: str) -> int | None:
@@ -67,8 +67,18 @@ def detect(state: Context, at: str | None, as_json: bool) -> None:
 
 def _detect(state: Context, at: str | None, as_json: bool) -> int:
     config = state.config()
-    with Store(config.store.path) as store:
+    with open_store(config) as store:
         run = detect_once(store, config.detect, _time(at, "--at"))
+        newest = store.conn.execute("SELECT max(time) FROM observations").fetchone()[0]
+    if at is None and newest is not None and run.candidates == 0:
+        ended = int(time.time()) - int(newest)
+        if ended > config.detect.lookback:
+            click.echo(
+                f"rarenet: the data ends at {format_time(int(newest))} ({format_age(ended)} ago), "
+                "before this run's window: run `rarenet detect --at "
+                f"{format_time(int(newest))}`, or `rarenet backtest FILE…` to replay old logs",
+                err=True,
+            )
     if as_json:
         click.echo(orjson.dumps(run.as_json()).decode())
     else:

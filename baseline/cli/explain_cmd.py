@@ -7,11 +7,10 @@ import time
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, run_guarded
+from baseline.cli import Context, common_options, json_option, open_store, run_guarded
 from baseline.cli.detect_cmd import _time
 from baseline.detect.why import Why, why
 from baseline.errors import EXIT_OK, InputError
-from baseline.store import Store
 from baseline.units import format_time
 
 
@@ -37,7 +36,7 @@ def _explain(state: Context, host: str, exe: str, at: str | None, as_json: bool)
         raise InputError("HOST and EXECUTABLE must not be empty", hint="e.g. web-07 /usr/bin/bash")
     config = state.config()
     when = _time(at, "--at")
-    with Store(config.store.path) as store:
+    with open_store(config) as store:
         answer = why(store, config.detect, host, exe, int(time.time()) if when is None else when)
     if as_json:
         click.echo(orjson.dumps(answer.as_json()).decode())

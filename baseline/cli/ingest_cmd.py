@@ -8,11 +8,10 @@ import sys
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, run_guarded
+from baseline.cli import Context, common_options, json_option, open_store, run_guarded
 from baseline.errors import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK
 from baseline.ingest.pipeline import Ingester, IngestReport
 from baseline.ingest.workers import default_workers
-from baseline.store import Store
 
 
 @click.command()
@@ -43,7 +42,7 @@ def _ingest(state: Context, files: tuple[str, ...], workers: int, as_json: bool)
     config = state.config()
     total = sum(_size(name) for name in files)
     show_progress = sys.stderr.isatty() and not as_json and total > 0
-    with Store(config.store.path) as store:
+    with open_store(config, create=True) as store:
         if show_progress:
             with click.progressbar(
                 length=total, label="ingesting", file=sys.stderr, show_pos=False

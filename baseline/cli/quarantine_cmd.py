@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import sys
 
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, run_guarded
+from baseline.cli import Context, common_options, json_option, open_store, run_guarded
 from baseline.errors import InputError
-from baseline.store import Store
 from baseline.units import format_time
 
 
@@ -29,7 +29,7 @@ def list_(state: Context, limit: int, as_json: bool) -> None:
 
 
 def _list(state: Context, limit: int, as_json: bool) -> int:
-    with Store(state.config().store.path) as store:
+    with open_store(state.config()) as store:
         rows = store.conn.execute(
             "SELECT id, received_at, source, line, reason, raw_size FROM quarantine "
             "ORDER BY id DESC LIMIT ?",
@@ -49,20 +49,36 @@ def _list(state: Context, limit: int, as_json: bool) -> int:
 @quarantine.command("show")
 @click.argument("qid", type=int, metavar="ID")
 @common_options
+@json_option
 @click.pass_obj
-def show(state: Context, qid: int) -> None:
-    """Print the kept bytes of one rejected line (up to 64 KiB) to stdout."""
-    run_guarded(lambda: _show(state, qid))
+def show(state: Context, qid: int, as_json: bool) -> None:
+    """Print the kept bytes of one rejected line (up to 64 KiB) to stdout; with --json
+    one document whose `raw` is the bytes decoded as UTF-8 (invalid bytes replaced) and
+    `raw_base64` the exact bytes."""
+    run_guarded(lambda: _show(state, qid, as_json))
 
 
-def _show(state: Context, qid: int) -> int:
-    with Store(state.config().store.path) as store:
+def _show(state: Context, qid: int, as_json: bool) -> int:
+    with open_store(state.config()) as store:
         row = store.conn.execute(
-            "SELECT source, line, reason, raw FROM quarantine WHERE id = ?", (qid,)
+            "SELECT source, line, reason, raw, received_at FROM quarantine WHERE id = ?", (qid,)
         ).fetchone()
     if row is None:
         raise InputError(f"no quarantined line with id {qid}", hint="see `rarenet quarantine list`")
-    source, line, reason, raw = row
+    source, line, reason, raw, received = row
+    if as_json:
+        kept = bytes(raw or b"")
+        document = {
+            "id": qid,
+            "source": source,
+            "line": line,
+            "reason": reason,
+            "received_at": format_time(received) if received is not None else None,
+            "raw": kept.decode("utf-8", "replace"),
+            "raw_base64": base64.b64encode(kept).decode(),
+        }
+        click.echo(orjson.dumps(document).decode())
+        return 0
     click.echo(f"{source}:{line}: {reason}", err=True)
     sys.stdout.buffer.write(bytes(raw or b"") + b"\n")
     return 0

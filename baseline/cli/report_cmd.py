@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, run_guarded
+from baseline.cli import Context, common_options, json_option, open_store, run_guarded
 from baseline.cli.detect_cmd import _time
 from baseline.console.report import build_report, quality_of, write_report
 from baseline.detect.backtest import backtest
@@ -78,7 +78,7 @@ def _report(
                     title=f"rarenet backtest report: {', '.join(Path(f).name for f in replay)}",
                 )  # fmt: skip
     else:
-        with Store(config.store.path) as store:
+        with open_store(config) as store:
             content = build_report(store, config, since=start)
     size = write_report(content, out)
     summary = {

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import click
 
-from baseline.cli import Context, common_options, run_guarded
+from baseline.cli import Context, announce_new_store, common_options, run_guarded
 from baseline.cli.detect_cmd import signal_line
 from baseline.config import DetectSettings
 from baseline.detect.rule import RunResult
@@ -68,6 +68,7 @@ def serve(
             port=port if port is not None else config.server.port,
         )
         config = replace(config, server=server)
+        announce_new_store(config)
 
         def ready(url: str) -> None:
             auth = "token required" if config.ingest.tokens else "no tokens: loopback only"

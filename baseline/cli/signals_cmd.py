@@ -12,14 +12,13 @@ from typing import Any
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, run_guarded
+from baseline.cli import Context, common_options, json_option, open_store, run_guarded
 from baseline.deliver import STATES, SignalRecord, deliver_once, get_signal, list_signals
 from baseline.deliver import redeliver as redeliver_signal
 from baseline.deliver.formats import printable
 from baseline.deliver.outbox import summary_state
 from baseline.deliver.webhooks import configured_webhooks
 from baseline.errors import EXIT_FINDINGS, InputError
-from baseline.store import Store
 from baseline.units import format_time, parse_time
 
 
@@ -48,6 +47,25 @@ def _printable_tree(value: Any) -> Any:
     return value
 
 
+def _context_lines(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """Destination, user, command line and parent of a signal document, where known."""
+    lines = []
+    dest = doc.get("destination") or {}
+    if dest.get("ip"):
+        lines.append(("to", f"{dest['ip']}:{dest.get('port')}"))
+    user = (doc.get("user") or {}).get("name")
+    if user:
+        lines.append(("user", str(user)))
+    process = doc.get("process") or {}
+    if process.get("command_line"):
+        lines.append(("cmdline", str(process["command_line"])))
+    parent = process.get("parent") or {}
+    if parent.get("name") or parent.get("pid"):
+        pid = f" (pid {parent['pid']})" if parent.get("pid") else ""
+        lines.append(("parent", f"{parent.get('name') or '?'}{pid}"))
+    return lines
+
+
 @signals.command("list")
 @click.option(
     "--state",
@@ -63,25 +81,38 @@ def _printable_tree(value: Any) -> Any:
 def list_(
     state: Context, only_state: str | None, since: str | None, limit: int, as_json: bool
 ) -> None:
-    """Newest signals first: id, created, host, binary, score, delivery state per webhook."""
+    """Newest signals first: id, data time (the signal's bucket), score, host, binary,
+    delivery state per webhook."""
 
     def body() -> int:
         try:
             start = parse_time(since) if since else None
         except ValueError as exc:
             raise InputError(str(exc), where="--since") from None
-        with Store(state.config().store.path) as store:
+        with open_store(state.config()) as store:
             records = list_signals(store, limit=limit, since=start, state=only_state)
         if as_json:
             click.echo(orjson.dumps({"signals": [r.as_json() for r in records]}).decode())
             return 0
         if not records:
             click.echo("no signals")
-        for r in records:
-            click.echo(
-                f"{r.id[:12]}  {format_time(r.created_at)}  {printable(r.host)}  {printable(r.path or r.name)}  "
-                f"score {r.score:.0f}  {summary_state(r.deliveries)}  ({_deliveries_line(r)})"
+            return 0
+        rows = [
+            (
+                r.id[:12],
+                format_time(r.bucket),
+                f"{r.score:.0f}",
+                printable(r.host),
+                printable(r.path or r.name),
+                f"{summary_state(r.deliveries)} ({_deliveries_line(r)})",
             )
+            for r in records
+        ]
+        header = ("ID", "DATA TIME", "SCORE", "HOST", "BINARY", "DELIVERY")
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+        for row in [header, *rows]:
+            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+            click.echo("  ".join([*cells, row[-1]]))
         return 0
 
     run_guarded(body)
@@ -97,7 +128,7 @@ def show(state: Context, sid: str, as_json: bool) -> None:
     attempts and last error per webhook, then the full signal document."""
 
     def body() -> int:
-        with Store(state.config().store.path) as store:
+        with open_store(state.config()) as store:
             record = get_signal(store, sid)
         if as_json:
             click.echo(orjson.dumps(record.as_json()).decode())
@@ -109,6 +140,9 @@ def show(state: Context, sid: str, as_json: bool) -> None:
             f"binary   {printable(record.name)} ({printable(record.path or 'path unknown')})"
         )
         click.echo(f"score    {record.score:.1f} (initial {record.initial_score:.1f})")
+        click.echo(f"bucket   {format_time(record.bucket)} (data time)")
+        for label, value in _context_lines(record.document):
+            click.echo(f"{label:<8} {printable(value)}")
         click.echo(f"reason   {printable(record.document.get('reason', ''))}")
         click.echo(f"state    {summary_state(record.deliveries)}")
         for d in record.deliveries:
@@ -145,7 +179,7 @@ def redeliver(state: Context, sid: str, webhook: str | None, as_json: bool) -> N
     def body() -> int:
         config = state.config()
         names = [w.name for w in configured_webhooks(config)]
-        with Store(config.store.path) as store:
+        with open_store(config) as store:
             record = get_signal(store, sid)
             queued = redeliver_signal(store, record.id, names, now=time.time(), only=webhook)
         if as_json:
@@ -169,7 +203,7 @@ def deliver(state: Context, as_json: bool) -> None:
 
     def body() -> int:
         config = state.config()
-        with Store(config.store.path) as store:
+        with open_store(config) as store:
             report = deliver_once(store, config)
         if as_json:
             click.echo(orjson.dumps(report.as_json()).decode())

@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, run_guarded
-from baseline.store import Store
+from baseline.cli import Context, common_options, json_option, open_store, run_guarded
 from baseline.units import format_time
 
 
@@ -20,7 +19,7 @@ def status(state: Context, as_json: bool) -> None:
 
 
 def _status(state: Context, as_json: bool) -> int:
-    with Store(state.config().store.path) as store:
+    with open_store(state.config()) as store:
         summary = store.summary()
     if as_json:
         click.echo(orjson.dumps(summary.__dict__).decode())

@@ -186,7 +186,9 @@ def get_signal(store: Store, key: str) -> SignalRecord:
             (key, key + "g"),
         ).fetchall()
     if not rows:
-        raise InputError(f"no signal with id {key!r}", hint="see `rarenet signals list`")
+        short = len(key) < 6
+        hint = "an id prefix needs at least 6 characters; " if short else ""
+        raise InputError(f"no signal with id {key!r}", hint=f"{hint}see `rarenet signals list`")
     if len(rows) > 1:
         raise InputError(f"signal id prefix {key!r} is ambiguous", hint="give more characters")
     return _record(rows[0], deliveries_of(store, str(rows[0][0])))
