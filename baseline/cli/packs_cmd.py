@@ -10,6 +10,7 @@ import orjson
 from baseline.cli import common_options, json_option, run_guarded
 from baseline.errors import EXIT_FINDINGS, EXIT_OK
 from baseline.packs import BuildReport, build
+from baseline.packs.paths import resolve_dirs
 
 
 @click.group()
@@ -24,32 +25,39 @@ def packs() -> None:
     "--queries",
     "queries_dir",
     type=click.Path(path_type=Path, file_okay=False),
-    default=Path("queries"),
-    show_default=True,
+    default=None,
+    show_default="the project's queries/",
     help="Directory of *.sql queries (one statement per file).",
 )
 @click.option(
     "--out",
     "out_dir",
     type=click.Path(path_type=Path, file_okay=False),
-    default=Path("packs"),
-    show_default=True,
+    default=None,
+    show_default="the project's packs/",
     help="Directory the packs are written to.",
 )
 @common_options
 @json_option
-def build_command(check: bool, queries_dir: Path, out_dir: Path, as_json: bool) -> None:
+def build_command(
+    check: bool, queries_dir: Path | None, out_dir: Path | None, as_json: bool
+) -> None:
     """Regenerate the packs (osquery JSON, Fleet GitOps, fleetctl, Kolide) from queries/.
 
-    Paths are relative to the current directory. With --check nothing is written and
-    the exit status is 1 when a generated file is out of date, missing or left over
-    (0 when all are current). Exit 2: a query file is invalid (the error names it).
+    By default the project's own queries/ and packs/ (next to the installed package),
+    from any current directory; paths given with --queries / --out are relative to the
+    current directory. With --check nothing is written and the exit status is 1 when a
+    generated file is out of date, missing or left over (0 when all are current).
+    Exit 2: a query file is invalid (the error names it), or rarenet is installed
+    without its source tree and no directory is given (the error names the option).
     """
     run_guarded(lambda: _build(check, queries_dir, out_dir, as_json))
 
 
-def _build(check: bool, queries_dir: Path, out_dir: Path, as_json: bool) -> int:
-    report = build(queries_dir, out_dir, check=check)
+def _build(check: bool, queries: Path | None, out: Path | None, as_json: bool) -> int:
+    dirs = resolve_dirs(queries, out)
+    out_dir = dirs.out
+    report = build(dirs.queries, out_dir, check=check)
     failed = check and bool(report.stale)
     if as_json:
         document = {

@@ -50,7 +50,7 @@ def load_queries(directory: Path | str) -> list[Query]:
         raise InputError(
             "queries directory not found",
             where=str(folder),
-            hint="run from the repository root or pass --queries DIR",
+            hint="check the directory passed with --queries DIR",
         )
     paths = sorted(folder.glob("*.sql"))
     if not paths:

@@ -3,7 +3,8 @@
 Formats (sources in docs/deploy.md):
 * osquery pack JSON (`packs` section of osquery.conf);
 * Fleet GitOps: Fleet 4.82+ `reports:` and pre-4.82 `queries:` list files;
-* legacy `fleetctl apply` (`apiVersion: v1`, `kind: query` + `kind: pack`);
+* `fleetctl apply` (`apiVersion: v1`): Fleet 4.82+ `kind: report` and pre-4.82
+  `kind: query` documents, each followed by the same `kind: pack`;
 * Kolide Fleet's early fleetctl (`apiVersion: k8s.kolide.com/v1alpha1`,
   `kind: OsqueryQuery` + `kind: OsqueryPack`).
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from baseline.packs.queries import Query
 from baseline.packs.yamltext import comment_block, dump_document, dump_documents
@@ -34,7 +35,8 @@ KOLIDE_API_VERSION = "k8s.kolide.com/v1alpha1"
 OSQUERY_PACK = f"{PACK_NAME}.conf"
 FLEET_REPORTS = "fleet-gitops/reports.yml"
 FLEET_QUERIES = "fleet-gitops/queries.yml"
-FLEETCTL = f"fleetctl/{PACK_NAME}.yml"
+FLEETCTL = f"fleetctl/{PACK_NAME}.yml"  # kind: query (Fleet before 4.82, Kolide Fleet 2.x+)
+FLEETCTL_REPORTS = f"fleetctl/{PACK_NAME}.reports.yml"  # kind: report (Fleet 4.82+)
 KOLIDE = f"kolide/{PACK_NAME}.yml"
 README = "README.md"
 
@@ -46,7 +48,8 @@ def render_all(queries: Sequence[Query]) -> dict[str, str]:
         OSQUERY_PACK: osquery_pack(queries),
         FLEET_REPORTS: fleet_gitops(queries, key="reports", since="Fleet 4.82 and later"),
         FLEET_QUERIES: fleet_gitops(queries, key="queries", since="Fleet before 4.82"),
-        FLEETCTL: fleetctl(queries),
+        FLEETCTL_REPORTS: fleetctl(queries, kind="report"),
+        FLEETCTL: fleetctl(queries, kind="query"),
         KOLIDE: kolide(queries),
     }
 
@@ -101,18 +104,27 @@ def fleet_gitops(queries: Sequence[Query], *, key: str, since: str) -> str:
     return comment_block(header) + dump_document(items)
 
 
-def fleetctl(queries: Sequence[Query]) -> str:
-    """Legacy `fleetctl apply -f` documents: one `kind: query` each, then the pack."""
+def fleetctl(queries: Sequence[Query], *, kind: Literal["report", "query"]) -> str:
+    """`fleetctl apply -f` documents: one `kind` (report or query) each, then the pack.
+
+    Fleet 4.82 renamed `kind: query` to `kind: report` (same spec; the old kind still
+    works with a deprecation warning, older Fleet rejects the new one).
+    """
+    if kind == "report":
+        path, since = FLEETCTL_REPORTS, f"Fleet 4.82 and later; before 4.82 use packs/{FLEETCTL}."
+    else:
+        path, since = FLEETCTL, f"Fleet before 4.82; on 4.82+ use packs/{FLEETCTL_REPORTS}."
     header = [
         *GENERATED,
         "",
-        f"Apply with: fleetctl apply -f packs/{FLEETCTL}",
+        f"`kind: {kind}` specs for {since}",
+        f"Apply with: fleetctl apply -f packs/{path}",
         "Queries carry no interval: the pack schedules them (no double scheduling).",
     ]
     documents: list[dict[str, Any]] = [
         {
             "apiVersion": "v1",
-            "kind": "query",
+            "kind": kind,
             "spec": {"name": q.name, "description": q.description, "query": q.sql},
         }
         for q in queries
@@ -197,7 +209,8 @@ def readme() -> str:
         f"| `{OSQUERY_PACK}` | plain osquery: `packs` section of osquery.conf |",
         f"| `{FLEET_REPORTS}` | Fleet GitOps, Fleet 4.82+ (`reports:`) |",
         f"| `{FLEET_QUERIES}` | Fleet GitOps, before Fleet 4.82 (`queries:`) |",
-        f"| `{FLEETCTL}` | `fleetctl apply -f` (query + pack specs) |",
+        f"| `{FLEETCTL_REPORTS}` | `fleetctl apply -f`, Fleet 4.82+ (`kind: report` + pack) |",
+        f"| `{FLEETCTL}` | `fleetctl apply -f`, before Fleet 4.82 (`kind: query` + pack) |",
         f"| `{KOLIDE}` | Kolide Fleet, early fleetctl (`{KOLIDE_API_VERSION}`) |",
     ]
     return "\n".join(lines) + "\n"
