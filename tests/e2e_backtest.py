@@ -22,8 +22,8 @@ def prepare(directory: Path) -> None:
     simulate_to_path(SimulationSpec(hosts=200, days=14, attacks=True, seed=1), log, labels)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RARENET_")}
     result = subprocess.run(
-        [sys.executable, "-m", "baseline", "backtest", "--db", str(directory / "unused.db"),
-         "--labels", str(labels), "--json", str(log)],
+        [sys.executable, "-m", "baseline", "backtest", "--labels", str(labels), "--json",
+         str(log)],
         capture_output=True, env=env, cwd=directory, check=False,
     )  # fmt: skip
     (directory / "result.json").write_bytes(result.stdout)

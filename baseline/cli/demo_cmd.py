@@ -16,7 +16,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,12 +25,19 @@ import click
 import orjson
 import requests
 
-from baseline.cli import Context, common_options, run_guarded
-from baseline.cli.detect_cmd import signal_line
-from baseline.detect.backtest import label_matches
+from baseline.cli import Context, common_options, json_option, run_guarded
+from baseline.cli.summary import Columns, Look, echo_summary, fit, plural, signal_row
+from baseline.config import DetectSettings
+from baseline.detect.backtest import Backtest, evaluate
 from baseline.detect.rule import detect_once
 from baseline.errors import StoreError
-from baseline.simulate import SimulationSpec, read_labels, simulate_to_path
+from baseline.ingest.pipeline import IngestReport
+from baseline.simulate import (
+    SimulationResult,
+    SimulationSpec,
+    read_labels,
+    simulate_to_path,
+)
 from baseline.store import Store
 from baseline.units import format_time
 
@@ -43,93 +51,213 @@ START_TIMEOUT = 60.0
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--workdir", metavar="DIR", help="Keep the log, labels and store here.")
 @common_options
+@json_option
 @click.pass_obj
-def demo(state: Context, hosts: int, days: float, seed: int, workdir: str | None) -> None:
+def demo(
+    state: Context, hosts: int, days: float, seed: int, workdir: str | None, as_json: bool
+) -> None:
     """Replay a SYNTHETIC fleet with attacks through `rarenet serve` and the rule.
 
-    Everything runs on a scratch store (never --db) unless --workdir is given; the
-    signals and whether they caught the injected attacks are printed as they happen.
+    Everything runs on a scratch store (so it refuses --db), kept in --workdir DIR if
+    given; signals are printed as they happen, tagged with the injected attack they
+    catch, then a summary names every attack missed and says what to run next.
     """
+    if state.db is not None:
+        raise click.UsageError(
+            "demo runs on its own fresh scratch store and never reads or writes --db; drop "
+            "--db (to keep the demo's store, its log and labels: --workdir DIR)",
+            click.get_current_context(),
+        )
 
     def body() -> int:
         if workdir:
             Path(workdir).mkdir(parents=True, exist_ok=True)
-            return _demo(state, hosts, days, seed, Path(workdir))
+            return _demo(state, hosts, days, seed, Path(workdir), kept=True, as_json=as_json)
         with tempfile.TemporaryDirectory(prefix="rarenet-demo-") as scratch:
-            return _demo(state, hosts, days, seed, Path(scratch))
+            return _demo(state, hosts, days, seed, Path(scratch), kept=False, as_json=as_json)
 
     run_guarded(body)
 
 
-def _demo(state: Context, hosts: int, days: float, seed: int, work: Path) -> int:
-    config = state.config()
-    settings = config.detect
+@dataclass
+class _Totals:
+    """What the replay posted."""
+
+    posts: int = 0
+    accepted: int = 0
+    rejected: int = 0
+
+
+def _demo(
+    state: Context, hosts: int, days: float, seed: int, work: Path, *, kept: bool, as_json: bool
+) -> int:
+    settings = state.config().detect
+    say = _quiet if as_json else click.echo
     log, labels_path, db = work / "fleet.log", work / "fleet.labels.jsonl", work / "rarenet.db"
     for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
         stale.unlink(missing_ok=True)
     sim = simulate_to_path(SimulationSpec(hosts, days, True, seed), str(log), str(labels_path))
+    say(
+        f"rarenet demo: SYNTHETIC fleet, {plural(sim.hosts, 'host')} x {plural(days, 'day')}, "
+        f"{plural(sim.rows, 'row')}, {plural(sim.attacks, 'attack')} injected"
+    )
+    kept_note = "kept" if kept else "removed at the end; keep them with --workdir DIR"
+    say(f"rarenet demo: log, labels and store in {work} ({kept_note})")
+    span = max(1, int(settings.bucket_span))
     labels = read_labels(labels_path)
-    click.echo(
-        f"rarenet demo: SYNTHETIC fleet, {sim.hosts} hosts x {days:g} days, {sim.rows:,} rows, "
-        f"{sim.attacks} attacks injected ({log})"
-    )
+    result = Backtest(IngestReport(), labels=labels, span=span, start=sim.start, stop=sim.end)
+    totals = _Totals()
     token = secrets.token_urlsafe(16)
-    toml = work / "rarenet.toml"
-    toml.write_text(
-        f'[store]\npath = "{db}"\nretention = "3650d"\n\n[ingest]\ntokens = ["{token}"]\n\n'
-        '[detect]\ninterval = "1d"\n'  # the demo drives the rule in data time itself
+    server, url = _start_server(_demo_config(work, db, token), db, work)
+    say(f"rarenet demo: `rarenet serve` listening on {url}")
+    say(
+        f"rarenet demo: replay in data time: Fleet bodies (<= {BODY_ROWS} rows) to POST "
+        f"/v1/ingest; rule every {settings.interval / 60:g}m"
     )
-    server, url = _start_server(toml, db, work)
-    click.echo(f"rarenet demo: `rarenet serve` listening on {url} (store {db})")
-    click.echo(
-        f"rarenet demo: replaying in data time: Fleet webhook bodies of <= {BODY_ROWS} rows "
-        f"to POST /v1/ingest, the rule every {settings.interval / 60:g}m of data"
-    )
-    interval = max(1, int(settings.interval))
-    totals = {"posts": 0, "accepted": 0, "rejected": 0, "runs": 0}
-    found: list[dict[str, Any]] = []
     try:
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {token}"
         with Store(db) as store:
-            last_learning = ""
-            for at, bodies in _intervals(log, interval):
-                for payload in bodies:
-                    response = session.post(f"{url}/v1/ingest", data=payload, timeout=60)
-                    if response.status_code != 200:
-                        raise StoreError(
-                            f"POST /v1/ingest answered {response.status_code}: {response.text[:200]}"
-                        )
-                    result = response.json()
-                    totals["posts"] += 1
-                    totals["accepted"] += result["accepted"]
-                    totals["rejected"] += result["rejected"]
-                run = detect_once(store, settings, at)
-                totals["runs"] += 1
-                if run.learning and run.learning != last_learning and at % 3600 == 0:
-                    click.echo(f"  {format_time(at)}  {run.learning}")
-                    last_learning = run.learning
-                for doc in run.documents:
-                    hit = any(label_matches(lb, doc, int(settings.bucket_span)) for lb in labels)
-                    click.echo(
-                        f"  {format_time(at)} "
-                        + signal_line(doc).strip()
-                        + ("  [injected attack]" if hit else "")
-                    )
-                    found.append(doc)
+            _replay(session, url, store, settings, log, result, totals, say)
+            warm = sim.start + settings.warmup_buckets * span
+            result.metrics = evaluate(result, labels, store, span, warm, sim.end)
         listed = session.get(f"{url}/v1/signals?limit=1000", timeout=60).json()["signals"]
-        click.echo(f"rarenet demo: GET /v1/signals lists {len(listed)} signals")
+        say(f"rarenet demo: GET /v1/signals lists {plural(len(listed), 'signal')}")
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=60)
-    span = int(settings.bucket_span)
-    caught = sum(any(label_matches(lb, doc, span) for doc in found) for lb in labels)
-    click.echo(
-        f"rarenet demo: {totals['accepted']:,} observations stored from {totals['posts']} posts "
-        f"({totals['rejected']} rejected), {totals['runs']} runs of the rule, {len(found)} "
-        f"signals; injected attacks caught: {caught}/{len(labels)}; server exited {code}"
-    )
+    result.ingest = IngestReport(observations=totals.accepted, rejected=totals.rejected)
+    if as_json:
+        _print_json(result, sim, days, totals, code, work if kept else None)
+    else:
+        _print_summary(result, totals, code, work, kept)
     return 0
+
+
+def _demo_config(work: Path, db: Path, token: str) -> Path:
+    """The scratch server's rarenet.toml: the scratch store, one token, no schedule of
+    its own (the demo drives the rule in data time itself)."""
+    toml = work / "rarenet.toml"
+    toml.write_text(
+        f'[store]\npath = "{db}"\nretention = "3650d"\n\n[ingest]\ntokens = ["{token}"]\n\n'
+        '[detect]\ninterval = "1d"\n'
+    )
+    return toml
+
+
+def _print_summary(result: Backtest, totals: _Totals, code: int, work: Path, kept: bool) -> None:
+    """The closing lines, the summary (signals, recall, every miss), what to run next."""
+    labels = result.labels or []
+    caught = len(labels) - len(result.missed)
+    click.echo(
+        f"rarenet demo: {plural(totals.accepted, 'observation')} stored from "
+        f"{plural(totals.posts, 'post')} ({totals.rejected} rejected); server exited {code}"
+    )
+    click.echo(
+        f"rarenet demo: {plural(len(result.runs), 'run')} of the rule, "
+        f"{plural(len(result.signals), 'signal')}; injected attacks caught: {caught}/{len(labels)}"
+    )
+    click.echo("")
+    echo_summary(result, noun="injected attack")
+    click.echo("")
+    for line in _next_steps(work, kept):
+        click.echo(line)  # commands are never cut: they are there to be copied
+
+
+def _quiet(_text: str) -> None:
+    """`say` with --json: stdout carries only the document."""
+
+
+def _replay(
+    session: requests.Session,
+    url: str,
+    store: Store,
+    settings: DetectSettings,
+    log: Path,
+    result: Backtest,
+    totals: _Totals,
+    say: Callable[[str], None],
+) -> None:
+    """POST the log interval by interval and run the rule at each boundary; each run goes
+    into `result`, each signal is printed (tagged) as it happens."""
+    look = Look.of()
+    cols = Columns(tag=len(_live_tag(True)))
+    last_learning = ""
+    for at, bodies in _intervals(log, max(1, int(settings.interval))):
+        for payload in bodies:
+            response = session.post(f"{url}/v1/ingest", data=payload, timeout=60)
+            if response.status_code != 200:
+                raise StoreError(
+                    f"POST /v1/ingest answered {response.status_code}: {response.text[:200]}"
+                )
+            answer = response.json()
+            totals.posts += 1
+            totals.accepted += answer["accepted"]
+            totals.rejected += answer["rejected"]
+        run = detect_once(store, settings, at)
+        result.runs.append(run)
+        if run.learning and run.learning != last_learning and at % 3600 == 0:
+            say(fit([(f"  {format_time(at)}  {run.learning}", {})], look))
+            last_learning = run.learning
+        for doc in run.documents:
+            say(signal_row(doc, _live_tag(result.label_of(doc) is not None), cols, look))
+
+
+def _live_tag(attack: bool) -> str:
+    """The tag of a signal as it happens (the summary names the technique)."""
+    return "[injected attack]" if attack else "[unlabelled]"
+
+
+def _print_json(
+    result: Backtest,
+    sim: SimulationResult,
+    days: float,
+    totals: _Totals,
+    code: int,
+    kept: Path | None,
+) -> None:
+    """`demo --json`: the backtest document (signals with `label`, `metrics`, `missed`)
+    plus what the demo posted and where its files are kept (null: deleted)."""
+    doc = result.as_json()
+    doc.pop("ingest")
+    doc.update(
+        hosts=sim.hosts,
+        days=days,
+        rows=sim.rows,
+        attacks=sim.attacks,
+        posts=totals.posts,
+        observations=totals.accepted,
+        rejected=totals.rejected,
+        server_exit=code,
+        workdir=str(kept) if kept else None,
+    )
+    click.echo(orjson.dumps(doc).decode())
+
+
+def _next_steps(work: Path, kept: bool) -> list[str]:
+    """What to run after the demo: why, then the command to copy (never cut)."""
+    log, labels, db = work / "fleet.log", work / "fleet.labels.jsonl", work / "rarenet.db"
+    if kept:
+        head = f"next: the log, labels and store are kept in {work}"
+        steps = [
+            ("replay the same fleet offline:", f"rarenet backtest {log} --labels {labels}"),
+            ("the demo's signal outbox:", f"rarenet signals list --db {db}"),
+            (
+                "caught and missed per label, as one HTML page:",
+                f"rarenet report --backtest {log} --labels {labels} --out demo.html",
+            ),
+        ]
+    else:
+        head = "next: the demo's files are removed at the end"
+        steps = [
+            ("keep them in ./demo:", "rarenet demo --workdir demo"),
+            (
+                "then replay the same fleet offline:",
+                "rarenet backtest demo/fleet.log --labels demo/fleet.labels.jsonl",
+            ),
+        ]
+    steps.append(('this host, live, with its console (README.md, "Usage"):', "make run"))
+    return [head] + [line for why, command in steps for line in (f"  {why}", f"      {command}")]
 
 
 def _start_server(toml: Path, db: Path, work: Path) -> tuple[subprocess.Popen[bytes], str]:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
-from typing import Any
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
 
 from baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from baseline.cli.summary import echo_summary, plural
 from baseline.detect.backtest import backtest as run_backtest
 from baseline.detect.rule import RunResult, detect_once
 from baseline.errors import EXIT_FINDINGS, EXIT_OK, InputError
 from baseline.units import format_age, format_time, parse_time
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
 
 
 def _time(value: str | None, option: str) -> int | None:
@@ -39,7 +46,8 @@ def signal_line(doc: dict[str, Any]) -> str:
 def run_line(run: RunResult) -> str:
     text = (
         f"run at {format_time(run.data_time)} (window {format_time(run.window_start)} … "
-        f"{format_time(run.window_end)}): {run.candidates} candidates, {run.signals} signals"
+        f"{format_time(run.window_end)}): {plural(run.candidates, 'candidate')}, "
+        f"{plural(run.signals, 'signal')}"
     )
     extras = [
         f"{run.suppressed} suppressed" if run.suppressed else "",
@@ -106,10 +114,17 @@ def backtest(
 ) -> None:
     """Replay result logs in data time through ingest and the scheduled rule.
 
-    Uses a fresh temporary store (never --db) and never delivers. Prints every signal
-    of every run; with --labels also recall, precision and false signals per 100
-    host-days (after warm-up).
+    Uses a fresh temporary store (so it refuses --db) and never delivers. Prints every
+    signal, tagged with the labelled attack it matches; with --labels also recall (every
+    missed label by name), precision and false signals per 100 host-days (after warm-up).
+    A progress bar goes to stderr on a terminal.
     """
+    if state.db is not None:
+        raise click.UsageError(
+            "backtest replays the logs into its own fresh scratch store and never reads or "
+            "writes --db; drop --db (to fill a store: `rarenet ingest --db PATH FILE...`)",
+            click.get_current_context(),
+        )
     run_guarded(lambda: _backtest(state, files, start, end, labels, as_json))
 
 
@@ -122,25 +137,63 @@ def _backtest(
     as_json: bool,
 ) -> int:
     config = state.config()
-
-    def show(run: RunResult) -> None:
-        if run.signals:
-            click.echo(run_line(run))
-            for doc in run.documents:
-                click.echo(signal_line(doc))
-
-    result = run_backtest(
-        files,
-        config,
-        start=_time(start, "--from"),
-        end=_time(end, "--to"),
-        labels_path=labels,
-        on_run=None if as_json else show,
-    )
+    with _Progress(sum(_size(name) for name in files), enabled=not as_json) as progress:
+        result = run_backtest(
+            files,
+            config,
+            start=_time(start, "--from"),
+            end=_time(end, "--to"),
+            labels_path=labels,
+            on_ingest=progress.ingested,
+            on_start=progress.replaying,
+            on_run=progress.ran,
+        )
     if as_json:
         click.echo(orjson.dumps(result.as_json()).decode())
-        return EXIT_OK
-    click.echo(f"{len(result.runs)} runs, {len(result.signals)} signals")
-    if result.metrics:
-        click.echo(" ".join(f"{key}={value}" for key, value in result.metrics.items()))
+    else:
+        echo_summary(result)
     return EXIT_OK
+
+
+def _size(name: str) -> int:
+    try:
+        return os.path.getsize(name)
+    except OSError:
+        return 0
+
+
+class _Progress:
+    """Bars on stderr while a backtest runs, only on a terminal: bytes ingested, then
+    runs replayed."""
+
+    def __init__(self, total_bytes: int, *, enabled: bool) -> None:
+        self._bytes = total_bytes
+        self._enabled = enabled and sys.stderr.isatty()
+        self._stack = ExitStack()
+        self._bar: ProgressBar[int] | None = None
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stack.close()
+
+    def _open(self, label: str, length: int) -> None:
+        self._stack.close()
+        self._bar = self._stack.enter_context(
+            click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True)
+        )
+
+    def ingested(self, count: int) -> None:
+        if self._enabled and self._bar is None and self._bytes:
+            self._open("ingesting", self._bytes)
+        if self._bar is not None:
+            self._bar.update(count)
+
+    def replaying(self, runs: int) -> None:
+        if self._enabled and runs:
+            self._open("replaying runs", runs)
+
+    def ran(self, _run: RunResult) -> None:
+        if self._bar is not None:
+            self._bar.update(1)

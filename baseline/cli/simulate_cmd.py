@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 import orjson
 
-from baseline.cli import common_options, json_option, run_guarded
+from baseline.cli import Context, common_options, json_option, run_guarded
+from baseline.cli.summary import plural
 from baseline.errors import InputError
 from baseline.simulate import (
     FORMATS,
@@ -84,9 +85,10 @@ def _report(
         return
     where = f"{out}" + (f", labels {labels}" if labels else "")
     click.echo(
-        f"rarenet simulate: SYNTHETIC data, {result.hosts} hosts x {days:g} day(s) "
-        f"({format_time(result.start)} to {format_time(result.end)}): {result.lines:,} lines, "
-        f"{result.rows:,} rows, {result.attacks} attacks -> {where}",
+        f"rarenet simulate: SYNTHETIC data, {plural(result.hosts, 'host')} x "
+        f"{plural(days, 'day')} ({format_time(result.start)} to {format_time(result.end)}): "
+        f"{plural(result.lines, 'line')}, {plural(result.rows, 'row')}, "
+        f"{plural(result.attacks, 'attack')} -> {where}",
         err=to_stderr,
     )
 
@@ -135,7 +137,9 @@ def _report(
 @click.option("--out", required=True, metavar="FILE", help="Log to write (.gz ok, - = stdout).")
 @json_option
 @common_options
+@click.make_pass_decorator(Context, ensure=True)
 def simulate(
+    state: Context,
     hosts: int,
     days: float,
     attacks: bool,
@@ -148,6 +152,12 @@ def simulate(
     as_json: bool,
 ) -> None:
     """Write a SYNTHETIC fleet result log and labels (see the help text)."""
+    if state.db is not None:
+        raise click.UsageError(
+            "simulate writes files (--out, --labels) and never reads or writes a store; drop "
+            "--db (to load the log into a store: `rarenet ingest --db PATH FILE`)",
+            click.get_current_context(),
+        )
 
     def body() -> int:
         spec = _spec(hosts, days, attacks, seed, start, fmt, scenarios)

@@ -27,21 +27,42 @@ DAY = 86400
 
 @dataclass
 class Backtest:
-    """Every run, every signal, and (with labels) the metrics."""
+    """Every run, every signal, and (with labels) the metrics and the missed labels."""
 
     ingest: IngestReport
     runs: list[RunResult] = field(default_factory=list)
     metrics: dict[str, Any] | None = None
+    labels: list[Label] | None = None  # None: no labels given
+    span: int = 1  # bucket span (seconds) signals are matched to labels with
+    start: int | None = None  # data time scored: [start, stop)
+    stop: int | None = None
 
     @property
     def signals(self) -> list[dict[str, Any]]:
         return [doc for run in self.runs for doc in run.documents]
 
+    def label_of(self, signal: dict[str, Any]) -> Label | None:
+        """The first label this signal matches, if any."""
+        return matching_label(self.labels or [], signal, self.span)
+
+    @property
+    def missed(self) -> list[Label]:
+        """Labels no signal matched (empty without labels)."""
+        signals = self.signals
+        return [
+            label
+            for label in self.labels or []
+            if not any(label_matches(label, doc, self.span) for doc in signals)
+        ]
+
     def as_json(self) -> dict[str, Any]:
+        """`backtest --json`: each signal also carries `label` (its attack, or null);
+        `missed` lists the labels no signal matched (null without labels)."""
         return {
             "runs": len(self.runs),
-            "signals": self.signals,
+            "signals": [{**doc, "label": attack_name(self.label_of(doc))} for doc in self.signals],
             "metrics": self.metrics,
+            "missed": None if self.labels is None else [lb.to_json() for lb in self.missed],
             "ingest": self.ingest.as_json(),
         }
 
@@ -56,30 +77,36 @@ def backtest(
     workdir: str | None = None,
     on_run: Callable[[RunResult], None] | None = None,
     replay_path: Path | None = None,
+    on_ingest: Callable[[int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> Backtest:
     """Replay `files` in data time; score every run; compare with labels if given.
     `replay_path` keeps the replayed store there (for `rarenet report`); by default it is
-    a scratch file removed at the end."""
+    a scratch file removed at the end. Progress: `on_ingest(bytes)` while the logs are
+    read, `on_start(runs)` once before the first run, `on_run(run)` after each."""
     labels = read_labels(Path(labels_path)) if labels_path else None
     with tempfile.TemporaryDirectory(dir=workdir, prefix="rarenet-backtest-") as scratch:
         source_path = Path(scratch) / "source.db"
         with Store(source_path) as source:
-            report = Ingester(source, config).ingest(files)
+            report = Ingester(source, config, progress=on_ingest).ingest(files)
             if report.errors:
                 raise InputError("; ".join(report.errors))
             first, last = source.conn.execute(
                 "SELECT min(time), max(time) FROM observations"
             ).fetchone()
-        result = Backtest(report)
+        settings = config.detect
+        result = Backtest(report, labels=labels, span=max(1, int(settings.bucket_span)))
         if first is None:
             return result
-        settings = config.detect
         interval = max(1, int(settings.interval))
         start = first if start is None else max(start, first)
         stop = last + 1 if end is None else min(end, last + 1)
+        result.start, result.stop = start, stop
         with Store(replay_path or Path(scratch) / "replay.db") as replay:
             copied_until = first
             at = (start // interval + 1) * interval
+            if on_start:
+                on_start(max(0, (stop + interval - at) // interval + 1))
             while at <= stop + interval:
                 _copy_observations(replay, source_path, copied_until, at)
                 copied_until = at
@@ -120,6 +147,18 @@ def label_matches(label: Label, signal: dict[str, Any], span: int) -> bool:
         return False
     bucket = parse_time(signal["bucket"]["start"])
     return bucket <= label.end and bucket + span > label.start
+
+
+def matching_label(labels: Iterable[Label], signal: dict[str, Any], span: int) -> Label | None:
+    """The first of `labels` that `signal` matches, if any."""
+    return next((label for label in labels if label_matches(label, signal, span)), None)
+
+
+def attack_name(label: Label | None) -> str | None:
+    """How a label is named in output: its technique, else its path or name."""
+    if label is None:
+        return None
+    return label.technique or label.path or label.name
 
 
 def evaluate(

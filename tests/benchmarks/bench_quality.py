@@ -140,13 +140,27 @@ def _reading(everything: list[FleetQuality]) -> list[str]:
         f"* **false signals**: rarenet {rate:.2f} per 100 host-days over all fleets (goal "
         f"0.5), beside {summary['false']['name-only rare'][1]:.2f} for name-only rare and "
         f"{summary['false']['new terms (path)'][1]:.2f} for new terms, whose counts exclude "
-        f"their rollout and weekly-job signals. Of rarenet's {len(false)}: {home} are "
-        "never-seen tools users installed in their home directories (88; the references "
-        f"raise these too), {len(novelty)} are host novelty — a binary common on some "
-        f"hosts used for the first time on a mature one ({sshd} of them `sshd` accepting "
-        f"its first session on a web, k8s or dev host) — and {other} other.",
+        f"their rollout and weekly-job signals. rarenet's {len(false)}: never-seen tools "
+        f"users installed in their home directories, {home} (score 88; the references raise "
+        f"these too); host novelty — a binary common on some hosts used for the first time "
+        f"on a mature one — {len(novelty)} (`sshd` accepting a first session: {sshd}); "
+        f"other, {other}.{_lower_false(summary)}",
         "",
     ]
+
+
+def _lower_false(summary: dict[str, Any]) -> str:
+    """Where a reference raises fewer false signals than rarenet, the sentence saying why."""
+    ours = summary["false"]["rarenet"][1]
+    lower = [d for d in DETECTORS[1:] if summary["false"][d][1] < ours]
+    if not lower:
+        return ""
+    return (
+        f" {' and '.join(lower)} raise fewer: they fire once per name or path for the whole "
+        "fleet (every host using it in that bucket, then never again), so a tool that users "
+        "install on a second host on another day is not signalled again — which is also why "
+        "they miss the second host of a repeated tool and most hosts of a spreading implant."
+    )
 
 
 def _goals(everything: list[FleetQuality]) -> list[str]:
