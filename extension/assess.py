@@ -19,6 +19,7 @@ from extension.scoring import (
     Score,
     adopting,
     key_rarity,
+    known,
     score,
     tenure,
 )
@@ -70,6 +71,7 @@ def assess(snapshot: Snapshot, name: str, path: str) -> Assessment:
         host_path_buckets=float(host_buckets),
         host_maturity=_maturity(snapshot),
         established=min(1.0, age / day),
+        known=known(age, day, snapshot.data_time, fleet.since) if first is not None else 0.0,
         tenure=tenure(age, day, snapshot.data_time, fleet.since) if first is not None else 1.0,
         recent_hosts=float(recent),
         package_managed=float(package_managed(path)),

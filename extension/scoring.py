@@ -38,6 +38,7 @@ class Inputs:
     host_path_buckets: float  # hk
     host_maturity: float  # m
     established: float  # e
+    known: float  # k (see `known`)
     recent_hosts: float  # c
     wave_hosts: float = 1.0  # w (a snapshot of the window before cannot know it: 1)
     package_managed: float = 0.0  # p (extension.locations.package_managed)
@@ -84,6 +85,13 @@ def tenure(age: float, day: float, at: float, baseline_since: float | None) -> f
     return 1.0 if baseline < day or age >= day else age / day
 
 
+def known(age: float, day: float, at: float, baseline_since: float | None) -> float:
+    """k: how known a key seen before is, for host novelty: like e, but 1 while the
+    baseline itself is younger than a day (every key is young then)."""
+    baseline = at - baseline_since if baseline_since is not None else 0
+    return 1.0 if baseline < day else min(1.0, age / day)
+
+
 def adopting(age: float, day: float, at: float, baseline_since: float | None) -> float:
     """1 while a key is in its first week (ADOPTION_SHARE of the history, `day` being
     1/14 of it) and appeared after the baseline's first day (a key there since the start
@@ -119,7 +127,6 @@ def score(x: Inputs) -> Score:
             x.fleet_host_buckets,
             x.fleet_hosts,
         )
-    established = _clip(x.established, 0, 1)
     if x.path_host_buckets is not None and not math.isnan(x.path_host_buckets):
         tenure = _clip(x.tenure, 0, 1)
         rarity_path = 1 - tenure * (1 - rarity_path)  # a young path: not yet a baseline
@@ -127,7 +134,7 @@ def score(x: Inputs) -> Score:
     rollout = max(rollout_share(x), upgrade_share(x, rarity_name))
     host_buckets = max(x.host_path_buckets, 0.0)
     maturity = max(_clip(x.host_maturity, 0, 1), _clip(x.fresh_destination, 0, 1))
-    novelty = math.exp(-2 * host_buckets) * maturity * established
+    novelty = math.exp(-2 * host_buckets) * maturity * _clip(x.known, 0, 1)
     familiarity = 1 - math.exp(-host_buckets / HABIT_BUCKETS)
     weight = RARITY_WEIGHT + LOCATION_WEIGHT * _clip(x.suspicion, 0, 1)
     habit = rarity * (1 - HABIT_WEIGHT * familiarity) * weight

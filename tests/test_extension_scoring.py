@@ -48,6 +48,7 @@ def inputs(draw: st.DrawFn) -> ext_scoring.Inputs:
         host_path_buckets=draw(st.one_of(small, st.integers(0, 12).map(float))),
         host_maturity=draw(unit),
         established=draw(unit),
+        known=draw(unit),
         recent_hosts=draw(st.integers(0, 20).map(float)),
         wave_hosts=draw(st.integers(0, 5).map(float)),
         package_managed=draw(st.sampled_from([0.0, 1.0])),
@@ -73,6 +74,7 @@ def numpy_score(x: ext_scoring.Inputs) -> rule_scoring.Scores:
             host_path_buckets=arr(x.host_path_buckets),
             host_maturity=arr(x.host_maturity),
             established=arr(x.established),
+            known=arr(x.known),
             recent_hosts=arr(x.recent_hosts),
             wave_hosts=arr(x.wave_hosts),
             package_managed=arr(x.package_managed),
@@ -109,6 +111,13 @@ def test_constants_match_the_rule() -> None:
     assert ext_scoring.ADOPTION_SHARE == 0.5  # a week of the default 14-day history
 
 
+def test_known_is_e_except_in_the_baselines_first_day() -> None:
+    day = 86400.0
+    assert ext_scoring.known(age=3600, day=day, at=10 * day, baseline_since=0) == 3600 / day
+    assert ext_scoring.known(age=3 * day, day=day, at=10 * day, baseline_since=0) == 1.0
+    assert ext_scoring.known(age=3600, day=day, at=0.5 * day, baseline_since=0) == 1.0
+
+
 def test_worked_examples_of_docs_scoring() -> None:
     """Cases A, C, D, E of docs/scoring.md (200 hosts, 14 days)."""
     base = {"fleet_host_buckets": 268800.0, "fleet_hosts": 200.0, "host_maturity": 1.0}
@@ -123,7 +132,8 @@ def test_worked_examples_of_docs_scoring() -> None:
               host_path_buckets=8.0, established=1.0, recent_hosts=1.0, suspicion=0.4), 31.9),
     ]  # fmt: skip
     for values, expected in cases:
-        assert ext_scoring.score(ext_scoring.Inputs(**base, **values)).score == expected
+        known = {"known": values["established"]}  # past the baseline's first day: k = e
+        assert ext_scoring.score(ext_scoring.Inputs(**base, **known, **values)).score == expected
 
 
 @pytest.fixture(scope="module")

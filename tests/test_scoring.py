@@ -35,6 +35,7 @@ def features(**values: float) -> Features:
         "adopting": 0.0,
     }
     base.update(values)
+    base.setdefault("known", base["established"])  # as the rule's features, past the first day
     return Features(**{key: np.array([value], dtype=float) for key, value in base.items()})
 
 
@@ -223,7 +224,7 @@ def test_candidates_score_independently_of_order(
             "path_host_buckets": [r[0] for r in items], "path_hosts": [r[1] for r in items],
             "name_host_buckets": [r[0] for r in items], "name_hosts": [r[1] for r in items],
             "host_path_buckets": [0.0] * len(items), "host_maturity": [r[2] for r in items],
-            "established": [1.0] * len(items), "tenure": [1.0] * len(items), "recent_hosts": [1.0] * len(items),
+            "established": [1.0] * len(items), "known": [1.0] * len(items), "tenure": [1.0] * len(items), "recent_hosts": [1.0] * len(items),
             "wave_hosts": [1.0] * len(items), "package_managed": [0.0] * len(items),
             "suspicion": [0.5] * len(items), "fresh_destination": [0.0] * len(items),
             "adopting": [0.0] * len(items),

@@ -63,6 +63,7 @@ def explain(
             "maturity": round(float(feats.host_maturity[index]), 3),
             "familiarity": round(familiarity, 3),
             "novelty": round(novelty, 3),
+            "known_in_fleet": round(float(feats.known[index]), 3),
             "fresh_destination": bool(feats.fresh_destination[index]),
         },
         "location": {

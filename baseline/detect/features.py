@@ -37,7 +37,7 @@ from baseline.detect.scoring import (
 from baseline.shells import is_plain_shell
 from baseline.store import Store
 from extension.locations import package_managed, suspicion
-from extension.scoring import adopting, mature_buckets, tenure
+from extension.scoring import adopting, known, mature_buckets, tenure
 
 HOST_PATH_CAP = 12  # familiarity 1 - exp(-12/4) = 0.95: more buckets change little
 # Time scales follow `history` (14 days by default), so compressed drills behave alike:
@@ -120,6 +120,7 @@ def gather(store: Store, span: int, history: int, buckets: list[int], warmup: in
         host_path_buckets=host_path,
         host_maturity=np.minimum(active, mature) / mature,
         established=keys.values[own, 4],
+        known=keys.values[own, 9],
         tenure=np.where(path_at >= 0, keys.values[own, 7], 1.0),
         recent_hosts=keys.values[own, 5],
         wave_hosts=np.where(path_at >= 0, keys.values[own, 6], 1.0),
@@ -186,7 +187,7 @@ def _per_path(rows: list[Any], value: Callable[[str], float]) -> Array:
 class KeyStats:
     """Per (kind, key, bucket) of the candidates: `index` → row of `values`, whose columns
     are host-buckets, hosts, first bucket, last bucket, established, recent hosts, hosts
-    in the bucket itself, tenure, adopting (a); the last row is all NaN (for a candidate without a path)."""
+    in the bucket itself, tenure, adopting (a), known (k); the last row is all NaN (for a candidate without a path)."""
 
     index: dict[tuple[str, str, int], int]
     values: Array
@@ -206,7 +207,7 @@ def _key_stats(
         {("name", r[2], r[0]) for r in rows} | {("path", r[3], r[0]) for r in rows if r[3]}
     )
     day = max(span, int(history * ESTABLISHED_SHARE))
-    values = np.full((len(keys) + 1, 9), np.nan)
+    values = np.full((len(keys) + 1, 10), np.nan)
     for row, (kind, key, bucket) in enumerate(keys):
         low = bucket - history
         host_buckets, first, last = conn.execute(
@@ -233,6 +234,7 @@ def _key_stats(
             wave,
             tenure(age, day, bucket, fleet[bucket].first_bucket),
             adopting(age, day, bucket, fleet[bucket].first_bucket) if first is not None else 0,
+            known(age, day, bucket, fleet[bucket].first_bucket) if first is not None else 0,
         )
     return KeyStats({key: row for row, key in enumerate(keys)}, values)
 

@@ -8,6 +8,8 @@ binary (name, path) in bucket b — every input counts presence in the baseline 
   f   host-buckets where the key was present                   h   distinct hosts that used the key
   hk  this host's buckets with this path                       m   this host's maturity (buckets / warm-up)
   e   how established the path is in the fleet (age since first seen / (history/14), at most 1)
+  k   how known the binary is, for host novelty: e, but 1 for any binary seen before while
+      the baseline itself is younger than history/14 (every key is young then)
   c   distinct hosts using the path within the last history/14, this bucket included
   w   distinct hosts using the path in the scored bucket itself (young paths only)
   p   1 when the path is package-managed (extension/locations.py), else 0
@@ -29,7 +31,7 @@ binary (name, path) in bucket b — every input counts presence in the baseline 
   familiarity  = 1 - exp(-hk/4)                              this host's own habit (hk capped at 12)
   R'           = R · (1 - 0.5·familiarity)
   weight       = 0.8 + 0.2·s                                 where it runs from tops the scale
-  novelty      = exp(-2·hk) · max(m, d) · e                 new on a mature host, known in the fleet
+  novelty      = exp(-2·hk) · max(m, d) · k                 new on a mature host, known in the fleet
   score        = 100 · (1 - (1 - R'·weight) · (1 - 0.6 · novelty)) · (1 - rollout)
 """
 
@@ -66,7 +68,8 @@ class Features:
     host_path_buckets: Array  # hk
     host_maturity: Array  # m in [0, 1]
     established: Array  # e in [0, 1]
-    tenure: Array  # t in [0, 1]
+    known: Array  # k in [0, 1]
+    tenure: Array  # t in [0, 1] (of the path; of the name when there is none)
     recent_hosts: Array  # c, this host included
     wave_hosts: Array  # w, this host included
     package_managed: Array  # p, 1.0 or 0.0
@@ -124,7 +127,6 @@ def score(features: Features) -> Scores:
         ),
         0.0,
     )
-    established = np.clip(features.established, 0, 1)
     rarity_path = np.where(
         known_path, young_rarity(rarity_path, np.clip(features.tenure, 0, 1)), 0.0
     )
@@ -134,7 +136,8 @@ def score(features: Features) -> Scores:
     maturity = np.maximum(
         np.clip(features.host_maturity, 0, 1), np.clip(features.fresh_destination, 0, 1)
     )
-    novelty = np.exp(-2 * np.maximum(features.host_path_buckets, 0)) * maturity * established
+    known = np.clip(features.known, 0, 1)
+    novelty = np.exp(-2 * np.maximum(features.host_path_buckets, 0)) * maturity * known
     host_buckets = np.maximum(features.host_path_buckets, 0)
     familiarity = 1 - np.exp(-host_buckets / HABIT_BUCKETS)
     weight = RARITY_WEIGHT + LOCATION_WEIGHT * np.clip(features.suspicion, 0, 1)

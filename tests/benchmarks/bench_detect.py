@@ -67,6 +67,8 @@ def replicate(base: Path, target: Path, copies: int) -> int:
             conn.execute("INSERT INTO observations SELECT * FROM base.observations")
             conn.execute("INSERT INTO store_state SELECT * FROM base.store_state")
             conn.execute("INSERT INTO name_path SELECT * FROM base.name_path")
+            # shell destinations are per (shell name, address): the copies add none
+            conn.execute("INSERT INTO shell_destination SELECT * FROM base.shell_destination")
             for name, _ in indexes:
                 conn.execute(f"DROP INDEX {name}")
             conn.execute(
