@@ -8,30 +8,25 @@ import click
 
 from baseline.cli import Context, announce_new_store, common_options, run_guarded
 from baseline.cli.detect_cmd import signal_line
-from baseline.config import DetectSettings
 from baseline.detect.rule import RunResult
-from baseline.units import format_duration, format_time
 
 
-def console_sink(settings: DetectSettings) -> Callable[[RunResult], None]:
-    """After each detection run: new signals, one readable line each, and the warm-up
-    with how much data time is still needed before the first signal can come."""
+def console_sink() -> Callable[[RunResult], None]:
+    """After each detection run, its new signals, one readable line each (the run's own
+    line, learning progress included, is the heartbeat's)."""
 
     def sink(run: RunResult) -> None:
-        if run.learning:
-            done = int(run.learning.split()[1].split("/")[0])
-            left = max(0, settings.warmup_buckets - done) * settings.bucket_span
-            click.echo(
-                f"rarenet: {run.learning} (data up to {format_time(run.data_time)}; "
-                f"{run.observations} observations in the look-back; signals possible "
-                f"after {format_duration(left)} more of data)"
-            )
         for doc in run.documents:
             click.echo(signal_line(doc))
         if run.signals:
             click.echo(f"rarenet: {run.signals} new signal(s) queued for delivery")
 
     return sink
+
+
+def console_line(line: str) -> None:
+    """A heartbeat line (baseline.serve.heartbeat) on the console."""
+    click.echo(f"rarenet: {line}")
 
 
 @click.command()
@@ -81,8 +76,9 @@ def serve(
             config,
             local=local,
             access_log=access_log,
-            on_run=console_sink(config.detect),
+            on_run=console_sink(),
             on_ready=ready,
+            on_line=console_line,
         )
         click.echo("rarenet: stopped; every acknowledged request is committed")
         return code

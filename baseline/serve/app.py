@@ -41,6 +41,7 @@ from baseline.errors import InputError, StoreError
 from baseline.ingest.chunks import build_parser
 from baseline.serve.auth import configured_tokens, presented_token, token_ok
 from baseline.serve.bodies import BodyError, init_worker, parse_in_worker, worker_ready
+from baseline.serve.heartbeat import Heartbeat
 from baseline.serve.jobs import Jobs
 from baseline.serve.metrics import Metrics
 from baseline.serve.openapi import openapi_document
@@ -74,6 +75,10 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
+def _log_line(line: str) -> None:
+    log.info("%s", line)
+
+
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     headers = {"WWW-Authenticate": 'Bearer realm="rarenet"'} if status == 401 else None
     return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
@@ -89,6 +94,7 @@ class Api:
         local: bool = False,
         on_run: Callable[[RunResult], None] | None = None,
         on_ready: Callable[[], None] | None = None,
+        on_line: Callable[[str], None] | None = None,
         check_in_background: bool = False,
     ) -> None:
         self.config = config
@@ -102,12 +108,16 @@ class Api:
         self.writer = CommitWriter(config.store.path, gate=write_gate, health=self.health)
         self.metrics = Metrics(self.open_store)
         self.snapshots = SnapshotCache(config.detect)
+        # The heartbeat's lines go to `on_line` (the CLI's console), else to the log.
+        self.heartbeat = Heartbeat(on_line or _log_line, config.detect)
+        self.metrics.on_ingest = self.heartbeat.ingested
         self.jobs = Jobs(
             config,
             self.metrics,
             self.snapshots,
             local=local,
             on_run=on_run,
+            heartbeat=self.heartbeat,
             write_gate=write_gate,
             health=self.health,
         )

@@ -20,6 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing import get_context
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -34,6 +35,7 @@ from baseline.errors import StoreError
 from baseline.ingest.chunks import ChunkCounts, build_parser
 from baseline.ingest.pipeline import Ingester
 from baseline.serve.bodies import init_child
+from baseline.serve.heartbeat import Heartbeat
 from baseline.serve.metrics import Metrics
 from baseline.serve.snapshots import SnapshotCache
 from baseline.store import Store
@@ -71,13 +73,15 @@ CHECKPOINT_EVERY = 1.0  # seconds between passive WAL checkpoints
 
 @dataclass
 class Jobs:
-    """The jobs of one server; `on_run` sees every detection run (the console sink)."""
+    """The jobs of one server; `on_run` sees every detection run (the console sink),
+    `heartbeat` gets a line per collect, ingest and detect step."""
 
     config: Config
     metrics: Metrics
     snapshots: SnapshotCache
     local: bool = False
     on_run: Callable[[RunResult], None] | None = None
+    heartbeat: Heartbeat | None = None
     # Shared with the ingest writer: fold steps and ingest commits take turns at once
     # (SQLite's busy handler sleeps up to 100 ms and can starve a waiting writer).
     write_gate: threading.Lock = field(default_factory=threading.Lock)
@@ -88,6 +92,7 @@ class Jobs:
     _fold_lock: threading.Lock = field(default_factory=threading.Lock)
     _detector: ProcessPoolExecutor | None = None
     _detector_lock: threading.Lock = field(default_factory=threading.Lock)
+    _triggers: dict[str, Any] = field(default_factory=dict)  # job name → its trigger
 
     def store(self) -> Store:
         """A connection for one job; WAL checkpoints are the checkpoint job's."""
@@ -98,16 +103,20 @@ class Jobs:
     def tail_once(self) -> int:
         """Read what was appended to `[ingest] files` since their checkpoints."""
         paths = sorted({p for pattern in self.config.ingest.files for p in glob.glob(pattern)})
-        if not paths:
-            return 0
-        with self.store() as store:
-            report = Ingester(store, self.config).ingest(paths)
-        self.metrics.ingested(
-            ChunkCounts(report.observations, report.duplicates, report.rejected, 0, 0)
-        )
-        for error in report.errors:
-            log.warning("tail: %s", error)
-        return report.observations
+        stored = 0
+        if paths:
+            with self.store() as store:
+                report = Ingester(store, self.config).ingest(paths)
+            self.metrics.ingested(
+                ChunkCounts(report.observations, report.duplicates, report.rejected, 0, 0),
+                "files",
+            )
+            for error in report.errors:
+                log.warning("tail: %s", error)
+            stored = report.observations
+        if self.heartbeat is not None:
+            self.heartbeat.ingest_step(len(paths), self.next_run("tail"))
+        return stored
 
     def fold_once(self, budget: float | None = FOLD_BUDGET) -> int:
         """Fold new observations into presence in transactions of about FOLD_HOLD
@@ -156,6 +165,8 @@ class Jobs:
             self.metrics.duration.observe(time.perf_counter() - started)
             self.metrics.last_run.set_to_current_time()
         self.metrics.runs.labels("learning" if run.learning else "ok").inc()
+        if self.heartbeat is not None:
+            self.heartbeat.detected(run, self.next_run("detect"))
         if self.on_run is not None:
             self.on_run(run)
         return run
@@ -205,7 +216,6 @@ class Jobs:
 
     def collect_once(self) -> int:
         """Read this host's sockets from /proc (`--local`)."""
-        first = self._collector is None
         with self.store() as store:
             if self._collector is None:
                 host = local_host_id(self.config.collect.host_id)
@@ -213,15 +223,20 @@ class Jobs:
             self._collector.store = store
             sockets, stored = self._collector.collect_once()
         self.metrics.rows.labels("accepted").inc(stored)
-        if first:
-            log.info(
-                "collect: %d sockets on this host (%s), %d observations stored; every %gs",
-                sockets,
-                self._collector.host,
-                stored,
-                self.config.collect.interval,
-            )
+        if self.heartbeat is not None:
+            upcoming = self.next_run("collect")
+            self.heartbeat.collected(sockets, stored, self._collector.host, upcoming)
         return stored
+
+    def next_run(self, name: str) -> datetime | None:
+        """When the scheduled job `name` fires next (None: not scheduled). From its
+        trigger, not the scheduler: `shutdown` holds the job-store lock while it waits
+        for running jobs, so a job asking the scheduler would never finish."""
+        trigger = self._triggers.get(name)
+        if trigger is None:
+            return None
+        upcoming: datetime | None = trigger.get_next_fire_time(None, datetime.now(UTC))
+        return upcoming
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -246,6 +261,7 @@ class Jobs:
                 self.config.collect.interval,
             )
         add_jobs(scheduler, self.config, jobs)
+        self._triggers = {job.id: job.trigger for job in scheduler.get_jobs()}
         # At start, in order: what this host and the files have now, folded, then one run —
         # so the first learning line already counts them.
         scheduler.add_job(self._guard("start", self.start_once), next_run_time=datetime.now(UTC))
@@ -260,7 +276,8 @@ class Jobs:
         return self.detect_once()  # folds first
 
     def _guard(self, name: str, job: Callable[[], object]) -> Callable[[], object]:
-        """A failing job is logged and counted; the next run tries again."""
+        """A failing job is logged and counted; the next run tries again. After every
+        job, posted and streamed rows due on the heartbeat are printed."""
 
         def run() -> object:
             try:
@@ -273,6 +290,9 @@ class Jobs:
                 else:
                     log.error("job %s failed: %s: %s", name, type(exc).__name__, exc)
                 return None
+            finally:
+                if self.heartbeat is not None:
+                    self.heartbeat.ingest_step()
             self.health.succeeded(f"job {name}")
             return result
 

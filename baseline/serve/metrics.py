@@ -70,11 +70,15 @@ class Metrics:
         )
         Info("rarenet_build", "rarenet version.", registry=r).info({"version": __version__})
         r.register(_StoreGauges(open_store))
+        self.on_ingest: Callable[[str, ChunkCounts], None] | None = None  # the heartbeat
 
-    def ingested(self, counts: ChunkCounts) -> None:
+    def ingested(self, counts: ChunkCounts, source: str = "HTTP") -> None:
+        """Count one commit from `source` (HTTP, files, stream); tell `on_ingest`."""
         self.rows.labels("accepted").inc(counts.inserted)
         self.rows.labels("duplicate").inc(counts.duplicates)
         self.rows.labels("rejected").inc(counts.rejected)
+        if self.on_ingest is not None:
+            self.on_ingest(source, counts)
 
 
 class _StoreGauges(Collector):

@@ -10,18 +10,15 @@ captured here instead.
 from __future__ import annotations
 
 import asyncio
-import copy
 import os
 import signal
 import socket
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import h11
 import uvicorn
-from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from baseline.config import Config, ServerSettings
@@ -29,6 +26,7 @@ from baseline.detect.rule import RunResult
 from baseline.errors import StoreError
 from baseline.serve.app import Api
 from baseline.serve.auth import check_bind, configured_tokens
+from baseline.serve.logs import log_config
 from baseline.store import Store
 from baseline.store.health import RECOVER_HINT, WHOLE_CHECK_MAX_BYTES, check_summary
 
@@ -211,21 +209,6 @@ def _file_size(path: str) -> int:
         return 0
 
 
-def log_config(access_log: bool, tokens: Sequence[str] = ()) -> dict[str, Any]:
-    """uvicorn's logging, with tokens redacted from every line and quieter start-up."""
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {
-        "redact": {"()": "baseline.serve.auth.RedactTokens", "tokens": list(tokens)}
-    }
-    for handler in config["handlers"].values():
-        handler["filters"] = ["redact"]
-        handler["stream"] = "ext://sys.stderr"  # stdout is the console sink's
-    config["loggers"]["uvicorn.error"]["level"] = "WARNING"
-    config["loggers"]["uvicorn.access"]["level"] = "INFO" if access_log else "WARNING"
-    config["loggers"]["rarenet.serve"] = {"handlers": ["default"], "level": "INFO"}
-    return config
-
-
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on host:port (port 0: a free one)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -248,8 +231,10 @@ def serve(
     access_log: bool = True,
     on_run: Callable[[RunResult], None] | None = None,
     on_ready: Callable[[str], None] | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> int:
-    """Serve until SIGTERM/SIGINT; return the exit status."""
+    """Serve until SIGTERM/SIGINT; return the exit status. `on_line` gets the heartbeat
+    (baseline.serve.heartbeat; default: the log)."""
     host, port = config.server.host, config.server.port
     tokens = configured_tokens(config.ingest.tokens)
     check_bind(host, tokens)
@@ -279,6 +264,7 @@ def serve(
         local=local,
         on_run=on_run,
         on_ready=(lambda: on_ready(url)) if on_ready else None,
+        on_line=on_line,
         check_in_background=large,
     )
     server = _Server(

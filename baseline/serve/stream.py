@@ -75,7 +75,7 @@ class StreamConsumer:
 
     def _commit(self, source: str, result: ChunkResult) -> None:
         counts = self.writer.submit(source, result).result()
-        self.metrics.ingested(counts)
+        self.metrics.ingested(counts, "stream")
 
     def _run(self) -> None:
         asyncio.run(self._main())
