@@ -64,7 +64,10 @@ def explain(
             "familiarity": round(familiarity, 3),
             "novelty": round(novelty, 3),
             "known_in_fleet": round(float(feats.known[index]), 3),
-            "fresh_destination": bool(feats.fresh_destination[index]),
+            # looked up only where it can matter: on a host not yet mature (else None)
+            "fresh_destination": (
+                bool(feats.fresh_destination[index]) if feats.host_maturity[index] < 1 else None
+            ),
         },
         "location": {
             "class": classify(cand.path).value,

@@ -126,7 +126,7 @@ def gather(store: Store, span: int, history: int, buckets: list[int], warmup: in
         wave_hosts=np.where(path_at >= 0, keys.values[own, 6], 1.0),
         package_managed=_per_path(rows, lambda p: float(package_managed(p))),
         suspicion=_per_path(rows, suspicion),
-        fresh_destination=_fresh_destinations(conn, span, history, rows),
+        fresh_destination=_fresh_destinations(conn, span, history, rows, active < mature),
         adopting=np.where(path_at >= 0, keys.values[own, 8], 0.0),
     )
     warm_buckets = np.array([fleet[b].buckets >= warmup for b in buckets], dtype=bool)
@@ -320,13 +320,20 @@ def _pair_stats(
 
 
 def _fresh_destinations(
-    conn: sqlite3.Connection, span: int, history: int, rows: list[Any]
+    conn: sqlite3.Connection,
+    span: int,
+    history: int,
+    rows: list[Any],
+    young: npt.NDArray[np.bool_],
 ) -> Array:
     """d per candidate: 1 for a shell whose first connection in the bucket goes to an
     address no shell of its name used in its baseline window (a reverse shell's C2, not a
-    health check's database), else 0. One lookup per shell candidate; none otherwise."""
+    health check's database), else 0. Looked up only for shells on hosts not yet mature
+    (`young`): on a mature host max(m, d) is 1 whatever d is, so it stays 0 there."""
     fresh = np.zeros(len(rows))
-    shells = [(i, r[0], r[2], r[4]) for i, r in enumerate(rows) if is_plain_shell(r[2])]
+    shells = [
+        (i, r[0], r[2], r[4]) for i, r in enumerate(rows) if young[i] and is_plain_shell(r[2])
+    ]
     if not shells:
         return fresh
     for i, value in conn.execute(

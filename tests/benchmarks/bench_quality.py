@@ -104,7 +104,7 @@ def _reading(everything: list[FleetQuality]) -> list[str]:
         if d["process"]["name"] == "bash" and d["explanation"]["decided_by"] == "host novelty"
     ]
     young = sum(d["explanation"]["host"]["maturity"] < 1 for d in bash)
-    fresh = sum(d["explanation"]["host"]["fresh_destination"] for d in bash)
+    fresh = sum(bool(d["explanation"]["host"]["fresh_destination"]) for d in bash)
     caught, labelled = summary["recall"][("rarenet", "host-novelty")]
     jdk = [
         n
