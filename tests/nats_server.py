@@ -161,16 +161,19 @@ async def add_stream(urls: list[str], name: str, subjects: list[str], replicas: 
 
 
 async def publish(urls: list[str], messages: Iterable[tuple[str, bytes]], *,
-                  retries: int = 40) -> list[int]:  # fmt: skip
+                  budget_s: float = 180.0) -> list[int]:  # fmt: skip
     """Publish like Fleet with JetStream on: each message waits for its publish ack (a
-    failed publish is retried, as a sender that wants no loss must). Returns the stream
-    sequence of every acknowledged message."""
+    failed publish is retried, as a sender that wants no loss must, for up to `budget_s`
+    per message: a killed node's streams elect a new leader within seconds, but a loaded
+    2-core machine can take much longer). Returns the stream sequence of every
+    acknowledged message."""
     nc = await nats.connect(servers=urls, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     sequences: list[int] = []
     try:
         js = nc.jetstream()
         for subject, data in messages:
-            for attempt in range(retries):
+            give_up = time.monotonic() + budget_s
+            while True:
                 try:
                     # Nats-Msg-Id: a retried publish that did land is dropped by the stream
                     ack = await js.publish(
@@ -181,8 +184,10 @@ async def publish(urls: list[str], messages: Iterable[tuple[str, bytes]], *,
                     )
                     sequences.append(int(ack.seq))
                     break
-                except Exception:
-                    if attempt == retries - 1:
+                except (Exception, asyncio.CancelledError):
+                    # during failover nats-py can surface a cancelled request future as
+                    # CancelledError (not an Exception); the task itself is not cancelled
+                    if time.monotonic() > give_up:
                         raise
                     await asyncio.sleep(0.25)
     finally:

@@ -158,27 +158,39 @@ def test_a_cluster_node_killed_during_publishing_and_consumption_loses_nothing(
     with Cluster(tmp_path, size=3) as cluster:
         asyncio.run(add_stream(cluster.urls, STREAM, SUBJECTS, replicas=3))
         acked: list[int] = []
-        publisher = threading.Thread(
-            target=lambda: acked.extend(asyncio.run(publish(cluster.urls, messages))), daemon=True
-        )
+        failed: list[BaseException] = []
+
+        def publish_all() -> None:
+            try:
+                acked.extend(asyncio.run(publish(cluster.urls, messages)))
+            except BaseException as exc:  # reported by the assertion below, with its type
+                failed.append(exc)
+
+        publisher = threading.Thread(target=publish_all, daemon=True)
         publisher.start()
         with (tmp_path / "consumer.err").open("wb") as err:  # a file: a pipe nobody reads fills up
             consumer = subprocess.Popen(
                 consume_cmd(db, cluster.urls, "--batch", "300"), env=env(), cwd=tmp_path,
                 stdout=subprocess.DEVNULL, stderr=err,
             )  # fmt: skip
-        deadline = time.monotonic() + 120
-        while _count(db) < 2000:
-            assert consumer.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
-        cluster.nodes[0].kill()  # mid-publishing and mid-consumption
-        publisher.join(timeout=240)
-        assert not publisher.is_alive() and len(acked) == len(messages)
-        while _count(db) < len(messages) and time.monotonic() < deadline + 180:
-            assert consumer.poll() is None
-            time.sleep(0.1)
-        consumer.send_signal(signal.SIGTERM)  # finishes its batch and stops
-        assert consumer.wait(timeout=60) == 0, (tmp_path / "consumer.err").read_text()
+        try:
+            deadline = time.monotonic() + 120
+            while _count(db) < 2000:
+                assert consumer.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+            cluster.nodes[0].kill()  # mid-publishing and mid-consumption
+            publisher.join(timeout=240)
+            assert not failed, repr(failed)
+            assert not publisher.is_alive() and len(acked) == len(messages)
+            while _count(db) < len(messages) and time.monotonic() < deadline + 180:
+                assert consumer.poll() is None
+                time.sleep(0.1)
+            consumer.send_signal(signal.SIGTERM)  # finishes its batch and stops
+            assert consumer.wait(timeout=60) == 0, (tmp_path / "consumer.err").read_text()
+        finally:
+            if consumer.poll() is None:
+                consumer.kill()
+                consumer.wait(timeout=30)
     with sqlite3.connect(db) as conn:
         assert rows(conn) == reference_rows(tmp_path, messages)
 
