@@ -108,7 +108,7 @@ def decide(
     only: set[int] | None = None,
 ) -> Decisions:
     """Verdicts for the candidates worth deciding (all of `only` when given, for explain).
-    Reads the store; writes nothing."""
+    `detail_of(i)`: candidate i's first connection. Reads the store; writes nothing."""
     walk = _Walk(conn, settings, gathered, scores, exceptions, detail_of)
     cands, threshold = gathered.candidates, settings.threshold
     # A rollout host: only the rollout discount keeps it under the threshold.
@@ -161,7 +161,7 @@ class _Walk:
     def one(self, i: int, rollout: bool) -> None:
         cand = self.gathered.candidates[i]
         value = float(self.scores.score[i])
-        detail = self.detail_of(cand.first_id)
+        detail = self.detail_of(i)
         hit = next((e for e in self.exceptions if _matches(e, cand, detail)), None)
         verdicts = self.decisions.verdicts
         if hit is not None:

@@ -18,9 +18,20 @@ _DEFAULTS: tuple[Any, ...] = (0, "", -1, -1, "", "", "", -1, "", 0, 0, "", 0, ""
 def load_detail(conn: sqlite3.Connection, observation_id: int) -> Detail | None:
     """The observation's detail and process chain; None once retention pruned it (the
     signal still names host and binary)."""
+    return detail_from_row(detail_row(conn, observation_id))
+
+
+def detail_row(conn: sqlite3.Connection, observation_id: int) -> list[Any] | None:
+    """The observation's detail columns and ancestors as stored (JSON-shaped, so a
+    shard can send it); None once pruned."""
     row = conn.execute(
         f"SELECT {_COLUMNS}, ancestors FROM observations WHERE id = ?", (observation_id,)
     ).fetchone()
+    return None if row is None else list(row)
+
+
+def detail_from_row(row: list[Any] | None) -> Detail | None:
+    """A `Detail` from `detail_row`'s answer."""
     if row is None:
         return None
     values: list[Any] = [d if v is None else v for v, d in zip(row[:-1], _DEFAULTS, strict=True)]

@@ -9,22 +9,16 @@ reads a bounded number of rows per candidate however long the history is.
 from __future__ import annotations
 
 import math
-import sqlite3
-from collections.abc import Callable
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
-from baseline.detect.presence import (
-    USED_SOURCE,
-    fresh_destination_sql,
-    host_activity_sql,
-    hosts_in_window,
-    used_where,
-)
+from baseline.detect.detail import detail_from_row
 from baseline.detect.scoring import (
     MIN_ROLLOUT_HOSTS,
     MIN_ROUTINE_HOSTS,
@@ -34,12 +28,15 @@ from baseline.detect.scoring import (
     Features,
     key_rarity,
 )
-from baseline.shells import is_plain_shell
+from baseline.detect.signal import Detail
+from baseline.detect.source import HOST_PATH_CAP as HOST_PATH_CAP
+from baseline.detect.source import CappedRange, LocalSource, PresenceSource
+from baseline.errors import ConfigError
+from baseline.shells import UNSET_REMOTES, is_plain_shell
 from baseline.store import Store
 from extension.locations import package_managed, suspicion
 from extension.scoring import adopting, known, mature_buckets, tenure
 
-HOST_PATH_CAP = 12  # familiarity 1 - exp(-12/4) = 0.95: more buckets change little
 # Time scales follow `history` (14 days by default), so compressed drills behave alike:
 ESTABLISHED_SHARE = 1 / 14  # a path seen in the fleet this long (1 day) is established
 
@@ -77,6 +74,17 @@ class Gathered:
     path_first_bucket: Array
     path_last_bucket: Array
     warm: npt.NDArray[np.bool_]  # the candidate's bucket is past warm-up
+    sources: tuple[PresenceSource, ...] = ()
+    owner: npt.NDArray[np.intp] | None = None  # per candidate: its shard in `sources`
+
+    def detail(self, i: int) -> Detail | None:
+        """Candidate i's first connection, read from the shard that holds its host."""
+        shard = 0 if self.owner is None else int(self.owner[i])
+        return detail_from_row(self.sources[shard].detail(self.candidates[i].first_id))
+
+    def observations_in(self, start: int, end: int) -> int:
+        """Observations with time in [start, end) over all shards."""
+        return sum(source.observations_in(start, end) for source in self.sources)
 
 
 def window_buckets(at: int, span: int, lookback: int) -> list[int]:
@@ -87,20 +95,24 @@ def window_buckets(at: int, span: int, lookback: int) -> list[int]:
 
 
 def gather(store: Store, span: int, history: int, buckets: list[int], warmup: int) -> Gathered:
-    """Features of every (host, name, path) present in `buckets`.
+    """Features of every (host, name, path) present in `buckets` of one store."""
+    return gather_from([LocalSource(store)], span, history, buckets, warmup)
+
+
+def gather_from(
+    sources: Sequence[PresenceSource], span: int, history: int, buckets: list[int], warmup: int
+) -> Gathered:
+    """Features of every (host, name, path) present in `buckets` over the shards
+    `sources` (disjoint hosts; one node is one source).
 
     Per-key numbers are asked once per (key, bucket) and spread to candidates with numpy
-    indexing; per-candidate numbers are one SQL pass of index seeks over a temporary
-    table holding only the candidates that still need one."""
-    conn = store.conn
-    rows = conn.execute(
-        "SELECT bucket, host, name, path, first_id FROM presence WHERE span = ? AND bucket >= ? "
-        "AND bucket <= ? ORDER BY bucket, host, name, path",
-        (span, buckets[0], buckets[-1]),
-    ).fetchall()
+    indexing; per-candidate numbers are one SQL pass of index seeks per shard over only
+    the candidates that still need one."""
+    merged = _merge_candidates(sources, span, buckets)
+    rows = merged.rows
     candidates = list(map(Candidate._make, rows))
-    fleet = {b: _fleet_context(conn, span, history, b, warmup) for b in buckets}
-    keys = _key_stats(conn, span, history, fleet, rows)
+    fleet = _fleet_contexts(sources, span, history, buckets, warmup)
+    keys = _key_stats(sources, span, history, fleet, rows)
     name_at, path_at, bucket_at = _positions(keys.index, buckets, rows)
     fleet_f = np.array([fleet[b].host_buckets for b in buckets], dtype=float)[bucket_at]
     fleet_n = np.array([fleet[b].hosts for b in buckets], dtype=float)[bucket_at]
@@ -108,7 +120,7 @@ def gather(store: Store, span: int, history: int, buckets: list[int], warmup: in
     path_f, path_h, path_first, path_last = (keys.values[path_at, col] for col in range(4))
     own = np.where(path_at >= 0, path_at, name_at)  # the key that dates the binary
     rare = _rare(name_f, name_h, path_f, path_h, fleet_f, fleet_n)
-    host_path, active = _pair_stats(conn, span, history, rows, rare)
+    host_path, active = _pair_stats(merged, span, history, rare)
     mature = mature_buckets(history, span)
     features = Features(
         fleet_host_buckets=fleet_f,
@@ -126,13 +138,65 @@ def gather(store: Store, span: int, history: int, buckets: list[int], warmup: in
         wave_hosts=np.where(path_at >= 0, keys.values[own, 6], 1.0),
         package_managed=_per_path(rows, lambda p: float(package_managed(p))),
         suspicion=_per_path(rows, suspicion),
-        fresh_destination=_fresh_destinations(conn, span, history, rows, active < mature),
+        fresh_destination=_fresh_destinations(merged, span, history, active < mature),
         adopting=np.where(path_at >= 0, keys.values[own, 8], 0.0),
     )
     warm_buckets = np.array([fleet[b].buckets >= warmup for b in buckets], dtype=bool)
     return Gathered(
-        candidates, features, fleet, name_first, path_first, path_last, warm_buckets[bucket_at]
+        candidates,
+        features,
+        fleet,
+        name_first,
+        path_first,
+        path_last,
+        warm_buckets[bucket_at],
+        tuple(sources),
+        merged.owner,
     )
+
+
+@dataclass(frozen=True)
+class _Merged:
+    """The window's candidates over all shards, in (bucket, host, name, path) order:
+    `owner[i]` is the shard of candidate i, `at[k]` the merged positions of shard k's
+    rows (in its own order)."""
+
+    sources: tuple[PresenceSource, ...]
+    rows: list[Any]
+    owner: npt.NDArray[np.intp]
+    at: list[npt.NDArray[np.intp]]
+
+
+def _merge_candidates(sources: Sequence[PresenceSource], span: int, buckets: list[int]) -> _Merged:
+    per_shard = [source.candidates(span, buckets[0], buckets[-1]) for source in sources]
+    if len(per_shard) == 1:
+        rows = per_shard[0]
+        return _Merged(tuple(sources), rows, np.zeros(len(rows), np.intp), [np.arange(len(rows))])
+    _refuse_shared_hosts(sources, per_shard)
+    tagged = sorted(
+        (row[:4], shard, j) for shard, rows in enumerate(per_shard) for j, row in enumerate(rows)
+    )
+    owner = np.fromiter((shard for _, shard, _ in tagged), np.intp, len(tagged))
+    at = [np.empty(len(rows), np.intp) for rows in per_shard]
+    merged = []
+    for i, (_, shard, j) in enumerate(tagged):
+        at[shard][j] = i
+        merged.append(per_shard[shard][j])
+    return _Merged(tuple(sources), merged, owner, at)
+
+
+def _refuse_shared_hosts(sources: Sequence[PresenceSource], per_shard: list[list[Any]]) -> None:
+    """Shards own disjoint hosts; a host on two of them would be counted twice."""
+    seen: dict[str, int] = {}
+    for shard, rows in enumerate(per_shard):
+        for host in {row[1] for row in rows}:
+            other = seen.setdefault(host, shard)
+            if other != shard:
+                raise ConfigError(
+                    f"host {host!r} has data on shards {sources[other].name} and "
+                    f"{sources[shard].name}",
+                    hint="each host must be routed to exactly one shard (docs/operations.md)",
+                )
 
 
 def _positions(
@@ -154,15 +218,25 @@ def _positions(
     )
 
 
-def _fleet_context(
-    conn: sqlite3.Connection, span: int, history: int, bucket: int, warmup: int
-) -> FleetContext:
-    total, peak, count, first = conn.execute(
-        "SELECT coalesce(sum(hosts), 0), coalesce(max(hosts), 0), count(*), min(bucket) "
-        "FROM fleet_bucket WHERE span = ? AND bucket >= ? AND bucket < ?",
-        (span, bucket - history, bucket),
-    ).fetchone()
-    return FleetContext(bucket, int(total), int(peak), int(count), first)
+def _fleet_contexts(
+    sources: Sequence[PresenceSource], span: int, history: int, buckets: list[int], warmup: int
+) -> dict[int, FleetContext]:
+    """Per window bucket, over [bucket - history, bucket): host-buckets (sum of hosts
+    per bucket), peak hosts in one bucket, buckets with data and the oldest of them;
+    hosts per bucket summed over the shards first."""
+    hosts: dict[int, int] = defaultdict(int)
+    for source in sources:
+        for bucket, count in source.fleet_buckets(span, buckets[0] - history, buckets[-1]):
+            hosts[bucket] += count
+    ordered = sorted(hosts)
+    fleet = {}
+    for bucket in buckets:
+        inside = ordered[bisect_left(ordered, bucket - history) : bisect_left(ordered, bucket)]
+        counts = [hosts[b] for b in inside]
+        fleet[bucket] = FleetContext(
+            bucket, sum(counts), max(counts, default=0), len(inside), inside[0] if inside else None
+        )
+    return fleet
 
 
 def _rare(
@@ -194,7 +268,7 @@ class KeyStats:
 
 
 def _key_stats(
-    conn: sqlite3.Connection,
+    sources: Sequence[PresenceSource],
     span: int,
     history: int,
     fleet: dict[int, FleetContext],
@@ -202,56 +276,86 @@ def _key_stats(
 ) -> KeyStats:
     """Over each bucket's baseline window: host-buckets, hosts (capped at the routine
     share), first and last bucket seen, how established the key is and, for a young
-    key, the hosts using it within the last day (spread)."""
+    key, the hosts using it within the last day (spread). Sums, minima and maxima over
+    the shards; capped host counts are summed and capped again, which is exact because
+    the shards' hosts are disjoint."""
     keys = sorted(
         {("name", r[2], r[0]) for r in rows} | {("path", r[3], r[0]) for r in rows if r[3]}
     )
     day = max(span, int(history * ESTABLISHED_SHARE))
-    values = np.full((len(keys) + 1, 10), np.nan)
+    ranges = [(kind, key, bucket - history, bucket) for kind, key, bucket in keys]
+    totals, firsts, lasts = [0] * len(keys), [None] * len(keys), [None] * len(keys)
+    for source in sources:
+        for row, (total, first, last) in enumerate(source.key_buckets(span, ranges)):
+            totals[row] += total
+            firsts[row] = _least(firsts[row], first)
+            lasts[row] = _most(lasts[row], last)
+    counted: list[CappedRange] = []  # (kind, key, low, high, cap) per asked count
+    asks: list[tuple[int, int]] = []  # (key row, column) the count goes to
+    waves: list[tuple[str, str, int]] = []
+    wave_rows: list[int] = []
     for row, (kind, key, bucket) in enumerate(keys):
-        low = bucket - history
-        host_buckets, first, last = conn.execute(
-            "SELECT coalesce(sum(hosts), 0), min(bucket), max(bucket) FROM key_bucket "
-            "WHERE span = ? AND kind = ? AND key = ? AND bucket >= ? AND bucket < ?",
-            (span, kind, key, low, bucket),
-        ).fetchone()
-        cap = routine_cap(fleet[bucket])
-        hosts = hosts_in_window(conn, span, kind, key, low, bucket, cap) if host_buckets else 0
+        if totals[row]:
+            counted.append((kind, key, bucket - history, bucket, routine_cap(fleet[bucket])))
+            asks.append((row, 1))
+        first = firsts[row]
+        if (bucket - first if first is not None else 0) < day:
+            # a rollout is only ever a young key: hosts using it within a day
+            counted.append((kind, key, bucket - day, bucket + span, rollout_cap(fleet[bucket])))
+            asks.append((row, 5))
+            waves.append((kind, key, bucket))
+            wave_rows.append(row)
+    values = np.full((len(keys) + 1, 10), np.nan)
+    values[: len(keys), 1] = 0
+    values[: len(keys), 5:7] = 1
+    counts = _summed(sources, lambda s: s.hosts_in_window(span, counted), len(counted))
+    for (row, column), count, (*_, cap) in zip(asks, counts, counted, strict=True):
+        values[row, column] = min(count, cap)
+    in_bucket = _summed(sources, lambda s: s.hosts_in_bucket(span, waves), len(waves))
+    for row, count in zip(wave_rows, in_bucket, strict=True):
+        values[row, 6] = count or 1
+    for row, (_kind, _key, bucket) in enumerate(keys):
+        first, last, context = firsts[row], lasts[row], fleet[bucket]
         age = bucket - first if first is not None else 0
-        recent = wave = 1  # a rollout is only ever a young key: hosts using it within a day
-        if age < day:
-            recent = hosts_in_window(
-                conn, span, kind, key, bucket - day, bucket + span, rollout_cap(fleet[bucket])
-            )
-            wave = _hosts_in_bucket(conn, span, kind, key, bucket)
-        values[row] = (
-            host_buckets,
-            hosts,
-            np.nan if first is None else first,
-            np.nan if last is None else last,
-            min(1.0, age / day),
-            recent,
-            wave,
-            tenure(age, day, bucket, fleet[bucket].first_bucket),
-            adopting(age, day, bucket, fleet[bucket].first_bucket) if first is not None else 0,
-            known(age, day, bucket, fleet[bucket].first_bucket) if first is not None else 0,
+        values[row, 0] = totals[row]
+        values[row, 2] = np.nan if first is None else first
+        values[row, 3] = np.nan if last is None else last
+        values[row, 4] = min(1.0, age / day)
+        values[row, 7] = tenure(age, day, bucket, context.first_bucket)
+        values[row, 8] = (
+            adopting(age, day, bucket, context.first_bucket) if first is not None else 0
         )
+        values[row, 9] = known(age, day, bucket, context.first_bucket) if first is not None else 0
     return KeyStats({key: row for row, key in enumerate(keys)}, values)
 
 
-def _hosts_in_bucket(conn: sqlite3.Connection, span: int, kind: str, key: str, bucket: int) -> int:
-    row = conn.execute(
-        "SELECT hosts FROM key_bucket WHERE span = ? AND kind = ? AND key = ? AND bucket = ?",
-        (span, kind, key, bucket),
-    ).fetchone()
-    return int(row[0]) if row else 1
+def _summed(
+    sources: Sequence[PresenceSource], ask: Callable[[PresenceSource], list[int]], n: int
+) -> list[int]:
+    """One batch answer per shard, summed element-wise."""
+    total = [0] * n
+    if n:
+        for source in sources:
+            total = [a + b for a, b in zip(total, ask(source), strict=True)]
+    return total
 
 
-def rollout_hosts(conn: sqlite3.Connection, span: int, history: int, path: str, bucket: int) -> int:
+def _least(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _most(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def rollout_hosts(
+    sources: Sequence[PresenceSource], span: int, history: int, path: str, bucket: int
+) -> int:
     """Exactly how many hosts used `path` within the day up to `bucket` (a rollout's
     signal names them; everywhere else the count stops at the rollout level)."""
     day = max(span, int(history * ESTABLISHED_SHARE))
-    return hosts_in_window(conn, span, "path", path, bucket - day, bucket + span, 1 << 30)
+    ask = [("path", path, bucket - day, bucket + span, 1 << 30)]
+    return _summed(sources, lambda s: s.hosts_in_window(span, ask), 1)[0]
 
 
 def rollout_cap(context: FleetContext) -> int:
@@ -265,98 +369,55 @@ def routine_cap(context: FleetContext) -> int:
 
 
 def _pair_stats(
-    conn: sqlite3.Connection,
-    span: int,
-    history: int,
-    rows: list[Any],
-    rare: npt.NDArray[np.bool_],
+    merged: _Merged, span: int, history: int, rare: npt.NDArray[np.bool_]
 ) -> tuple[Array, Array]:
-    """Per candidate: this host's buckets with this binary in its window (by path, or by
-    name when the path is unknown; counted up to 12 for rare keys, up to 1 for routine
-    ones) and the host's active buckets (two seeks on `host_bucket.seq` per host and
-    bucket). A routine binary the host already used in an earlier bucket of this window
-    needs no seek."""
-    n = len(rows)
-    host_path = np.ones(n)
-    earliest: dict[tuple[str, str, str], int] = {}
-    probes = []
-    for i, (bucket, host, name, path, _) in enumerate(rows):  # rows come in bucket order
-        first = earliest.setdefault((host, name, path), bucket)
-        if rare[i] or not (bucket - history <= first < bucket):
-            probes.append((i, bucket, host, name, path, int(rare[i])))
-    window = "p.bucket >= c.bucket - :history AND p.bucket < c.bucket"
-    used = {}
-    for column in ("path", "name"):
-        source = USED_SOURCE[column]
-        where = f"{used_where(column, 'c.host', f'c.{column}')} AND {window}"
-        used[column] = (
-            f"CASE WHEN c.rare THEN {_capped_count(source, where, HOST_PATH_CAP)} "
-            f"ELSE EXISTS (SELECT 1 FROM {source} WHERE {where}) END"
-        )
-    # The probes travel as one JSON parameter (json_each): several times cheaper than
-    # filling a temporary table row by row.
-    params: dict[str, object] = {"span": span, "history": history, "probes": _json(probes)}
-    for i, count in conn.execute(
-        "WITH c AS (SELECT value ->> 0 AS id, value ->> 1 AS bucket, value ->> 2 AS host, "
-        "value ->> 3 AS name, value ->> 4 AS path, value ->> 5 AS rare "
-        "FROM json_each(:probes)) "
-        f"SELECT c.id, CASE WHEN c.path != '' THEN {used['path']} ELSE {used['name']} END "
-        "FROM c",
-        params,
-    ):
-        host_path[i] = count
-    params["pairs"] = _json(sorted({(r[1], r[0]) for r in rows}))
-    active_sql = host_activity_sql("a.host", "a.bucket", "a.bucket - :history")
-    activity = {
-        (host, bucket): active
-        for host, bucket, active in conn.execute(
-            "WITH a AS (SELECT value ->> 0 AS host, value ->> 1 AS bucket "
-            "FROM json_each(:pairs)) "
-            f"SELECT a.host, a.bucket, {active_sql} FROM a",
-            params,
-        )
-    }
-    return host_path, np.fromiter((activity[r[1], r[0]] for r in rows), float, n)
+    """Per candidate, asked of its own shard: this host's buckets with this binary in
+    its window and the host's active buckets (LocalSource.pair_stats)."""
+    n = len(merged.rows)
+    host_path, active = np.ones(n), np.zeros(n)
+    for source, at in zip(merged.sources, merged.at, strict=True):
+        if len(at):
+            rows = [merged.rows[i] for i in at]
+            used, buckets = source.pair_stats(span, history, rows, rare[at].tolist())
+            host_path[at], active[at] = used, buckets
+    return host_path, active
 
 
 def _fresh_destinations(
-    conn: sqlite3.Connection,
-    span: int,
-    history: int,
-    rows: list[Any],
-    young: npt.NDArray[np.bool_],
+    merged: _Merged, span: int, history: int, young: npt.NDArray[np.bool_]
 ) -> Array:
     """d per candidate: 1 for a shell whose first connection in the bucket goes to an
     address no shell of its name used in its baseline window (a reverse shell's C2, not a
     health check's database), else 0. Looked up only for shells on hosts not yet mature
-    (`young`): on a mature host max(m, d) is 1 whatever d is, so it stays 0 there."""
+    (`young`): on a mature host max(m, d) is 1 whatever d is, so it stays 0 there. The
+    remote comes from the candidate's shard; where shells went is merged over all shards
+    (first bucket: the least, last: the most) before it is compared with the window."""
+    rows = merged.rows
     fresh = np.zeros(len(rows))
-    shells = [
-        (i, r[0], r[2], r[4]) for i, r in enumerate(rows) if young[i] and is_plain_shell(r[2])
-    ]
-    if not shells:
+    remotes: dict[int, str] = {}
+    for source, at in zip(merged.sources, merged.at, strict=True):
+        shells = [int(i) for i in at if young[i] and is_plain_shell(rows[i][2])]
+        if not shells:
+            continue
+        answers = source.first_remotes([rows[i][4] for i in shells])
+        for i, (stored, remote) in zip(shells, answers, strict=True):
+            if not stored or remote in UNSET_REMOTES:
+                continue  # pruned, or no address: 0
+            if remote is None:
+                fresh[i] = 1  # a NULL address never matches a remembered one
+            else:
+                remotes[i] = remote
+    pairs = sorted({(rows[i][2], remote) for i, remote in remotes.items()})
+    if not pairs:
         return fresh
-    for i, value in conn.execute(
-        "WITH c AS (SELECT value ->> 0 AS id, value ->> 1 AS bucket, value ->> 2 AS name, "
-        "value ->> 3 AS first_id FROM json_each(:shells)) "
-        f"SELECT c.id, coalesce({fresh_destination_sql('c', 'c.bucket - :history')}, 0) FROM c",
-        {"span": span, "history": history, "shells": _json(shells)},
-    ):
-        fresh[i] = value
+    seen: dict[tuple[str, str], tuple[Any, Any]] = dict.fromkeys(pairs, (None, None))
+    for source in merged.sources:
+        for pair, (first, last) in zip(pairs, source.shell_destinations(span, pairs), strict=True):
+            old_first, old_last = seen[pair]
+            seen[pair] = (_least(old_first, first), _most(old_last, last))
+    for i, remote in remotes.items():
+        bucket = rows[i][0]
+        first, last = seen[rows[i][2], remote]
+        used = first is not None and first < bucket and last >= bucket - history
+        fresh[i] = 0.0 if used else 1.0
     return fresh
-
-
-def _json(rows: list[Any]) -> str:
-    """Rows as a JSON array of arrays (for `json_each`). Stored text is valid UTF-8
-    (SQLite would have refused lone surrogates), so orjson encodes every value."""
-    return orjson.dumps(rows).decode()
-
-
-def _capped_count(source: str, where: str, cap: int) -> str:
-    """SQL for min(count of matching rows, cap): one probe at offset cap-1 decides
-    saturation; only below the cap are rows counted (fewer than cap of them)."""
-    probe = f"SELECT 1 FROM {source} WHERE {where} LIMIT 1 OFFSET {cap - 1}"
-    return (
-        f"CASE WHEN ({probe}) IS NOT NULL THEN {cap} "
-        f"ELSE (SELECT count(*) FROM {source} WHERE {where}) END"
-    )

@@ -152,19 +152,6 @@ def _remember_shell_destinations(store: Store, span: int) -> None:
     )
 
 
-def fresh_destination_sql(candidate: str, low: str) -> str:
-    """SQL: 1 when `candidate` (a presence row alias with bucket, name, first_id) is a
-    shell whose first connection of the bucket goes to an address no shell of that name
-    used in [low, bucket), else 0."""
-    return (
-        f"(SELECT CASE WHEN o.remote_address IN ({sql_list(UNSET_REMOTES)}) THEN 0 "
-        "WHEN EXISTS (SELECT 1 FROM shell_destination AS sd WHERE sd.span = :span "
-        f"AND sd.name = {candidate}.name AND sd.remote = o.remote_address "
-        f"AND sd.first_bucket < {candidate}.bucket AND sd.last_bucket >= {low}) THEN 0 "
-        f"ELSE 1 END FROM observations AS o WHERE o.id = {candidate}.first_id)"
-    )
-
-
 # Presence rows of a host for a path, or for a name (through the paths it was seen with):
 # seeks on the (span, host, path, bucket) index either way.
 USED_SOURCE = {

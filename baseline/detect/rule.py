@@ -18,14 +18,13 @@ import orjson
 
 from baseline.config import DetectSettings
 from baseline.detect.decide import Decisions, NewSignal, Outcome, decide, group_sentence
-from baseline.detect.detail import load_detail
 from baseline.detect.exceptions import active_exceptions
 from baseline.detect.explain import explain, rollout_reason
-from baseline.detect.features import Gathered, gather, rollout_hosts, window_buckets
+from baseline.detect.features import Gathered, gather_from, rollout_hosts, window_buckets
 from baseline.detect.lineage import name_the_shell
-from baseline.detect.presence import refresh_presence
 from baseline.detect.scoring import Scores, score
 from baseline.detect.signal import RULE_ID, document
+from baseline.detect.source import LocalSource, PresenceSource
 from baseline.store import Store
 
 
@@ -46,6 +45,8 @@ class RunResult:
     learning: str = ""
     duration: float = 0.0
     documents: list[dict[str, Any]] = field(default_factory=list)
+    shards: int = 1  # shards scored (a single node is one)
+    shards_down: list[str] = field(default_factory=list)  # "name: why", not scored
     # candidates per 10-point score band [0,10) … [90,100] (warm buckets only)
     histogram: list[int] = field(default_factory=lambda: [0] * 10)
 
@@ -64,6 +65,8 @@ class RunResult:
                 "excepted": self.excepted,
                 "learning": self.learning or None,
                 "duration": round(self.duration, 3),
+                "shards": self.shards,
+                "shards_down": self.shards_down,
             },
             "signals": self.documents,
         }
@@ -76,21 +79,43 @@ def detect_once(
     has folded new observations into presence itself (`rarenet serve` does, in short
     steps that let ingest commits through); rows it has not folded yet wait for the next
     run, whose look-back covers them again."""
+    return detect_over(store, [LocalSource(store)], settings, at, refresh=refresh)
+
+
+def detect_over(
+    store: Store,
+    sources: list[PresenceSource],
+    settings: DetectSettings,
+    at: int | None = None,
+    *,
+    refresh: bool = True,
+    since: int | None = None,
+    down: list[str] | None = None,
+) -> RunResult:
+    """One run of the rule over the presence of `sources` (host shards, or the store
+    itself), writing signals and the run record to `store`. `since` moves the window's
+    start back (a shard's catch-up, baseline/detect/shards.py); `down` names shards left
+    out of this run, which the run record says."""
     started = time.perf_counter()
     at = int(time.time()) if at is None else int(at)
     span = max(1, int(settings.bucket_span))
     history = int(settings.history)
     if refresh:
-        refresh_presence(store, span)
+        for source in sources:
+            source.refresh(span)
     buckets = window_buckets(at, span, int(settings.lookback))
-    gathered = gather(store, span, history, buckets, settings.warmup_buckets)
+    if since is not None and since < buckets[0]:
+        buckets = list(range(since // span * span, buckets[-1] + span, span))
+    gathered = gather_from(sources, span, history, buckets, settings.warmup_buckets)
     scores = score(gathered.features)
     result = RunResult(
         data_time=at,
         window_start=buckets[0],
         window_end=buckets[-1] + span,
         candidates=len(gathered.candidates),
-        observations=_observations_in(store, buckets[0], buckets[-1] + span),
+        observations=gathered.observations_in(buckets[0], buckets[-1] + span),
+        shards=len(sources),
+        shards_down=list(down or ()),
     )
     latest = gathered.fleet[buckets[-1]]
     if latest.buckets < settings.warmup_buckets:
@@ -105,7 +130,7 @@ def detect_once(
         gathered,
         scores,
         active_exceptions(store, at),
-        lambda first_id: load_detail(store.conn, first_id),
+        gathered.detail,
     )
     kept = [
         (new.sid, new.bucket, _document(store, new, gathered, scores, settings, span))
@@ -135,7 +160,7 @@ def _document(
     cand = gathered.candidates[new.index]
     explanation, reason = explain(new.index, gathered, scores, settings.warmup_buckets)
     if new.rollout:
-        hosts = rollout_hosts(store.conn, span, int(settings.history), cand.path, cand.bucket)
+        hosts = rollout_hosts(gathered.sources, span, int(settings.history), cand.path, cand.bucket)
         explanation["rollout"] |= {"hosts_last_day": hosts, "hosts_last_day_at_least": False}
         reason = rollout_reason(cand.path, explanation)
     if new.detail is not None:
@@ -164,14 +189,6 @@ def _document(
     return doc
 
 
-def _observations_in(store: Store, start: int, end: int) -> int:
-    return int(
-        store.conn.execute(
-            "SELECT count(*) FROM observations WHERE time >= ? AND time < ?", (start, end)
-        ).fetchone()[0]
-    )
-
-
 def _commit(
     store: Store,
     result: RunResult,
@@ -198,8 +215,8 @@ def _commit(
                 result.suppressed,
                 result.excepted,
                 result.duration,
-                "learning" if result.learning else "ok",
-                result.learning or None,
+                _status(result),
+                _problems(result),
             ),
         )
         result.id = int(cursor.lastrowid or 0)
@@ -233,3 +250,18 @@ def _commit(
             conn.execute(
                 "UPDATE exceptions SET matched = matched + ? WHERE id = ?", (count, exception_id)
             )
+
+
+def _status(result: RunResult) -> str:
+    if result.shards_down:
+        return "partial"
+    return "learning" if result.learning else "ok"
+
+
+def _problems(result: RunResult) -> str | None:
+    """The run's `error` column: learning, and shards whose hosts were not scored."""
+    parts = [result.learning] if result.learning else []
+    if result.shards_down:
+        down = "; ".join(result.shards_down)
+        parts.append(f"shards down, their hosts not scored in this run: {down}")
+    return " | ".join(parts) or None

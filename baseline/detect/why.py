@@ -13,7 +13,6 @@ from typing import Any
 
 from baseline.config import DetectSettings
 from baseline.detect.decide import Outcome, Verdict, decide, executable, group_sentence
-from baseline.detect.detail import load_detail
 from baseline.detect.exceptions import active_exceptions
 from baseline.detect.explain import explain
 from baseline.detect.features import gather, window_buckets
@@ -114,7 +113,7 @@ def why(
         gathered,
         scores,
         active_exceptions(store, at),
-        lambda first_id: load_detail(store.conn, first_id),
+        gathered.detail,
         only=mine,
     )
     latest = gathered.fleet[buckets[-1]]
@@ -125,7 +124,7 @@ def why(
     for i in sorted(mine, key=lambda k: gathered.candidates[k].bucket):
         verdict = decisions.verdicts[i]
         explanation, reason = explain(i, gathered, scores, settings.warmup_buckets)
-        detail = load_detail(store.conn, gathered.candidates[i].first_id)
+        detail = gathered.detail(i)
         if detail is not None:
             reason = name_the_shell(reason, explanation, gathered.candidates[i].name, detail.chain)
         findings.append(

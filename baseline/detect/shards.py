@@ -1,0 +1,89 @@
+"""One fleet-wide rule over host-sharded stores, and what a run does when a shard is down.
+
+Each shard owns a disjoint set of hosts (its own SQLite store, fed by its own stream
+partition); the detection node asks every shard for its part of the fleet numbers
+(baseline/detect/source.py), merges them and scores every shard's candidates with the
+merged numbers, so the signals are those one node over all hosts would raise.
+
+A shard that cannot be reached is left out of the run: its hosts are not scored, the
+run record says `partial` and names it, and the fleet numbers of that run lack its
+hosts. Nothing is lost: the stream keeps the shard's results until it consumes them,
+and the detection node remembers per shard the data time through which its hosts were
+scored (`store_state`), so once the shard is back the next run reaches back to there
+(at most `catch_up` seconds) and scores the missed buckets. Runs are deterministic and
+signal ids are hashes of (rule, host, binary, bucket), so a bucket scored twice finds
+its signal stored: nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+from baseline.config import DetectSettings
+from baseline.detect.features import window_buckets
+from baseline.detect.rule import RunResult, detect_over
+from baseline.detect.source import PresenceSource
+from baseline.errors import RarenetError
+from baseline.store import Store
+
+_THROUGH_KEY = "shard_scored_through:{name}"
+CATCH_UP_SHARE = 1 / 14  # of `history`: one day by default
+
+
+class ShardUnavailable(RarenetError):
+    """A shard did not answer (down, unreachable, or refused)."""
+
+
+def detect_sharded(
+    store: Store,
+    shards: list[PresenceSource],
+    settings: DetectSettings,
+    at: int,
+    *,
+    catch_up: int | None = None,
+) -> RunResult:
+    """One run over the shards that answer; catch-up for shards that were behind."""
+    span = max(1, int(settings.bucket_span))
+    names = [shard.name for shard in shards]
+    if len(set(names)) != len(names):
+        raise RarenetError(f"shard names must be unique: {names}")
+    up, down = [], []
+    for shard in shards:
+        try:
+            shard.refresh(span)
+            up.append(shard)
+        except ShardUnavailable as exc:
+            down.append(f"{shard.name}: {exc}")
+    if not up:
+        raise ShardUnavailable("no shard answered: " + "; ".join(down))
+    through = _scored_through(store, names)
+    window_start = window_buckets(at, span, int(settings.lookback))[0]
+    reach = int(settings.history * CATCH_UP_SHARE) if catch_up is None else int(catch_up)
+    behind = [through[s.name] for s in up if through.get(s.name, window_start) < window_start]
+    since = max(min(behind), window_start - reach) if behind else None
+    result = detect_over(store, up, settings, at, refresh=False, since=since, down=down)
+    with store.transaction() as conn:
+        for shard in shards:
+            if shard in up:
+                end = shard.data_end(span)
+                value = result.window_end if end is None else min(result.window_end, end)
+                value = max(value, window_start) if shard.name not in through else value
+            elif shard.name not in through:
+                value = window_start  # never scored: from this run's window on
+            else:
+                continue
+            conn.execute(
+                "INSERT INTO store_state (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (_THROUGH_KEY.format(name=shard.name), str(value)),
+            )
+    return result
+
+
+def _scored_through(store: Store, names: list[str]) -> dict[str, int]:
+    found = {}
+    for name in names:
+        row = store.conn.execute(
+            "SELECT value FROM store_state WHERE key = ?", (_THROUGH_KEY.format(name=name),)
+        ).fetchone()
+        if row is not None:
+            found[name] = int(row[0])
+    return found

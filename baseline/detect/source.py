@@ -1,0 +1,271 @@
+"""Where the rule reads presence from: one store, or the stores of several host shards.
+
+A `PresenceSource` answers the rule's questions in batches, each over its own hosts
+only. Every fleet number the rule needs is a sum over disjoint host sets (hosts per key
+per bucket, hosts per bucket, distinct hosts per key up to a cap), a min / max (first
+and last bucket a key or a shell destination was seen) or a per-host number that lives
+on the host's shard (its use of a binary, its active buckets). `features.gather` merges
+the answers, so one node is simply a fleet of one shard (`LocalSource`) and the merge
+code is the same for both. `RemoteSource` (baseline/detect/shards.py) asks a shard's
+`rarenet serve` over HTTP.
+
+Every method takes and returns plain JSON-shaped values (lists of lists, ints, strings),
+so a remote shard answers exactly what a local one would.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import orjson
+
+from baseline.detect.detail import detail_row
+from baseline.detect.presence import (
+    USED_SOURCE,
+    host_activity_sql,
+    hosts_in_window,
+    refresh_presence,
+    used_where,
+)
+from baseline.store import Store
+
+HOST_PATH_CAP = 12  # familiarity 1 - exp(-12/4) = 0.95: more buckets change little
+
+# (bucket, host, name, path, first_id): a host using a binary in a bucket
+CandidateRow = tuple[int, str, str, str, int]
+# (kind, key, low, high[, cap]): a key's buckets in [low, high)
+KeyRange = tuple[str, str, int, int]
+CappedRange = tuple[str, str, int, int, int]
+
+
+class PresenceSource(Protocol):
+    """One shard's presence (or a whole single node's), asked in batches."""
+
+    name: str
+
+    def refresh(self, span: int) -> int:
+        """Fold new observations into presence; how many were folded."""
+        ...
+
+    def candidates(self, span: int, low: int, high: int) -> list[CandidateRow]:
+        """Presence rows with bucket in [low, high], ordered by (bucket, host, name, path)."""
+        ...
+
+    def fleet_buckets(self, span: int, low: int, high: int) -> list[tuple[int, int]]:
+        """(bucket, active hosts) for buckets in [low, high)."""
+        ...
+
+    def key_buckets(self, span: int, ranges: list[KeyRange]) -> list[tuple[int, Any, Any]]:
+        """Per range: (host-buckets, first bucket or None, last bucket or None)."""
+        ...
+
+    def hosts_in_window(self, span: int, ranges: list[CappedRange]) -> list[int]:
+        """Per range: distinct hosts using the key, counted up to the cap."""
+        ...
+
+    def hosts_in_bucket(self, span: int, keys: list[tuple[str, str, int]]) -> list[int]:
+        """Per (kind, key, bucket): hosts using the key in that bucket (0 if none)."""
+        ...
+
+    def pair_stats(
+        self, span: int, history: int, rows: list[CandidateRow], rare: list[bool]
+    ) -> tuple[list[float], list[float]]:
+        """Per own candidate: the host's buckets with the binary, and its active buckets."""
+        ...
+
+    def first_remotes(self, first_ids: list[int]) -> list[tuple[bool, str | None]]:
+        """Per observation: (still stored, its remote address, which may be NULL)."""
+        ...
+
+    def shell_destinations(self, span: int, pairs: list[tuple[str, str]]) -> list[tuple[Any, Any]]:
+        """Per (shell name, remote): (first bucket, last bucket), or (None, None)."""
+        ...
+
+    def detail(self, first_id: int) -> list[Any] | None:
+        """The raw detail row of an observation (baseline/detect/detail.py)."""
+        ...
+
+    def observations_in(self, start: int, end: int) -> int:
+        """Observations with time in [start, end)."""
+        ...
+
+    def last_seen(self, span: int, host: str, exe: str, before: int) -> int | None:
+        """The newest bucket before `before` in which the host used the binary."""
+        ...
+
+    def data_end(self, span: int) -> int | None:
+        """The end of the newest bucket in presence (None: no data yet)."""
+        ...
+
+
+class LocalSource:
+    """A store on this machine: the whole fleet of a single node, or one shard's hosts."""
+
+    def __init__(self, store: Store, name: str = "local") -> None:
+        self.store, self.name = store, name
+
+    def refresh(self, span: int) -> int:
+        return refresh_presence(self.store, span)
+
+    def candidates(self, span: int, low: int, high: int) -> list[CandidateRow]:
+        return [
+            tuple(row)
+            for row in self.store.conn.execute(
+                "SELECT bucket, host, name, path, first_id FROM presence WHERE span = ? "
+                "AND bucket >= ? AND bucket <= ? ORDER BY bucket, host, name, path",
+                (span, low, high),
+            )
+        ]
+
+    def fleet_buckets(self, span: int, low: int, high: int) -> list[tuple[int, int]]:
+        return [
+            (int(bucket), int(hosts))
+            for bucket, hosts in self.store.conn.execute(
+                "SELECT bucket, hosts FROM fleet_bucket WHERE span = ? AND bucket >= ? "
+                "AND bucket < ? ORDER BY bucket",
+                (span, low, high),
+            )
+        ]
+
+    def key_buckets(self, span: int, ranges: list[KeyRange]) -> list[tuple[int, Any, Any]]:
+        conn = self.store.conn
+        out = []
+        for kind, key, low, high in ranges:
+            total, first, last = conn.execute(
+                "SELECT coalesce(sum(hosts), 0), min(bucket), max(bucket) FROM key_bucket "
+                "WHERE span = ? AND kind = ? AND key = ? AND bucket >= ? AND bucket < ?",
+                (span, kind, key, low, high),
+            ).fetchone()
+            out.append((int(total), first, last))
+        return out
+
+    def hosts_in_window(self, span: int, ranges: list[CappedRange]) -> list[int]:
+        conn = self.store.conn
+        return [
+            hosts_in_window(conn, span, kind, key, low, high, cap)
+            for kind, key, low, high, cap in ranges
+        ]
+
+    def hosts_in_bucket(self, span: int, keys: list[tuple[str, str, int]]) -> list[int]:
+        conn = self.store.conn
+        out = []
+        for kind, key, bucket in keys:
+            row = conn.execute(
+                "SELECT hosts FROM key_bucket WHERE span = ? AND kind = ? AND key = ? "
+                "AND bucket = ?",
+                (span, kind, key, bucket),
+            ).fetchone()
+            out.append(int(row[0]) if row else 0)
+        return out
+
+    def pair_stats(
+        self, span: int, history: int, rows: list[CandidateRow], rare: list[bool]
+    ) -> tuple[list[float], list[float]]:
+        """This host's buckets with this binary in its window (by path, or by name when
+        the path is unknown; counted up to 12 for rare keys, up to 1 for routine ones)
+        and the host's active buckets (two seeks on `host_bucket.seq` per host and
+        bucket). A routine binary the host already used in an earlier bucket of this
+        window needs no seek. `rows` come in bucket order."""
+        conn = self.store.conn
+        host_path = [1.0] * len(rows)
+        earliest: dict[tuple[str, str, str], int] = {}
+        probes = []
+        for i, (bucket, host, name, path, _) in enumerate(rows):
+            first = earliest.setdefault((host, name, path), bucket)
+            if rare[i] or not (bucket - history <= first < bucket):
+                probes.append((i, bucket, host, name, path, int(rare[i])))
+        window = "p.bucket >= c.bucket - :history AND p.bucket < c.bucket"
+        used = {}
+        for column in ("path", "name"):
+            source = USED_SOURCE[column]
+            where = f"{used_where(column, 'c.host', f'c.{column}')} AND {window}"
+            used[column] = (
+                f"CASE WHEN c.rare THEN {_capped_count(source, where, HOST_PATH_CAP)} "
+                f"ELSE EXISTS (SELECT 1 FROM {source} WHERE {where}) END"
+            )
+        # The probes travel as one JSON parameter (json_each): several times cheaper
+        # than filling a temporary table row by row.
+        params: dict[str, object] = {"span": span, "history": history, "probes": _json(probes)}
+        for i, count in conn.execute(
+            "WITH c AS (SELECT value ->> 0 AS id, value ->> 1 AS bucket, value ->> 2 AS host, "
+            "value ->> 3 AS name, value ->> 4 AS path, value ->> 5 AS rare "
+            "FROM json_each(:probes)) "
+            f"SELECT c.id, CASE WHEN c.path != '' THEN {used['path']} ELSE {used['name']} END "
+            "FROM c",
+            params,
+        ):
+            host_path[i] = float(count)
+        params["pairs"] = _json(sorted({(r[1], r[0]) for r in rows}))
+        active_sql = host_activity_sql("a.host", "a.bucket", "a.bucket - :history")
+        activity = {
+            (host, bucket): active
+            for host, bucket, active in conn.execute(
+                "WITH a AS (SELECT value ->> 0 AS host, value ->> 1 AS bucket "
+                "FROM json_each(:pairs)) "
+                f"SELECT a.host, a.bucket, {active_sql} FROM a",
+                params,
+            )
+        }
+        return host_path, [float(activity[r[1], r[0]]) for r in rows]
+
+    def first_remotes(self, first_ids: list[int]) -> list[tuple[bool, str | None]]:
+        found = dict(
+            self.store.conn.execute(
+                "SELECT o.id, o.remote_address FROM json_each(?) AS j "
+                "JOIN observations AS o ON o.id = j.value",
+                (_json(first_ids),),
+            ).fetchall()
+        )
+        return [(i in found, found.get(i)) for i in first_ids]
+
+    def shell_destinations(self, span: int, pairs: list[tuple[str, str]]) -> list[tuple[Any, Any]]:
+        conn = self.store.conn
+        out: list[tuple[Any, Any]] = []
+        for name, remote in pairs:
+            row = conn.execute(
+                "SELECT first_bucket, last_bucket FROM shell_destination WHERE span = ? "
+                "AND name = ? AND remote = ?",
+                (span, name, remote),
+            ).fetchone()
+            out.append((row[0], row[1]) if row else (None, None))
+        return out
+
+    def detail(self, first_id: int) -> list[Any] | None:
+        return detail_row(self.store.conn, first_id)
+
+    def observations_in(self, start: int, end: int) -> int:
+        return int(
+            self.store.conn.execute(
+                "SELECT count(*) FROM observations WHERE time >= ? AND time < ?", (start, end)
+            ).fetchone()[0]
+        )
+
+    def last_seen(self, span: int, host: str, exe: str, before: int) -> int | None:
+        row = self.store.conn.execute(
+            "SELECT max(bucket) FROM presence WHERE span = ? AND host = ? "
+            "AND (path = ? OR name = ?) AND bucket < ?",
+            (span, host, exe, exe, before),
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def data_end(self, span: int) -> int | None:
+        row = self.store.conn.execute(
+            "SELECT max(bucket) FROM fleet_bucket WHERE span = ?", (span,)
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0]) + span
+
+
+def _json(rows: list[Any]) -> str:
+    """Rows as a JSON array (for `json_each`). Stored text is valid UTF-8 (SQLite would
+    have refused lone surrogates), so orjson encodes every value."""
+    return orjson.dumps(rows).decode()
+
+
+def _capped_count(source: str, where: str, cap: int) -> str:
+    """SQL for min(count of matching rows, cap): one probe at offset cap-1 decides
+    saturation; only below the cap are rows counted (fewer than cap of them)."""
+    probe = f"SELECT 1 FROM {source} WHERE {where} LIMIT 1 OFFSET {cap - 1}"
+    return (
+        f"CASE WHEN ({probe}) IS NOT NULL THEN {cap} "
+        f"ELSE (SELECT count(*) FROM {source} WHERE {where}) END"
+    )
