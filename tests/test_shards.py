@@ -13,8 +13,10 @@ from typing import Any
 
 import orjson
 import pytest
+from serve_process import TOKEN, ServerProcess
 
 from baseline.config import load_config
+from baseline.detect.remote import RemoteSource
 from baseline.detect.rule import detect_once
 from baseline.detect.shards import ShardUnavailable, detect_sharded
 from baseline.detect.source import LocalSource
@@ -168,3 +170,36 @@ def test_a_shard_down_for_an_hour_is_scored_when_back(
     assert {sid: v[:2] for sid, v in got.items() if v[1] in shard_hosts} == mine
     # nothing lost elsewhere either (ids are the primary key: nothing is stored twice)
     assert got.keys() >= reference.keys()
+
+
+def test_shards_over_http_give_the_single_node_signals(
+    fleet: tuple[Path, int, int], tmp_path: Path
+) -> None:
+    """Two real `rarenet serve` shards on loopback, asked over POST /v1/shard with their
+    ingest token; every run over all the data, as after a backlog was consumed."""
+    source, first, last = fleet
+    settings = load_config(None, env={}).detect
+    with Store(tmp_path / "single.db") as single:
+        copy(single, source, first, last + 1, None, 1)
+        for at in runs(first, last, int(settings.interval)):
+            detect_once(single, settings, at)
+        expected = signals(single)
+    assert len(expected) >= 5
+    with ExitStack() as stack:
+        remotes = []
+        for k in range(2):
+            workdir = tmp_path / f"shard-{k}"
+            workdir.mkdir()
+            server = ServerProcess(workdir)
+            with Store(server.db) as store:
+                copy(store, source, first, last + 1, k, 2)
+            stack.enter_context(server)
+            remotes.append(RemoteSource(server.url, TOKEN, f"shard-{k}"))
+        refused = RemoteSource(remotes[0].url.removesuffix("/v1/shard"), "wrong-token", "x")
+        with pytest.raises(ShardUnavailable, match="HTTP 401"):
+            refused.data_end(900)
+        coordinator = stack.enter_context(Store(tmp_path / "coordinator.db"))
+        for at in runs(first, last, int(settings.interval)):
+            detect_sharded(coordinator, list(remotes), settings, at)
+        got = signals(coordinator)
+    assert got == expected

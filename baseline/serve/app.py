@@ -36,7 +36,9 @@ from baseline import __version__
 from baseline.config import Config
 from baseline.console.web import Console
 from baseline.deliver import list_signals
+from baseline.detect.remote import SHARD_OPS
 from baseline.detect.rule import RunResult
+from baseline.detect.source import LocalSource
 from baseline.errors import InputError, StoreError
 from baseline.ingest.chunks import build_parser
 from baseline.serve.auth import configured_tokens, presented_token, token_ok
@@ -60,6 +62,7 @@ MAX_HOST = 255
 MAX_SIGNALS = 1000
 MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z: SQLite integers end at 2**63
 MAX_PARSE_WORKERS = 4
+SHARD_MAX_BODY = 256 << 20  # one batch of a detection node's questions (authenticated)
 DRAIN_FACTOR = 4  # an oversized body is read (and dropped) up to this many × max_body
 
 
@@ -149,6 +152,7 @@ class Api:
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/metrics", self.metrics_text, methods=["GET"]),
             Route("/openapi.json", self.openapi, methods=["GET"]),
+            Route("/v1/shard", self.shard, methods=["POST"]),
             *self.console.routes(),
         ]
         return Starlette(
@@ -343,6 +347,38 @@ class Api:
             records = list_signals(store, limit=limit, since=since, state=state)
         self.health.succeeded("read")
         return [record.as_json() for record in records]
+
+    # -- POST /v1/shard (a detection node asks this shard; baseline/detect/remote.py) ------
+
+    async def shard(self, request: Request) -> Response:
+        if not self._authorised(request):
+            return _error(401, "missing or wrong token")
+        pieces, size = [], 0
+        async for piece in request.stream():
+            size += len(piece)
+            if size > SHARD_MAX_BODY:
+                return _error(413, f"a shard query is limited to {SHARD_MAX_BODY} bytes")
+            pieces.append(piece)
+        try:
+            body = orjson.loads(b"".join(pieces))
+            op, args = body["op"], body["args"]
+            if op not in SHARD_OPS or not isinstance(args, dict):
+                raise ValueError
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return _error(400, f'body must be {{"op": one of {sorted(SHARD_OPS)}, "args": {{}}}}')
+        try:
+            result = await run_in_threadpool(self._shard, op, args)
+        except (TypeError, ValueError) as exc:
+            return _error(400, f"{op}: {exc}")
+        return JSONResponse({"result": result})
+
+    def _shard(self, op: str, args: dict[str, Any]) -> Any:
+        with self.open_store() as store:
+            source = LocalSource(store, "this shard")
+            if op == "refresh":  # a write: takes turns with ingest commits
+                with self.write_gate:
+                    return source.refresh(**args)
+            return getattr(source, op)(**args)
 
     # -- operations -------------------------------------------------------------------------
 

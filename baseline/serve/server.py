@@ -14,7 +14,7 @@ import os
 import signal
 import socket
 from collections.abc import Callable, Generator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import h11
@@ -69,6 +69,16 @@ def _peer_of(protocol: object) -> str | None:
     return str(client[0]) if client else None
 
 
+def _no_delay(transport: asyncio.Transport) -> None:
+    """Send each write at once: h11 writes a response's headers and body separately,
+    and with Nagle on the body waits for the client's delayed ACK (~40 ms a response,
+    measured on loopback)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class _H11(H11Protocol):
     """uvicorn's h11 protocol with nginx-style deadlines. uvicorn has none: a connection
     that dribbles a header byte now and then, or that got its 401 before its body and
@@ -94,6 +104,7 @@ class _H11(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        _no_delay(transport)
         peer = _peer_of(self)
         if peer is not None and self.limits.per_peer < MAX_CONNECTIONS:
             held = sum(1 for c in self.connections if _peer_of(c) == peer)

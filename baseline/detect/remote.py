@@ -1,0 +1,101 @@
+"""A shard's presence asked over HTTP: `POST /v1/shard` on the shard's `rarenet serve`.
+
+Each call is one batch (`{"op": method, "args": {...}}` → `{"result": ...}`) answered by
+the shard's `LocalSource` with the same method, so a remote shard gives exactly what a
+local one would (baseline/detect/source.py). HTTP rather than a NATS KV bucket of
+published aggregates: the rule's questions depend on the run (caps from the merged fleet
+size, the candidates' own keys), and asking them live gives exact numbers with no
+staleness and nothing to keep in step. The shard's ingest token authorises the call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from baseline.detect.shards import ShardUnavailable
+
+SHARD_OPS = frozenset(
+    {
+        "refresh",
+        "candidates",
+        "fleet_buckets",
+        "key_buckets",
+        "hosts_in_window",
+        "hosts_in_bucket",
+        "pair_stats",
+        "first_remotes",
+        "shell_destinations",
+        "detail",
+        "observations_in",
+        "last_seen",
+        "data_end",
+    }
+)
+
+
+class RemoteSource:
+    """One shard behind `url` (its `rarenet serve`), asked with `token`."""
+
+    def __init__(self, url: str, token: str | None, name: str | None = None, timeout: float = 120):
+        self.url = url.rstrip("/") + "/v1/shard"
+        self.name = name or url
+        self.timeout = timeout
+        self.session = requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def _ask(self, op: str, **args: Any) -> Any:
+        try:
+            response = self.session.post(
+                self.url, json={"op": op, "args": args}, timeout=self.timeout
+            )
+        except requests.RequestException as exc:
+            raise ShardUnavailable(f"{type(exc).__name__}") from None
+        if response.status_code != 200:
+            try:
+                why = response.json().get("error", "")
+            except ValueError:
+                why = ""
+            raise ShardUnavailable(f"HTTP {response.status_code} {why}".strip())
+        return response.json()["result"]
+
+    def refresh(self, span: int) -> int:
+        return int(self._ask("refresh", span=span))
+
+    def candidates(self, span: int, low: int, high: int) -> Any:
+        return self._ask("candidates", span=span, low=low, high=high)
+
+    def fleet_buckets(self, span: int, low: int, high: int) -> Any:
+        return self._ask("fleet_buckets", span=span, low=low, high=high)
+
+    def key_buckets(self, span: int, ranges: Any) -> Any:
+        return self._ask("key_buckets", span=span, ranges=ranges)
+
+    def hosts_in_window(self, span: int, ranges: Any) -> Any:
+        return self._ask("hosts_in_window", span=span, ranges=ranges)
+
+    def hosts_in_bucket(self, span: int, keys: Any) -> Any:
+        return self._ask("hosts_in_bucket", span=span, keys=keys)
+
+    def pair_stats(self, span: int, history: int, rows: Any, rare: Any) -> Any:
+        return self._ask("pair_stats", span=span, history=history, rows=rows, rare=rare)
+
+    def first_remotes(self, first_ids: Any) -> Any:
+        return self._ask("first_remotes", first_ids=first_ids)
+
+    def shell_destinations(self, span: int, pairs: Any) -> Any:
+        return self._ask("shell_destinations", span=span, pairs=pairs)
+
+    def detail(self, first_id: int) -> Any:
+        return self._ask("detail", first_id=first_id)
+
+    def observations_in(self, start: int, end: int) -> int:
+        return int(self._ask("observations_in", start=start, end=end))
+
+    def last_seen(self, span: int, host: str, exe: str, before: int) -> Any:
+        return self._ask("last_seen", span=span, host=host, exe=exe, before=before)
+
+    def data_end(self, span: int) -> Any:
+        return self._ask("data_end", span=span)
