@@ -110,6 +110,15 @@ class DetectSettings:
     suppress_for: float = setting(
         86400.0, "Quiet time per (host, executable) after a signal.", "duration"
     )
+    shards: list[str] = setting(
+        [],
+        "Host shards this node runs the one fleet-wide rule over (each a `rarenet serve` "
+        "URL, http:// or https://); none: this node's own store.",
+        "list:url",
+    )
+    shard_token: str = setting(
+        "", "Bearer token the shards accept (one of their [ingest] tokens).", "str", True
+    )
 
 
 @dataclass(frozen=True)
@@ -227,6 +236,9 @@ def _convert(kind: str, raw: Any) -> Any:
             return float(raw)
         except ValueError:
             raise ValueError(f"{raw!r} is not a number") from None
+    if kind == "list:url":
+        urls = _convert("list", raw)
+        return [_check_url(url) for url in urls]
     if kind == "list":
         if isinstance(raw, str):
             return [part.strip() for part in raw.split(",") if part.strip()]
@@ -442,11 +454,18 @@ def load_config(
         config = _from_file(config, config_file)
     config = _from_env(config, environ)
     for section, values in (overrides or {}).items():
-        present = {key: value for key, value in values.items() if value is not None}
-        if present:
-            updated = _apply(getattr(config, section), present, lambda key: f"--{key}")
-            config = replace(config, **{section: updated})
+        config = override(config, section, values)
     return config
+
+
+def override(config: Config, section: str, values: Mapping[str, Any]) -> Config:
+    """`config` with command-line values (None: not given) applied to `section`,
+    validated like any other source; errors name the flag (`--key`)."""
+    present = {key: value for key, value in values.items() if value is not None}
+    if not present:
+        return config
+    updated = _apply(getattr(config, section), present, lambda key: f"--{key}")
+    return replace(config, **{section: updated})
 
 
 def describe_settings() -> list[tuple[str, str, str, str]]:

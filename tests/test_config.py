@@ -205,3 +205,19 @@ def test_good_webhook_urls_load() -> None:
         "https://hooks.slack.com/services/T/B/C"
     )
     assert _check_url("http://[::1]:8080/hook") == "http://[::1]:8080/hook"
+
+
+def test_shards_are_urls_named_by_host_and_port_and_listed_once(tmp_path: Path) -> None:
+    from baseline.detect.shards import configured_shards
+
+    path = tmp_path / "shards.toml"
+    path.write_text('[detect]\nshards = ["http://shard-a:8080/", "ftp://shard-b"]\n')
+    with pytest.raises(ConfigError) as bad:
+        load_config(str(path), env={})
+    assert f"{path}:2: [detect] shards" in str(bad.value) and "http://" in str(bad.value)
+    env = {"RARENET_DETECT_SHARDS": "https://user:pw@shard-a, http://[::1]:9000"}
+    names = [shard.name for shard in configured_shards(load_config(None, env=env).detect)]
+    assert names == ["shard-a:443", "[::1]:9000"]  # never the URL's credential
+    twice = {"RARENET_DETECT_SHARDS": "http://shard-a:80,http://shard-a"}
+    with pytest.raises(ConfigError, match="shard-a:80 is listed twice"):
+        configured_shards(load_config(None, env=twice).detect)

@@ -5,6 +5,9 @@ and duplicates nothing once it is back."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -203,3 +206,58 @@ def test_shards_over_http_give_the_single_node_signals(
             detect_sharded(coordinator, list(remotes), settings, at)
         got = signals(coordinator)
     assert got == expected
+
+
+def rarenet_detect(db: Path, at: int, urls: list[str]) -> subprocess.CompletedProcess[str]:
+    """`rarenet detect --shard URL …` as an admin runs it, the token from the environment."""
+    flags = [arg for url in urls for arg in ("--shard", url)]
+    return subprocess.run(
+        [sys.executable, "-m", "baseline", "detect", "--db", str(db), "--at", str(at), *flags]
+        + ["--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "RARENET_DETECT_SHARD_TOKEN": TOKEN},
+        check=False,
+    )
+
+
+def test_rarenet_detect_over_shard_urls_is_the_single_node_run(
+    fleet: tuple[Path, int, int], reference: Any, tmp_path: Path
+) -> None:
+    """`rarenet detect --shard URL --shard URL` over two real serve shards: the run's
+    signals are those of one node at the same data time; with one shard stopped the run
+    says which, scores the other and exits normally."""
+    source, first, last = fleet
+    settings = load_config(None, env={}).detect
+    bucket = max(parse_time(doc["bucket"]["start"]) for _, _, doc in reference.values())
+    at = bucket + int(settings.bucket_span) * 2
+    with Store(tmp_path / "single.db") as single:
+        copy(single, source, first, last + 1, None, 1)
+        one = detect_once(single, settings, at)
+    expected = {doc["id"]: doc["score"] for doc in one.documents}
+    assert expected, "the run should raise a signal to compare"
+    with ExitStack() as stack:
+        servers = []
+        for k in range(2):
+            workdir = tmp_path / f"shard-{k}"
+            workdir.mkdir()
+            server = ServerProcess(workdir)
+            with Store(server.db) as store:
+                copy(store, source, first, last + 1, k, 2)
+            servers.append(stack.enter_context(server))
+        urls = [server.url for server in servers]
+        done = rarenet_detect(tmp_path / "coordinator.db", at, urls)
+        assert done.returncode == 1, done.stderr  # new signals queued
+        report = orjson.loads(done.stdout)
+        assert {doc["id"]: doc["score"] for doc in report["signals"]} == expected
+        assert report["run"]["shards"] == 2 and report["run"]["shards_down"] == []
+
+        servers[1].stop()
+        later = rarenet_detect(tmp_path / "coordinator.db", at + 900, urls)
+        assert later.returncode in (0, 1), later.stderr
+        run = orjson.loads(later.stdout)["run"]
+        name = urls[1].removeprefix("http://")
+        assert run["shards"] == 1 and [d.split(": ")[0] for d in run["shards_down"]] == [name]
+        assert f"shard down, its hosts not scored in this run: {name}" in later.stderr
+        assert TOKEN not in later.stdout + later.stderr

@@ -13,8 +13,10 @@ import orjson
 
 from baseline.cli import Context, common_options, json_option, open_store, run_guarded
 from baseline.cli.summary import echo_summary, plural
+from baseline.config import override
 from baseline.detect.backtest import backtest as run_backtest
-from baseline.detect.rule import RunResult, detect_once
+from baseline.detect.rule import RunResult
+from baseline.detect.shards import detect_configured
 from baseline.errors import EXIT_FINDINGS, EXIT_OK, InputError
 from baseline.units import format_age, format_time, parse_time
 
@@ -49,7 +51,10 @@ def run_line(run: RunResult) -> str:
         f"{format_time(run.window_end)}): {plural(run.candidates, 'candidate')}, "
         f"{plural(run.signals, 'signal')}"
     )
+    total = run.shards + len(run.shards_down)  # `shards` counts the shards scored
     extras = [
+        f"{run.shards} of {plural(total, 'shard')} scored" if run.shards_down else "",
+        f"over {run.shards} shards" if run.shards > 1 and not run.shards_down else "",
         f"{run.suppressed} suppressed" if run.suppressed else "",
         f"{run.excepted} excepted" if run.excepted else "",
         f"{run.truncated} over max_signals" if run.truncated else "",
@@ -61,24 +66,38 @@ def run_line(run: RunResult) -> str:
 
 @click.command()
 @click.option("--at", "at", metavar="TIME", help="Data time of the run (default: now).")
+@click.option(
+    "--shard",
+    "shards",
+    multiple=True,
+    metavar="URL",
+    help="A host shard's `rarenet serve` (repeat for each; default: [detect] shards). "
+    "Its token comes from [detect] shard_token or $RARENET_DETECT_SHARD_TOKEN.",
+)
 @common_options
 @json_option
 @click.pass_obj
-def detect(state: Context, at: str | None, as_json: bool) -> None:
+def detect(state: Context, at: str | None, shards: tuple[str, ...], as_json: bool) -> None:
     """One run of the rule at data time TIME over the look-back; queue and print signals.
+
+    With shards, one fleet-wide run over them: signals and the run record go to this
+    node's store (--db), a shard that does not answer is named and its hosts not scored.
 
     Exit status: 0 no new signal, 1 new signals were queued, 2 bad input or config,
     3 the store failed.
     """
-    run_guarded(lambda: _detect(state, at, as_json))
+    run_guarded(lambda: _detect(state, at, shards, as_json))
 
 
-def _detect(state: Context, at: str | None, as_json: bool) -> int:
-    config = state.config()
-    with open_store(config) as store:
-        run = detect_once(store, config.detect, _time(at, "--at"))
+def _detect(state: Context, at: str | None, shards: tuple[str, ...], as_json: bool) -> int:
+    config = override(state.config(), "detect", {"shards": list(shards) or None})
+    sharded = bool(config.detect.shards)
+    with open_store(config, create=sharded) as store:
+        run = detect_configured(store, config.detect, _time(at, "--at"))
         newest = store.conn.execute("SELECT max(time) FROM observations").fetchone()[0]
-    if at is None and newest is not None and run.candidates == 0:
+    for down in run.shards_down:
+        click.echo(f"rarenet: shard down, its hosts not scored in this run: {down}", err=True)
+    if at is None and newest is not None and run.candidates == 0 and not sharded:
         ended = int(time.time()) - int(newest)
         if ended > config.detect.lookback:
             click.echo(

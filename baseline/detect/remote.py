@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 
-from baseline.detect.shards import ShardUnavailable
+from baseline.detect.source import ShardUnavailable
 
 SHARD_OPS = frozenset(
     {

@@ -17,19 +17,50 @@ its signal stored: nothing is duplicated.
 
 from __future__ import annotations
 
+import time
+import urllib.parse
+
 from baseline.config import DetectSettings
 from baseline.detect.features import window_buckets
-from baseline.detect.rule import RunResult, detect_over
-from baseline.detect.source import PresenceSource
-from baseline.errors import RarenetError
+from baseline.detect.remote import RemoteSource
+from baseline.detect.rule import RunResult, detect_once, detect_over
+from baseline.detect.source import PresenceSource, ShardUnavailable
+from baseline.errors import ConfigError, RarenetError
 from baseline.store import Store
+
+__all__ = ["ShardUnavailable", "configured_shards", "detect_configured", "detect_sharded"]
 
 _THROUGH_KEY = "shard_scored_through:{name}"
 CATCH_UP_SHARE = 1 / 14  # of `history`: one day by default
 
 
-class ShardUnavailable(RarenetError):
-    """A shard did not answer (down, unreachable, or refused)."""
+def configured_shards(settings: DetectSettings) -> list[PresenceSource]:
+    """`[detect] shards` as sources, each named by its host:port (unique)."""
+    shards: list[PresenceSource] = []
+    for url in settings.shards:
+        shard = RemoteSource(url, settings.shard_token or None, name=shard_name(url))
+        if any(known.name == shard.name for known in shards):
+            raise ConfigError(f"shard {shard.name} is listed twice", where="[detect] shards")
+        shards.append(shard)
+    return shards
+
+
+def shard_name(url: str) -> str:
+    """A shard's name in run records and logs: its URL's host:port (never a credential)."""
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+    return f"{host}:{port}{parts.path.rstrip('/')}"
+
+
+def detect_configured(
+    store: Store, settings: DetectSettings, at: int | None = None, *, refresh: bool = True
+) -> RunResult:
+    """One run as configured: over `[detect] shards` when set, else over `store` itself."""
+    if not settings.shards:
+        return detect_once(store, settings, at, refresh=refresh)
+    at = int(time.time()) if at is None else int(at)
+    return detect_sharded(store, configured_shards(settings), settings, at)
 
 
 def detect_sharded(

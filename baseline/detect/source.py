@@ -27,6 +27,7 @@ from baseline.detect.presence import (
     refresh_presence,
     used_where,
 )
+from baseline.errors import RarenetError
 from baseline.store import Store
 
 HOST_PATH_CAP = 12  # familiarity 1 - exp(-12/4) = 0.95: more buckets change little
@@ -36,6 +37,10 @@ CandidateRow = tuple[int, str, str, str, int]
 # (kind, key, low, high[, cap]): a key's buckets in [low, high)
 KeyRange = tuple[str, str, int, int]
 CappedRange = tuple[str, str, int, int, int]
+
+
+class ShardUnavailable(RarenetError):
+    """A shard did not answer (down, unreachable, or refused)."""
 
 
 class PresenceSource(Protocol):

@@ -30,7 +30,8 @@ from baseline.deliver import DeliveryReport, deliver_once
 from baseline.deliver.webhooks import configured_webhooks
 from baseline.detect.maintenance import add_jobs, prune_once
 from baseline.detect.presence import refresh_presence
-from baseline.detect.rule import RunResult, detect_once
+from baseline.detect.rule import RunResult
+from baseline.detect.shards import detect_configured
 from baseline.errors import StoreError
 from baseline.ingest.chunks import ChunkCounts, build_parser
 from baseline.ingest.pipeline import Ingester
@@ -57,7 +58,8 @@ def init_detector(server: int) -> None:
 def detect_in_process(db_path: str, settings: DetectSettings) -> RunResult:
     """One detection run on its own connection (the detection child's entry point)."""
     with Store(db_path, autocheckpoint=False) as store:
-        return detect_once(store, settings, refresh=False)  # the parent folds, gated
+        # the parent folds its own store, gated; shards fold their own when asked
+        return detect_configured(store, settings, refresh=False)
 
 
 TAIL_EVERY = 5.0  # seconds between reads of [ingest] files
