@@ -211,9 +211,9 @@ def test_shards_over_http_give_the_single_node_signals(
 def rarenet_detect(db: Path, at: int, urls: list[str]) -> subprocess.CompletedProcess[str]:
     """`rarenet detect --shard URL …` as an admin runs it, the token from the environment."""
     flags = [arg for url in urls for arg in ("--shard", url)]
+    command = [sys.executable, "-m", "baseline", "detect", "--db", str(db), "--at", str(at)]
     return subprocess.run(
-        [sys.executable, "-m", "baseline", "detect", "--db", str(db), "--at", str(at), *flags]
-        + ["--json"],
+        [*command, *flags, "--json"],
         capture_output=True,
         text=True,
         timeout=120,
