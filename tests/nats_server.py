@@ -37,7 +37,7 @@ class NatsNode:
     """One nats-server with JetStream, its own store directory and config file."""
 
     def __init__(self, workdir: Path, name: str, *, cluster_port: int | None = None,
-                 routes: Iterable[int] = ()) -> None:  # fmt: skip
+                 routes: Iterable[int] = (), extra: Iterable[str] = ()) -> None:  # fmt: skip
         self.workdir = workdir
         self.name = name
         self.port = free_port()
@@ -49,6 +49,7 @@ class NatsNode:
             "max_payload: 16MB",
             f'jetstream {{ store_dir: "{self.store}", max_memory_store: 256MB, max_file_store: 2GB }}',
         ]
+        lines += list(extra)  # e.g. the subject mapping that partitions hosts
         if cluster_port is not None:
             route_list = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in routes)
             lines.append(
@@ -96,7 +97,7 @@ class NatsNode:
 class Cluster:
     """`size` nodes routed to each other (one node: a plain server)."""
 
-    def __init__(self, workdir: Path, size: int = 1) -> None:
+    def __init__(self, workdir: Path, size: int = 1, extra: Iterable[str] = ()) -> None:
         cluster_ports = [free_port() for _ in range(size)] if size > 1 else []
         self.nodes = [
             NatsNode(
@@ -104,6 +105,7 @@ class Cluster:
                 f"n{i}",
                 cluster_port=cluster_ports[i] if size > 1 else None,
                 routes=[p for j, p in enumerate(cluster_ports) if j != i],
+                extra=extra,
             )
             for i in range(size)
         ]

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import zlib
-from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -17,12 +16,12 @@ from typing import Any
 import orjson
 import pytest
 from serve_process import TOKEN, ServerProcess
+from shard_fleet import Switchable, runs, signals
 
 from baseline.config import load_config
 from baseline.detect.remote import RemoteSource
 from baseline.detect.rule import detect_once
 from baseline.detect.shards import ShardUnavailable, detect_sharded
-from baseline.detect.source import LocalSource
 from baseline.ingest.model import OBSERVATION_COLUMNS
 from baseline.ingest.pipeline import Ingester
 from baseline.simulate import SimulationSpec, simulate_to_path
@@ -70,22 +69,6 @@ def copy(store: Store, source: Path, start: int, end: int, shard: int | None, of
         store.conn.execute("DETACH DATABASE source")
 
 
-def runs(first: int, last: int, interval: int) -> Iterator[int]:
-    at = (first // interval + 1) * interval
-    while at <= last + interval:
-        yield at
-        at += interval
-
-
-def signals(store: Store) -> dict[str, tuple[float, str, dict[str, Any]]]:
-    return {
-        sid: (score, host, orjson.loads(doc))
-        for sid, score, host, doc in store.conn.execute(
-            "SELECT id, score, host, document FROM signals"
-        )
-    }
-
-
 def single_node(fleet: tuple[Path, int, int], db: Path) -> dict[str, Any]:
     source, first, last = fleet
     settings = load_config(None, env={}).detect
@@ -96,17 +79,6 @@ def single_node(fleet: tuple[Path, int, int], db: Path) -> dict[str, Any]:
             copied = at
             detect_once(store, settings, at)
         return signals(store)
-
-
-class Switchable(LocalSource):
-    """A shard that can be switched off, as an unreachable remote shard is."""
-
-    up = True
-
-    def refresh(self, span: int) -> int:
-        if not self.up:
-            raise ShardUnavailable("connection refused")
-        return super().refresh(span)
 
 
 @pytest.fixture(scope="module")
