@@ -110,6 +110,12 @@ class DetectSettings:
     suppress_for: float = setting(
         86400.0, "Quiet time per (host, executable) after a signal.", "duration"
     )
+    role: str = setting(
+        "node",
+        "node: run the rule (on this store, or over `shards`); shard: only answer a "
+        "detection node's POST /v1/shard, never run the rule on this store's share of hosts.",
+        "choice:node,shard",
+    )
     shards: list[str] = setting(
         [],
         "Host shards this node runs the one fleet-wide rule over (each a `rarenet serve` "
@@ -455,6 +461,12 @@ def load_config(
     config = _from_env(config, environ)
     for section, values in (overrides or {}).items():
         config = override(config, section, values)
+    if config.detect.role == "shard" and config.detect.shards:
+        raise ConfigError(
+            "a shard ([detect] role = \"shard\") cannot itself list shards",
+            where="[detect] shards",
+            hint="list the shards on the detection node, whose role is \"node\"",
+        )
     return config
 
 

@@ -221,3 +221,11 @@ def test_shards_are_urls_named_by_host_and_port_and_listed_once(tmp_path: Path) 
     twice = {"RARENET_DETECT_SHARDS": "http://shard-a:80,http://shard-a"}
     with pytest.raises(ConfigError, match="shard-a:80 is listed twice"):
         configured_shards(load_config(None, env=twice).detect)
+
+
+def test_a_shard_does_not_list_shards_and_does_not_run_the_rule(tmp_path: Path) -> None:
+    both = {"RARENET_DETECT_ROLE": "shard", "RARENET_DETECT_SHARDS": "http://shard-a"}
+    with pytest.raises(ConfigError, match="cannot itself list shards"):
+        load_config(None, env=both)
+    with pytest.raises(ConfigError, match="not one of node, shard"):
+        load_config(None, env={"RARENET_DETECT_ROLE": "coordinator"})

@@ -197,9 +197,10 @@ def rarenet_detect(db: Path, at: int, urls: list[str]) -> subprocess.CompletedPr
 def test_rarenet_detect_over_shard_urls_is_the_single_node_run(
     fleet: tuple[Path, int, int], reference: Any, tmp_path: Path
 ) -> None:
-    """`rarenet detect --shard URL --shard URL` over two real serve shards: the run's
-    signals are those of one node at the same data time; with one shard stopped the run
-    says which, scores the other and exits normally."""
+    """`rarenet detect --shard URL --shard URL` over two real serve shards (role shard:
+    they never run the rule themselves): the run's signals are those of one node at the
+    same data time; with one shard stopped the run says which, scores the other and exits
+    normally."""
     source, first, last = fleet
     settings = load_config(None, env={}).detect
     bucket = max(parse_time(doc["bucket"]["start"]) for _, _, doc in reference.values())
@@ -214,7 +215,7 @@ def test_rarenet_detect_over_shard_urls_is_the_single_node_run(
         for k in range(2):
             workdir = tmp_path / f"shard-{k}"
             workdir.mkdir()
-            server = ServerProcess(workdir)
+            server = ServerProcess(workdir, extra_toml='[detect]\nrole = "shard"\n')
             with Store(server.db) as store:
                 copy(store, source, first, last + 1, k, 2)
             servers.append(stack.enter_context(server))
@@ -233,3 +234,11 @@ def test_rarenet_detect_over_shard_urls_is_the_single_node_run(
         assert run["shards"] == 1 and [d.split(": ")[0] for d in run["shards_down"]] == [name]
         assert f"shard down, its hosts not scored in this run: {name}" in later.stderr
         assert TOKEN not in later.stdout + later.stderr
+    for server in servers:  # a shard never runs the rule on its share of the hosts
+        with Store(server.db) as store:
+            assert store.conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+        refused = subprocess.run(
+            [sys.executable, "-m", "baseline", "detect", "--config", str(server.config)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert refused.returncode == 2 and "this store is a shard" in refused.stderr

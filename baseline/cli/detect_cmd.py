@@ -17,7 +17,7 @@ from baseline.config import override
 from baseline.detect.backtest import backtest as run_backtest
 from baseline.detect.rule import RunResult
 from baseline.detect.shards import detect_configured
-from baseline.errors import EXIT_FINDINGS, EXIT_OK, InputError
+from baseline.errors import EXIT_FINDINGS, EXIT_OK, ConfigError, InputError
 from baseline.units import format_age, format_time, parse_time
 
 if TYPE_CHECKING:
@@ -91,6 +91,13 @@ def detect(state: Context, at: str | None, shards: tuple[str, ...], as_json: boo
 
 def _detect(state: Context, at: str | None, shards: tuple[str, ...], as_json: bool) -> int:
     config = override(state.config(), "detect", {"shards": list(shards) or None})
+    if config.detect.role == "shard":
+        raise ConfigError(
+            "this store is a shard ([detect] role = \"shard\"): its fleet numbers cover only "
+            "its own hosts, so the rule does not run on it",
+            where=config.source or "[detect] role",
+            hint="run `rarenet detect --shard URL …` on the detection node",
+        )
     sharded = bool(config.detect.shards)
     with open_store(config, create=sharded) as store:
         run = detect_configured(store, config.detect, _time(at, "--at"))

@@ -248,10 +248,11 @@ class Jobs:
         scheduler = BackgroundScheduler(timezone="UTC")
         jobs: dict[str, tuple[Callable[[], object], float]] = {
             "fold": (self._guard("fold", self.fold_once), FOLD_EVERY),
-            "detect": (self._guard("detect", self.detect_once), self.config.detect.interval),
             "prune": (self._guard("prune", self.prune_once), PRUNE_EVERY),
             "checkpoint": (self._guard("checkpoint", self.checkpoint_once), CHECKPOINT_EVERY),
         }
+        if self.config.detect.role == "node":  # a shard's detection node runs the rule
+            jobs["detect"] = (self._guard("detect", self.detect_once), self.config.detect.interval)
         if self.config.ingest.files:
             jobs["tail"] = (self._guard("tail", self.tail_once), TAIL_EVERY)
         for webhook in configured_webhooks(self.config):  # each on its own: none waits
@@ -275,6 +276,9 @@ class Jobs:
             self.collect_once()
         if self.config.ingest.files:
             self.tail_once()
+        if self.config.detect.role == "shard":
+            self.fold_once(None)
+            return None
         return self.detect_once()  # folds first
 
     def _guard(self, name: str, job: Callable[[], object]) -> Callable[[], object]:
