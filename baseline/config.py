@@ -463,9 +463,9 @@ def load_config(
         config = override(config, section, values)
     if config.detect.role == "shard" and config.detect.shards:
         raise ConfigError(
-            "a shard ([detect] role = \"shard\") cannot itself list shards",
+            'a shard ([detect] role = "shard") cannot itself list shards',
             where="[detect] shards",
-            hint="list the shards on the detection node, whose role is \"node\"",
+            hint='list the shards on the detection node, whose role is "node"',
         )
     return config
 

@@ -93,7 +93,7 @@ def _detect(state: Context, at: str | None, shards: tuple[str, ...], as_json: bo
     config = override(state.config(), "detect", {"shards": list(shards) or None})
     if config.detect.role == "shard":
         raise ConfigError(
-            "this store is a shard ([detect] role = \"shard\"): its fleet numbers cover only "
+            'this store is a shard ([detect] role = "shard"): its fleet numbers cover only '
             "its own hosts, so the rule does not run on it",
             where=config.source or "[detect] role",
             hint="run `rarenet detect --shard URL …` on the detection node",
