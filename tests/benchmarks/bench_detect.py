@@ -51,11 +51,13 @@ def base_store(directory: Path) -> tuple[Path, int, float]:
     return db, result.end, fold
 
 
-def replicate(base: Path, target: Path, copies: int) -> int:
-    """A store whose presence is `copies` × the base fleet under new host names. The copies
-    are disjoint host sets, so the aggregates are exactly the base ones × copies (hosts
-    per key-bucket and per bucket) or renamed copies (host activity, key users). Indexes
-    on presence are built after the bulk load. Returns presence rows."""
+def replicate(base: Path, target: Path, copies: int, first_copy: int = 0) -> int:
+    """A store whose presence is `copies` × the base fleet under new host names (copies
+    `first_copy` … on: a host shard takes a disjoint range). The copies are disjoint host
+    sets, so the aggregates are exactly the base ones × copies (hosts per key-bucket and
+    per bucket) or renamed copies (host activity, key users). The raw observations are
+    the base hosts' (copy 0) only. Indexes on presence are built after the bulk load.
+    Returns presence rows."""
     with Store(target) as store:
         conn = store.conn
         conn.execute("ATTACH DATABASE ? AS base", (str(base),))
@@ -64,7 +66,8 @@ def replicate(base: Path, target: Path, copies: int) -> int:
             "AND sql IS NOT NULL"
         ).fetchall()
         with store.transaction():
-            conn.execute("INSERT INTO observations SELECT * FROM base.observations")
+            if first_copy == 0:
+                conn.execute("INSERT INTO observations SELECT * FROM base.observations")
             conn.execute("INSERT INTO store_state SELECT * FROM base.store_state")
             conn.execute("INSERT INTO name_path SELECT * FROM base.name_path")
             # shell destinations are per (shell name, address): the copies add none
@@ -79,7 +82,7 @@ def replicate(base: Path, target: Path, copies: int) -> int:
                 "INSERT INTO fleet_bucket SELECT span, bucket, hosts * ? FROM base.fleet_bucket",
                 (copies,),
             )
-        for copy in range(copies):
+        for copy in range(first_copy, first_copy + copies):
             suffix = f"~{copy}" if copy else ""
             with store.transaction():
                 conn.execute(
