@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import zlib
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from baseline.config import load_config
 from baseline.detect.remote import RemoteSource
 from baseline.detect.rule import detect_once
 from baseline.detect.shards import ShardUnavailable, detect_sharded
+from baseline.detect.source import LocalSource
 from baseline.ingest.model import OBSERVATION_COLUMNS
 from baseline.ingest.pipeline import Ingester
 from baseline.simulate import SimulationSpec, simulate_to_path
@@ -147,6 +150,27 @@ def test_a_shard_down_for_an_hour_is_scored_when_back(
     assert got.keys() >= reference.keys()
 
 
+def test_an_idle_shard_does_not_make_every_run_reach_back(
+    fleet: tuple[Path, int, int], tmp_path: Path
+) -> None:
+    """A shard whose hosts stop sending (nothing new, not a backlog) is scored through
+    its last data once; later runs keep to their own 45-minute window."""
+    source, first, last = fleet
+    settings = load_config(None, env={}).detect
+    quiet_from = first + 86400
+    with ExitStack() as stack:
+        coordinator = stack.enter_context(Store(tmp_path / "coordinator.db"))
+        stores = [stack.enter_context(Store(tmp_path / f"shard-{k}.db")) for k in range(2)]
+        copy(stores[0], source, first, last + 1, 0, 2)
+        copy(stores[1], source, first, quiet_from, 1, 2)
+        shards = [LocalSource(store, f"shard-{k}") for k, store in enumerate(stores)]
+        windows = []
+        for at in runs(quiet_from - 3 * 3600, quiet_from + 6 * 3600, int(settings.interval)):
+            run = detect_sharded(coordinator, list(shards), settings, at)
+            windows.append(run.window_end - run.window_start)
+    assert windows and set(windows[1:]) == {int(settings.lookback)}, windows
+
+
 def test_shards_over_http_give_the_single_node_signals(
     fleet: tuple[Path, int, int], tmp_path: Path
 ) -> None:
@@ -194,6 +218,21 @@ def rarenet_detect(db: Path, at: int, urls: list[str]) -> subprocess.CompletedPr
     )
 
 
+def wait_for_run(db: Path, wanted: Callable[[str], bool], timeout: float = 90) -> tuple[str, str]:
+    """The newest run record whose status is `wanted`, once the serve has written one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if db.exists():
+            with Store(db) as store:
+                row = store.conn.execute(
+                    "SELECT status, error FROM runs ORDER BY id DESC LIMIT 1"
+                ).fetchone()
+            if row is not None and wanted(row[0]):
+                return row[0], row[1]
+        time.sleep(0.5)
+    raise AssertionError(f"no such run in {timeout} s")
+
+
 def test_rarenet_detect_over_shard_urls_is_the_single_node_run(
     fleet: tuple[Path, int, int], reference: Any, tmp_path: Path
 ) -> None:
@@ -226,7 +265,19 @@ def test_rarenet_detect_over_shard_urls_is_the_single_node_run(
         assert {doc["id"]: doc["score"] for doc in report["signals"]} == expected
         assert report["run"]["shards"] == 2 and report["run"]["shards_down"] == []
 
+        # the same as a scheduled job: a detection node's serve over the shards
+        node_dir = tmp_path / "node"
+        node_dir.mkdir()
+        shard_list = ", ".join(f'"{url}"' for url in urls)
+        node_toml = f'[detect]\nshards = [{shard_list}]\nshard_token = "{TOKEN}"\ninterval = "3s"\n'
+        node = stack.enter_context(ServerProcess(node_dir, extra_toml=node_toml))
+        first_run = wait_for_run(node.db, lambda status: True)
+        assert first_run[0] in ("ok", "learning") and "shards down" not in (first_run[1] or "")
+
         servers[1].stop()
+        _, error = wait_for_run(node.db, lambda status: status == "partial")
+        assert f"{urls[1].removeprefix('http://')}: ConnectionError" in (error or "")
+        assert TOKEN not in node.output()
         later = rarenet_detect(tmp_path / "coordinator.db", at + 900, urls)
         assert later.returncode in (0, 1), later.stderr
         run = orjson.loads(later.stdout)["run"]

@@ -88,13 +88,21 @@ def detect_sharded(
     through = _scored_through(store, names)
     window_start = window_buckets(at, span, int(settings.lookback))[0]
     reach = int(settings.history * CATCH_UP_SHARE) if catch_up is None else int(catch_up)
-    behind = [through[s.name] for s in up if through.get(s.name, window_start) < window_start]
+    ends = {shard.name: shard.data_end(span) for shard in up}
+    # Behind: scored only up to before this window, and holding data past that point
+    # (its backlog arrived). A shard with nothing new (idle, or not yet consuming) is not
+    # reached back for: that would re-score up to a day of every shard on every run.
+    behind = [
+        through[name]
+        for name, end in ends.items()
+        if name in through and through[name] < window_start and (end or 0) > through[name]
+    ]
     since = max(min(behind), window_start - reach) if behind else None
     result = detect_over(store, up, settings, at, refresh=False, since=since, down=down)
     with store.transaction() as conn:
         for shard in shards:
             if shard in up:
-                end = shard.data_end(span)
+                end = ends[shard.name]
                 value = result.window_end if end is None else min(result.window_end, end)
                 value = max(value, window_start) if shard.name not in through else value
             elif shard.name not in through:
