@@ -4,17 +4,17 @@
 Stores are built as in bench_detect.py: a real 200-host, 14-day simulation, folded,
 replicated under new host names (45 copies on the node; copies 0–14, 15–29, 30–44 on
 the three shards, so the shards' hosts are disjoint and their sums are the node's). Each
-run is a fresh process at the end of the data: `detect_once` on the node; `detect_sharded`
-over the shards' stores in the same process (the merge itself); and over three real
-`rarenet serve` processes with `[detect] role = "shard"` on loopback (`POST /v1/shard`, as deployed; the
-shards share this machine's 2 cores with the detection node). The sharded runs must
-store exactly the node's signals (ids and scores).
+run is a fresh process at the last run time of the data that raises signals:
+`detect_once` on the node; `detect_sharded` over the shards' stores in the same process
+(the merge itself); and over three real `rarenet serve` processes with
+`[detect] role = "shard"` on loopback (`POST /v1/shard`, as deployed; the shards share
+this machine's 2 cores with the detection node). The sharded runs must store exactly the
+node's signals (ids and scores).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import subprocess
 import sys
@@ -92,7 +92,7 @@ def wait_for_check(server: ServerProcess, timeout: float = 1200) -> None:
     if server.db.stat().st_size <= WHOLE_CHECK_MAX_BYTES:
         return
     deadline = time.monotonic() + timeout
-    while not re.search(r"store check:", server.output()):
+    while "store check:" not in server.output():
         assert time.monotonic() < deadline, server.output()[-2000:]
         time.sleep(2)
 
@@ -162,7 +162,6 @@ def test_sharded_detection_run(tmp_path: Path) -> None:
     in_process = f"{SHARDS} shards × {per_shard:,} hosts, in one process"
     measure(in_process, "local", tmp_path / "merge.db", [str(db) for db in shard_dbs])
     over_http = f"{SHARDS} shards × {per_shard:,} hosts, over HTTP"
-    shard_rss = []
     with ExitStack() as stack:
         servers = [
             stack.enter_context(
