@@ -34,14 +34,14 @@ bench: $(STAMP)
 	$(PY) -m pytest -W error -s tests/benchmarks -p no:cacheprovider -o testpaths=tests/benchmarks -o python_files='bench_*.py'
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check baseline extension tests
-	$(VENV)/bin/ruff format --check baseline extension tests
+	$(VENV)/bin/ruff check rarenet/__init__.py rarenet/__main__.py baseline extension tests
+	$(VENV)/bin/ruff format --check rarenet/__init__.py rarenet/__main__.py baseline extension tests
 	$(VENV)/bin/mypy
 
 # The osquery extension as one executable file (zipapp with its pure-Python
 # dependencies): osqueryi --extension dist/rarenet.ext (docs/extension.md).
 ext: $(STAMP)
-	$(PY) -m extension.zipapp dist/rarenet.ext
+	$(PY) -m rarenet.extension.zipapp dist/rarenet.ext
 
 clean:
 	rm -rf $(VENV) .run

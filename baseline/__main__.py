@@ -1,6 +1,7 @@
-"""`python -m baseline` is the `rarenet` command."""
+"""`python -m rarenet.baseline` (and, from a source checkout, `python -m baseline`) is
+the `rarenet` command."""
 
-from baseline.cli import main
+from rarenet.baseline.cli import main
 
 if __name__ == "__main__":
     main()

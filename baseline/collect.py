@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from baseline.ingest.model import OPEN_SOCKETS_QUERY, Observation
-from baseline.ingest.normalise import Filtered, Normaliser, RowError
-from baseline.store import Store
-from extension.collector import SocketRow, scan
+from rarenet.baseline.ingest.model import OPEN_SOCKETS_QUERY, Observation
+from rarenet.baseline.ingest.normalise import Filtered, Normaliser, RowError
+from rarenet.baseline.store import Store
+from rarenet.extension.collector import SocketRow, scan
 
 MACHINE_ID = Path("/etc/machine-id")
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from baseline.errors import ConfigError
-from baseline.units import format_duration, parse_duration, parse_size
+from rarenet.baseline.errors import ConfigError
+from rarenet.baseline.units import format_duration, parse_duration, parse_size
 
 CONFIG_ENV = "RARENET_CONFIG"
 DB_ENV = "RARENET_DB"

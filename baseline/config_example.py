@@ -4,7 +4,7 @@ drift (tests/test_config_example.py compares the file with `example_toml()`)."""
 
 from __future__ import annotations
 
-from baseline.config import describe_settings
+from rarenet.baseline.config import describe_settings
 
 _HEADER = """\
 # rarenet.toml — every setting with its default (commented out: the defaults apply).

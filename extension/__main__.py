@@ -1,7 +1,7 @@
-"""`python -m extension`: the osquery extension (same as `rarenet-extension`)."""
+"""`python -m rarenet.extension`: the osquery extension (same as `rarenet-extension`)."""
 
 import sys
 
-from extension.main import main
+from rarenet.extension.main import main
 
 sys.exit(main())

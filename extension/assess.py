@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from extension.locations import package_managed, suspicion
-from extension.scoring import (
+from rarenet.extension.locations import package_managed, suspicion
+from rarenet.extension.scoring import (
     ESTABLISHED_SHARE,
     HOST_PATH_CAP,
     Inputs,
@@ -23,7 +23,7 @@ from extension.scoring import (
     score,
     tenure,
 )
-from extension.snapshot import Entry, Snapshot
+from rarenet.extension.snapshot import Entry, Snapshot
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,9 +26,9 @@ from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import NamedTuple
 
-from extension import proc_diag
-from extension.proc_net import INET_TABLES, SocketIndex, read_namespace
-from extension.proc_pid import (
+from rarenet.extension import proc_diag
+from rarenet.extension.proc_net import INET_TABLES, SocketIndex, read_namespace
+from rarenet.extension.proc_pid import (
     Ancestor,
     list_pids,
     net_namespace,

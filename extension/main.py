@@ -23,12 +23,12 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-from extension import core
-from extension.sdk import Handler, Registry
-from extension.server import ExtensionServer
-from extension.settings import ExtensionSettings, SettingsError, load_settings
-from extension.sync import SnapshotSync
-from extension.tables import (
+from rarenet.extension import core
+from rarenet.extension.sdk import Handler, Registry
+from rarenet.extension.server import ExtensionServer
+from rarenet.extension.settings import ExtensionSettings, SettingsError, load_settings
+from rarenet.extension.sync import SnapshotSync
+from rarenet.extension.tables import (
     CoreSockets,
     FallbackSockets,
     NetworkBaseline,

@@ -21,7 +21,7 @@ import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
-from extension.proc_net import INET_TABLES, IPPROTO_TCP, InetSocket, SocketIndex, tcp_state
+from rarenet.extension.proc_net import INET_TABLES, IPPROTO_TCP, InetSocket, SocketIndex, tcp_state
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20

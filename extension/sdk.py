@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from osquery.extensions.Extension import Iface
 from osquery.extensions.ttypes import ExtensionResponse, ExtensionStatus
 
-from extension.wire import encode_rows
+from rarenet.extension.wire import encode_rows
 
 log = logging.getLogger("rarenet.extension")
 

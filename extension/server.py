@@ -16,8 +16,8 @@ from osquery.extensions.Extension import Processor, call_args
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol
 from thrift.transport import TSocket, TTransport
 
-from extension.sdk import Handler, error
-from extension.wire import encode_call_reply
+from rarenet.extension.sdk import Handler, error
+from rarenet.extension.wire import encode_call_reply
 
 log = logging.getLogger("rarenet.extension")
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from extension.settings import ExtensionSettings
-from extension.snapshot import (
+from rarenet.extension.settings import ExtensionSettings
+from rarenet.extension.snapshot import (
     Snapshot,
     SnapshotError,
     from_document,

@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Protocol
 
-from extension import core
-from extension.assess import assess
-from extension.collector import COLUMNS, scan
-from extension.sdk import BIGINT, DOUBLE, INTEGER, TEXT, QueryContext, cell
-from extension.sync import SnapshotSync
+from rarenet.extension import core
+from rarenet.extension.assess import assess
+from rarenet.extension.collector import COLUMNS, scan
+from rarenet.extension.sdk import BIGINT, DOUBLE, INTEGER, TEXT, QueryContext, cell
+from rarenet.extension.sync import SnapshotSync
 
 SOCKET_TYPES: dict[str, str] = {
     "pid": INTEGER, "fd": BIGINT, "socket": BIGINT, "family": INTEGER, "protocol": INTEGER,

@@ -1,14 +1,15 @@
 """Build `rarenet.ext`: one executable file osquery can autoload.
 
 A zipapp (PEP 441): `#!/usr/bin/env python3`, then a zip holding `__main__.py`, the
-`extension` package and the pure-Python parts of its dependencies — `osquery` (only its
-generated Thrift code, `osquery.extensions`) and `thrift` (without its optional C module;
-the pure protocol is what the extension uses), with their licence files.
+`rarenet.extension` package (under the bare `rarenet/__init__.py`) and the pure-Python
+parts of its dependencies — `osquery` (only its generated Thrift code,
+`osquery.extensions`) and `thrift` (without its optional C module; the pure protocol is
+what the extension uses), with their licence files.
 No numpy, no baseline, no tests. Entries are sorted and time-stamped to a fixed date so
 the same sources give the same bytes. Mode 0755; osquery's autoloader also wants the
 file owned by root and not writable by group or others (docs/extension.md).
 
-    python -m extension.zipapp [OUT]        # default dist/rarenet.ext
+    python -m rarenet.extension.zipapp [OUT]        # default dist/rarenet.ext
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ MAIN = (
     "import sys\n"
     "if sys.version_info < (3, 11):\n"
     "    sys.exit('rarenet.ext needs Python 3.11 or newer (found %s)' % sys.version.split()[0])\n"
-    "from extension.main import main\n"
+    "from rarenet.extension.main import main\n"
     "sys.exit(main())\n"
 )
 FIXED_TIME = (2026, 1, 1, 0, 0, 0)
 # (package, files inside it to take; None = every .py file)
 PACKAGES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
-    ("extension", None),
+    ("rarenet", ("__init__.py",)),  # the namespace's docstring only, not the service
+    ("rarenet.extension", None),
     (
         "osquery",
         tuple(
@@ -69,7 +71,7 @@ def collect() -> list[tuple[str, bytes]]:
             relative = path.relative_to(root)
             if "__pycache__" in relative.parts or "tests" in relative.parts:
                 continue
-            files[f"{name}/{relative.as_posix()}"] = path.read_bytes()
+            files[f"{name.replace('.', '/')}/{relative.as_posix()}"] = path.read_bytes()
     for name in LICENSES:
         for dist in package_dir(name).parent.glob(f"{name}-*.dist-info"):
             for path in sorted(dist.iterdir()):

@@ -10,8 +10,8 @@ from pathlib import Path
 import e2e_backtest
 import pytest
 
-from baseline.config import Config, load_config
-from baseline.store import Store
+from rarenet.baseline.config import Config, load_config
+from rarenet.baseline.store import Store
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from typing import Any
 
 import orjson
 
-from baseline.config import Config, WebhookSettings
-from baseline.deliver.examples import example_document
-from baseline.store import Store
+from rarenet.baseline.config import Config, WebhookSettings
+from rarenet.baseline.deliver.examples import example_document
+from rarenet.baseline.store import Store
 
 
 def add_signal(store: Store, created_at: float, **overrides: Any) -> str:

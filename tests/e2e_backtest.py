@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from baseline.simulate import SimulationSpec, simulate_to_path
+from rarenet.baseline.simulate import SimulationSpec, simulate_to_path
 
 WAIT = 1200.0  # seconds a test waits for the job before failing
 
@@ -22,7 +22,7 @@ def prepare(directory: Path) -> None:
     simulate_to_path(SimulationSpec(hosts=200, days=14, attacks=True, seed=1), log, labels)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RARENET_")}
     result = subprocess.run(
-        [sys.executable, "-m", "baseline", "backtest", "--labels", str(labels), "--json",
+        [sys.executable, "-m", "rarenet", "backtest", "--labels", str(labels), "--json",
          str(log)],
         capture_output=True, env=env, cwd=directory, check=False,
     )  # fmt: skip

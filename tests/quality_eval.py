@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from baseline.config import load_config
-from baseline.detect.backtest import backtest
-from baseline.ingest.pipeline import Ingester
-from baseline.simulate import Label, SimulationSpec, read_labels, simulate_to_path
-from baseline.simulate.families import benign_paths
-from baseline.store import Store
-from baseline.units import parse_time
+from rarenet.baseline.config import load_config
+from rarenet.baseline.detect.backtest import backtest
+from rarenet.baseline.ingest.pipeline import Ingester
+from rarenet.baseline.simulate import Label, SimulationSpec, read_labels, simulate_to_path
+from rarenet.baseline.simulate.families import benign_paths
+from rarenet.baseline.store import Store
+from rarenet.baseline.units import parse_time
 
 SPAN = 900
 WARMUP = 20

@@ -20,7 +20,7 @@ _LISTENING = re.compile(rb"listening on (http://\S+)")
 
 
 class ServerProcess:
-    """One `python -m baseline serve --port 0` with its own rarenet.toml and store."""
+    """One `python -m rarenet serve --port 0` with its own rarenet.toml and store."""
 
     def __init__(
         self,
@@ -49,7 +49,7 @@ class ServerProcess:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "baseline", "serve", "--config", str(self.config),
+            sys.executable, "-m", "rarenet", "serve", "--config", str(self.config),
             "--port", "0", *self.args,
         ]  # fmt: skip
 

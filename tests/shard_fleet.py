@@ -8,9 +8,9 @@ from typing import Any
 
 import orjson
 
-from baseline.detect.shards import ShardUnavailable
-from baseline.detect.source import LocalSource
-from baseline.store import Store
+from rarenet.baseline.detect.shards import ShardUnavailable
+from rarenet.baseline.detect.source import LocalSource
+from rarenet.baseline.store import Store
 
 
 def runs(first: int, last: int, interval: int) -> Iterator[int]:

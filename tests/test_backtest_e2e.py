@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from baseline.simulate import read_labels
+from rarenet.baseline.simulate import read_labels
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import orjson
 from click.testing import CliRunner
 from osquery_lines import T0, event, line, socket_row
 
-from baseline.cli import main
+from rarenet.baseline.cli import main
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -100,7 +100,7 @@ def test_status_reports_what_is_stored(tmp_path: Path) -> None:
 
 def test_python_dash_m_baseline_is_the_same_command(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "baseline", "--version"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "rarenet", "--version"], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0 and proc.stdout.startswith("rarenet, version")
 
@@ -130,7 +130,7 @@ def test_progress_bar_on_a_tty_only(tmp_path: Path) -> None:
     log.write_bytes(good_lines(200))
     primary, secondary = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "baseline", "ingest", "--db", str(tmp_path / "r.db"), str(log)],
+        [sys.executable, "-m", "rarenet", "ingest", "--db", str(tmp_path / "r.db"), str(log)],
         stdout=subprocess.PIPE,
         stderr=secondary,
     )

@@ -18,12 +18,12 @@ from osquery_lines import event as result_event
 from osquery_lines import line, socket_row
 from test_detect import RUN_AT, fleet_db  # noqa: F401  (fixture)
 
-from baseline.cli import main
-from baseline.config import load_config
-from baseline.detect.rule import detect_once
-from baseline.store import Store
+from rarenet.baseline.cli import main
+from rarenet.baseline.config import load_config
+from rarenet.baseline.detect.rule import detect_once
+from rarenet.baseline.store import Store
 
-RARENET = [sys.executable, "-m", "baseline"]
+RARENET = [sys.executable, "-m", "rarenet"]
 
 
 def run(*args: str) -> tuple[int, str, str]:

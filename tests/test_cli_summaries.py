@@ -20,13 +20,13 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from baseline.cli import main
-from baseline.cli.summary import Look, plural, summary_lines
-from baseline.detect.backtest import Backtest
-from baseline.detect.rule import RunResult
-from baseline.ingest.pipeline import IngestReport
-from baseline.simulate import Label, SimulationSpec, read_labels, simulate_to_path
-from baseline.units import format_time
+from rarenet.baseline.cli import main
+from rarenet.baseline.cli.summary import Look, plural, summary_lines
+from rarenet.baseline.detect.backtest import Backtest
+from rarenet.baseline.detect.rule import RunResult
+from rarenet.baseline.ingest.pipeline import IngestReport
+from rarenet.baseline.simulate import Label, SimulationSpec, read_labels, simulate_to_path
+from rarenet.baseline.units import format_time
 
 RARENET = Path(sys.executable).with_name("rarenet")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -37,7 +37,7 @@ NEVER = Label(
 
 
 def command() -> list[str]:
-    return [str(RARENET)] if RARENET.exists() else [sys.executable, "-m", "baseline"]
+    return [str(RARENET)] if RARENET.exists() else [sys.executable, "-m", "rarenet"]
 
 
 def environment(**extra: str) -> dict[str, str]:

@@ -18,10 +18,10 @@ from netns import (
     veth_ns_fixture,  # noqa: F401 - registers the `veth_ns` fixture
 )
 
-from baseline.cli import main
-from baseline.collect import Collector, local_host_id
-from baseline.ingest.normalise import Normaliser
-from baseline.store import Store
+from rarenet.baseline.cli import main
+from rarenet.baseline.collect import Collector, local_host_id
+from rarenet.baseline.ingest.normalise import Normaliser
+from rarenet.baseline.store import Store
 
 
 @pytest.fixture

@@ -31,9 +31,9 @@ from netns import (
     wait_until,
 )
 
-from extension.collector import COLUMNS, SocketRow, is_remote_peer, scan
-from extension.proc_net import SocketIndex, decode_address, parse_table, read_table
-from extension.proc_pid import utf8_text
+from rarenet.extension.collector import COLUMNS, SocketRow, is_remote_peer, scan
+from rarenet.extension.proc_net import SocketIndex, decode_address, parse_table, read_table
+from rarenet.extension.proc_pid import utf8_text
 
 HOST_NS = os.stat("/proc/self/ns/net").st_ino
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from baseline.config import describe_settings, load_config
-from baseline.errors import ConfigError
-from baseline.units import format_duration, parse_duration, parse_size, parse_time
+from rarenet.baseline.config import describe_settings, load_config
+from rarenet.baseline.errors import ConfigError
+from rarenet.baseline.units import format_duration, parse_duration, parse_size, parse_time
 
 
 def test_defaults_match_the_rule() -> None:
@@ -199,7 +199,7 @@ def test_a_bad_webhook_url_is_refused_at_load_with_file_and_line(tmp_path: Path,
 def test_good_webhook_urls_load() -> None:
     config = load_config(None, env={})
     assert config.webhooks == ()
-    from baseline.config import _check_url
+    from rarenet.baseline.config import _check_url
 
     assert _check_url(" https://hooks.slack.com/services/T/B/C ") == (
         "https://hooks.slack.com/services/T/B/C"
@@ -208,7 +208,7 @@ def test_good_webhook_urls_load() -> None:
 
 
 def test_shards_are_urls_named_by_host_and_port_and_listed_once(tmp_path: Path) -> None:
-    from baseline.detect.shards import configured_shards
+    from rarenet.baseline.detect.shards import configured_shards
 
     path = tmp_path / "shards.toml"
     path.write_text('[detect]\nshards = ["http://shard-a:8080/", "ftp://shard-b"]\n')

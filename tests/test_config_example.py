@@ -11,8 +11,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from baseline.config import describe_settings, load_config
-from baseline.config_example import example_toml
+from rarenet.baseline.config import describe_settings, load_config
+from rarenet.baseline.config_example import example_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "rarenet.toml"
@@ -21,7 +21,7 @@ UNIT = ROOT / "docs" / "examples" / "rarenet.service"
 
 def test_the_example_is_generated_from_the_settings_and_names_every_one() -> None:
     text = EXAMPLE.read_text()
-    assert text == example_toml(), "regenerate: python -c 'from baseline.config_example …'"
+    assert text == example_toml(), "regenerate: python -c 'from rarenet.baseline.config_example …'"
     for section, key, _default, help_text in describe_settings():
         assert f"# {key} = " in text and help_text in text, (section, key)
 

@@ -11,13 +11,13 @@ import pytest
 import requests
 from serve_process import ServerProcess
 
-from baseline.console import views
-from baseline.console.inert import MAX_SHOWN, inert
-from baseline.console.render import binary_anchor, render
-from baseline.console.session import Sessions
-from baseline.console.web import _local, exception_from_form
-from baseline.errors import InputError
-from baseline.store import Store
+from rarenet.baseline.console import views
+from rarenet.baseline.console.inert import MAX_SHOWN, inert
+from rarenet.baseline.console.render import binary_anchor, render
+from rarenet.baseline.console.session import Sessions
+from rarenet.baseline.console.web import _local, exception_from_form
+from rarenet.baseline.errors import InputError
+from rarenet.baseline.store import Store
 
 
 def test_inert_shows_invisible_and_direction_characters() -> None:

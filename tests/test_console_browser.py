@@ -22,10 +22,10 @@ from playwright.sync_api import Browser, BrowserContext, Page
 from serve_process import TOKEN, ServerProcess
 from test_detect import ATTACK_AT, BASH_SHELL, BEACON, MASQUERADE, ROLLOUT, RUN_AT, routine_lines
 
-from baseline.config import load_config
-from baseline.detect.rule import detect_once
-from baseline.ingest.pipeline import Ingester
-from baseline.store import Store
+from rarenet.baseline.config import load_config
+from rarenet.baseline.detect.rule import detect_once
+from rarenet.baseline.ingest.pipeline import Ingester
+from rarenet.baseline.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -218,7 +218,7 @@ def test_allow_this_creates_an_exception_the_next_run_counts(
     assert reason == "red-team exercise RT-42" and matched == 0 and expires_at is not None
     # The next run of the rule over that bucket counts a hit on the exception.
     detect = subprocess.run(
-        [sys.executable, "-m", "baseline", "detect", "--config", str(server.config),
+        [sys.executable, "-m", "rarenet", "detect", "--config", str(server.config),
          "--at", str(RUN_AT + 900), "--json"],
         capture_output=True, check=True, cwd=server.workdir, timeout=120,
     )  # fmt: skip
@@ -335,7 +335,7 @@ def test_the_report_renders_offline_without_a_request(
 ) -> None:
     out = tmp_path / "report.html"
     made = subprocess.run(
-        [sys.executable, "-m", "baseline", "report", "--db", str(fleet), "--out", str(out), "--json"],
+        [sys.executable, "-m", "rarenet", "report", "--db", str(fleet), "--out", str(out), "--json"],
         capture_output=True, check=True, timeout=120,
     )  # fmt: skip
     assert orjson.loads(made.stdout)["signals"] == 7
@@ -379,7 +379,7 @@ def test_the_backtest_report_shows_caught_and_missed_per_label(
     )
     out = tmp_path / "backtest.html"
     made = subprocess.run(
-        [sys.executable, "-m", "baseline", "report", "--backtest", str(log),
+        [sys.executable, "-m", "rarenet", "report", "--backtest", str(log),
          "--labels", str(labels), "--out", str(out), "--json"],
         capture_output=True, check=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip

@@ -23,9 +23,9 @@ from nats_server import Cluster, add_stream, consumer_state, publish
 from osquery_lines import event, line, socket_row
 from serve_process import ServerProcess
 
-from baseline.config import load_config
-from baseline.ingest.pipeline import Ingester
-from baseline.store import Store
+from rarenet.baseline.config import load_config
+from rarenet.baseline.ingest.pipeline import Ingester
+from rarenet.baseline.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def rows(conn: sqlite3.Connection) -> set[tuple[object, ...]]:
 
 def consume_cmd(db: Path, urls: list[str], *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "baseline", "consume", *urls, "--stream", STREAM,
+        sys.executable, "-m", "rarenet", "consume", *urls, "--stream", STREAM,
         "--db", str(db), "--ack-wait", "3s", *extra,
     ]  # fmt: skip
 

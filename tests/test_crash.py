@@ -39,7 +39,7 @@ def big_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # reach the ingest under test. It gets the default Ctrl-C behaviour back explicitly.
 WITH_CTRL_C = (
     "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    "sys.argv[0] = 'rarenet'; runpy.run_module('baseline', run_name='__main__')"
+    "sys.argv[0] = 'rarenet'; runpy.run_module('rarenet', run_name='__main__')"
 )
 
 

@@ -13,15 +13,15 @@ import pytest
 from deliver_helpers import add_signal, add_signals, states, with_webhooks
 from deliver_receiver import Reply, Seen, receiving, refused_port, statuses
 
-from baseline.config import Config
-from baseline.deliver import deliver_once, get_signal, list_signals, redeliver
-from baseline.deliver.formats import render
-from baseline.deliver.job import BACKOFF_BASE, backoff
-from baseline.deliver.outbox import FIRST_SIGHT_BACKFILL
-from baseline.deliver.signing import verify
-from baseline.deliver.webhooks import configured_webhooks, default_name, redact_url
-from baseline.errors import ConfigError, InputError
-from baseline.store import Store
+from rarenet.baseline.config import Config
+from rarenet.baseline.deliver import deliver_once, get_signal, list_signals, redeliver
+from rarenet.baseline.deliver.formats import render
+from rarenet.baseline.deliver.job import BACKOFF_BASE, backoff
+from rarenet.baseline.deliver.outbox import FIRST_SIGHT_BACKFILL
+from rarenet.baseline.deliver.signing import verify
+from rarenet.baseline.deliver.webhooks import configured_webhooks, default_name, redact_url
+from rarenet.baseline.errors import ConfigError, InputError
+from rarenet.baseline.store import Store
 
 T = 1_800_000_000.0  # the tests' clock: deliver_once(now=…) steps it, nothing sleeps
 
@@ -345,7 +345,7 @@ def test_webhook_settings_are_validated(config: Config) -> None:
 def test_webhooks_from_rarenet_toml(tmp_path: object) -> None:
     from pathlib import Path
 
-    from baseline.config import load_config
+    from rarenet.baseline.config import load_config
 
     toml = Path(str(tmp_path)) / "rarenet.toml"
     toml.write_text(

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from deliver_helpers import add_signal
 from deliver_receiver import Reply, receiving
 
-from baseline.cli import main
-from baseline.store import Store
+from rarenet.baseline.cli import main
+from rarenet.baseline.store import Store
 
 
 def invoke(db: Path, toml: Path | None, *args: str) -> tuple[int, str]:

@@ -15,8 +15,8 @@ import pytest
 from deliver_helpers import add_signals, states
 from deliver_receiver import Reply, receiving
 
-from baseline.deliver.signing import verify
-from baseline.store import Store
+from rarenet.baseline.deliver.signing import verify
+from rarenet.baseline.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ def deliver(db: Path, toml: Path) -> subprocess.Popen[bytes]:
         [
             sys.executable,
             "-m",
-            "baseline",
+            "rarenet",
             "signals",
             "deliver",
             "--db",

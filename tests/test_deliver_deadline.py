@@ -13,10 +13,10 @@ from deliver_helpers import add_signal, add_signals, states, with_webhooks
 from deliver_receiver import Trickler, receiving
 from serve_process import ServerProcess
 
-from baseline.config import Config
-from baseline.deliver import deliver_once
-from baseline.serve.jobs import DELIVER_EVERY
-from baseline.store import Store
+from rarenet.baseline.config import Config
+from rarenet.baseline.deliver import deliver_once
+from rarenet.baseline.serve.jobs import DELIVER_EVERY
+from rarenet.baseline.store import Store
 
 T = time.time()
 

@@ -12,12 +12,12 @@ from deliver_receiver import receiving
 from osquery_lines import T0, event, line, socket_row
 from test_deliver_formats import check_ecs
 
-from baseline.config import Config
-from baseline.deliver import deliver_once, list_signals
-from baseline.deliver.signing import verify
-from baseline.detect.rule import detect_once
-from baseline.ingest.pipeline import Ingester
-from baseline.store import Store
+from rarenet.baseline.config import Config
+from rarenet.baseline.deliver import deliver_once, list_signals
+from rarenet.baseline.deliver.signing import verify
+from rarenet.baseline.detect.rule import detect_once
+from rarenet.baseline.ingest.pipeline import Ingester
+from rarenet.baseline.store import Store
 
 SPAN = 900
 START = (T0 // SPAN) * SPAN

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from baseline.deliver.examples import example_record, golden, golden_signature, rewrite
-from baseline.deliver.formats import (
+from rarenet.baseline.deliver.examples import example_record, golden, golden_signature, rewrite
+from rarenet.baseline.deliver.formats import (
     ECS_VERSION,
     RENDERERS,
     ecs_document,
@@ -21,8 +21,8 @@ from baseline.deliver.formats import (
     render,
     slack_message,
 )
-from baseline.deliver.outbox import SignalRecord
-from baseline.deliver.signing import verify
+from rarenet.baseline.deliver.outbox import SignalRecord
+from rarenet.baseline.deliver.signing import verify
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "signals.md"
 
@@ -208,7 +208,7 @@ def test_golden_examples_in_the_docs_are_current() -> None:
         assert f"<!-- golden:{fmt} -->" in text, f"docs/signals.md lacks the {fmt} example"
     assert rewrite(text) == text, (
         "docs/signals.md golden examples are stale: "
-        "run `.venv/bin/python -m baseline.deliver.examples docs/signals.md`"
+        "run `.venv/bin/python -m rarenet.baseline.deliver.examples docs/signals.md`"
     )
     assert golden("json") in text and golden_signature() in text
 

@@ -13,14 +13,14 @@ import pytest
 from click.testing import CliRunner
 from osquery_lines import T0, event, line, socket_row
 
-from baseline.cli import main
-from baseline.config import Config, load_config
-from baseline.detect.exceptions import Exception_, add_exception
-from baseline.detect.maintenance import prune_once
-from baseline.detect.rule import detect_once
-from baseline.detect.signal import signal_id
-from baseline.ingest.pipeline import Ingester
-from baseline.store import Store
+from rarenet.baseline.cli import main
+from rarenet.baseline.config import Config, load_config
+from rarenet.baseline.detect.exceptions import Exception_, add_exception
+from rarenet.baseline.detect.maintenance import prune_once
+from rarenet.baseline.detect.rule import detect_once
+from rarenet.baseline.detect.signal import signal_id
+from rarenet.baseline.ingest.pipeline import Ingester
+from rarenet.baseline.store import Store
 
 SPAN = 900
 DAYS = 4

@@ -18,9 +18,9 @@ import pytest
 from osquery_lines import event, line, socket_row
 from test_detect import END, SPAN, START, WEB, routine_lines
 
-from baseline.config import Config, load_config
-from baseline.detect.backtest import backtest
-from baseline.store import Store
+from rarenet.baseline.config import Config, load_config
+from rarenet.baseline.detect.backtest import backtest
+from rarenet.baseline.store import Store
 
 pytestmark = pytest.mark.slow
 

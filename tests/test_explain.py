@@ -13,14 +13,14 @@ from click.testing import CliRunner
 from osquery_lines import event, line, socket_row
 from test_detect import ATTACK_AT, RUN_AT, SPAN, fleet_db  # noqa: F401  (fixture)
 
-from baseline.cli import main
-from baseline.config import Config, load_config
-from baseline.detect.decide import Outcome
-from baseline.detect.exceptions import Exception_, add_exception
-from baseline.detect.rule import detect_once
-from baseline.detect.why import why
-from baseline.ingest.pipeline import Ingester
-from baseline.store import Store
+from rarenet.baseline.cli import main
+from rarenet.baseline.config import Config, load_config
+from rarenet.baseline.detect.decide import Outcome
+from rarenet.baseline.detect.exceptions import Exception_, add_exception
+from rarenet.baseline.detect.rule import detect_once
+from rarenet.baseline.detect.why import why
+from rarenet.baseline.ingest.pipeline import Ingester
+from rarenet.baseline.store import Store
 
 BEACON = "/tmp/.x/beacon"
 
@@ -192,8 +192,8 @@ def test_a_child_holding_the_shells_socket_names_the_shell(
 
 
 def test_ancestor_columns_are_checked_like_any_field(tmp_path: Path) -> None:
-    from baseline.ingest.normalise import Normaliser
-    from baseline.ingest.parser import Parser
+    from rarenet.baseline.ingest.normalise import Normaliser
+    from rarenet.baseline.ingest.parser import Parser
 
     parser = Parser(Normaliser())
     bad = parser.parse_line(line(event(socket_row(parent_path="/x", grandparent="many"))))

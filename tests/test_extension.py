@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from extension import sdk
-from extension.sdk import Handler, QueryContext, Registry, parse_context
-from extension.settings import ExtensionSettings, SettingsError, load_settings
-from extension.snapshot import SnapshotError, parse_snapshot
-from extension.sync import SnapshotSync
-from extension.tables import (
+from rarenet.extension import sdk
+from rarenet.extension.sdk import Handler, QueryContext, Registry, parse_context
+from rarenet.extension.settings import ExtensionSettings, SettingsError, load_settings
+from rarenet.extension.snapshot import SnapshotError, parse_snapshot
+from rarenet.extension.sync import SnapshotSync
+from rarenet.extension.tables import (
     OPEN_SOCKETS_SQL,
     CoreSockets,
     FallbackSockets,
@@ -501,7 +501,7 @@ def thrift_reply(seqid: int, response: Any) -> bytes:
 def test_wire_bytes_equal_thrift_s_own() -> None:
     from osquery.extensions.ttypes import ExtensionResponse, ExtensionStatus
 
-    from extension.wire import encode_call_reply, encode_rows
+    from rarenet.extension.wire import encode_call_reply, encode_rows
 
     rows = [{"a": None, "b": 7, "c": "é\ud800"}, {"a": "x"}]
     materialised = [{"a": "", "b": "7", "c": "é?"}, {"a": "x", "b": "", "c": ""}]
@@ -527,8 +527,8 @@ def test_pack_columns_keep_osquery_s_own_types() -> None:
     """osquery reads an extension's INTEGER column as a 32-bit int (DynamicTableRow's
     sqlite3_result_int): net_namespace (an inode such as 4026531840, TEXT in osquery) came
     out negative when it was declared INTEGER."""
-    from extension.collector import COLUMNS
-    from extension.tables import SOCKET_TYPES
+    from rarenet.extension.collector import COLUMNS
+    from rarenet.extension.tables import SOCKET_TYPES
 
     schema = json.loads((ROOT / "tests" / "data" / "osquery_schema_5.23.1.json").read_text())
     types = {t["name"]: {c["name"]: c["type"] for c in t["columns"]} for t in schema}
@@ -582,7 +582,7 @@ def test_abandoned_calls_do_not_run_later() -> None:
 
 
 def test_the_token_never_follows_a_redirect_to_another_server(tmp_path: Path) -> None:
-    from extension.sync import _same_server
+    from rarenet.extension.sync import _same_server
 
     seen: list[dict[str, str]] = []
 
@@ -626,7 +626,7 @@ def test_the_token_never_follows_a_redirect_to_another_server(tmp_path: Path) ->
 def test_a_snapshot_file_that_never_ends_is_bounded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from extension import sync as sync_module
+    from rarenet.extension import sync as sync_module
 
     monkeypatch.setattr(sync_module, "MAX_SNAPSHOT_BYTES", 1 << 20)
     sync = SnapshotSync(ExtensionSettings(snapshot_path="/dev/zero", cache_dir=str(tmp_path)))
@@ -640,7 +640,7 @@ def test_a_request_that_is_not_utf8_gets_an_answer(tmp_path: Path) -> None:
     import socket as sockets
     import struct
 
-    from extension.server import ExtensionServer
+    from rarenet.extension.server import ExtensionServer
 
     def string(data: bytes) -> bytes:
         return struct.pack(">i", len(data)) + data
@@ -667,7 +667,7 @@ def test_a_request_that_is_not_utf8_gets_an_answer(tmp_path: Path) -> None:
 
 
 def test_flags_as_osquery_passes_them_and_bad_seconds_refused() -> None:
-    from extension.main import parse_args
+    from rarenet.extension.main import parse_args
 
     # osquery's launchExtension: argv = [path, --verbose?, --socket, S, --timeout, T, --interval, I]
     args = parse_args(["--verbose", "--socket", "/x.em", "--timeout", "3", "--interval", "3"])
@@ -689,7 +689,7 @@ def test_sigterm_while_waiting_for_core_exits_at_once(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "extension",
+        "rarenet.extension",
         "--socket",
         str(tmp_path / "no.em"),
         "--timeout",
@@ -852,7 +852,7 @@ def test_a_hostile_number_is_refused_and_the_last_good_snapshot_kept(
 
 
 def test_too_many_entries_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import extension.snapshot as snapshot_module
+    import rarenet.extension.snapshot as snapshot_module
 
     monkeypatch.setattr(snapshot_module, "MAX_ENTRIES", 1)
     with pytest.raises(SnapshotError, match="2 entries, over the limit of 1"):
@@ -861,15 +861,15 @@ def test_too_many_entries_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
 _LOAD_AND_MEASURE = """
 import json, sys
-import extension.main, extension.tables  # the whole extension, as osquery runs it
+import rarenet.extension.main, rarenet.extension.tables  # the whole extension, as osquery runs it
 
 def peak_mib():  # VmHWM: exec gives a fresh mm (ru_maxrss would carry the parent's peak)
     for text in open("/proc/self/status"):
         if text.startswith("VmHWM:"):
             return int(text.split()[1]) / 1024
 
-from extension.settings import ExtensionSettings
-from extension.sync import SnapshotSync
+from rarenet.extension.settings import ExtensionSettings
+from rarenet.extension.sync import SnapshotSync
 sync = SnapshotSync(ExtensionSettings(snapshot_path=sys.argv[1], cache_dir=sys.argv[2]))
 sync.refresh_once()
 state = sync.state
@@ -882,8 +882,8 @@ print(json.dumps({"status": state.status,
 def _limit_sized_snapshot(path: Path, shape: str) -> int:
     """A snapshot at the limits: MAX_ENTRIES short entries, or long paths up to just under
     MAX_SNAPSHOT_BYTES. Returns its size in bytes."""
-    from extension.snapshot import MAX_ENTRIES
-    from extension.sync import MAX_SNAPSHOT_BYTES
+    from rarenet.extension.snapshot import MAX_ENTRIES
+    from rarenet.extension.sync import MAX_SNAPSHOT_BYTES
 
     doc = snapshot_doc(entries=[])
     head, _, tail = json.dumps(doc).partition('"entries": []')

@@ -1,6 +1,6 @@
 """The extension process against a fake osquery core, through real Thrift on UNIX sockets.
 
-Every test runs twice: the module (`python -m extension`) and the built single file
+Every test runs twice: the module (`python -m rarenet.extension`) and the built single file
 `rarenet.ext` run by an isolated interpreter (`-I -S`: no site-packages, so everything
 it needs must be inside the file). Processes are killed in teardown; every wait is bounded.
 """
@@ -25,7 +25,7 @@ import pytest
 from fake_osquery import FakeCore, equals, fill, socket_rows
 from test_extension import SnapshotServer, snapshot_doc
 
-from extension.zipapp import SHEBANG, build
+from rarenet.extension.zipapp import SHEBANG, build
 
 SOCKETS = 50
 
@@ -38,7 +38,7 @@ def ext_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(params=["module", "rarenet.ext"])
 def launcher(request: pytest.FixtureRequest, ext_file: Path) -> list[str]:
     if request.param == "module":
-        return [sys.executable, "-m", "extension"]
+        return [sys.executable, "-m", "rarenet.extension"]
     return [sys.executable, "-I", "-S", str(ext_file)]
 
 
@@ -394,10 +394,16 @@ def test_built_file_is_what_osquery_autoloads(ext_file: Path) -> None:
     assert stat.S_IMODE(ext_file.stat().st_mode) == 0o755
     with zipfile.ZipFile(ext_file) as archive:
         names = archive.namelist()
-    assert "__main__.py" in names and "extension/main.py" in names
+    assert "__main__.py" in names and "rarenet/extension/main.py" in names
+    assert [n for n in names if n.startswith("rarenet/") and "/extension/" not in n] == [
+        "rarenet/__init__.py"
+    ]
     assert "osquery/extensions/Extension.py" in names and "thrift/transport/TSocket.py" in names
     assert not [
-        n for n in names if n.startswith(("baseline/", "tests/", "numpy/")) or n.endswith(".so")
+        n
+        for n in names
+        if n.startswith(("baseline/", "extension/", "rarenet/baseline/", "tests/", "numpy/"))
+        or n.endswith(".so")
     ]
     assert build(ext_file.with_name("again.ext")).read_bytes() == data  # reproducible
 
@@ -416,7 +422,7 @@ def test_built_file_runs_through_its_shebang_and_takes_only_osquery_flags(ext_fi
     assert refused.returncode == 2 and b"unrecognized arguments: --config" in refused.stderr
     pure = subprocess.run(
         [sys.executable, "-I", "-S", "-c",
-         "import sys; sys.path.insert(0, sys.argv[1]); import extension.main, thrift.protocol.TBinaryProtocol; "
+         "import sys; sys.path.insert(0, sys.argv[1]); import rarenet.extension.main, thrift.protocol.TBinaryProtocol; "
          "import importlib.util as u; print(u.find_spec('thrift.protocol.fastbinary'), 'numpy' in sys.modules)",
          str(ext_file)],
         capture_output=True, timeout=30, check=False,

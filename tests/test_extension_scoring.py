@@ -17,16 +17,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_detect import ATTACK_AT, BASH_SHELL, BEACON, MASQUERADE, ROLLOUT, SPAN, routine_lines
 
-from baseline.config import load_config
-from baseline.detect import scoring as rule_scoring
-from baseline.detect.features import gather
-from baseline.detect.presence import refresh_presence
-from baseline.detect.snapshot import build_snapshot
-from baseline.ingest.pipeline import Ingester
-from baseline.store import Store
-from extension import scoring as ext_scoring
-from extension.assess import assess
-from extension.snapshot import parse_snapshot
+from rarenet.baseline.config import load_config
+from rarenet.baseline.detect import scoring as rule_scoring
+from rarenet.baseline.detect.features import gather
+from rarenet.baseline.detect.presence import refresh_presence
+from rarenet.baseline.detect.snapshot import build_snapshot
+from rarenet.baseline.ingest.pipeline import Ingester
+from rarenet.baseline.store import Store
+from rarenet.extension import scoring as ext_scoring
+from rarenet.extension.assess import assess
+from rarenet.extension.snapshot import parse_snapshot
 
 counts = st.integers(min_value=0, max_value=5_000_000).map(float)
 small = st.integers(min_value=0, max_value=400).map(float)
@@ -99,7 +99,7 @@ def test_scalar_port_equals_numpy_formula(x: ext_scoring.Inputs) -> None:
 
 
 def test_constants_match_the_rule() -> None:
-    from baseline.detect import features
+    from rarenet.baseline.detect import features
 
     for name in ("ROUTINE_SHARE", "MIN_ROUTINE_HOSTS", "NOVELTY_WEIGHT", "HABIT_WEIGHT"):
         assert getattr(ext_scoring, name) == getattr(rule_scoring, name), name

@@ -10,9 +10,9 @@ import orjson
 import pytest
 from osquery_lines import T0, envelope, event, line, socket_row
 
-from baseline.config import Config
-from baseline.ingest.pipeline import Ingester
-from baseline.store import Store
+from rarenet.baseline.config import Config
+from rarenet.baseline.ingest.pipeline import Ingester
+from rarenet.baseline.store import Store
 
 SQL = "x'); DROP TABLE observations; --"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from osquery_lines import T0, batch, event, line, snapshot, socket_row
 
-from baseline.config import Config
-from baseline.ingest.pipeline import Ingester
-from baseline.store import Store
+from rarenet.baseline.config import Config
+from rarenet.baseline.ingest.pipeline import Ingester
+from rarenet.baseline.store import Store
 
 
 def write(path: Path, *objs: object, mode: str = "wb") -> None:
@@ -164,8 +164,8 @@ def test_parallel_workers_store_the_same_rows(
 ) -> None:
     """Plain files go to workers as byte ranges they read themselves, gzip as lines;
     both must store exactly what a single process stores, and checkpoint the same."""
-    import baseline.ingest.pipeline as pipeline
-    import baseline.ingest.reader as reader
+    import rarenet.baseline.ingest.pipeline as pipeline
+    import rarenet.baseline.ingest.reader as reader
 
     plain = tmp_path / "big.log"
     write(plain, *events(3000), *[event(socket_row(pid=1), unix=T0)] * 10)
@@ -301,7 +301,7 @@ def test_file_rotated_during_a_parallel_ingest_is_read_whole(
 ) -> None:
     """Workers read the file through the parent's open descriptor: renaming it away and
     putting a new file in its place mid-ingest loses nothing and checkpoints the right one."""
-    import baseline.ingest.pipeline as pipeline
+    import rarenet.baseline.ingest.pipeline as pipeline
 
     log = tmp_path / "results.log"
     write(log, *events(3000))

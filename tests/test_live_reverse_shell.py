@@ -22,12 +22,12 @@ from netns import (
 )
 from test_detect import ATTACK_AT, SPAN, fleet_db  # noqa: F401  (fixture)
 
-from baseline.collect import Collector
-from baseline.config import load_config
-from baseline.detect.rule import detect_once
-from baseline.detect.why import why
-from baseline.ingest.normalise import Normaliser
-from baseline.store import Store
+from rarenet.baseline.collect import Collector
+from rarenet.baseline.config import load_config
+from rarenet.baseline.detect.rule import detect_once
+from rarenet.baseline.detect.why import why
+from rarenet.baseline.ingest.normalise import Normaliser
+from rarenet.baseline.store import Store
 
 PORT = 4444
 WAIT = 10.0

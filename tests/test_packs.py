@@ -14,9 +14,9 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from baseline.cli.packs_cmd import packs
-from baseline.errors import InputError
-from baseline.packs import Query, load_queries, paths
+from rarenet.baseline.cli.packs_cmd import packs
+from rarenet.baseline.errors import InputError
+from rarenet.baseline.packs import Query, load_queries, paths
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERIES_DIR = ROOT / "queries"
@@ -259,7 +259,7 @@ def test_defaults_are_the_source_tree_not_the_cwd(tmp_path: Path) -> None:
 
 def test_check_passes_from_another_directory_in_a_real_process() -> None:
     script = Path(sys.executable).with_name("rarenet")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "baseline"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "rarenet"]
     result = subprocess.run(
         [*command, "packs", "build", "--check"],
         cwd="/",
@@ -295,15 +295,15 @@ def test_missing_queries_directory_is_a_clear_error(tmp_path: Path) -> None:
     ],
     ids=["no-options", "queries-only"],
 )
-def test_installed_without_the_source_tree_names_the_path_and_option(
+def test_a_missing_default_directory_names_the_path_and_option(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     args: tuple[str | Path, ...],
     looked_at: str,
     option: str,
 ) -> None:
-    site = tmp_path / "site-packages"  # where a wheel puts `baseline/`: no queries/ beside it
-    site.mkdir()
+    site = tmp_path / "site-packages/rarenet"  # a wheel without its queries/ and packs/
+    site.mkdir(parents=True)
     monkeypatch.setattr(paths, "SOURCE_ROOT", site)
     result = invoke("build", "--check", *args)
     assert result.exit_code == 2

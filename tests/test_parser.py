@@ -16,9 +16,9 @@ from osquery_lines import (
     socket_row,
 )
 
-from baseline.ingest.model import Observation
-from baseline.ingest.normalise import Normaliser
-from baseline.ingest.parser import Parser, query_name
+from rarenet.baseline.ingest.model import Observation
+from rarenet.baseline.ingest.normalise import Normaliser
+from rarenet.baseline.ingest.parser import Parser, query_name
 
 DEFAULT_EXCLUDED = ["osqueryd", "orbit"]
 

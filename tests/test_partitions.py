@@ -23,12 +23,12 @@ import pytest
 from nats_server import Cluster, add_stream, consumer_state, publish
 from shard_fleet import Switchable, runs, signals
 
-from baseline.config import load_config
-from baseline.detect.rule import detect_once
-from baseline.detect.shards import detect_sharded
-from baseline.simulate import SimulationSpec, simulate_to_path
-from baseline.store import Store
-from baseline.units import parse_time
+from rarenet.baseline.config import load_config
+from rarenet.baseline.detect.rule import detect_once
+from rarenet.baseline.detect.shards import detect_sharded
+from rarenet.baseline.simulate import SimulationSpec, simulate_to_path
+from rarenet.baseline.store import Store
+from rarenet.baseline.units import parse_time
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ MAPPING = (
 
 def consume(db: Path, urls: list[str], durable: str, subject: str) -> subprocess.Popen[bytes]:
     """`rarenet consume` until its consumer is drained (as `[nats]` in a shard's serve)."""
-    command = [sys.executable, "-m", "baseline", "consume", *urls, "--stream", STREAM]
+    command = [sys.executable, "-m", "rarenet", "consume", *urls, "--stream", STREAM]
     flags = ["--subject", subject, "--durable", durable, "--db", str(db), "--idle-exit", "1"]
     environ = {k: v for k, v in os.environ.items() if not k.startswith("RARENET_")}
     return subprocess.Popen([*command, *flags, "--json"], stdout=subprocess.PIPE, env=environ)

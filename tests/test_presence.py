@@ -10,14 +10,14 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from baseline.detect.presence import (
+from rarenet.baseline.detect.presence import (
     host_activity_sql,
     hosts_in_window,
     prune_presence,
     refresh_presence,
 )
-from baseline.store import Store
-from baseline.store.migrations import migrate
+from rarenet.baseline.store import Store
+from rarenet.baseline.store.migrations import migrate
 
 SPAN = 10
 HOSTS = ("a", "b", "c", "d")
@@ -155,7 +155,7 @@ def test_upgrade_numbers_existing_host_buckets_and_key_hosts(tmp_path: Path) -> 
 def test_a_binary_with_unknown_path_is_known_to_its_host_by_name(tmp_path: Path) -> None:
     """Without a path, "has this host used it before" goes by name, over every path the
     name was seen with (through `name_path`), and counts this host's rows only."""
-    from baseline.detect.features import gather
+    from rarenet.baseline.detect.features import gather
 
     span, history = 900, 14 * 86400
     rows: list[tuple[int, str, str, str]] = []

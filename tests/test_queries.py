@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from baseline.packs import Query, load_queries
-from baseline.packs.queries import load_query
-from extension.collector import COLUMNS as COLLECTOR_COLUMNS
-from extension.tables import SOCKET_TYPES
+from rarenet.baseline.packs import Query, load_queries
+from rarenet.baseline.packs.queries import load_query
+from rarenet.extension.collector import COLUMNS as COLLECTOR_COLUMNS
+from rarenet.extension.tables import SOCKET_TYPES
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERIES_DIR = ROOT / "queries"

@@ -7,8 +7,8 @@ import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from baseline.config import Config
-from baseline.detect.maintenance import add_jobs
+from rarenet.baseline.config import Config
+from rarenet.baseline.detect.maintenance import add_jobs
 
 
 def test_jobs_are_coalesced_single_instance_and_fire(config: Config) -> None:

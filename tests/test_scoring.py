@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from baseline.detect.scoring import Features, key_rarity, score
+from rarenet.baseline.detect.scoring import Features, key_rarity, score
 
 FLEET_F = 200 * 1344.0  # 200 hosts × 14 days of 15-minute buckets
 FLEET_N = 200.0

@@ -22,9 +22,9 @@ import requests
 from osquery_lines import T0, batch, event, fleet_body, line, socket_row
 from serve_process import TOKEN, ServerProcess
 
-from baseline.config import load_config
-from baseline.detect.rule import detect_once
-from baseline.store import Store
+from rarenet.baseline.config import load_config
+from rarenet.baseline.detect.rule import detect_once
+from rarenet.baseline.store import Store
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +278,7 @@ def test_signals_listed(srv: ServerProcess) -> None:
 
 def test_refuses_non_loopback_without_tokens(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "baseline", "serve", "--db", str(tmp_path / "r.db"),
+        [sys.executable, "-m", "rarenet", "serve", "--db", str(tmp_path / "r.db"),
          "--host", "0.0.0.0", "--port", "0"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
@@ -446,7 +446,7 @@ def test_demo_replays_a_fleet_through_the_server_and_shows_signals(tmp_path: Pat
     }
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "baseline", "demo", "--hosts", "20", "--days", "1",
+        [sys.executable, "-m", "rarenet", "demo", "--hosts", "20", "--days", "1",
          "--workdir", str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=120, check=False, env=env,
     )  # fmt: skip

@@ -211,7 +211,7 @@ def test_a_16_mib_flood_of_bad_lines_is_counted_not_stored(tmp_path: Path) -> No
     import statistics
     import threading
 
-    from baseline.ingest.chunks import MAX_REJECTS_KEPT
+    from rarenet.baseline.ingest.chunks import MAX_REJECTS_KEPT
 
     server = ServerProcess(tmp_path, max_body="16MiB")
     server.start()
@@ -313,7 +313,7 @@ def test_a_corrupt_store_is_refused_at_start_and_named_by_status(tmp_path: Path,
         assert "cannot open the store: it is corrupt or not a database" in proc.stderr
     assert ".recover" in proc.stderr and "Traceback" not in proc.stderr
     status = subprocess.run(
-        [sys.executable, "-m", "baseline", "status", "--db", str(server.db)],
+        [sys.executable, "-m", "rarenet", "status", "--db", str(server.db)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert status.returncode != 0
@@ -387,9 +387,9 @@ def test_a_full_disk_makes_healthz_503_until_there_is_room(tmp_path: Path) -> No
 def test_a_large_store_is_checked_whole_in_the_background(tmp_path: Path) -> None:
     """Above WHOLE_CHECK_MAX_BYTES the start-up check covers the small tables and the
     whole-file check runs after start; the corruption it finds is a /healthz failure."""
-    from baseline.config import load_config
-    from baseline.serve.app import Api
-    from baseline.store import Store
+    from rarenet.baseline.config import load_config
+    from rarenet.baseline.serve.app import Api
+    from rarenet.baseline.store import Store
 
     server = _fill_store(tmp_path)
     _corrupt(server.db, "middle")

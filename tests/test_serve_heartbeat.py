@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from baseline.config import DetectSettings
-from baseline.detect.rule import RunResult
-from baseline.ingest.chunks import ChunkCounts
-from baseline.serve.heartbeat import Heartbeat
+from rarenet.baseline.config import DetectSettings
+from rarenet.baseline.detect.rule import RunResult
+from rarenet.baseline.ingest.chunks import ChunkCounts
+from rarenet.baseline.serve.heartbeat import Heartbeat
 
 COMPRESSED = """\
 [collect]
@@ -48,7 +48,7 @@ class Terminal:
 
     def __init__(self, workdir: Path) -> None:
         script = Path(sys.executable).with_name("rarenet")
-        command = [str(script)] if script.exists() else [sys.executable, "-m", "baseline"]
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "rarenet"]
         self.command = [*command, "serve", "--local", "--port", "0"]
         self.workdir = workdir
         self.raw = b""

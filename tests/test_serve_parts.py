@@ -12,10 +12,10 @@ import orjson
 import pytest
 from osquery_lines import T0, batch, event, fleet_body, line, socket_row
 
-from baseline.config import Config, load_config
-from baseline.errors import ConfigError
-from baseline.ingest.chunks import build_parser
-from baseline.serve.auth import (
+from rarenet.baseline.config import Config, load_config
+from rarenet.baseline.errors import ConfigError
+from rarenet.baseline.ingest.chunks import build_parser
+from rarenet.baseline.serve.auth import (
     RedactTokens,
     check_bind,
     configured_tokens,
@@ -24,10 +24,10 @@ from baseline.serve.auth import (
     redact,
     token_ok,
 )
-from baseline.serve.bodies import BodyError, decode, parse_body
-from baseline.serve.snapshots import etag_matches
-from baseline.serve.writer import CommitWriter, WriterClosed
-from baseline.store import Store
+from rarenet.baseline.serve.bodies import BodyError, decode, parse_body
+from rarenet.baseline.serve.snapshots import etag_matches
+from rarenet.baseline.serve.writer import CommitWriter, WriterClosed
+from rarenet.baseline.store import Store
 
 LIMIT = 1 << 20
 
@@ -213,10 +213,10 @@ def test_group_commit_counts_each_request_and_shares_transactions(
 
 
 def test_snapshot_cache_per_run_and_stable_etags(config: Config, tmp_path: Path) -> None:
-    from baseline.detect.presence import refresh_presence
-    from baseline.detect.rule import detect_once
-    from baseline.detect.snapshot import build_snapshot
-    from baseline.serve.snapshots import SnapshotCache
+    from rarenet.baseline.detect.presence import refresh_presence
+    from rarenet.baseline.detect.rule import detect_once
+    from rarenet.baseline.detect.snapshot import build_snapshot
+    from rarenet.baseline.serve.snapshots import SnapshotCache
 
     parser = build_parser(config)
     with Store(tmp_path / "s.db") as store:

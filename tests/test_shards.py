@@ -20,16 +20,16 @@ import pytest
 from serve_process import TOKEN, ServerProcess
 from shard_fleet import Switchable, runs, signals
 
-from baseline.config import load_config
-from baseline.detect.remote import RemoteSource
-from baseline.detect.rule import detect_once
-from baseline.detect.shards import ShardUnavailable, detect_sharded
-from baseline.detect.source import LocalSource
-from baseline.ingest.model import OBSERVATION_COLUMNS
-from baseline.ingest.pipeline import Ingester
-from baseline.simulate import SimulationSpec, simulate_to_path
-from baseline.store import Store
-from baseline.units import parse_time
+from rarenet.baseline.config import load_config
+from rarenet.baseline.detect.remote import RemoteSource
+from rarenet.baseline.detect.rule import detect_once
+from rarenet.baseline.detect.shards import ShardUnavailable, detect_sharded
+from rarenet.baseline.detect.source import LocalSource
+from rarenet.baseline.ingest.model import OBSERVATION_COLUMNS
+from rarenet.baseline.ingest.pipeline import Ingester
+from rarenet.baseline.simulate import SimulationSpec, simulate_to_path
+from rarenet.baseline.store import Store
+from rarenet.baseline.units import parse_time
 
 pytestmark = pytest.mark.slow
 
@@ -207,7 +207,7 @@ def test_shards_over_http_give_the_single_node_signals(
 def rarenet_detect(db: Path, at: int, urls: list[str]) -> subprocess.CompletedProcess[str]:
     """`rarenet detect --shard URL …` as an admin runs it, the token from the environment."""
     flags = [arg for url in urls for arg in ("--shard", url)]
-    command = [sys.executable, "-m", "baseline", "detect", "--db", str(db), "--at", str(at)]
+    command = [sys.executable, "-m", "rarenet", "detect", "--db", str(db), "--at", str(at)]
     return subprocess.run(
         [*command, *flags, "--json"],
         capture_output=True,
@@ -289,7 +289,7 @@ def test_rarenet_detect_over_shard_urls_is_the_single_node_run(
         with Store(server.db) as store:
             assert store.conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
         refused = subprocess.run(
-            [sys.executable, "-m", "baseline", "detect", "--config", str(server.config)],
+            [sys.executable, "-m", "rarenet", "detect", "--config", str(server.config)],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert refused.returncode == 2 and "this store is a shard" in refused.stderr

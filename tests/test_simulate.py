@@ -15,9 +15,9 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from baseline.cli.simulate_cmd import simulate
-from baseline.errors import InputError
-from baseline.simulate import (
+from rarenet.baseline.cli.simulate_cmd import simulate
+from rarenet.baseline.errors import InputError
+from rarenet.baseline.simulate import (
     Label,
     SimulationSpec,
     default_labels_path,
@@ -26,12 +26,12 @@ from baseline.simulate import (
     simulate_to_path,
     write_simulation,
 )
-from baseline.simulate.attacks import TECHNIQUES, attack_paths, attack_window
-from baseline.simulate.catalogue import ATTACKER_IPS
-from baseline.simulate.fleet import Fleet, build_fleet
-from baseline.simulate.render import FLEET_MAX_DETAILS, QUERY_NAME, calendar_time
-from baseline.simulate.sockets import COLUMNS
-from baseline.units import parse_time
+from rarenet.baseline.simulate.attacks import TECHNIQUES, attack_paths, attack_window
+from rarenet.baseline.simulate.catalogue import ATTACKER_IPS
+from rarenet.baseline.simulate.fleet import Fleet, build_fleet
+from rarenet.baseline.simulate.render import FLEET_MAX_DETAILS, QUERY_NAME, calendar_time
+from rarenet.baseline.simulate.sockets import COLUMNS
+from rarenet.baseline.units import parse_time
 
 SMALL = SimulationSpec(hosts=20, days=2, attacks=True)
 HOUR = 3600

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from baseline.errors import StoreError
-from baseline.store import Store
-from baseline.store.migrations import MIGRATIONS, applied, migrate
+from rarenet.baseline.errors import StoreError
+from rarenet.baseline.store import Store
+from rarenet.baseline.store.migrations import MIGRATIONS, applied, migrate
 
 
 def test_new_store_is_wal_and_fully_migrated(tmp_path: Path) -> None:
@@ -89,7 +89,7 @@ def test_upgrade_to_shell_destinations_fills_them_from_presence(tmp_path: Path) 
 def test_failed_step_leaves_the_previous_schema(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import baseline.store.migrations as migrations
+    import rarenet.baseline.store.migrations as migrations
 
     def broken(db: object) -> None:
         db.execute("CREATE TABLE half_done (x)")  # type: ignore[attr-defined]
@@ -147,8 +147,8 @@ def test_checkpoints_can_be_left_to_the_caller(tmp_path: Path) -> None:
 def test_quarantine_keeps_at_most_its_cap_per_source_and_counts_the_rest(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import baseline.store.store as store_module
-    from baseline.ingest.model import Reject
+    import rarenet.baseline.store.store as store_module
+    from rarenet.baseline.ingest.model import Reject
 
     monkeypatch.setattr(store_module, "QUARANTINE_PER_SOURCE", 5)
     rejects = [Reject(n, "not valid JSON", f"bad {n}".encode(), 5) for n in range(1, 5)]
@@ -168,9 +168,9 @@ def test_quarantine_keeps_at_most_its_cap_per_source_and_counts_the_rest(
 def test_quarantine_is_pruned_by_retention(store: Store) -> None:
     import time
 
-    from baseline.config import Config
-    from baseline.detect.maintenance import prune_once
-    from baseline.ingest.model import Reject
+    from rarenet.baseline.config import Config
+    from rarenet.baseline.detect.maintenance import prune_once
+    from rarenet.baseline.ingest.model import Reject
 
     with store.transaction():
         store.quarantine_rejects("old", [Reject(1, "x", b"old", 3)], dropped=7)

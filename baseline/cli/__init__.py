@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 
 import click
 
-from baseline import __version__
-from baseline.config import Config, load_config
-from baseline.errors import EXIT_BAD_INPUT, EXIT_RUNTIME, InputError, RarenetError
-from baseline.store import Store
-from baseline.store.health import describe_failure
+from rarenet.baseline import __version__
+from rarenet.baseline.config import Config, load_config
+from rarenet.baseline.errors import EXIT_BAD_INPUT, EXIT_RUNTIME, InputError, RarenetError
+from rarenet.baseline.store import Store
+from rarenet.baseline.store.health import describe_failure
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -141,7 +141,7 @@ def main(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from baseline.cli import (
+    from rarenet.baseline.cli import (
         allow_cmd,
         baseline_cmd,
         collect_cmd,

@@ -5,10 +5,15 @@ from __future__ import annotations
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, open_store, run_guarded
-from baseline.detect.exceptions import Exception_, add_exception, list_exceptions, remove_exception
-from baseline.errors import EXIT_FINDINGS, InputError
-from baseline.units import format_time, parse_time
+from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.detect.exceptions import (
+    Exception_,
+    add_exception,
+    list_exceptions,
+    remove_exception,
+)
+from rarenet.baseline.errors import EXIT_FINDINGS, InputError
+from rarenet.baseline.units import format_time, parse_time
 
 
 @click.group()

@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, open_store, run_guarded
-from baseline.detect.snapshot import build_snapshot
-from baseline.errors import EXIT_FINDINGS
+from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.detect.snapshot import build_snapshot
+from rarenet.baseline.errors import EXIT_FINDINGS
 
 
 @click.group("baseline")

@@ -11,12 +11,12 @@ from types import FrameType
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, open_store, run_guarded
-from baseline.collect import Collector, local_host_id
-from baseline.config import Config
-from baseline.errors import ConfigError
-from baseline.ingest.chunks import build_parser
-from baseline.units import parse_duration
+from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.collect import Collector, local_host_id
+from rarenet.baseline.config import Config
+from rarenet.baseline.errors import ConfigError
+from rarenet.baseline.ingest.chunks import build_parser
+from rarenet.baseline.units import parse_duration
 
 
 @click.command()

@@ -7,16 +7,21 @@ import time
 import click
 import orjson
 
-from baseline.cli import (
+from rarenet.baseline.cli import (
     Context,
     announce_new_store,
     common_options,
     json_option,
     run_guarded,
 )
-from baseline.errors import EXIT_OK
-from baseline.stream.consume import DEFAULT_BATCH, ConsumeReport, ConsumeSettings, run_consumer
-from baseline.units import parse_duration
+from rarenet.baseline.errors import EXIT_OK
+from rarenet.baseline.stream.consume import (
+    DEFAULT_BATCH,
+    ConsumeReport,
+    ConsumeSettings,
+    run_consumer,
+)
+from rarenet.baseline.units import parse_duration
 
 PROGRESS_EVERY = 10.0  # seconds between progress lines on stderr
 

@@ -25,21 +25,21 @@ import click
 import orjson
 import requests
 
-from baseline.cli import Context, common_options, json_option, run_guarded
-from baseline.cli.summary import Columns, Look, echo_summary, fit, plural, signal_row
-from baseline.config import DetectSettings
-from baseline.detect.backtest import Backtest, evaluate
-from baseline.detect.rule import detect_once
-from baseline.errors import StoreError
-from baseline.ingest.pipeline import IngestReport
-from baseline.simulate import (
+from rarenet.baseline.cli import Context, common_options, json_option, run_guarded
+from rarenet.baseline.cli.summary import Columns, Look, echo_summary, fit, plural, signal_row
+from rarenet.baseline.config import DetectSettings
+from rarenet.baseline.detect.backtest import Backtest, evaluate
+from rarenet.baseline.detect.rule import detect_once
+from rarenet.baseline.errors import StoreError
+from rarenet.baseline.ingest.pipeline import IngestReport
+from rarenet.baseline.simulate import (
     SimulationResult,
     SimulationSpec,
     read_labels,
     simulate_to_path,
 )
-from baseline.store import Store
-from baseline.units import format_time
+from rarenet.baseline.store import Store
+from rarenet.baseline.units import format_time
 
 BODY_ROWS = 500  # rows per Fleet webhook body
 START_TIMEOUT = 60.0
@@ -263,7 +263,7 @@ def _next_steps(work: Path, kept: bool) -> list[str]:
 def _start_server(toml: Path, db: Path, work: Path) -> tuple[subprocess.Popen[bytes], str]:
     """`rarenet serve` on the scratch store only: the user's RARENET_* settings (a
     RARENET_DB pointing at the real store, its tokens, its bind address) must not reach it."""
-    command = [sys.executable, "-m", "baseline", "serve", "--config", str(toml), "--db", str(db),
+    command = [sys.executable, "-m", "rarenet", "serve", "--config", str(toml), "--db", str(db),
                "--host", "127.0.0.1", "--port", "0", "--no-access-log"]  # fmt: skip
     env = {key: value for key, value in os.environ.items() if not key.startswith("RARENET_")}
     errors = (work / "serve.err").open("wb")

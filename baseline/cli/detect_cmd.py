@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, open_store, run_guarded
-from baseline.cli.summary import echo_summary, plural
-from baseline.config import override
-from baseline.detect.backtest import backtest as run_backtest
-from baseline.detect.rule import RunResult
-from baseline.detect.shards import detect_configured
-from baseline.errors import EXIT_FINDINGS, EXIT_OK, ConfigError, InputError
-from baseline.units import format_age, format_time, parse_time
+from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.cli.summary import echo_summary, plural
+from rarenet.baseline.config import override
+from rarenet.baseline.detect.backtest import backtest as run_backtest
+from rarenet.baseline.detect.rule import RunResult
+from rarenet.baseline.detect.shards import detect_configured
+from rarenet.baseline.errors import EXIT_FINDINGS, EXIT_OK, ConfigError, InputError
+from rarenet.baseline.units import format_age, format_time, parse_time
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar

@@ -7,11 +7,11 @@ import time
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, open_store, run_guarded
-from baseline.cli.detect_cmd import _time
-from baseline.detect.why import Why, why
-from baseline.errors import EXIT_OK, InputError
-from baseline.units import format_time
+from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.cli.detect_cmd import _time
+from rarenet.baseline.detect.why import Why, why
+from rarenet.baseline.errors import EXIT_OK, InputError
+from rarenet.baseline.units import format_time
 
 
 @click.command()

@@ -8,10 +8,10 @@ import sys
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, open_store, run_guarded
-from baseline.errors import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK
-from baseline.ingest.pipeline import Ingester, IngestReport
-from baseline.ingest.workers import default_workers
+from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.errors import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK
+from rarenet.baseline.ingest.pipeline import Ingester, IngestReport
+from rarenet.baseline.ingest.workers import default_workers
 
 
 @click.command()

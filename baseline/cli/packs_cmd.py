@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 import orjson
 
-from baseline.cli import common_options, json_option, run_guarded
-from baseline.errors import EXIT_FINDINGS, EXIT_OK
-from baseline.packs import BuildReport, build
-from baseline.packs.paths import resolve_dirs
+from rarenet.baseline.cli import common_options, json_option, run_guarded
+from rarenet.baseline.errors import EXIT_FINDINGS, EXIT_OK
+from rarenet.baseline.packs import BuildReport, build
+from rarenet.baseline.packs.paths import resolve_dirs
 
 
 @click.group()
@@ -44,18 +44,19 @@ def build_command(
 ) -> None:
     """Regenerate the packs (osquery JSON, Fleet GitOps, fleetctl, Kolide) from queries/.
 
-    By default the project's own queries/ and packs/ (next to the installed package),
-    from any current directory; paths given with --queries / --out are relative to the
-    current directory. With --check nothing is written and the exit status is 1 when a
-    generated file is out of date, missing or left over (0 when all are current).
-    Exit 2: a query file is invalid (the error names it), or rarenet is installed
-    without its source tree and no directory is given (the error names the option).
+    By default the project's own queries/ and packs/ (a checkout's top-level folders, or
+    the copies an installed rarenet ships), from any current directory; paths given with
+    --queries / --out are relative to the current directory. With --check nothing is
+    written and the exit status is 1 when a generated file is out of date, missing or
+    left over (0 when all are current). Exit 2: a query file is invalid (the error names
+    it), a default directory is missing, or a build without --out would rewrite an
+    installed copy's packs (the error names the option).
     """
     run_guarded(lambda: _build(check, queries_dir, out_dir, as_json))
 
 
 def _build(check: bool, queries: Path | None, out: Path | None, as_json: bool) -> int:
-    dirs = resolve_dirs(queries, out)
+    dirs = resolve_dirs(queries, out, check=check)
     out_dir = dirs.out
     report = build(dirs.queries, out_dir, check=check)
     failed = check and bool(report.stale)

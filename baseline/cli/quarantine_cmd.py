@@ -8,9 +8,9 @@ import sys
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, open_store, run_guarded
-from baseline.errors import InputError
-from baseline.units import format_time
+from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.errors import InputError
+from rarenet.baseline.units import format_time
 
 
 @click.group()

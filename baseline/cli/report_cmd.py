@@ -8,13 +8,13 @@ from pathlib import Path
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, open_store, run_guarded
-from baseline.cli.detect_cmd import _time
-from baseline.console.report import build_report, quality_of, write_report
-from baseline.detect.backtest import backtest
-from baseline.errors import EXIT_OK, InputError
-from baseline.simulate.labels import read_labels
-from baseline.store import Store
+from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.cli.detect_cmd import _time
+from rarenet.baseline.console.report import build_report, quality_of, write_report
+from rarenet.baseline.detect.backtest import backtest
+from rarenet.baseline.errors import EXIT_OK, InputError
+from rarenet.baseline.simulate.labels import read_labels
+from rarenet.baseline.store import Store
 
 
 @click.command()

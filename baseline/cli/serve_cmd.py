@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import click
 
-from baseline.cli import Context, announce_new_store, common_options, run_guarded
-from baseline.cli.detect_cmd import signal_line
-from baseline.detect.rule import RunResult
+from rarenet.baseline.cli import Context, announce_new_store, common_options, run_guarded
+from rarenet.baseline.cli.detect_cmd import signal_line
+from rarenet.baseline.detect.rule import RunResult
 
 
 def console_sink() -> Callable[[RunResult], None]:
@@ -54,7 +54,7 @@ def serve(
     def body() -> int:
         from dataclasses import replace
 
-        from baseline.serve.server import serve as run_server
+        from rarenet.baseline.serve.server import serve as run_server
 
         config = state.config()
         server = replace(

@@ -12,14 +12,14 @@ from typing import Any
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, open_store, run_guarded
-from baseline.deliver import STATES, SignalRecord, deliver_once, get_signal, list_signals
-from baseline.deliver import redeliver as redeliver_signal
-from baseline.deliver.formats import printable
-from baseline.deliver.outbox import summary_state
-from baseline.deliver.webhooks import configured_webhooks
-from baseline.errors import EXIT_FINDINGS, InputError
-from baseline.units import format_time, parse_time
+from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.deliver import STATES, SignalRecord, deliver_once, get_signal, list_signals
+from rarenet.baseline.deliver import redeliver as redeliver_signal
+from rarenet.baseline.deliver.formats import printable
+from rarenet.baseline.deliver.outbox import summary_state
+from rarenet.baseline.deliver.webhooks import configured_webhooks
+from rarenet.baseline.errors import EXIT_FINDINGS, InputError
+from rarenet.baseline.units import format_time, parse_time
 
 
 @click.group()

@@ -9,10 +9,10 @@ from pathlib import Path
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, run_guarded
-from baseline.cli.summary import plural
-from baseline.errors import InputError
-from baseline.simulate import (
+from rarenet.baseline.cli import Context, common_options, json_option, run_guarded
+from rarenet.baseline.cli.summary import plural
+from rarenet.baseline.errors import InputError
+from rarenet.baseline.simulate import (
     FORMATS,
     SimulationResult,
     SimulationSpec,
@@ -20,9 +20,9 @@ from baseline.simulate import (
     simulate_to_path,
     write_simulation,
 )
-from baseline.simulate.spec import SCENARIOS
-from baseline.simulate.writer import Writable, open_output
-from baseline.units import format_time, parse_time
+from rarenet.baseline.simulate.spec import SCENARIOS
+from rarenet.baseline.simulate.writer import Writable, open_output
+from rarenet.baseline.units import format_time, parse_time
 
 DEFAULT_START = "2026-01-05T00:00:00Z"
 STDIO = "-"

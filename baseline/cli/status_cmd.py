@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 import orjson
 
-from baseline.cli import Context, common_options, json_option, open_store, run_guarded
-from baseline.units import format_time
+from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.units import format_time
 
 
 @click.command()

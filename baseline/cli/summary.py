@@ -19,9 +19,9 @@ from typing import Any, TextIO
 
 import click
 
-from baseline.detect.backtest import Backtest, attack_name
-from baseline.simulate import Label
-from baseline.units import format_age, format_time, parse_time
+from rarenet.baseline.detect.backtest import Backtest, attack_name
+from rarenet.baseline.simulate import Label
+from rarenet.baseline.units import format_age, format_time, parse_time
 
 DEFAULT_WIDTH = 100
 WHAT_MAX = 56  # widest "process → destination" column kept aligned

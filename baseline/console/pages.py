@@ -10,12 +10,12 @@ from typing import Any
 
 from markupsafe import Markup
 
-from baseline.config import Config
-from baseline.console import plots, views
-from baseline.deliver.outbox import SignalRecord, get_signal
-from baseline.detect.presence import refresh_presence
-from baseline.detect.why import Finding, Why, why
-from baseline.store import Store
+from rarenet.baseline.config import Config
+from rarenet.baseline.console import plots, views
+from rarenet.baseline.deliver.outbox import SignalRecord, get_signal
+from rarenet.baseline.detect.presence import refresh_presence
+from rarenet.baseline.detect.why import Finding, Why, why
+from rarenet.baseline.store import Store
 
 DAY = 86400
 ALLOW_FOR = 30 * DAY  # the default expiry an "allow this" form offers

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
-from baseline.console.inert import inert
-from baseline.console.views import Series, Timeline
-from baseline.units import format_time
+from rarenet.baseline.console.inert import inert
+from rarenet.baseline.console.views import Series, Timeline
+from rarenet.baseline.units import format_time
 
 WIDTH = 760
 PLOT_LEFT = 44  # room for the y axis labels

@@ -12,9 +12,9 @@ from urllib.parse import quote, urlencode
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from baseline import __version__
-from baseline.console.inert import inert
-from baseline.units import format_age, format_time
+from rarenet.baseline import __version__
+from rarenet.baseline.console.inert import inert
+from rarenet.baseline.units import format_age, format_time
 
 STATIC = Path(__file__).parent / "static"
 
@@ -79,7 +79,7 @@ def _query(values: dict[str, str]) -> str:
 
 
 _ENV = Environment(
-    loader=PackageLoader("baseline.console", "templates"),
+    loader=PackageLoader("rarenet.baseline.console", "templates"),
     autoescape=select_autoescape(default=True, default_for_string=True),
     finalize=_finalize,
     trim_blocks=True,

@@ -11,13 +11,13 @@ from typing import Any
 
 from markupsafe import Markup
 
-from baseline.config import Config
-from baseline.console import pages, views
-from baseline.console.render import STATIC, Anchors, render
-from baseline.deliver.outbox import get_signal
-from baseline.detect.backtest import label_matches
-from baseline.simulate.labels import Label
-from baseline.store import Store
+from rarenet.baseline.config import Config
+from rarenet.baseline.console import pages, views
+from rarenet.baseline.console.render import STATIC, Anchors, render
+from rarenet.baseline.deliver.outbox import get_signal
+from rarenet.baseline.detect.backtest import label_matches
+from rarenet.baseline.simulate.labels import Label
+from rarenet.baseline.store import Store
 
 DETAILED_SIGNALS = 100  # signals drawn in full (explanation and plots)
 DETAILED_BINARIES = 40  # binaries given a section

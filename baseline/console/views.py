@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from baseline.deliver.outbox import STATES
-from baseline.errors import InputError
-from baseline.store import Store
-from baseline.units import parse_time
+from rarenet.baseline.deliver.outbox import STATES
+from rarenet.baseline.errors import InputError
+from rarenet.baseline.store import Store
+from rarenet.baseline.units import parse_time
 
 PAGE_GROUPS = 50  # groups (rows) per page of the signals list
 MEMBERS_SHOWN = 50  # hosts listed inside one group row

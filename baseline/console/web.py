@@ -21,17 +21,17 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from baseline.config import Config
-from baseline.console import pages, plots, views
-from baseline.console.render import STATIC, render
-from baseline.console.session import COOKIE, Session, Sessions
-from baseline.deliver.outbox import STATES, get_signal, redeliver
-from baseline.deliver.webhooks import configured_webhooks
-from baseline.detect.exceptions import Exception_, add_exception
-from baseline.errors import InputError
-from baseline.store import Store
-from baseline.tokens import presented_token, token_ok
-from baseline.units import parse_duration, parse_time
+from rarenet.baseline.config import Config
+from rarenet.baseline.console import pages, plots, views
+from rarenet.baseline.console.render import STATIC, render
+from rarenet.baseline.console.session import COOKIE, Session, Sessions
+from rarenet.baseline.deliver.outbox import STATES, get_signal, redeliver
+from rarenet.baseline.deliver.webhooks import configured_webhooks
+from rarenet.baseline.detect.exceptions import Exception_, add_exception
+from rarenet.baseline.errors import InputError
+from rarenet.baseline.store import Store
+from rarenet.baseline.tokens import presented_token, token_ok
+from rarenet.baseline.units import parse_duration, parse_time
 
 MAX_FORM = 64 * 1024
 SECURITY_HEADERS = {

@@ -5,8 +5,8 @@ serve `rarenet signals` and `GET /v1/signals`. docs/signals.md documents formats
 headers, signing, retries and states.
 """
 
-from baseline.deliver.job import DeliveryReport, deliver_once
-from baseline.deliver.outbox import (
+from rarenet.baseline.deliver.job import DeliveryReport, deliver_once
+from rarenet.baseline.deliver.outbox import (
     DELIVERED,
     STATES,
     DeliveryState,

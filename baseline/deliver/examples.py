@@ -1,6 +1,6 @@
 """The fixed example signal behind the golden payloads in docs/signals.md.
 
-`python -m baseline.deliver.examples docs/signals.md` rewrites the blocks between
+`python -m rarenet.baseline.deliver.examples docs/signals.md` rewrites the blocks between
 `<!-- golden:FORMAT -->` and `<!-- /golden -->`; a test fails when they drift.
 """
 
@@ -13,11 +13,11 @@ from typing import Any
 
 import orjson
 
-from baseline.deliver.formats import render
-from baseline.deliver.outbox import SignalRecord
-from baseline.deliver.signing import sign
-from baseline.detect.lineage import Ancestor
-from baseline.detect.signal import Detail, document, signal_id
+from rarenet.baseline.deliver.formats import render
+from rarenet.baseline.deliver.outbox import SignalRecord
+from rarenet.baseline.deliver.signing import sign
+from rarenet.baseline.detect.lineage import Ancestor
+from rarenet.baseline.detect.signal import Detail, document, signal_id
 
 EXAMPLE_SECRET = "example-secret"
 _BUCKET = 1768212000  # 2026-01-12T10:00:00Z

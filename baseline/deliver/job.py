@@ -22,13 +22,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from baseline.config import Config
-from baseline.deliver import outbox
-from baseline.deliver.deadline import deadline_session
-from baseline.deliver.formats import render
-from baseline.deliver.sender import DELIVERED, PERMANENT, Outcome, post
-from baseline.deliver.webhooks import Webhook, configured_webhooks
-from baseline.store import Store
+from rarenet.baseline.config import Config
+from rarenet.baseline.deliver import outbox
+from rarenet.baseline.deliver.deadline import deadline_session
+from rarenet.baseline.deliver.formats import render
+from rarenet.baseline.deliver.sender import DELIVERED, PERMANENT, Outcome, post
+from rarenet.baseline.deliver.webhooks import Webhook, configured_webhooks
+from rarenet.baseline.store import Store
 
 log = logging.getLogger("rarenet.deliver")
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import orjson
 
-from baseline.errors import InputError
-from baseline.store import Store
-from baseline.units import format_time
+from rarenet.baseline.errors import InputError
+from rarenet.baseline.store import Store
+from rarenet.baseline.units import format_time
 
 PENDING, RETRYING, DELIVERED, FAILED, DEAD = "pending", "retrying", "delivered", "failed", "dead"
 STATES = (PENDING, RETRYING, DELIVERED, FAILED, DEAD)

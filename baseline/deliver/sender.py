@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import requests
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from baseline import __version__
-from baseline.deliver.deadline import Deadline
-from baseline.deliver.signing import SIGNATURE_HEADER, sign
-from baseline.deliver.webhooks import Webhook
+from rarenet.baseline import __version__
+from rarenet.baseline.deliver.deadline import Deadline
+from rarenet.baseline.deliver.signing import SIGNATURE_HEADER, sign
+from rarenet.baseline.deliver.webhooks import Webhook
 
 DELIVERED, RETRY, PERMANENT = "delivered", "retry", "permanent"
 RETRYABLE_4XX = frozenset({408, 425, 429})

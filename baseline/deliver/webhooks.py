@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from baseline.config import Config, WebhookSettings
-from baseline.errors import ConfigError
+from rarenet.baseline.config import Config, WebhookSettings
+from rarenet.baseline.errors import ConfigError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from baseline.config import Config
-from baseline.detect.rule import RunResult, detect_once
-from baseline.errors import InputError
-from baseline.ingest.model import OBSERVATION_COLUMNS
-from baseline.ingest.pipeline import Ingester, IngestReport
-from baseline.simulate import Label, read_labels
-from baseline.store import Store
-from baseline.units import parse_time
+from rarenet.baseline.config import Config
+from rarenet.baseline.detect.rule import RunResult, detect_once
+from rarenet.baseline.errors import InputError
+from rarenet.baseline.ingest.model import OBSERVATION_COLUMNS
+from rarenet.baseline.ingest.pipeline import Ingester, IngestReport
+from rarenet.baseline.simulate import Label, read_labels
+from rarenet.baseline.store import Store
+from rarenet.baseline.units import parse_time
 
 DAY = 86400
 

@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from baseline.config import DetectSettings
-from baseline.detect.exceptions import Exception_
-from baseline.detect.features import Candidate, Gathered
-from baseline.detect.scoring import Scores
-from baseline.detect.signal import RULE_ID, Detail, signal_id
-from baseline.units import format_time
-from extension.scoring import ADOPTION_SHARE
+from rarenet.baseline.config import DetectSettings
+from rarenet.baseline.detect.exceptions import Exception_
+from rarenet.baseline.detect.features import Candidate, Gathered
+from rarenet.baseline.detect.scoring import Scores
+from rarenet.baseline.detect.signal import RULE_ID, Detail, signal_id
+from rarenet.baseline.units import format_time
+from rarenet.extension.scoring import ADOPTION_SHARE
 
 ROLLOUT_SCORE = 60.0  # a rollout's one signal: worth one look, never outranks an implant
 GROUP_NAMES = 5  # hosts named in a reason; the document lists them all

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from baseline.detect.lineage import parse_chain
-from baseline.detect.signal import Detail
+from rarenet.baseline.detect.lineage import parse_chain
+from rarenet.baseline.detect.signal import Detail
 
 _COLUMNS = (
     "time, host_uuid, pid, uid, username, cmdline, cwd, parent_pid, parent_name, "

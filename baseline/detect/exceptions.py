@@ -11,8 +11,8 @@ import ipaddress
 import time
 from dataclasses import dataclass
 
-from baseline.errors import InputError
-from baseline.store import Store
+from rarenet.baseline.errors import InputError
+from rarenet.baseline.store import Store
 
 FIELDS = ("name", "path_glob", "host", "user", "cidr", "port", "expires_at", "reason")
 

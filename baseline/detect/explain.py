@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from baseline.detect.features import Gathered, rollout_cap, routine_cap
-from baseline.detect.scoring import HABIT_WEIGHT, NOVELTY_WEIGHT, Scores
-from baseline.units import format_age, format_time
-from extension.locations import Location, classify
+from rarenet.baseline.detect.features import Gathered, rollout_cap, routine_cap
+from rarenet.baseline.detect.scoring import HABIT_WEIGHT, NOVELTY_WEIGHT, Scores
+from rarenet.baseline.units import format_age, format_time
+from rarenet.extension.locations import Location, classify
 
 
 def _when(bucket: float | int | None) -> str | None:

@@ -18,8 +18,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from baseline.detect.detail import detail_from_row
-from baseline.detect.scoring import (
+from rarenet.baseline.detect.detail import detail_from_row
+from rarenet.baseline.detect.scoring import (
     MIN_ROLLOUT_HOSTS,
     MIN_ROUTINE_HOSTS,
     ROLLOUT_SHARE,
@@ -28,14 +28,14 @@ from baseline.detect.scoring import (
     Features,
     key_rarity,
 )
-from baseline.detect.signal import Detail
-from baseline.detect.source import HOST_PATH_CAP as HOST_PATH_CAP
-from baseline.detect.source import CappedRange, LocalSource, PresenceSource
-from baseline.errors import ConfigError
-from baseline.shells import UNSET_REMOTES, is_plain_shell
-from baseline.store import Store
-from extension.locations import package_managed, suspicion
-from extension.scoring import adopting, known, mature_buckets, tenure
+from rarenet.baseline.detect.signal import Detail
+from rarenet.baseline.detect.source import HOST_PATH_CAP as HOST_PATH_CAP
+from rarenet.baseline.detect.source import CappedRange, LocalSource, PresenceSource
+from rarenet.baseline.errors import ConfigError
+from rarenet.baseline.shells import UNSET_REMOTES, is_plain_shell
+from rarenet.baseline.store import Store
+from rarenet.extension.locations import package_managed, suspicion
+from rarenet.extension.scoring import adopting, known, mature_buckets, tenure
 
 # Time scales follow `history` (14 days by default), so compressed drills behave alike:
 ESTABLISHED_SHARE = 1 / 14  # a path seen in the fleet this long (1 day) is established

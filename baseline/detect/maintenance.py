@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from apscheduler.schedulers.base import BaseScheduler
 
-from baseline.config import Config
-from baseline.detect.presence import prune_presence
-from baseline.store import Store
+from rarenet.baseline.config import Config
+from rarenet.baseline.detect.presence import prune_presence
+from rarenet.baseline.store import Store
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from baseline.shells import SHELL_NAMES, UNSET_REMOTES, sql_list
-from baseline.store import Store
+from rarenet.baseline.shells import SHELL_NAMES, UNSET_REMOTES, sql_list
+from rarenet.baseline.store import Store
 
 _STATE_KEY = "presence_watermark:{span}"
 _PRUNED_KEY = "presence_pruned:{span}"  # buckets before this were pruned

@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 
-from baseline.detect.source import ShardUnavailable
+from rarenet.baseline.detect.source import ShardUnavailable
 
 SHARD_OPS = frozenset(
     {

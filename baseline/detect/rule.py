@@ -16,16 +16,16 @@ from typing import Any
 import numpy as np
 import orjson
 
-from baseline.config import DetectSettings
-from baseline.detect.decide import Decisions, NewSignal, Outcome, decide, group_sentence
-from baseline.detect.exceptions import active_exceptions
-from baseline.detect.explain import explain, rollout_reason
-from baseline.detect.features import Gathered, gather_from, rollout_hosts, window_buckets
-from baseline.detect.lineage import name_the_shell
-from baseline.detect.scoring import Scores, score
-from baseline.detect.signal import RULE_ID, document
-from baseline.detect.source import LocalSource, PresenceSource
-from baseline.store import Store
+from rarenet.baseline.config import DetectSettings
+from rarenet.baseline.detect.decide import Decisions, NewSignal, Outcome, decide, group_sentence
+from rarenet.baseline.detect.exceptions import active_exceptions
+from rarenet.baseline.detect.explain import explain, rollout_reason
+from rarenet.baseline.detect.features import Gathered, gather_from, rollout_hosts, window_buckets
+from rarenet.baseline.detect.lineage import name_the_shell
+from rarenet.baseline.detect.scoring import Scores, score
+from rarenet.baseline.detect.signal import RULE_ID, document
+from rarenet.baseline.detect.source import LocalSource, PresenceSource
+from rarenet.baseline.store import Store
 
 
 @dataclass

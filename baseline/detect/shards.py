@@ -20,13 +20,13 @@ from __future__ import annotations
 import time
 import urllib.parse
 
-from baseline.config import DetectSettings
-from baseline.detect.features import window_buckets
-from baseline.detect.remote import RemoteSource
-from baseline.detect.rule import RunResult, detect_once, detect_over
-from baseline.detect.source import PresenceSource, ShardUnavailable
-from baseline.errors import ConfigError, RarenetError
-from baseline.store import Store
+from rarenet.baseline.config import DetectSettings
+from rarenet.baseline.detect.features import window_buckets
+from rarenet.baseline.detect.remote import RemoteSource
+from rarenet.baseline.detect.rule import RunResult, detect_once, detect_over
+from rarenet.baseline.detect.source import PresenceSource, ShardUnavailable
+from rarenet.baseline.errors import ConfigError, RarenetError
+from rarenet.baseline.store import Store
 
 __all__ = ["ShardUnavailable", "configured_shards", "detect_configured", "detect_sharded"]
 

@@ -6,8 +6,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from baseline.detect.lineage import Ancestor
-from baseline.units import format_duration, format_time
+from rarenet.baseline.detect.lineage import Ancestor
+from rarenet.baseline.units import format_duration, format_time
 
 RULE_ID = "rarenet-unusual-network-activity"
 RULE_NAME = "Unusual Linux Network Activity"

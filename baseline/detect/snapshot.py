@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from baseline.config import DetectSettings
-from baseline.detect.presence import refresh_presence
-from baseline.detect.scoring import key_rarity
-from baseline.store import Store
-from baseline.units import format_time, parse_time
-from extension.scoring import mature_buckets
+from rarenet.baseline.config import DetectSettings
+from rarenet.baseline.detect.presence import refresh_presence
+from rarenet.baseline.detect.scoring import key_rarity
+from rarenet.baseline.store import Store
+from rarenet.baseline.units import format_time, parse_time
+from rarenet.extension.scoring import mature_buckets
 
 SNAPSHOT_VERSION = 1
 

@@ -19,16 +19,16 @@ from typing import Any, Protocol
 
 import orjson
 
-from baseline.detect.detail import detail_row
-from baseline.detect.presence import (
+from rarenet.baseline.detect.detail import detail_row
+from rarenet.baseline.detect.presence import (
     USED_SOURCE,
     host_activity_sql,
     hosts_in_window,
     refresh_presence,
     used_where,
 )
-from baseline.errors import RarenetError
-from baseline.store import Store
+from rarenet.baseline.errors import RarenetError
+from rarenet.baseline.store import Store
 
 HOST_PATH_CAP = 12  # familiarity 1 - exp(-12/4) = 0.95: more buckets change little
 

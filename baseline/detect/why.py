@@ -11,17 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from baseline.config import DetectSettings
-from baseline.detect.decide import Outcome, Verdict, decide, executable, group_sentence
-from baseline.detect.exceptions import active_exceptions
-from baseline.detect.explain import explain
-from baseline.detect.features import gather, window_buckets
-from baseline.detect.lineage import name_the_shell
-from baseline.detect.presence import refresh_presence
-from baseline.detect.scoring import score
-from baseline.detect.signal import RULE_ID
-from baseline.store import Store
-from baseline.units import format_time
+from rarenet.baseline.config import DetectSettings
+from rarenet.baseline.detect.decide import Outcome, Verdict, decide, executable, group_sentence
+from rarenet.baseline.detect.exceptions import active_exceptions
+from rarenet.baseline.detect.explain import explain
+from rarenet.baseline.detect.features import gather, window_buckets
+from rarenet.baseline.detect.lineage import name_the_shell
+from rarenet.baseline.detect.presence import refresh_presence
+from rarenet.baseline.detect.scoring import score
+from rarenet.baseline.detect.signal import RULE_ID
+from rarenet.baseline.store import Store
+from rarenet.baseline.units import format_time
 
 
 @dataclass(frozen=True)

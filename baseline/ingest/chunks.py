@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from baseline.config import Config
-from baseline.errors import ConfigError
-from baseline.ingest.model import Observation, Reject
-from baseline.ingest.normalise import Normaliser
-from baseline.ingest.parser import LineResult, Parser
-from baseline.store import Store
+from rarenet.baseline.config import Config
+from rarenet.baseline.errors import ConfigError
+from rarenet.baseline.ingest.model import Observation, Reject
+from rarenet.baseline.ingest.normalise import Normaliser
+from rarenet.baseline.ingest.parser import LineResult, Parser
+from rarenet.baseline.store import Store
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from baseline.ingest.ancestry import ancestors_json
-from baseline.ingest.model import Observation
+from rarenet.baseline.ingest.ancestry import ancestors_json
+from rarenet.baseline.ingest.model import Observation
 
 INET_FAMILIES = frozenset({2, 10})
 # Always excluded, whatever the config says (DESIGN.md §5).

@@ -15,8 +15,15 @@ from typing import Any
 
 import orjson
 
-from baseline.ingest.model import RARENET_QUERIES, Observation
-from baseline.ingest.normalise import MAX_TIME, MIN_TIME, Filtered, Normaliser, RowError, to_int
+from rarenet.baseline.ingest.model import RARENET_QUERIES, Observation
+from rarenet.baseline.ingest.normalise import (
+    MAX_TIME,
+    MIN_TIME,
+    Filtered,
+    Normaliser,
+    RowError,
+    to_int,
+)
 
 MAX_DEPTH = 3  # array → Fleet body → result objects
 PEER_COLUMNS = ("remote_address", "remote_port")

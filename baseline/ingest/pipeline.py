@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from baseline.config import Config
-from baseline.errors import InputError
-from baseline.ingest.chunks import ChunkCounts, build_parser, commit_chunk, parse_lines
-from baseline.ingest.reader import (
+from rarenet.baseline.config import Config
+from rarenet.baseline.errors import InputError
+from rarenet.baseline.ingest.chunks import ChunkCounts, build_parser, commit_chunk, parse_lines
+from rarenet.baseline.ingest.reader import (
     Chunk,
     FileIdentity,
     OpenFile,
@@ -26,8 +26,8 @@ from baseline.ingest.reader import (
     read_chunks,
     stdin_stream,
 )
-from baseline.ingest.workers import Job, LinesJob, RangeJob, WorkerPool
-from baseline.store import Checkpoint, Store
+from rarenet.baseline.ingest.workers import Job, LinesJob, RangeJob, WorkerPool
+from rarenet.baseline.store import Checkpoint, Store
 
 STDIN = "-"
 PARALLEL_MIN_BYTES = 8 << 20  # below this, worker start-up costs more than it saves

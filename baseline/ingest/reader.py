@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, NamedTuple, cast
 
 import orjson
 
-from baseline.errors import InputError
+from rarenet.baseline.errors import InputError
 
 BLOCK_SIZE = 1 << 20
 CHUNK_LINES = 4096

@@ -18,17 +18,17 @@ from dataclasses import dataclass
 from multiprocessing.pool import AsyncResult, Pool
 from typing import BinaryIO, cast
 
-from baseline.config import Config
-from baseline.errors import InputError
-from baseline.ingest.chunks import (
+from rarenet.baseline.config import Config
+from rarenet.baseline.errors import InputError
+from rarenet.baseline.ingest.chunks import (
     ChunkCounts,
     ChunkResult,
     build_parser,
     commit_chunk,
     parse_lines,
 )
-from baseline.ingest.parser import Parser
-from baseline.ingest.reader import Chunk, LimitedReader, read_chunks
+from rarenet.baseline.ingest.parser import Parser
+from rarenet.baseline.ingest.reader import Chunk, LimitedReader, read_chunks
 
 _worker_state: dict[str, object] = {}
 
@@ -68,7 +68,7 @@ def default_workers() -> int:
 
 
 def _init_worker(db_path: str, config: Config) -> None:
-    from baseline.store import Store
+    from rarenet.baseline.store import Store
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     _worker_state["store"] = Store(db_path)
@@ -77,7 +77,7 @@ def _init_worker(db_path: str, config: Config) -> None:
 
 
 def _work(job: Job) -> ChunkCounts:
-    from baseline.store import Store
+    from rarenet.baseline.store import Store
 
     store = _worker_state["store"]
     parser = _worker_state["parser"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from baseline.packs.queries import load_queries
-from baseline.packs.render import GENERATED, render_all
+from rarenet.baseline.packs.queries import load_queries
+from rarenet.baseline.packs.render import GENERATED, render_all
 
 # Every generated text file except the JSON pack starts with one of these.
 MARKERS = (f"# {GENERATED[0]}", f"<!-- {GENERATED[0]}")

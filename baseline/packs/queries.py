@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from baseline.errors import InputError
+from rarenet.baseline.errors import InputError
 
 NAME_RE = re.compile(r"^[a-z0-9_]+$")
 VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")

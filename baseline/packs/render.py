@@ -15,8 +15,8 @@ import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from baseline.packs.queries import Query
-from baseline.packs.yamltext import comment_block, dump_document, dump_documents
+from rarenet.baseline.packs.queries import Query
+from rarenet.baseline.packs.yamltext import comment_block, dump_document, dump_documents
 
 PACK_NAME = "unusual-network-activity"
 PACK_DESCRIPTION = (

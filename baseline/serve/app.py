@@ -32,28 +32,28 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from baseline import __version__
-from baseline.config import Config
-from baseline.console.web import Console
-from baseline.deliver import list_signals
-from baseline.detect.remote import SHARD_OPS
-from baseline.detect.rule import RunResult
-from baseline.detect.source import LocalSource
-from baseline.errors import InputError, StoreError
-from baseline.ingest.chunks import build_parser
-from baseline.serve.auth import configured_tokens, presented_token, token_ok
-from baseline.serve.bodies import BodyError, init_worker, parse_in_worker, worker_ready
-from baseline.serve.heartbeat import Heartbeat
-from baseline.serve.jobs import Jobs
-from baseline.serve.metrics import Metrics
-from baseline.serve.openapi import openapi_document
-from baseline.serve.snapshots import Snapshot, SnapshotCache
-from baseline.serve.stream import StreamConsumer
-from baseline.serve.stream import settings_of as stream_settings
-from baseline.serve.writer import CommitWriter, WriterClosed
-from baseline.store import Store
-from baseline.store.health import HealthRecord, check_summary, describe_failure
-from baseline.units import parse_time
+from rarenet.baseline import __version__
+from rarenet.baseline.config import Config
+from rarenet.baseline.console.web import Console
+from rarenet.baseline.deliver import list_signals
+from rarenet.baseline.detect.remote import SHARD_OPS
+from rarenet.baseline.detect.rule import RunResult
+from rarenet.baseline.detect.source import LocalSource
+from rarenet.baseline.errors import InputError, StoreError
+from rarenet.baseline.ingest.chunks import build_parser
+from rarenet.baseline.serve.auth import configured_tokens, presented_token, token_ok
+from rarenet.baseline.serve.bodies import BodyError, init_worker, parse_in_worker, worker_ready
+from rarenet.baseline.serve.heartbeat import Heartbeat
+from rarenet.baseline.serve.jobs import Jobs
+from rarenet.baseline.serve.metrics import Metrics
+from rarenet.baseline.serve.openapi import openapi_document
+from rarenet.baseline.serve.snapshots import Snapshot, SnapshotCache
+from rarenet.baseline.serve.stream import StreamConsumer
+from rarenet.baseline.serve.stream import settings_of as stream_settings
+from rarenet.baseline.serve.writer import CommitWriter, WriterClosed
+from rarenet.baseline.store import Store
+from rarenet.baseline.store.health import HealthRecord, check_summary, describe_failure
+from rarenet.baseline.units import parse_time
 
 log = logging.getLogger("rarenet.serve")
 

@@ -9,9 +9,9 @@ import socket
 from collections.abc import Iterable, Sequence
 from urllib.parse import quote, quote_plus, unquote_plus
 
-from baseline.config import check_tokens
-from baseline.errors import ConfigError
-from baseline.tokens import presented_token, token_ok
+from rarenet.baseline.config import check_tokens
+from rarenet.baseline.errors import ConfigError
+from rarenet.baseline.tokens import presented_token, token_ok
 
 __all__ = [
     "RedactTokens",

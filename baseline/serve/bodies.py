@@ -21,10 +21,10 @@ from typing import Any, cast
 
 import orjson
 
-from baseline.config import Config
-from baseline.ingest.chunks import MAX_REJECTS_KEPT, ChunkResult, build_parser, parse_lines
-from baseline.ingest.model import Observation, Reject
-from baseline.ingest.parser import LineResult, Parser
+from rarenet.baseline.config import Config
+from rarenet.baseline.ingest.chunks import MAX_REJECTS_KEPT, ChunkResult, build_parser, parse_lines
+from rarenet.baseline.ingest.model import Observation, Reject
+from rarenet.baseline.ingest.parser import LineResult, Parser
 
 GZIP_MAGIC = b"\x1f\x8b"
 ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})

@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from baseline.config import DetectSettings
-from baseline.detect.rule import RunResult
-from baseline.ingest.chunks import ChunkCounts
-from baseline.units import format_age
+from rarenet.baseline.config import DetectSettings
+from rarenet.baseline.detect.rule import RunResult
+from rarenet.baseline.ingest.chunks import ChunkCounts
+from rarenet.baseline.units import format_age
 
 QUIET = 60.0  # seconds: at most one collect (or ingest) line per this long
 JITTER = 0.9  # a run this fraction of the gap after the last line is due

@@ -24,23 +24,23 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from baseline.collect import Collector, local_host_id
-from baseline.config import Config, DetectSettings
-from baseline.deliver import DeliveryReport, deliver_once
-from baseline.deliver.webhooks import configured_webhooks
-from baseline.detect.maintenance import add_jobs, prune_once
-from baseline.detect.presence import refresh_presence
-from baseline.detect.rule import RunResult
-from baseline.detect.shards import detect_configured
-from baseline.errors import StoreError
-from baseline.ingest.chunks import ChunkCounts, build_parser
-from baseline.ingest.pipeline import Ingester
-from baseline.serve.bodies import init_child
-from baseline.serve.heartbeat import Heartbeat
-from baseline.serve.metrics import Metrics
-from baseline.serve.snapshots import SnapshotCache
-from baseline.store import Store
-from baseline.store.health import HealthRecord
+from rarenet.baseline.collect import Collector, local_host_id
+from rarenet.baseline.config import Config, DetectSettings
+from rarenet.baseline.deliver import DeliveryReport, deliver_once
+from rarenet.baseline.deliver.webhooks import configured_webhooks
+from rarenet.baseline.detect.maintenance import add_jobs, prune_once
+from rarenet.baseline.detect.presence import refresh_presence
+from rarenet.baseline.detect.rule import RunResult
+from rarenet.baseline.detect.shards import detect_configured
+from rarenet.baseline.errors import StoreError
+from rarenet.baseline.ingest.chunks import ChunkCounts, build_parser
+from rarenet.baseline.ingest.pipeline import Ingester
+from rarenet.baseline.serve.bodies import init_child
+from rarenet.baseline.serve.heartbeat import Heartbeat
+from rarenet.baseline.serve.metrics import Metrics
+from rarenet.baseline.serve.snapshots import SnapshotCache
+from rarenet.baseline.store import Store
+from rarenet.baseline.store.health import HealthRecord
 
 log = logging.getLogger("rarenet.serve")
 

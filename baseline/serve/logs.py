@@ -46,7 +46,9 @@ def log_config(access_log: bool, tokens: Sequence[str] = ()) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"redact": {"()": "baseline.serve.auth.RedactTokens", "tokens": list(tokens)}},
+        "filters": {
+            "redact": {"()": "rarenet.baseline.serve.auth.RedactTokens", "tokens": list(tokens)}
+        },
         "formatters": {
             "default": {"()": f"{__name__}.PlainFormatter"},
             "access": {"()": f"{__name__}.PlainAccessFormatter"},

@@ -19,9 +19,9 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from baseline import __version__
-from baseline.ingest.chunks import ChunkCounts
-from baseline.store import Store
+from rarenet.baseline import __version__
+from rarenet.baseline.ingest.chunks import ChunkCounts
+from rarenet.baseline.store import Store
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from baseline import __version__
+from rarenet.baseline import __version__
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:

@@ -21,14 +21,14 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from baseline.config import Config, ServerSettings
-from baseline.detect.rule import RunResult
-from baseline.errors import StoreError
-from baseline.serve.app import Api
-from baseline.serve.auth import check_bind, configured_tokens
-from baseline.serve.logs import log_config
-from baseline.store import Store
-from baseline.store.health import RECOVER_HINT, WHOLE_CHECK_MAX_BYTES, check_summary
+from rarenet.baseline.config import Config, ServerSettings
+from rarenet.baseline.detect.rule import RunResult
+from rarenet.baseline.errors import StoreError
+from rarenet.baseline.serve.app import Api
+from rarenet.baseline.serve.auth import check_bind, configured_tokens
+from rarenet.baseline.serve.logs import log_config
+from rarenet.baseline.store import Store
+from rarenet.baseline.store.health import RECOVER_HINT, WHOLE_CHECK_MAX_BYTES, check_summary
 
 GRACEFUL_SECONDS = 30  # longest wait for in-flight requests on shutdown
 MAX_CONNECTIONS = 512  # beyond this, new requests get 503 at once

@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from baseline.config import DetectSettings
-from baseline.detect.snapshot import fleet_snapshot, host_snapshot
-from baseline.store import Store
+from rarenet.baseline.config import DetectSettings
+from rarenet.baseline.detect.snapshot import fleet_snapshot, host_snapshot
+from rarenet.baseline.store import Store
 
 MAX_REMEMBERED = 200_000  # hosts whose last ETag is remembered between runs
 

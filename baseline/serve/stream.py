@@ -9,12 +9,12 @@ import contextlib
 import logging
 import threading
 
-from baseline.config import Config
-from baseline.errors import ConfigError, InputError
-from baseline.ingest.chunks import ChunkResult
-from baseline.serve.metrics import Metrics
-from baseline.serve.writer import CommitWriter
-from baseline.stream.consume import ConsumeSettings, check_settings, consume
+from rarenet.baseline.config import Config
+from rarenet.baseline.errors import ConfigError, InputError
+from rarenet.baseline.ingest.chunks import ChunkResult
+from rarenet.baseline.serve.metrics import Metrics
+from rarenet.baseline.serve.writer import CommitWriter
+from rarenet.baseline.stream.consume import ConsumeSettings, check_settings, consume
 
 log = logging.getLogger("rarenet.serve")
 

@@ -14,9 +14,9 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from baseline.ingest.chunks import ChunkCounts, ChunkResult
-from baseline.store import Store
-from baseline.store.health import HealthRecord
+from rarenet.baseline.ingest.chunks import ChunkCounts, ChunkResult
+from rarenet.baseline.store import Store
+from rarenet.baseline.store.health import HealthRecord
 
 MAX_GROUP_ROWS = 50_000  # rows committed in one transaction, at most
 

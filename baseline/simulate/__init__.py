@@ -3,14 +3,14 @@
 For tests, benchmarks, demos and capacity planning. Everything is deterministic for a
 given `SimulationSpec` (seed included); nothing touches the network.
 
-    >>> from baseline.simulate import SimulationSpec, simulate_to_path
+    >>> from rarenet.baseline.simulate import SimulationSpec, simulate_to_path
     >>> simulate_to_path(SimulationSpec(hosts=20, days=2, attacks=True), "fleet.log.gz",
     ...                  "fleet.labels.jsonl")  # doctest: +SKIP
 """
 
-from baseline.simulate.engine import default_labels_path, simulate_to_path, write_simulation
-from baseline.simulate.labels import Label, parse_label, read_labels, write_labels
-from baseline.simulate.spec import DEFAULT_START, FORMATS, SimulationResult, SimulationSpec
+from rarenet.baseline.simulate.engine import default_labels_path, simulate_to_path, write_simulation
+from rarenet.baseline.simulate.labels import Label, parse_label, read_labels, write_labels
+from rarenet.baseline.simulate.spec import DEFAULT_START, FORMATS, SimulationResult, SimulationSpec
 
 __all__ = [
     "DEFAULT_START",

@@ -7,9 +7,9 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from baseline.simulate.attacks import AttackPlan
-from baseline.simulate.catalogue import FLOWS, UPGRADES
-from baseline.simulate.roles import (
+from rarenet.baseline.simulate.attacks import AttackPlan
+from rarenet.baseline.simulate.catalogue import FLOWS, UPGRADES
+from rarenet.baseline.simulate.roles import (
     AGENT,
     DAILY,
     FIXED,
@@ -22,7 +22,7 @@ from baseline.simulate.roles import (
 )
 
 if TYPE_CHECKING:
-    from baseline.simulate.timeline import HostSim
+    from rarenet.baseline.simulate.timeline import HostSim
 
 _log = math.log
 

@@ -16,10 +16,10 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from baseline.simulate.catalogue import Program
-from baseline.simulate.fleet import Fleet, Host, poll_time
-from baseline.simulate.labels import Label
-from baseline.simulate.spec import ATTACK_EARLIEST, ATTACK_LONGEST
+from rarenet.baseline.simulate.catalogue import Program
+from rarenet.baseline.simulate.fleet import Fleet, Host, poll_time
+from rarenet.baseline.simulate.labels import Label
+from rarenet.baseline.simulate.spec import ATTACK_EARLIEST, ATTACK_LONGEST
 
 FOOTHOLD = "foothold"  # stands for the process an attacker comes in through
 # flavor → (parent program key, user) of a foothold: the exploited service.

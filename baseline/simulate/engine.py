@@ -16,17 +16,17 @@ from itertools import groupby, islice
 from operator import itemgetter
 from pathlib import Path
 
-from baseline.errors import InputError
-from baseline.simulate.attacks import AttackPlan, plan_attacks
-from baseline.simulate.families import Scenarios, plan_scenarios
-from baseline.simulate.fleet import Fleet, ToolInstall, build_fleet
-from baseline.simulate.labels import write_labels
-from baseline.simulate.peers import FleetPeers
-from baseline.simulate.render import FleetSink, OsquerySink, ResultBuilder
-from baseline.simulate.sockets import SharedCache
-from baseline.simulate.spec import SimulationResult, SimulationSpec
-from baseline.simulate.timeline import Event, HostSim
-from baseline.simulate.writer import BackgroundWriter, Writable, open_output
+from rarenet.baseline.errors import InputError
+from rarenet.baseline.simulate.attacks import AttackPlan, plan_attacks
+from rarenet.baseline.simulate.families import Scenarios, plan_scenarios
+from rarenet.baseline.simulate.fleet import Fleet, ToolInstall, build_fleet
+from rarenet.baseline.simulate.labels import write_labels
+from rarenet.baseline.simulate.peers import FleetPeers
+from rarenet.baseline.simulate.render import FleetSink, OsquerySink, ResultBuilder
+from rarenet.baseline.simulate.sockets import SharedCache
+from rarenet.baseline.simulate.spec import SimulationResult, SimulationSpec
+from rarenet.baseline.simulate.timeline import Event, HostSim
+from rarenet.baseline.simulate.writer import BackgroundWriter, Writable, open_output
 
 CHUNK_ROWS = 20_000
 ROWS_PER_HOST_DAY = 400  # a generous estimate, to size chunks

@@ -25,10 +25,16 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from baseline.simulate.attacks import FOOTHOLD, AttackPlan, Technique, attack_window, place
-from baseline.simulate.catalogue import PROGRAMS, ROLLOUT_PACKAGES, UPGRADES, WEEKLY_JOBS, Program
-from baseline.simulate.fleet import Fleet, Host
-from baseline.simulate.roles import FIXED, PERIODIC, ActivitySpec
+from rarenet.baseline.simulate.attacks import FOOTHOLD, AttackPlan, Technique, attack_window, place
+from rarenet.baseline.simulate.catalogue import (
+    PROGRAMS,
+    ROLLOUT_PACKAGES,
+    UPGRADES,
+    WEEKLY_JOBS,
+    Program,
+)
+from rarenet.baseline.simulate.fleet import Fleet, Host
+from rarenet.baseline.simulate.roles import FIXED, PERIODIC, ActivitySpec
 
 HOUR, DAY = 3600, 86400
 WEEK = 7 * DAY

@@ -7,9 +7,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from baseline.simulate.catalogue import USER_TOOLS
-from baseline.simulate.roles import DEV_NAMES, ROLES
-from baseline.simulate.spec import SimulationSpec
+from rarenet.baseline.simulate.catalogue import USER_TOOLS
+from rarenet.baseline.simulate.roles import DEV_NAMES, ROLES
+from rarenet.baseline.simulate.spec import SimulationSpec
 
 NEVER = 2**62
 HOUR = 3600

@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from baseline.errors import InputError
-from baseline.simulate.writer import Writable
+from rarenet.baseline.errors import InputError
+from rarenet.baseline.simulate.writer import Writable
 
 
 @dataclass(frozen=True)

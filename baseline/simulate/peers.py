@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from baseline.simulate.catalogue import ATTACKER_IPS
+from rarenet.baseline.simulate.catalogue import ATTACKER_IPS
 
 Pool = tuple[tuple[str, ...], tuple[str, ...]]  # (IPv4 addresses, IPv6 addresses)
 

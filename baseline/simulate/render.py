@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 import orjson
 
-from baseline.simulate.fleet import Host
-from baseline.simulate.writer import Writable
-from baseline.units import format_time
+from rarenet.baseline.simulate.fleet import Host
+from rarenet.baseline.simulate.writer import Writable
+from rarenet.baseline.units import format_time
 
 QUERY_NAME = "pack/unusual-network-activity/rarenet_open_sockets"
 FLEET_WINDOW = 60  # seconds of results per Fleet webhook body

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import orjson
 
-from baseline.simulate.catalogue import DAEMON, HOST_NETNS, POD_UID, USERS, Flow, Program
+from rarenet.baseline.simulate.catalogue import DAEMON, HOST_NETNS, POD_UID, USERS, Flow, Program
 
 COLUMNS = (
     "pid",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from baseline.errors import InputError
+from rarenet.baseline.errors import InputError
 
 DEFAULT_START = 1767571200  # 2026-01-05T00:00:00Z, a Monday
 FORMATS = ("osquery", "fleet")

@@ -13,13 +13,34 @@ import random
 from collections import ChainMap
 from collections.abc import Sequence
 
-from baseline.simulate.activities import Activity, Attack, Once, make_activity, tool_activity
-from baseline.simulate.attacks import AttackPlan
-from baseline.simulate.catalogue import DAEMON, FLOWS, FORK, PROGRAMS, UPGRADES, Flow, Program
-from baseline.simulate.fleet import Host, ToolInstall
-from baseline.simulate.peers import STATIC_PEERS, FleetPeers, Pool, internet_pool
-from baseline.simulate.roles import AGENT, OFF_HOURS, WEB, WEB_CURVE, ActivitySpec, activities_for
-from baseline.simulate.sockets import SharedCache, Stream, View
+from rarenet.baseline.simulate.activities import (
+    Activity,
+    Attack,
+    Once,
+    make_activity,
+    tool_activity,
+)
+from rarenet.baseline.simulate.attacks import AttackPlan
+from rarenet.baseline.simulate.catalogue import (
+    DAEMON,
+    FLOWS,
+    FORK,
+    PROGRAMS,
+    UPGRADES,
+    Flow,
+    Program,
+)
+from rarenet.baseline.simulate.fleet import Host, ToolInstall
+from rarenet.baseline.simulate.peers import STATIC_PEERS, FleetPeers, Pool, internet_pool
+from rarenet.baseline.simulate.roles import (
+    AGENT,
+    OFF_HOURS,
+    WEB,
+    WEB_CURVE,
+    ActivitySpec,
+    activities_for,
+)
+from rarenet.baseline.simulate.sockets import SharedCache, Stream, View
 
 Event = tuple[int, int, int, bytes]
 PID_MAX = 4_194_304

@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from baseline.errors import StoreError
+from rarenet.baseline.errors import StoreError
 
 CORRUPT_MARKERS = ("malformed", "not a database", "corrupt")
 FULL_MARKERS = ("disk is full", "database or disk is full", "no space")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from sqlite_utils import Database
 
-from baseline.shells import SHELL_NAMES, UNSET_REMOTES, sql_list
+from rarenet.baseline.shells import SHELL_NAMES, UNSET_REMOTES, sql_list
 
 Migration = tuple[str, Callable[[Database], None]]
 

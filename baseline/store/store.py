@@ -17,9 +17,9 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from baseline.errors import StoreError
-from baseline.ingest.model import OBSERVATION_COLUMNS, Observation, Reject
-from baseline.store.health import (
+from rarenet.baseline.errors import StoreError
+from rarenet.baseline.ingest.model import OBSERVATION_COLUMNS, Observation, Reject
+from rarenet.baseline.store.health import (
     RECOVER_HINT,
     SMALL_TABLES,
     describe_failure,
@@ -27,7 +27,7 @@ from baseline.store.health import (
     quick_check,
     quick_check_tables,
 )
-from baseline.store.migrations import migrate
+from rarenet.baseline.store.migrations import migrate
 
 QUARANTINE_RAW_LIMIT = 64 * 1024  # bytes of a rejected line kept for inspection
 QUARANTINE_PER_SOURCE = 10_000  # rows kept per source (file or http:peer) within retention

@@ -31,10 +31,10 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from baseline.config import Config
-from baseline.errors import InputError, RarenetError
-from baseline.ingest.chunks import ChunkResult, build_parser, commit_chunk, parse_lines
-from baseline.store import Store
+from rarenet.baseline.config import Config
+from rarenet.baseline.errors import InputError, RarenetError
+from rarenet.baseline.ingest.chunks import ChunkResult, build_parser, commit_chunk, parse_lines
+from rarenet.baseline.store import Store
 
 log = logging.getLogger("rarenet.consume")
 

@@ -44,7 +44,7 @@ def memory():
     return {key: int(fields[key].split()[0]) for key in ("VmRSS", "VmHWM")}
 
 bare = memory()
-from extension.collector import scan
+from rarenet.extension.collector import scan
 scan()  # warm-up: imports, page cache
 warm = memory()
 wall, cpu, rows = [], [], []

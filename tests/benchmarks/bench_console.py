@@ -26,10 +26,10 @@ from report import table, write_section
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from serve_process import ServerProcess
 
-from baseline.config import load_config
-from baseline.console import pages, views
-from baseline.console.render import render
-from baseline.store import Store
+from rarenet.baseline.config import load_config
+from rarenet.baseline.console import pages, views
+from rarenet.baseline.console.render import render
+from rarenet.baseline.store import Store
 
 SIGNALS = 10_000
 HOSTS = 1_000

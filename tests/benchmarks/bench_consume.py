@@ -61,7 +61,7 @@ def test_consume_throughput(tmp_path: Path) -> None:
         db = tmp_path / "rarenet.db"
         started = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "baseline", "consume", *cluster.urls, "--stream", STREAM,
+            [sys.executable, "-m", "rarenet", "consume", *cluster.urls, "--stream", STREAM,
              "--db", str(db), "--batch", str(BATCH), "--idle-exit", "1", "--json"],
             capture_output=True, check=True, timeout=600, cwd=tmp_path,
         )  # fmt: skip

@@ -21,12 +21,12 @@ from pathlib import Path
 import orjson
 from report import table, write_section
 
-from baseline.config import load_config
-from baseline.detect.presence import refresh_presence
-from baseline.ingest.pipeline import Ingester
-from baseline.ingest.workers import default_workers
-from baseline.simulate import SimulationSpec, simulate_to_path
-from baseline.store import Store
+from rarenet.baseline.config import load_config
+from rarenet.baseline.detect.presence import refresh_presence
+from rarenet.baseline.ingest.pipeline import Ingester
+from rarenet.baseline.ingest.workers import default_workers
+from rarenet.baseline.simulate import SimulationSpec, simulate_to_path
+from rarenet.baseline.store import Store
 
 # Read at import: the suite's autouse fixture clears RARENET_* variables before each test.
 SIZES = [int(n) for n in os.environ.get("RARENET_BENCH_HOSTS", "1000,10000").split(",")]
@@ -112,9 +112,9 @@ def one_run(db: Path, at: int) -> tuple[dict[str, object], float, float, float]:
     """One `detect_once` in a fresh process: (run record, wall s, CPU s, peak RSS MiB)."""
     script = (
         "import sys, time, orjson\n"
-        "from baseline.config import load_config\n"
-        "from baseline.detect.rule import detect_once\n"
-        "from baseline.store import Store\n"
+        "from rarenet.baseline.config import load_config\n"
+        "from rarenet.baseline.detect.rule import detect_once\n"
+        "from rarenet.baseline.store import Store\n"
         "store = Store(sys.argv[1])\n"
         "started, cpu = time.perf_counter(), time.process_time()\n"
         "run = detect_once(store, load_config(None, env={}).detect, int(sys.argv[2]))\n"

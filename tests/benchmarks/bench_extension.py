@@ -30,9 +30,9 @@ from thrift.protocol.TBinaryProtocol import TBinaryProtocol
 from thrift.Thrift import TMessageType
 from thrift.transport import TTransport
 
-from extension import core as core_client
-from extension.tables import OPEN_SOCKETS_SQL, json_sql
-from extension.zipapp import build
+from rarenet.extension import core as core_client
+from rarenet.extension.tables import OPEN_SOCKETS_SQL, json_sql
+from rarenet.extension.zipapp import build
 
 SOCKETS = 2000
 ENTRIES = 50_000

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 from report import table, write_section
 
-from baseline.simulate import SimulationSpec, simulate_to_path
+from rarenet.baseline.simulate import SimulationSpec, simulate_to_path
 
 MIN_ROWS = 1_000_000
 COLUMNS = (
@@ -74,7 +74,7 @@ def rarenet_ingest(log: Path, db: Path, workers: int) -> tuple[dict[str, int], f
         "import resource, runpy, sys\n"
         "sys.argv = ['rarenet'] + sys.argv[1:]\n"
         "try:\n"
-        "    runpy.run_module('baseline', run_name='__main__')\n"
+        "    runpy.run_module('rarenet', run_name='__main__')\n"
         "finally:\n"
         "    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"

@@ -28,7 +28,7 @@ from report import table, write_section
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from serve_process import TOKEN, ServerProcess
 
-from baseline.simulate import SimulationSpec, simulate_to_path
+from rarenet.baseline.simulate import SimulationSpec, simulate_to_path
 
 CLIENTS = 8
 BODY_ROWS = 500

@@ -26,10 +26,10 @@ import orjson
 from bench_detect import base_store, replicate
 from report import table, write_section
 
-from baseline.config import load_config
-from baseline.detect.rule import detect_once
-from baseline.store import Store
-from baseline.store.health import WHOLE_CHECK_MAX_BYTES
+from rarenet.baseline.config import load_config
+from rarenet.baseline.detect.rule import detect_once
+from rarenet.baseline.store import Store
+from rarenet.baseline.store.health import WHOLE_CHECK_MAX_BYTES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from serve_process import TOKEN, ServerProcess
@@ -42,12 +42,12 @@ REPEATS = 3
 
 RUN = """
 import sys, time, orjson
-from baseline.config import load_config
-from baseline.detect.remote import RemoteSource
-from baseline.detect.rule import detect_once
-from baseline.detect.shards import detect_sharded
-from baseline.detect.source import LocalSource
-from baseline.store import Store
+from rarenet.baseline.config import load_config
+from rarenet.baseline.detect.remote import RemoteSource
+from rarenet.baseline.detect.rule import detect_once
+from rarenet.baseline.detect.shards import detect_sharded
+from rarenet.baseline.detect.source import LocalSource
+from rarenet.baseline.store import Store
 mode, coordinator, at, shards = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 settings = load_config(None, env={}).detect
 store = Store(coordinator)

@@ -1,0 +1,51 @@
+"""The import boundaries the layout promises, read from every source file's imports.
+
+Code and tests import only `rarenet.…` names: in a checkout `baseline` is also
+importable from the top folder, and a module loaded under both names would be two
+modules (two `ConfigError` classes, two stores' locks). The host side never imports the
+service or its dependencies: hosts install the extension without them.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICE_ONLY = {"numpy", "sqlite_utils", "apscheduler", "click", "orjson", "requests"}
+
+
+def imports(folder: str) -> Iterator[tuple[str, str]]:
+    """(file:line, imported module) of every absolute import under `folder`."""
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                yield f"{path.relative_to(ROOT)}:{node.lineno}", name
+
+
+def test_nothing_imports_the_bare_folder_names() -> None:
+    bare = [
+        (where, name)
+        for folder in ("baseline", "extension", "tests", "rarenet")
+        for where, name in imports(folder)
+        if name.split(".")[0] in {"baseline", "extension"}
+    ]
+    assert bare == []
+    assert any(name.startswith("rarenet.extension") for _, name in imports("baseline"))
+
+
+def test_the_extension_never_imports_the_service_or_its_dependencies() -> None:
+    crossing = [
+        (where, name)
+        for where, name in imports("extension")
+        if name.startswith("rarenet.baseline") or name.split(".")[0] in SERVICE_ONLY
+    ]
+    assert crossing == []
+    assert any(name.startswith("rarenet.extension") for _, name in imports("extension"))
