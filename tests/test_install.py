@@ -107,3 +107,19 @@ def test_packs_check_passes_from_root_against_the_packs_the_wheel_ships(
     built = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     assert built == sorted(p.relative_to(PACKS_DIR) for p in PACKS_DIR.rglob("*") if p.is_file())
     assert all((out / rel).read_bytes() == (PACKS_DIR / rel).read_bytes() for rel in built)
+
+
+def test_the_installed_report_renders_from_the_templates_the_wheel_ships(
+    installed: Path, tmp_path: Path
+) -> None:
+    rarenet = str(installed / "bin/rarenet")
+    log = tmp_path / "fleet.log"
+    simulated = run([rarenet, "simulate", "--hosts", "6", "--days", "1", "--attacks",
+                     "--out", str(log)])  # fmt: skip
+    assert simulated.returncode == 0, simulated.stderr
+    page = tmp_path / "report.html"
+    reported = run([rarenet, "report", "--backtest", str(log), "--labels",
+                    str(log.with_suffix(".labels.jsonl")), "--out", str(page)])  # fmt: skip
+    assert reported.returncode == 0, reported.stderr
+    html = page.read_text()
+    assert html.startswith("<!doctype html>") and "<svg" in html and " signals" in reported.stdout
