@@ -9,6 +9,7 @@ import hashlib
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterable
@@ -205,3 +206,12 @@ async def consumer_state(urls: list[str], stream: str, durable: str) -> tuple[in
         return int(info.num_pending or 0), int(info.num_ack_pending or 0)
     finally:
         await nc.close()
+
+
+def stored_rows(conn: sqlite3.Connection) -> set[tuple[object, ...]]:
+    """What a consumer stored: each observation's identifying columns, none doubled."""
+    found = conn.execute(
+        "SELECT time, digest, host, path, remote_address, remote_port FROM observations"
+    ).fetchall()
+    assert len(found) == len(set(found))
+    return set(found)

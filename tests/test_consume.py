@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from nats_server import Cluster, add_stream, consumer_state, publish
+from nats_server import Cluster, add_stream, consumer_state, publish, stored_rows
 from osquery_lines import event, line, socket_row
 from serve_process import ServerProcess
 
@@ -56,15 +56,7 @@ def reference_rows(tmp_path: Path, messages: list[tuple[str, bytes]]) -> set[tup
     log.write_bytes(b"".join(data + b"\n" for _, data in messages))
     with Store(tmp_path / "reference.db") as store:
         Ingester(store, load_config(None, env={})).ingest([str(log)])
-        return rows(store.conn)
-
-
-def rows(conn: sqlite3.Connection) -> set[tuple[object, ...]]:
-    found = conn.execute(
-        "SELECT time, digest, host, path, remote_address, remote_port FROM observations"
-    ).fetchall()
-    assert len(found) == len(set(found))
-    return set(found)
+        return stored_rows(store.conn)
 
 
 def consume_cmd(db: Path, urls: list[str], *extra: str) -> list[str]:
@@ -113,7 +105,7 @@ def test_fleet_messages_are_stored_once_and_poison_is_quarantined(tmp_path: Path
         )  # fmt: skip
         assert orjson.loads(again.stdout)["messages"] == 0  # nothing redelivered
     with sqlite3.connect(db) as conn:
-        assert rows(conn) == reference_rows(tmp_path, messages)
+        assert stored_rows(conn) == reference_rows(tmp_path, messages)
         quarantined = conn.execute(
             "SELECT line, reason, raw_size FROM quarantine WHERE source = ? ORDER BY line",
             (f"nats:{STREAM}",),
@@ -147,7 +139,7 @@ def test_a_consumer_killed_mid_batch_resumes_exactly(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr.decode()
         assert asyncio.run(consumer_state(cluster.urls, STREAM, "rarenet")) == (0, 0)
     with sqlite3.connect(db) as conn:
-        assert rows(conn) == reference_rows(tmp_path, messages)
+        assert stored_rows(conn) == reference_rows(tmp_path, messages)
 
 
 def test_a_cluster_node_killed_during_publishing_and_consumption_loses_nothing(
@@ -192,7 +184,7 @@ def test_a_cluster_node_killed_during_publishing_and_consumption_loses_nothing(
                 consumer.kill()
                 consumer.wait(timeout=30)
     with sqlite3.connect(db) as conn:
-        assert rows(conn) == reference_rows(tmp_path, messages)
+        assert stored_rows(conn) == reference_rows(tmp_path, messages)
 
 
 def _count(db: Path) -> int:
@@ -228,7 +220,7 @@ def test_serve_consumes_the_stream_and_catches_up_after_a_restart(tmp_path: Path
         finally:
             server.stop()
     with sqlite3.connect(server.db) as conn:
-        assert rows(conn) == reference_rows(tmp_path, messages)
+        assert stored_rows(conn) == reference_rows(tmp_path, messages)
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float = 120) -> None:

@@ -53,8 +53,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
          "--quiet", "--no-deps", "--no-index", str(wheel)]
     )  # fmt: skip
     assert installed.returncode == 0, installed.stdout + installed.stderr
-    (site,) = (fresh / "lib").glob("python3*/site-packages")
-    (site / "dev-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    (site_packages(fresh) / "dev-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return fresh
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from nats_server import Cluster, add_stream, consumer_state, publish
+from nats_server import Cluster, add_stream, consumer_state, publish, stored_rows
 from shard_fleet import Switchable, runs, signals
 
 from rarenet.baseline.config import load_config
@@ -62,11 +62,7 @@ def hosts(db: Path) -> set[str]:
 
 def rows(db: Path) -> set[tuple[object, ...]]:
     with sqlite3.connect(db) as conn:
-        found = conn.execute(
-            "SELECT time, digest, host, path, remote_address, remote_port FROM observations"
-        ).fetchall()
-    assert len(found) == len(set(found))
-    return set(found)
+        return stored_rows(conn)
 
 
 def test_partitioned_shards_give_the_single_node_signals_through_an_outage(

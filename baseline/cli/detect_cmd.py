@@ -101,10 +101,13 @@ def _detect(state: Context, at: str | None, shards: tuple[str, ...], as_json: bo
     sharded = bool(config.detect.shards)
     with open_store(config, create=sharded) as store:
         run = detect_configured(store, config.detect, _time(at, "--at"))
-        newest = store.conn.execute("SELECT max(time) FROM observations").fetchone()[0]
+        # the "data ends at" hint reads this store's observations; over shards it has none
+        newest = None
+        if not sharded:
+            newest = store.conn.execute("SELECT max(time) FROM observations").fetchone()[0]
     for down in run.shards_down:
         click.echo(f"rarenet: shard down, its hosts not scored in this run: {down}", err=True)
-    if at is None and newest is not None and run.candidates == 0 and not sharded:
+    if at is None and newest is not None and run.candidates == 0:
         ended = int(time.time()) - int(newest)
         if ended > config.detect.lookback:
             click.echo(
