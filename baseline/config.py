@@ -69,7 +69,13 @@ class IngestSettings:
     files: list[str] = setting(
         [], "Result-log files `rarenet serve` tails (globs allowed).", "list"
     )
-    tokens: list[str] = setting([], "Bearer tokens accepted by POST /v1/ingest.", "list", True)
+    tokens: list[str] = setting(
+        [],
+        "Bearer tokens accepted by POST /v1/ingest, and nowhere else (they sit in Fleet's "
+        "webhook URL: assume they leak).",
+        "list",
+        True,
+    )
     max_body: int = setting(16 * 1024**2, "Largest request body or input line.", "size", low=1024)
     exclude_destinations: list[str] = setting(
         [],
@@ -123,7 +129,17 @@ class DetectSettings:
         "list:url",
     )
     shard_token: str = setting(
-        "", "Bearer token the shards accept (one of their [ingest] tokens).", "str", True
+        "",
+        "The shard secret: a detection node presents it, a shard accepts it on "
+        "POST /v1/shard only (the same value on the node and every shard).",
+        "str",
+        True,
+    )
+    exception_max_age: float = setting(
+        90 * 86400.0,
+        "Longest an exception may last, and its expiry when none is given (0: no cap).",
+        "duration",
+        low=0,
     )
 
 
@@ -172,6 +188,35 @@ class ServerSettings:
     )
     max_connections_per_peer: int = setting(
         256, "Connections one client address may hold (of 512).", "int", low=1, high=512
+    )
+    names: list[str] = setting(
+        [],
+        "Host names clients use to reach this server (the Host header must name one; "
+        "globs like *.example.com allowed). Loopback names and the bind address always are.",
+        "list",
+    )
+    snapshot_tokens: list[str] = setting(
+        [],
+        "Bearer tokens accepted by GET /v1/snapshot only (the hosts' [extension] token); "
+        "none: the [ingest] tokens are accepted there too (older configs).",
+        "list",
+        True,
+    )
+    metrics_tokens: list[str] = setting(
+        [], "Bearer tokens accepted by GET /metrics only (the scraper's).", "list", True
+    )
+    trusted_proxies: list[str] = setting(
+        [],
+        "Addresses/CIDRs of an authenticating reverse proxy whose user_header is trusted.",
+        "list",
+    )
+    user_header: str = setting(
+        "", "Header carrying the signed-in user from a trusted proxy, e.g. X-Forwarded-User."
+    )
+    proxy_role: str = setting(
+        "viewer",
+        "Role of a proxy-signed-in user who has no local account (none: refuse them).",
+        "choice:none,viewer,analyst,admin",
     )
 
 
@@ -329,8 +374,8 @@ def _apply(
             if spec.metadata["secret"]:  # never echo a secret (errors end up in logs)
                 message = f"not a valid {spec.metadata['kind']} (the value is secret: not shown)"
             raise ConfigError(message, where=where(key)) from None
-        if spec.name == "tokens":
-            check_tokens(value, where(key))
+        if spec.metadata["secret"] and spec.name.endswith(("tokens", "token")):
+            check_tokens(value if isinstance(value, list) else [value] if value else [], where(key))
         changes[key] = value
     return replace(settings, **changes)
 

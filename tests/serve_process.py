@@ -13,9 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import requests
 
-TOKEN = "s3cret-token-0123456789"
+TOKEN = "s3cret-token-0123456789"  # [ingest] tokens
+METRICS_TOKEN = "metrics-token-0123456789"  # [server] metrics_tokens (with tokens)
+SNAPSHOT_TOKEN = "snapshot-token-0123456789"  # [server] snapshot_tokens (scoped=True)
+SHARD_TOKEN = "shard-token-0123456789"  # [detect] shard_token (scoped=True)
+PASSWORD = "correct horse battery"  # of every user `add_user` makes
 _LISTENING = re.compile(rb"listening on (http://\S+)")
 
 
@@ -32,12 +37,23 @@ class ServerProcess:
         ingest_toml: str = "",
         args: tuple[str, ...] = (),
         new_session: bool = False,
+        scoped: bool = False,
     ) -> None:
         self.workdir = workdir
         self.new_session = new_session  # own process group: signal it like Ctrl-C / systemd
         self.db = workdir / "rarenet.db"
         self.config = workdir / "rarenet.toml"
         token_list = ", ".join(f'"{t}"' for t in tokens)
+        # Each purpose its own secret: metrics with any tokens; snapshot and shard too
+        # when `scoped` (otherwise hosts' snapshot reads use the ingest token, as in
+        # older configs).
+        server = f'metrics_tokens = ["{METRICS_TOKEN}"]\n' if tokens else ""
+        detect = ""
+        if scoped:
+            server += f'snapshot_tokens = ["{SNAPSHOT_TOKEN}"]\n'
+            detect = f'shard_token = "{SHARD_TOKEN}"\n'
+        extra_toml = _merge_section(extra_toml, "server", server)
+        extra_toml = _merge_section(extra_toml, "detect", detect)
         self.config.write_text(
             f'[store]\npath = "{self.db}"\n\n[ingest]\ntokens = [{token_list}]\n'
             f'max_body = "{max_body}"\n{ingest_toml}\n\n{extra_toml}\n'
@@ -95,9 +111,26 @@ class ServerProcess:
         kw.setdefault("timeout", 60)
         return requests.post(self.url + "/v1/ingest", data=body, **kw)
 
+    def add_user(self, name: str, role: str, password: str = PASSWORD) -> None:
+        """A console user made with the real CLI on this server's store."""
+        subprocess.run(
+            [sys.executable, "-m", "rarenet", "users", "add", name, "--role", role,
+             "--password-stdin", "--config", str(self.config)],
+            input=f"{password}\n".encode(), check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+
+    def api_token(self, user: str) -> str:
+        """A personal API token of `user`, made with the real CLI."""
+        made = subprocess.run(
+            [sys.executable, "-m", "rarenet", "tokens", "add", "--user", user, "--json",
+             "--config", str(self.config)],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        return str(orjson.loads(made.stdout)["token"])
+
     def metric(self, name: str, labels: str = "") -> float:
         """One sample's value from /metrics (0 if absent)."""
-        text = self.get("/metrics").text
+        text = self.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
         wanted = f"{name}{{{labels}}}" if labels else name
         for line in text.splitlines():
             if line.startswith(wanted + " "):
@@ -145,6 +178,16 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+def _merge_section(toml: str, section: str, lines: str) -> str:
+    """`toml` with `lines` added to its `[section]` (made when absent)."""
+    if not lines:
+        return toml
+    header = f"[{section}]\n"
+    if header in toml:
+        return toml.replace(header, header + lines, 1)
+    return f"{toml}\n{header}{lines}"
 
 
 def _vm_hwm(pid: int) -> float:

@@ -185,10 +185,10 @@ def test_without_tokens_the_first_visit_opens_a_session(tmp_path: Path) -> None:
         headers = page.headers
         assert headers["content-security-policy"].startswith("default-src 'none'")
         assert headers["x-frame-options"] == "DENY" and headers["cache-control"] == "no-store"
-        assert (
-            requests.get(f"{server.url}/login", timeout=30, allow_redirects=False).status_code
-            == 303
-        )
+        login = requests.get(f"{server.url}/login", timeout=30, allow_redirects=False)
+        assert login.status_code == 200  # no user yet: it says how to make the first admin
+        assert "rarenet users add NAME --role admin" in login.text
+        assert "anonymous · read-only" in page.text  # no named user: reading only
         health = requests.get(f"{server.url}/health", timeout=30)
         assert "learning: 0/20 buckets" in health.text
         # Even without tokens a state change needs the session's CSRF token.

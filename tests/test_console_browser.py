@@ -19,7 +19,7 @@ import requests
 from browser import Watch, launch
 from osquery_lines import event, line, socket_row
 from playwright.sync_api import Browser, BrowserContext, Page
-from serve_process import TOKEN, ServerProcess
+from serve_process import PASSWORD, TOKEN, ServerProcess
 from test_detect import ATTACK_AT, BASH_SHELL, BEACON, MASQUERADE, ROLLOUT, RUN_AT, routine_lines
 
 from rarenet.baseline.config import load_config
@@ -104,7 +104,9 @@ def server(fleet: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
     shutil.copy(fleet, workdir / "rarenet.db")
     # A webhook nobody listens on: redeliver has a target; its failures show on Health.
     hook = '[[webhooks]]\nurl = "http://127.0.0.1:9/hook"\nname = "soc"\ntimeout = "1s"\n'
-    with ServerProcess(workdir, extra_toml=hook) as proc:
+    with ServerProcess(workdir, extra_toml=hook, scoped=True) as proc:
+        for name, role in USERS.items():
+            proc.add_user(name, role)
         yield proc
 
 
@@ -120,14 +122,21 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
     ctx.close()
 
 
-def signed_in(context: BrowserContext, server: ServerProcess) -> tuple[Page, Watch]:
+USERS = {"ada": "admin", "ann": "analyst", "vic": "viewer"}
+
+
+def signed_in(
+    context: BrowserContext, server: ServerProcess, user: str = "ada"
+) -> tuple[Page, Watch]:
     page = context.new_page()
     watch = Watch().attach(page)
     page.goto(f"{server.url}/signals")
     assert "/login" in page.url
-    page.fill("input[name=token]", TOKEN)
+    page.fill("input[name=user]", user)
+    page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"{server.url}/signals")
+    assert page.inner_text("#me") == f"{user} · {USERS[user]}"
     return page, watch
 
 
@@ -257,14 +266,15 @@ def test_hostile_names_render_as_text(context: BrowserContext, server: ServerPro
     assert '"><img' not in raw
 
 
-def test_a_wrong_token_never_shows_data(context: BrowserContext, server: ServerProcess) -> None:
+def test_a_wrong_password_never_shows_data(context: BrowserContext, server: ServerProcess) -> None:
     page = context.new_page()
     page.goto(f"{server.url}/signals?host=web")
     assert "/login" in page.url
-    page.fill("input[name=token]", "wrong-token-0123456789")
+    page.fill("input[name=user]", "ada")
+    page.fill("input[name=password]", "wrong-password-0123456789")
     page.click("button[type=submit]")
     page.wait_for_load_state()
-    assert "wrong token" in page.inner_text("main")
+    assert "wrong user name or password" in page.inner_text("main")
     for path in ("/signals", "/health", f"/signals/{signal_id(server, '/tmp/.x/beacon')}"):
         page.goto(f"{server.url}{path}")
         assert "/login" in page.url, path
@@ -276,13 +286,17 @@ def test_a_wrong_token_never_shows_data(context: BrowserContext, server: ServerP
         allow_redirects=False,
         timeout=10,
     )
-    assert response.status_code == 303 and "web-05" not in response.text
-    assert (
-        requests.get(  # a bearer token works for scripts, without a session
-            f"{server.url}/signals", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
-        ).status_code
-        == 200
+    assert response.status_code == 401 and "web-05" not in response.text
+    for secret in (TOKEN, "wrong-token-0123456789"):  # the ingest token opens no page
+        refused = requests.get(
+            f"{server.url}/signals", headers={"Authorization": f"Bearer {secret}"}, timeout=10
+        )
+        assert refused.status_code == 401 and "web-05" not in refused.text
+    personal = server.api_token("vic")  # a person's API token works for scripts
+    listed = requests.get(
+        f"{server.url}/signals", headers={"Authorization": f"Bearer {personal}"}, timeout=10
     )
+    assert listed.status_code == 200 and "web-05" in listed.text
     cookie = [c for c in context.cookies() if c["name"] == "rarenet_session"]
     assert cookie == []  # no session was handed out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -352,7 +353,11 @@ def test_allow_commands(tmp_path: Path) -> None:
         main,
         ["allow", "add", "--db", db, "--path", "/opt/agent/*", "--reason", "our agent", "--json"],
     )
-    assert added.exit_code == 0 and orjson.loads(added.stdout) == {"id": 1}
+    assert added.exit_code == 0, added.output
+    document = orjson.loads(added.stdout)
+    assert document["id"] == 1 and document["broad"] is False
+    assert document["preview"]["signals"] == 0  # an empty store: nothing it would hide
+    assert 89 * 86400 < document["expires_at"] - time.time() <= 90 * 86400  # the default cap
     bad = runner.invoke(main, ["allow", "add", "--db", db, "--cidr", "not-a-net"])
     assert bad.exit_code == 2 and "--cidr: 'not-a-net' is not an IP network" in bad.stderr
     empty = runner.invoke(main, ["allow", "add", "--db", db])

@@ -80,7 +80,7 @@ def test_below_threshold_shows_the_parts(store: Store, config: Config) -> None:
 
 
 def test_excepted_by_which_rule(store: Store, config: Config) -> None:
-    number = add_exception(store, Exception_(0, path_glob="/tmp/.x/*", reason="red team"))
+    number = add_exception(store, Exception_(0, path_glob="/tmp/.x/*", reason="red team")).id
     finding = why(store, config.detect, "web-05", BEACON, RUN_AT).findings[0]
     assert finding.outcome is Outcome.EXCEPTED
     assert finding.sentence == f"excepted by exception #{number}: path /tmp/.x/* (red team)"

@@ -20,7 +20,7 @@ import orjson
 import pytest
 import requests
 from osquery_lines import T0, batch, event, fleet_body, line, socket_row
-from serve_process import TOKEN, ServerProcess
+from serve_process import METRICS_TOKEN, TOKEN, ServerProcess
 
 from rarenet.baseline.config import load_config
 from rarenet.baseline.detect.rule import detect_once
@@ -122,7 +122,7 @@ def test_token_never_logged_however_the_query_spells_its_key(srv: ServerProcess)
     answers = {}
     for query in (f"%74oken={TOKEN}", f"tok%65n={TOKEN}", f"token%3D{TOKEN}", f"a=1;token={TOKEN}"):
         with socket.create_connection((host, int(port)), timeout=30) as conn:
-            conn.sendall(f"GET /metrics?{query} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            conn.sendall(f"GET /v1/snapshot?{query} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
             answers[query] = conn.recv(64).split(b"\r\n")[0]
     assert answers[f"%74oken={TOKEN}"] == b"HTTP/1.1 200 OK"
     assert requests.get(f"{srv.url}/v1/{TOKEN}", timeout=30).status_code == 404
@@ -224,7 +224,7 @@ def test_metrics_move(srv: ServerProcess) -> None:
     assert srv.metric("rarenet_ingest_rows_total", 'result="accepted"') == accepted + 3
     assert srv.metric("rarenet_ingest_rows_total", 'result="duplicate"') == duplicate + 3
     assert srv.metric("rarenet_ingest_requests_total", 'code="200"') == ok_requests + 2
-    text = srv.get("/metrics").text
+    text = srv.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
     for name in (
         "rarenet_ingest_lag_seconds ",
         "rarenet_detection_runs_total",
@@ -264,16 +264,23 @@ def test_signals_listed(srv: ServerProcess) -> None:
     settings = config.detect.__class__(warmup_buckets=0, threshold=0)
     with Store(srv.db) as store:
         run = detect_once(store, settings, T0 + 1800)
-    listed = srv.get("/v1/signals?limit=1000")
+    assert srv.get("/v1/signals").status_code == 401  # the ingest token reads no signals
+    srv.add_user("signal-reader", "viewer")
+    reader = {"Authorization": f"Bearer {srv.api_token('signal-reader')}"}
+
+    def listing(query: str) -> requests.Response:
+        return srv.get(f"/v1/signals{query}", headers=reader)
+
+    listed = listing("?limit=1000")
     assert listed.status_code == 200
     signals = listed.json()["signals"]
     assert run.signals >= 1
     assert {doc["id"] for doc in run.documents} <= {str(sig.get("id")) for sig in signals}
-    assert srv.get("/v1/signals?limit=0").status_code == 400
-    assert srv.get("/v1/signals?since=yesterday").status_code == 400
-    assert srv.get("/v1/signals?since=" + "9" * 30).status_code == 400  # was a 500
-    assert srv.get("/v1/signals?state=bogus").status_code == 400
-    assert srv.get("/v1/signals?state=none&since=2026-01-01T00:00:00Z").status_code == 200
+    assert listing("?limit=0").status_code == 400
+    assert listing("?since=yesterday").status_code == 400
+    assert listing("?since=" + "9" * 30).status_code == 400  # was a 500
+    assert listing("?state=bogus").status_code == 400
+    assert listing("?state=none&since=2026-01-01T00:00:00Z").status_code == 200
 
 
 def test_refuses_non_loopback_without_tokens(tmp_path: Path) -> None:
@@ -303,8 +310,8 @@ def test_padded_token_matches_the_bearer_header_and_ipv6_url(tmp_path: Path) -> 
     with ServerProcess(tmp_path, tokens=(f"  {TOKEN} ",), args=args) as server:
         if ipv6:
             assert server.url.startswith("http://[::1]:")  # was http://[[::1]]:
-        assert server.get("/metrics").status_code == 200  # Authorization: Bearer TOKEN
-        assert server.get("/metrics", headers={"Authorization": "Bearer x"}).status_code == 401
+        assert server.get("/v1/snapshot").status_code == 200  # Authorization: Bearer TOKEN
+        assert server.get("/v1/snapshot", headers={"Authorization": "Bearer x"}).status_code == 401
         assert server.stop() == 0
 
 

@@ -89,7 +89,7 @@ def test_515_unauthenticated_connections_that_trickle_after_their_401_cost_no_sl
         for _ in range(515):
             sock = _connect(server)
             sock.sendall(
-                b"POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
+                b"POST /v1/ingest HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-ndjson\r\n"
                 b"Content-Length: 1000000\r\n\r\n"
             )
             # Each 401 is read before the next connection opens: 515 racing header
@@ -168,7 +168,7 @@ def test_an_authenticated_body_that_stalls_or_crawls_is_cut_off(tmp_path: Path) 
     try:
         with _sockets() as held:
             head = (
-                b"POST /v1/ingest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                b"POST /v1/ingest HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer "
                 + TOKEN.encode()
                 + b"\r\nContent-Length: 100000\r\n\r\n"
             )

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from serve_process import TOKEN, ServerProcess
+from serve_process import METRICS_TOKEN, TOKEN, ServerProcess
 
 pytestmark = pytest.mark.slow
 MAX_EXAMPLES = 60  # per operation; the whole test stays well under a minute
@@ -62,9 +62,10 @@ def test_no_server_errors_from_the_openapi_document(server: ServerProcess) -> No
         call()
         assert server.proc is not None and server.proc.poll() is None, f"died during {label}"
     assert server.get("/healthz").status_code == 200
+    metrics_auth = {"Authorization": f"Bearer {METRICS_TOKEN}"}
     posts = sum(
         float(line.split()[-1])
-        for line in server.get("/metrics").text.splitlines()
+        for line in server.get("/metrics", headers=metrics_auth).text.splitlines()
         if line.startswith("rarenet_ingest_requests_total{")
     )
     assert posts >= MAX_EXAMPLES, "the fuzzer hardly reached POST /v1/ingest"

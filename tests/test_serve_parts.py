@@ -6,19 +6,21 @@ import gzip
 import logging
 import threading
 import zlib
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from osquery_lines import T0, batch, event, fleet_body, line, socket_row
 
+from rarenet.baseline.access.credentials import Credentials, Purpose
 from rarenet.baseline.config import Config, load_config
 from rarenet.baseline.errors import ConfigError
 from rarenet.baseline.ingest.chunks import build_parser
 from rarenet.baseline.serve.auth import (
     RedactTokens,
     check_bind,
-    configured_tokens,
     is_loopback,
     presented_token,
     redact,
@@ -125,14 +127,53 @@ def test_redacts_configured_tokens_anywhere_raw_or_encoded() -> None:
     )
 
 
+def _credentials(**server: Any) -> Credentials:
+    config = Config()
+    tokens = server.pop("ingest", [])
+    return Credentials.from_config(
+        replace(
+            config,
+            ingest=replace(config.ingest, tokens=tokens),
+            server=replace(config.server, **server),
+        )
+    )
+
+
 def test_configured_tokens_are_stripped_and_never_short() -> None:
     # Bearer values are stripped on the way in, so a padded token could never match.
     long1, long2 = "t1-0123456789abcdef", "t2-0123456789abcdef"
-    assert configured_tokens([f" {long1} ", f"{long2}\n"]) == [long1, long2]
-    assert configured_tokens([]) == []
+    assert _credentials(ingest=[f" {long1} ", f"{long2}\n"]).ingest == (long1, long2)
+    assert not _credentials().any_secret
     for weak in ("  ", "t", "x" * 15):
         with pytest.raises(ConfigError, match=r"token #2 is \d+ characters; at least 16"):
-            configured_tokens([long1, weak])
+            _credentials(ingest=[long1, weak])
+        with pytest.raises(ConfigError, match=r"\[server\] metrics_tokens"):
+            _credentials(metrics_tokens=[long1, weak])
+
+
+def test_each_secret_opens_its_own_purpose_only() -> None:
+    ingest, snapshot, metrics = "ingest-0123456789ab", "snapshot-0123456789", "metrics-0123456789a"
+    scoped = _credentials(ingest=[ingest], snapshot_tokens=[snapshot], metrics_tokens=[metrics])
+    allowed = {
+        (purpose, name)
+        for purpose in Purpose
+        for name, secret in (("ingest", ingest), ("snapshot", snapshot), ("metrics", metrics))
+        if scoped.accepts(purpose, secret)
+    }
+    assert allowed == {
+        (Purpose.INGEST, "ingest"), (Purpose.SNAPSHOT, "snapshot"), (Purpose.METRICS, "metrics")
+    }  # fmt: skip
+    assert not scoped.accepts(Purpose.SHARD, None) and not scoped.snapshot_from_ingest
+    older = _credentials(ingest=[ingest])  # no snapshot secret: hosts still use the ingest one
+    assert older.snapshot_from_ingest and older.accepts(Purpose.SNAPSHOT, ingest)
+    assert not older.accepts(Purpose.METRICS, ingest) and not older.accepts(Purpose.SHARD, ingest)
+    with pytest.raises(ConfigError, match="user_header"):
+        _credentials(trusted_proxies=["10.0.0.1"])
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        _credentials(trusted_proxies=["not-an-address"], user_header="X-User")
+    proxy = _credentials(trusted_proxies=["10.0.0.0/30"], user_header="X-Forwarded-User")
+    assert proxy.trusts_proxy("10.0.0.2") and not proxy.trusts_proxy("10.0.0.9")
+    assert not proxy.trusts_proxy("garbage") and proxy.user_header == "x-forwarded-user"
 
 
 @pytest.mark.parametrize("weak", ["q", "fifteen-chars15"])

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
-from serve_process import TOKEN, ServerProcess
+from serve_process import SHARD_TOKEN, TOKEN, ServerProcess
 from shard_fleet import Switchable, runs, signals
 
 from rarenet.baseline.config import load_config
@@ -35,6 +35,8 @@ pytestmark = pytest.mark.slow
 
 HOSTS, DAYS, SEED = 36, 2.5, 4
 COLUMNS = ", ".join(OBSERVATION_COLUMNS)
+
+SHARD_ROLE = '[detect]\nrole = "shard"\n'
 
 
 def shard_of(host: str, shards: int) -> int:
@@ -174,8 +176,8 @@ def test_an_idle_shard_does_not_make_every_run_reach_back(
 def test_shards_over_http_give_the_single_node_signals(
     fleet: tuple[Path, int, int], tmp_path: Path
 ) -> None:
-    """Two real `rarenet serve` shards on loopback, asked over POST /v1/shard with their
-    ingest token; every run over all the data, as after a backlog was consumed."""
+    """Two real `rarenet serve` shards on loopback, asked over POST /v1/shard with the
+    shard secret; every run over all the data, as after a backlog was consumed."""
     source, first, last = fleet
     settings = load_config(None, env={}).detect
     with Store(tmp_path / "single.db") as single:
@@ -189,14 +191,15 @@ def test_shards_over_http_give_the_single_node_signals(
         for k in range(2):
             workdir = tmp_path / f"shard-{k}"
             workdir.mkdir()
-            server = ServerProcess(workdir)
+            server = ServerProcess(workdir, extra_toml=SHARD_ROLE, scoped=True)
             with Store(server.db) as store:
                 copy(store, source, first, last + 1, k, 2)
             stack.enter_context(server)
-            remotes.append(RemoteSource(server.url, TOKEN, f"shard-{k}"))
-        refused = RemoteSource(remotes[0].url.removesuffix("/v1/shard"), "wrong-token", "x")
-        with pytest.raises(ShardUnavailable, match="HTTP 401"):
-            refused.data_end(900)
+            remotes.append(RemoteSource(server.url, SHARD_TOKEN, f"shard-{k}"))
+        for wrong in ("wrong-token", TOKEN):  # the ingest token opens no shard
+            refused = RemoteSource(remotes[0].url.removesuffix("/v1/shard"), wrong, "x")
+            with pytest.raises(ShardUnavailable, match="HTTP 401"):
+                refused.data_end(900)
         coordinator = stack.enter_context(Store(tmp_path / "coordinator.db"))
         for at in runs(first, last, int(settings.interval)):
             detect_sharded(coordinator, list(remotes), settings, at)
@@ -213,7 +216,7 @@ def rarenet_detect(db: Path, at: int, urls: list[str]) -> subprocess.CompletedPr
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "RARENET_DETECT_SHARD_TOKEN": TOKEN},
+        env={**os.environ, "RARENET_DETECT_SHARD_TOKEN": SHARD_TOKEN},
         check=False,
     )
 
@@ -254,7 +257,7 @@ def test_rarenet_detect_over_shard_urls_is_the_single_node_run(
         for k in range(2):
             workdir = tmp_path / f"shard-{k}"
             workdir.mkdir()
-            server = ServerProcess(workdir, extra_toml='[detect]\nrole = "shard"\n')
+            server = ServerProcess(workdir, extra_toml=SHARD_ROLE, scoped=True)
             with Store(server.db) as store:
                 copy(store, source, first, last + 1, k, 2)
             servers.append(stack.enter_context(server))
@@ -269,7 +272,9 @@ def test_rarenet_detect_over_shard_urls_is_the_single_node_run(
         node_dir = tmp_path / "node"
         node_dir.mkdir()
         shard_list = ", ".join(f'"{url}"' for url in urls)
-        node_toml = f'[detect]\nshards = [{shard_list}]\nshard_token = "{TOKEN}"\ninterval = "3s"\n'
+        node_toml = (
+            f'[detect]\nshards = [{shard_list}]\nshard_token = "{SHARD_TOKEN}"\ninterval = "3s"\n'
+        )
         node = stack.enter_context(ServerProcess(node_dir, extra_toml=node_toml))
         first_run = wait_for_run(node.db, lambda status: True)
         assert first_run[0] in ("ok", "learning") and "shards down" not in (first_run[1] or "")
@@ -277,14 +282,14 @@ def test_rarenet_detect_over_shard_urls_is_the_single_node_run(
         servers[1].stop()
         _, error = wait_for_run(node.db, lambda status: status == "partial")
         assert f"{urls[1].removeprefix('http://')}: ConnectionError" in (error or "")
-        assert TOKEN not in node.output()
+        assert SHARD_TOKEN not in node.output()
         later = rarenet_detect(tmp_path / "coordinator.db", at + 900, urls)
         assert later.returncode in (0, 1), later.stderr
         run = orjson.loads(later.stdout)["run"]
         name = urls[1].removeprefix("http://")
         assert run["shards"] == 1 and [d.split(": ")[0] for d in run["shards_down"]] == [name]
         assert f"shard down, its hosts not scored in this run: {name}" in later.stderr
-        assert TOKEN not in later.stdout + later.stderr
+        assert SHARD_TOKEN not in later.stdout + later.stderr
     for server in servers:  # a shard never runs the rule on its share of the hosts
         with Store(server.db) as store:
             assert store.conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 0

@@ -157,6 +157,7 @@ def _register() -> None:
         signals_cmd,
         simulate_cmd,
         status_cmd,
+        users_cmd,
     )
 
     main.add_command(allow_cmd.allow)
@@ -175,6 +176,9 @@ def _register() -> None:
     main.add_command(serve_cmd.serve)
     main.add_command(simulate_cmd.simulate)
     main.add_command(status_cmd.status)
+    main.add_command(users_cmd.users)
+    main.add_command(users_cmd.tokens)
+    main.add_command(users_cmd.audit)
 
 
 _register()

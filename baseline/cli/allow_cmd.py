@@ -30,6 +30,12 @@ def allow() -> None:
 @click.option("--port", type=int, help="Destination port.")
 @click.option("--expires", metavar="TIME", help="Data time after which it no longer applies.")
 @click.option("--reason", default="", help="Why (shown in `allow list`).")
+@click.option(
+    "--broad",
+    is_flag=True,
+    help="Confirm an exception that pins neither a binary nor a destination network "
+    "(e.g. --user alone, --path '*'); it is flagged on Health.",
+)
 @common_options
 @json_option
 @click.pass_obj
@@ -43,9 +49,14 @@ def add(
     port: int | None,
     expires: str | None,
     reason: str,
+    broad: bool,
     as_json: bool,
 ) -> None:
-    """Add an exception; every given field must match for it to apply."""
+    """Add an exception; every given field must match for it to apply.
+
+    It is checked first: what it would have hidden over the baseline history is shown,
+    a broad one is refused without --broad, and it expires after at most
+    [detect] exception_max_age (the default expiry too)."""
 
     def body() -> int:
         try:
@@ -53,12 +64,34 @@ def add(
         except ValueError as exc:
             raise InputError(str(exc), where="--expires") from None
         entry = Exception_(0, name, path_glob, host, user, cidr, port, expires_at, reason)
+        config = state.config()
         # Exceptions may be set up before any data arrives: this one may create the store.
-        with open_store(state.config(), create=True) as store:
-            new_id = add_exception(store, entry)
-        click.echo(
-            orjson.dumps({"id": new_id}).decode() if as_json else f"added exception {new_id}"
-        )
+        with open_store(config, create=True) as store:
+            added = add_exception(
+                store,
+                entry,
+                confirm_broad=broad,
+                max_age=config.detect.exception_max_age,
+                history=config.detect.history,
+            )
+        if as_json:
+            click.echo(
+                orjson.dumps(
+                    {
+                        "id": added.id,
+                        "expires_at": added.entry.expires_at,
+                        "broad": added.broad is not None,
+                        "preview": added.preview.as_json(),
+                    }
+                ).decode()
+            )
+            return 0
+        expiry = added.entry.expires_at
+        until = f" until {format_time(expiry)}" if expiry is not None else ""
+        click.echo(f"added exception {added.id}{until}: {added.entry.describe()}")
+        click.echo(f"  {added.preview.describe()}")
+        if added.broad is not None:
+            click.echo(f"  broad ({added.broad}): flagged on Health", err=True)
         return 0
 
     run_guarded(body)
@@ -86,8 +119,11 @@ def list_(state: Context, as_json: bool) -> None:
                 if e[key] is not None
             ]
             expiry = f" until {format_time(int(str(e['expires_at'])))}" if e["expires_at"] else ""
+            by = f"  by {e['created_by']}" if e["created_by"] else ""
+            flag = "  BROAD" if e["broad"] else ""
             click.echo(
-                f"{e['id']:>4}  {' '.join(fields)}{expiry}  matched {e['matched']}  {e['reason']}"
+                f"{e['id']:>4}  {' '.join(fields)}{expiry}  matched {e['matched']}{by}{flag}"
+                f"  {e['reason']}"
             )
         return 0
 

@@ -25,6 +25,8 @@ import click
 import orjson
 import requests
 
+from rarenet.baseline.access.audit import cli_principal
+from rarenet.baseline.access.users import add_user, create_token, get_user
 from rarenet.baseline.cli import Context, common_options, json_option, run_guarded
 from rarenet.baseline.cli.summary import Columns, Look, echo_summary, fit, plural, signal_row
 from rarenet.baseline.config import DetectSettings
@@ -121,7 +123,11 @@ def _demo(
             _replay(session, url, store, settings, log, result, totals, say)
             warm = sim.start + settings.warmup_buckets * span
             result.metrics = evaluate(result, labels, store, span, warm, sim.end)
-        listed = session.get(f"{url}/v1/signals?limit=1000", timeout=60).json()["signals"]
+        # Signals are read as a person, never with the ingest token: a demo viewer.
+        reader = {"Authorization": f"Bearer {_demo_reader(db)}"}
+        listed = session.get(f"{url}/v1/signals?limit=1000", headers=reader, timeout=60).json()[
+            "signals"
+        ]
         say(f"rarenet demo: GET /v1/signals lists {plural(len(listed), 'signal')}")
     finally:
         server.send_signal(signal.SIGTERM)
@@ -132,6 +138,15 @@ def _demo(
     else:
         _print_summary(result, totals, code, work, kept)
     return 0
+
+
+def _demo_reader(db: Path) -> str:
+    """A personal API token of a password-less `demo` viewer in the scratch store."""
+    who = cli_principal()
+    with Store(db) as store:
+        if get_user(store, "demo") is None:
+            add_user(store, "demo", "viewer", None, who)
+        return create_token(store, "demo", "demo", None, who)[1]
 
 
 def _demo_config(work: Path, db: Path, token: str) -> Path:

@@ -1,5 +1,6 @@
-"""Console sessions: a token entered once becomes an HttpOnly, SameSite=Strict cookie;
-every state-changing form carries the session's CSRF token.
+"""Console sessions: a user signed in once becomes an HttpOnly, SameSite=Strict cookie;
+every state-changing form carries the session's CSRF token. A session remembers who
+(the Principal); its role is read again from the store on each request.
 
 Sessions live in this process's memory (a restart signs everyone out) and expire after
 SESSION_TTL; at most MAX_SESSIONS are kept (the oldest go first). The cookie holds a
@@ -15,6 +16,8 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from rarenet.baseline.access.roles import Principal
+
 COOKIE = "rarenet_session"
 SESSION_TTL = 12 * 3600.0
 MAX_SESSIONS = 10_000
@@ -25,6 +28,7 @@ class Session:
     id: str
     csrf: str
     expires_at: float
+    who: Principal | None = None
 
     def csrf_ok(self, presented: str | None) -> bool:
         """True when `presented` is this session's CSRF token (constant-time)."""
@@ -42,10 +46,10 @@ class Sessions:
         self._by_id: OrderedDict[str, Session] = OrderedDict()
         self._lock = threading.Lock()
 
-    def create(self, now: float | None = None) -> Session:
-        """A new session (its id goes into the cookie)."""
+    def create(self, now: float | None = None, who: Principal | None = None) -> Session:
+        """A new session for `who` (its id goes into the cookie)."""
         now = time.time() if now is None else now
-        session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), now + self.ttl)
+        session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), now + self.ttl, who)
         with self._lock:
             self._by_id[session.id] = session
             while len(self._by_id) > self.limit:
@@ -70,3 +74,9 @@ class Sessions:
         if sid:
             with self._lock:
                 self._by_id.pop(sid, None)
+
+    def end_user(self, name: str) -> None:
+        """Sign a user out everywhere (removed, or their role changed)."""
+        with self._lock:
+            for sid in [k for k, s in self._by_id.items() if s.who and s.who.name == name]:
+                del self._by_id[sid]

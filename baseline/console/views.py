@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rarenet.baseline.access.audit import cli_principal, record
+from rarenet.baseline.access.roles import Principal
 from rarenet.baseline.deliver.outbox import STATES
+from rarenet.baseline.detect.exceptions import ExceptedShare, broad_exceptions, excepted_last_day
 from rarenet.baseline.errors import InputError
 from rarenet.baseline.store import Store
 from rarenet.baseline.units import parse_time
@@ -284,15 +287,18 @@ def signals_of(store: Store, where: str, params: list[Any], limit: int) -> list[
     return _rows(store, f"{where} ORDER BY s.created_at DESC, s.id LIMIT {int(limit)}", params)
 
 
-def acknowledge(store: Store, sid: str, now: float) -> bool:
-    """Mark a signal acknowledged; False when it already was."""
+def acknowledge(store: Store, sid: str, now: float, who: Principal | None = None) -> bool:
+    """Mark a signal acknowledged by `who` (audited); False when it already was."""
     with store.transaction() as conn:
         cursor = conn.execute(
-            "INSERT OR IGNORE INTO signal_acks (signal_id, acknowledged_at) "
-            "SELECT id, ? FROM signals WHERE id = ?",
-            (now, sid),
+            "INSERT OR IGNORE INTO signal_acks (signal_id, acknowledged_at, acknowledged_by) "
+            "SELECT id, ?, ? FROM signals WHERE id = ?",
+            (now, who.name if who else None, sid),
         )
-        return cursor.rowcount > 0
+        done = cursor.rowcount > 0
+        if done:
+            record(conn, who or cli_principal(), "signal.acknowledge", f"signal:{sid}", now=now)
+        return done
 
 
 def acknowledged_at(store: Store, sid: str) -> float | None:
@@ -300,6 +306,13 @@ def acknowledged_at(store: Store, sid: str) -> float | None:
         "SELECT acknowledged_at FROM signal_acks WHERE signal_id = ?", (sid,)
     ).fetchone()
     return None if row is None else float(row[0])
+
+
+def acknowledged_by(store: Store, sid: str) -> str | None:
+    row = store.conn.execute(
+        "SELECT acknowledged_by FROM signal_acks WHERE signal_id = ?", (sid,)
+    ).fetchone()
+    return None if row is None else row[0]
 
 
 # -- series for plots --------------------------------------------------------------------
@@ -495,6 +508,8 @@ class HealthPage:
     fleet_buckets: int
     warmup_buckets: int
     hosts: int
+    excepted: ExceptedShare = field(default=ExceptedShare(0, 0))  # the last day of runs
+    broad_exceptions: tuple[dict[str, Any], ...] = field(default=())
     problems: tuple[dict[str, Any], ...] = field(default=())  # /healthz failures
 
     @property
@@ -556,6 +571,8 @@ def health_page(store: Store, span: int, warmup_buckets: int) -> HealthPage:
                 "SELECT count(DISTINCT host) FROM host_bucket WHERE span = ?", (span,)
             ).fetchone()[0]
         ),
+        excepted=excepted_last_day(store),
+        broad_exceptions=tuple(broad_exceptions(store)),
     )
 
 

@@ -1,18 +1,19 @@
 """The triage console's routes inside `rarenet serve` (docs/operations.md#console).
 
 Pages are rendered on the server from Jinja2 templates with autoescape; no script runs
-in them (the CSP forbids it), plots are inline SVG. Reading a page needs a session:
-with tokens configured, one is entered once at /login; without tokens (loopback only)
-a session is opened on the first visit. Every POST needs the session's CSRF token and
-a same-origin `Origin` when the browser sends one; a request with a valid
-`Authorization: Bearer` token may use the pages and actions without a session.
+in them (the CSP forbids it), plots are inline SVG. People sign in as themselves (a
+named user with a role, baseline/access); a page needs a session, a personal API token
+(`Authorization: Bearer rnu_…`) or a trusted proxy's user header. The ingest, snapshot,
+shard and metrics secrets open none of it. Every POST needs the session's CSRF token and
+a same-origin `Origin` when the browser sends one (a personal token needs neither), the
+role the action requires, and is recorded in the audit trail.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -21,16 +22,26 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from rarenet.baseline.access.audit import list_audit, record, record_now
+from rarenet.baseline.access.credentials import Credentials
+from rarenet.baseline.access.gate import Gatekeeper, Identified, peer_of
+from rarenet.baseline.access.limiter import SigninLimiter
+from rarenet.baseline.access.roles import Principal
+from rarenet.baseline.access.users import count_users, verify_password
 from rarenet.baseline.config import Config
 from rarenet.baseline.console import pages, plots, views
 from rarenet.baseline.console.render import STATIC, render
 from rarenet.baseline.console.session import COOKIE, Session, Sessions
 from rarenet.baseline.deliver.outbox import STATES, get_signal, redeliver
 from rarenet.baseline.deliver.webhooks import configured_webhooks
-from rarenet.baseline.detect.exceptions import Exception_, add_exception
+from rarenet.baseline.detect.exceptions import (
+    Exception_,
+    add_exception,
+    list_exceptions,
+    remove_exception,
+)
 from rarenet.baseline.errors import InputError
 from rarenet.baseline.store import Store
-from rarenet.baseline.tokens import presented_token, token_ok
 from rarenet.baseline.units import parse_duration, parse_time
 
 MAX_FORM = 64 * 1024
@@ -46,6 +57,8 @@ SECURITY_HEADERS = {
 }
 
 Handler = Callable[[Request], Awaitable[Response]]
+Page = Callable[[Request, Session | None, Principal], str]
+Action = Callable[[Request, dict[str, str], Principal], str]
 
 
 class Refused(Exception):
@@ -65,46 +78,57 @@ class Console:
         config: Config,
         open_store: Callable[[], Store],
         *,
-        tokens: Sequence[str],
+        credentials: Credentials,
         gate: threading.Lock | None = None,
         failures: Callable[[], list[dict[str, Any]]] = list,
     ) -> None:
         self.config = config
         self.open_store = open_store
-        self.tokens = list(tokens)
         self.gate = gate
         self.failures = failures
         self.sessions = Sessions()
+        self.keeper = Gatekeeper(credentials, open_store, self.sessions)
+        self.limiter = SigninLimiter()
         self.webhooks = [hook.name for hook in configured_webhooks(config)]
         self.css = (STATIC / "console.css").read_bytes()
 
     def routes(self) -> list[Route]:
-        page = self._page
+        page, action = self._page, self._action
         return [
             Route("/", page(self.signals), methods=["GET"]),
             Route("/signals", page(self.signals), methods=["GET"]),
             Route("/signals/{sid}", page(self.signal), methods=["GET"]),
-            Route("/signals/{sid}/allow", page(self.allow_form), methods=["GET"]),
-            Route("/signals/{sid}/acknowledge", self._action(self.acknowledge), methods=["POST"]),
-            Route("/signals/{sid}/redeliver", self._action(self.redeliver), methods=["POST"]),
-            Route("/exceptions", self._action(self.add_exception), methods=["POST"]),
+            Route("/signals/{sid}/allow", page(self.allow_form, "add_exception"), methods=["GET"]),
+            Route(
+                "/signals/{sid}/acknowledge",
+                action(self.acknowledge, "acknowledge"),
+                methods=["POST"],
+            ),
+            Route(
+                "/signals/{sid}/redeliver", action(self.redeliver, "redeliver"), methods=["POST"]
+            ),
+            Route("/exceptions", page(self.exceptions), methods=["GET"]),
+            Route("/exceptions", action(self.add_exception, "add_exception"), methods=["POST"]),
+            Route(
+                "/exceptions/{eid:int}/remove",
+                action(self.remove_exception, "remove_exception"),
+                methods=["POST"],
+            ),
+            Route("/audit", page(self.audit, "read_audit"), methods=["GET"]),
             Route("/host", page(self.host), methods=["GET"]),
             Route("/binary", page(self.binary), methods=["GET"]),
             Route("/health", page(self.health), methods=["GET"]),
             Route("/login", self.login_page, methods=["GET"]),
             Route("/login", self.login, methods=["POST"]),
-            Route("/logout", self._action(self.logout), methods=["POST"]),
+            Route("/logout", action(self.logout, "sign_out"), methods=["POST"]),
             Route("/static/console.css", self.stylesheet, methods=["GET"]),
         ]
 
-    # -- sessions ------------------------------------------------------------------------
+    # -- who is asking -------------------------------------------------------------------
 
-    def _bearer_ok(self, request: Request) -> bool:
-        token = presented_token(request.headers.get("authorization"), None)
-        return token is not None and bool(self.tokens) and token_ok(self.tokens, token)
-
-    def _session(self, request: Request) -> Session | None:
-        return self.sessions.get(request.cookies.get(COOKIE))
+    async def identify(self, request: Request) -> Identified:
+        """Who is asking (also for the API's person routes, e.g. GET /v1/signals)."""
+        return await run_in_threadpool(self.keeper.identify, request)
 
     def _set_cookie(self, response: Response, request: Request, session: Session) -> None:
         secure = request.url.scheme == "https" or (
@@ -120,66 +144,87 @@ class Console:
             secure=secure,
         )
 
-    def _page(self, build: Callable[[Request, Session | None], Any]) -> Handler:
-        """A GET page: a session (or bearer token) first, then the page built off-loop."""
+    def _page(self, build: Page, needs: str = "read") -> Handler:
+        """A GET page: who is asking first (else the sign-in page), their role, then the
+        page built off-loop."""
 
         async def handler(request: Request) -> Response:
-            session = self._session(request)
-            fresh = None
-            if session is None and not self._bearer_ok(request):
-                if self.tokens:
-                    target = request.url.path + (
-                        f"?{request.url.query}" if request.url.query else ""
-                    )
-                    return _secure(
-                        RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
-                    )
-                session = fresh = self.sessions.create()  # loopback only: no token to ask for
+            found = await self.identify(request)
+            if found.refused is not None:
+                status, message = found.refused
+                return self._refused_page(Refused(status, message), None, None)
+            who = found.who
+            if who is None:
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return _secure(
+                    RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
+                )
+            session = found.session
             try:
-                body = await run_in_threadpool(build, request, session)
+                if not who.can(needs):
+                    raise Refused(403, _not_allowed(who, needs))
+                body = await run_in_threadpool(build, request, session, who)
             except Refused as exc:
-                body, status = self._error_page(exc, session), exc.status
+                body, status = self._error_page(exc, session, who), exc.status
             else:
                 status = 200
             response = _secure(HTMLResponse(body, status_code=status))
-            if fresh is not None:
-                self._set_cookie(response, request, fresh)
+            if found.fresh and session is not None:
+                self._set_cookie(response, request, session)
             return response
 
         return handler
 
-    def _action(self, act: Callable[[Request, dict[str, str]], str]) -> Handler:
-        """A POST: same origin, a session with its CSRF token (or a bearer token); then
-        `act` runs off-loop and returns where to go next (303)."""
+    def _action(self, act: Action, needs: str) -> Handler:
+        """A POST: who is asking; a session's form needs the same origin and its CSRF
+        token (a personal API token needs neither); the role `needs`; then `act` runs
+        off-loop and returns where to go next (303)."""
 
         async def handler(request: Request) -> Response:
-            session = self._session(request)
+            found = await self.identify(request)
+            session, who = found.session, found.who
             try:
+                if found.refused is not None:
+                    raise Refused(*found.refused)
                 form = await _form(request)
-                if not self._bearer_ok(request):
+                if who is None:
+                    raise Refused(403, "not signed in: open the console and sign in first")
+                if who.via != "token":
                     if not _same_origin(request):
                         raise Refused(403, "cross-origin form refused")
-                    if session is None:
+                    if session is None or found.fresh:
                         raise Refused(403, "no session: open the console and sign in first")
                     if not session.csrf_ok(form.get("csrf")):
                         raise Refused(403, "missing or wrong CSRF token: reload the page and retry")
-                request.state.session = session
-                target = await run_in_threadpool(act, request, form)
+                if not who.can(needs):
+                    raise Refused(403, _not_allowed(who, needs))
+                target = await run_in_threadpool(act, request, form, who)
             except Refused as exc:
-                body = self._error_page(exc, session)
-                return _secure(HTMLResponse(body, status_code=exc.status))
+                return self._refused_page(exc, session, who)
             return _secure(RedirectResponse(target, status_code=303))
 
         return handler
 
-    def _error_page(self, exc: Refused, session: Session | None) -> str:
-        return render("error.html", session=session, status=exc.status, message=exc.message)
+    def _refused_page(
+        self, exc: Refused, session: Session | None, who: Principal | None
+    ) -> Response:
+        body = self._error_page(exc, session, who)
+        return _secure(HTMLResponse(body, status_code=exc.status))
+
+    def _error_page(self, exc: Refused, session: Session | None, who: Principal | None) -> str:
+        return render("error.html", session=session, me=who, status=exc.status, message=exc.message)
+
+    # -- signing in ----------------------------------------------------------------------
 
     async def login_page(self, request: Request) -> Response:
-        if not self.tokens:
-            return _secure(RedirectResponse("/", status_code=303))
         target = _local(request.query_params.get("next", "/"))
-        return _secure(HTMLResponse(render("login.html", session=None, next=target, error="")))
+        users = await run_in_threadpool(self._count_users)
+        body = render("login.html", session=None, me=None, next=target, error="", users=users)
+        return _secure(HTMLResponse(body))
+
+    def _count_users(self) -> int:
+        with self.open_store() as store:
+            return count_users(store)
 
     async def login(self, request: Request) -> Response:
         try:
@@ -187,21 +232,50 @@ class Console:
             if not _same_origin(request):
                 raise Refused(403, "cross-origin form refused")
         except Refused as exc:
-            return _secure(HTMLResponse(self._error_page(exc, None), status_code=exc.status))
+            return self._refused_page(exc, None, None)
         target = _local(form.get("next", "/"))
-        if not self.tokens:
-            return _secure(RedirectResponse(target, status_code=303))
-        if not token_ok(self.tokens, form.get("token", "").strip() or None):
-            body = render("login.html", session=None, next=target, error="wrong token")
-            return _secure(HTMLResponse(body, status_code=401))
-        session = self.sessions.create()
+        name = form.get("user", "").strip()[:100]
+        password = form.get("password", "")
+        status, error, who = await run_in_threadpool(
+            self._sign_in, name, password, peer_of(request)
+        )
+        if who is None:
+            users = await run_in_threadpool(self._count_users)
+            body = render(
+                "login.html", session=None, me=None, next=target, error=error, users=users
+            )
+            return _secure(HTMLResponse(body, status_code=status))
+        session = self.sessions.create(who=who)
         response = _secure(RedirectResponse(target, status_code=303))
         self._set_cookie(response, request, session)
         return response
 
-    def logout(self, request: Request, _form: dict[str, str]) -> str:
+    def _sign_in(self, name: str, password: str, peer: str) -> tuple[int, str, Principal | None]:
+        """(status, error, who): rate-limited per account and per address; failures and
+        locks are audited."""
+        attempt = Principal(name or "(empty)", "viewer", "password", peer)
+        wait = self.limiter.locked_for(name, peer)
+        if wait > 0:
+            minutes = max(1, round(wait / 60))
+            return 429, f"too many failed sign-ins: try again in {minutes} min", None
+        with self.open_store() as store:
+            user = verify_password(store, name, password) if name and password else None
+            if user is None:
+                locked = self.limiter.failed(name, peer)
+                record_now(store, attempt, "signin.failed", f"user:{name}")
+                if locked:
+                    record_now(store, attempt, "signin.locked", f"user:{name}",
+                               summary=f"{self.limiter.max_failures} failures")  # fmt: skip
+                return 401, "wrong user name or password", None
+            self.limiter.succeeded(name, peer)
+            who = Principal(user.name, user.role, "session", peer)
+            record_now(store, who, "signin", f"user:{user.name}")
+        self.keeper.forget_open_mode()
+        return 200, "", who
+
+    def logout(self, request: Request, _form: dict[str, str], _who: Principal) -> str:
         self.sessions.end(request.cookies.get(COOKIE))
-        return "/login" if self.tokens else "/"
+        return "/login"
 
     async def stylesheet(self, _request: Request) -> Response:
         headers = {**SECURITY_HEADERS, "Cache-Control": "max-age=3600"}
@@ -209,7 +283,7 @@ class Console:
 
     # -- pages ---------------------------------------------------------------------------
 
-    def signals(self, request: Request, session: Session | None) -> str:
+    def signals(self, request: Request, session: Session | None, who: Principal) -> str:
         try:
             filters = views.SignalFilter.parse(dict(request.query_params))
         except InputError as exc:
@@ -219,55 +293,72 @@ class Console:
         return render(
             "signals.html",
             session=session,
+            me=who,
             page=page,
             webhooks=self.webhooks,
             states=("none", *STATES),
         )
 
-    def signal(self, request: Request, session: Session | None) -> str:
+    def signal(self, request: Request, session: Session | None, who: Principal) -> str:
         sid = request.path_params["sid"]
         with self.open_store() as store:
             try:
                 view = pages.signal_view(store, self.config, sid, gate=self.gate)
             except InputError as exc:
                 raise Refused(404, str(exc)) from None
+            trail = list_audit(store, target=f"signal:{view.record.id}", limit=50)
         return render(
             "signal.html",
             session=session,
+            me=who,
             view=view,
+            trail=trail,
             flash=request.query_params.get("done", "")[:200],
             webhooks=self.webhooks,
         )
 
-    def allow_form(self, request: Request, session: Session | None) -> str:
+    def allow_form(self, request: Request, session: Session | None, who: Principal) -> str:
         with self.open_store() as store:
-            record = _signal(store, request.path_params["sid"])
-        form = pages.allow_form(record)
-        return render("allow.html", session=session, form=form, record=record, error="")
+            record_ = _signal(store, request.path_params["sid"])
+        form = pages.allow_form(record_)
+        return render("allow.html", session=session, me=who, form=form, record=record_, error="")
 
-    def host(self, request: Request, session: Session | None) -> str:
+    def exceptions(self, _request: Request, session: Session | None, who: Principal) -> str:
+        with self.open_store() as store:
+            entries = list_exceptions(store)
+        return render("exceptions.html", session=session, me=who, entries=entries, now=time.time())
+
+    def audit(self, _request: Request, session: Session | None, who: Principal) -> str:
+        with self.open_store() as store:
+            entries = list_audit(store, limit=500)
+        return render("audit.html", session=session, me=who, entries=entries)
+
+    def host(self, request: Request, session: Session | None, who: Principal) -> str:
         name = request.query_params.get("name", "").strip()
         if not 0 < len(name) <= 255:
             raise Refused(400, "name the host: /host?name=HOST (1 to 255 characters)")
         with self.open_store() as store:
             page = views.host_page(store, self._span(), name)
-        return render("host.html", session=session, page=page, plot=pages.host_plot(page))
+        return render("host.html", session=session, me=who, page=page, plot=pages.host_plot(page))
 
-    def binary(self, request: Request, session: Session | None) -> str:
+    def binary(self, request: Request, session: Session | None, who: Principal) -> str:
         key = request.query_params.get("key", "").strip()
         if not 0 < len(key) <= 4096:
             raise Refused(400, "name the binary: /binary?key=PATH-or-NAME")
         with self.open_store() as store:
             page = views.binary_page(store, self._span(), int(self.config.detect.history), key)
-        return render("binary.html", session=session, page=page, plot=pages.binary_plot(page))
+        return render(
+            "binary.html", session=session, me=who, page=page, plot=pages.binary_plot(page)
+        )
 
-    def health(self, _request: Request, session: Session | None) -> str:
+    def health(self, _request: Request, session: Session | None, who: Principal) -> str:
         settings = self.config.detect
         with self.open_store() as store:
             page = views.health_page(store, self._span(), settings.warmup_buckets)
         return render(
             "health.html",
             session=session,
+            me=who,
             page=page,
             problems=self.failures(),
             plot=plots.hourly_svg(page.hourly),
@@ -279,35 +370,64 @@ class Console:
 
     # -- actions -------------------------------------------------------------------------
 
-    def acknowledge(self, request: Request, _form: dict[str, str]) -> str:
+    def acknowledge(self, request: Request, _form: dict[str, str], who: Principal) -> str:
         with self.open_store() as store:
-            record = _signal(store, request.path_params["sid"])
-            views.acknowledge(store, record.id, time.time())
-        return f"/signals/{record.id}?done=acknowledged"
+            record_ = _signal(store, request.path_params["sid"])
+            views.acknowledge(store, record_.id, time.time(), who)
+        return f"/signals/{record_.id}?done=acknowledged"
 
-    def redeliver(self, request: Request, form: dict[str, str]) -> str:
+    def redeliver(self, request: Request, form: dict[str, str], who: Principal) -> str:
         names = self.webhooks
         only = form.get("webhook") or None
         with self.open_store() as store:
-            record = _signal(store, request.path_params["sid"])
+            record_ = _signal(store, request.path_params["sid"])
             try:
-                queued = redeliver(store, record.id, names, now=time.time(), only=only)
+                queued = redeliver(store, record_.id, names, now=time.time(), only=only)
             except InputError as exc:
                 raise Refused(400, str(exc)) from None
+            with store.transaction() as conn:
+                record(conn, who, "signal.redeliver", f"signal:{record_.id}",
+                       {"summary": "queued again for " + ", ".join(queued)})  # fmt: skip
         return (
-            f"/signals/{record.id}?{urlencode({'done': 'queued again for ' + ', '.join(queued)})}"
+            f"/signals/{record_.id}?{urlencode({'done': 'queued again for ' + ', '.join(queued)})}"
         )
 
-    def add_exception(self, _request: Request, form: dict[str, str]) -> str:
+    def add_exception(self, _request: Request, form: dict[str, str], who: Principal) -> str:
+        settings = self.config.detect
         with self.open_store() as store:
-            record = _signal(store, form.get("signal", ""))
+            record_ = _signal(store, form.get("signal", ""))
             try:
                 entry = exception_from_form(form, time.time())
-                number = add_exception(store, entry)
+                added = add_exception(
+                    store,
+                    entry,
+                    by=who,
+                    confirm_broad=form.get("broad") == "yes",
+                    max_age=settings.exception_max_age,
+                    history=settings.history,
+                )
             except InputError as exc:
                 raise Refused(400, str(exc)) from None
-        done = f"exception #{number} created: {entry.describe()}"
-        return f"/signals/{record.id}?{urlencode({'done': done})}"
+            with store.transaction() as conn:
+                record(conn, who, "exception.add", f"signal:{record_.id}",
+                       {"summary": f"exception #{added.id}: {added.entry.describe()}"})  # fmt: skip
+        done = (
+            f"exception #{added.id} created: {added.entry.describe()}; {added.preview.describe()}"
+        )
+        return f"/signals/{record_.id}?{urlencode({'done': done[:190]})}"
+
+    def remove_exception(self, request: Request, _form: dict[str, str], who: Principal) -> str:
+        number = int(request.path_params["eid"])
+        with self.open_store() as store:
+            if not remove_exception(store, number, who):
+                raise Refused(404, f"no exception #{number}")
+        return "/exceptions"
+
+
+def _not_allowed(who: Principal, action: str) -> str:
+    if not who.named:
+        return "sign in as a named user to do this (rarenet users add NAME --role analyst)"
+    return f"{who.name} is a {who.role}: {action.replace('_', ' ')} needs a higher role"
 
 
 def exception_from_form(form: dict[str, str], now: float) -> Exception_:

@@ -1,12 +1,17 @@
 """The HTTP API (DESIGN §8) as a Starlette app; the scheduler and writer live in its lifespan.
 
-| endpoint | token |
+| endpoint | credential (baseline/access) |
 |---|---|
-| POST /v1/ingest, GET /v1/snapshot, GET /v1/signals, GET /metrics | yes (when tokens are configured) |
-| GET /healthz, GET /openapi.json | no |
+| POST /v1/ingest | an `[ingest] tokens` secret |
+| GET /v1/snapshot | a `[server] snapshot_tokens` secret (none set: the ingest tokens) |
+| POST /v1/shard | `[detect] shard_token`, on a `role = "shard"` server only |
+| GET /metrics | a `[server] metrics_tokens` secret |
+| GET /v1/signals | a person: session or personal API token (viewer or above) |
+| GET /healthz, GET /openapi.json | none |
 
-The triage console (baseline/console) adds its pages at `/` (session cookie from the
-same tokens; docs/operations.md#console).
+With no secret configured at all (loopback only) the machine routes are open. Every
+request must name this server in `Host` (access/hosts.py). The triage console
+(baseline/console) adds its pages at `/` for signed-in users (docs/operations.md#console).
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from rarenet.baseline import __version__
+from rarenet.baseline.access.credentials import Credentials, Purpose
+from rarenet.baseline.access.hosts import RequireHost, allowed_names
 from rarenet.baseline.config import Config
 from rarenet.baseline.console.web import Console
 from rarenet.baseline.deliver import list_signals
@@ -41,7 +49,6 @@ from rarenet.baseline.detect.rule import RunResult
 from rarenet.baseline.detect.source import LocalSource
 from rarenet.baseline.errors import InputError, StoreError
 from rarenet.baseline.ingest.chunks import build_parser
-from rarenet.baseline.serve.auth import configured_tokens, presented_token, token_ok
 from rarenet.baseline.serve.bodies import BodyError, init_worker, parse_in_worker, worker_ready
 from rarenet.baseline.serve.heartbeat import Heartbeat
 from rarenet.baseline.serve.jobs import Jobs
@@ -102,7 +109,7 @@ class Api:
     ) -> None:
         self.config = config
         self.check_in_background = check_in_background
-        self.tokens = configured_tokens(config.ingest.tokens)
+        self.credentials = Credentials.from_config(config)
         self.max_body = config.ingest.max_body
         build_parser(config)  # a bad [ingest] exclusion fails here, before anything starts
         write_gate = threading.Lock()  # ingest commits and presence folds take turns
@@ -134,7 +141,7 @@ class Api:
         self.console = Console(
             config,
             self.open_store,
-            tokens=self.tokens,
+            credentials=self.credentials,
             gate=write_gate,
             failures=self._failures,
         )
@@ -155,8 +162,10 @@ class Api:
             Route("/v1/shard", self.shard, methods=["POST"]),
             *self.console.routes(),
         ]
+        allowed = allowed_names(self.config.server.host, self.config.server.names)
         return Starlette(
             routes=routes,
+            middleware=[Middleware(RequireHost, allowed=allowed)],
             lifespan=self.lifespan,
             exception_handlers={sqlite3.Error: self._store_failed, StoreError: self._store_failed},
         )
@@ -206,11 +215,8 @@ class Api:
             initargs=(self.config, os.getpid()),
         )
 
-    def _authorised(self, request: Request) -> bool:
-        token = presented_token(
-            request.headers.get("authorization"), request.query_params.get("token")
-        )
-        return token_ok(self.tokens, token)
+    def _authorised(self, request: Request, purpose: Purpose) -> bool:
+        return self.console.keeper.machine_ok(request, purpose)
 
     # -- POST /v1/ingest --------------------------------------------------------------------
 
@@ -220,8 +226,8 @@ class Api:
         return response
 
     async def _ingest(self, request: Request) -> Response:
-        if not self._authorised(request):
-            return _error(401, "missing or wrong token (Authorization: Bearer … or ?token=)")
+        if not self._authorised(request, Purpose.INGEST):
+            return _error(401, "missing or wrong ingest token (Authorization: Bearer … or ?token=)")
         content_type = request.headers.get("content-type", "").lower()
         if content_type.startswith(REFUSED_TYPES):
             return _error(
@@ -296,8 +302,8 @@ class Api:
     # -- GET /v1/snapshot -------------------------------------------------------------------
 
     async def snapshot(self, request: Request) -> Response:
-        if not self._authorised(request):
-            return _error(401, "missing or wrong token")
+        if not self._authorised(request, Purpose.SNAPSHOT):
+            return _error(401, "missing or wrong snapshot token")
         host = request.query_params.get("host")
         if host is not None and not 0 < len(host) <= MAX_HOST:
             return _error(400, f"host must be 1 to {MAX_HOST} characters")
@@ -316,8 +322,11 @@ class Api:
     # -- GET /v1/signals --------------------------------------------------------------------
 
     async def signals(self, request: Request) -> Response:
-        if not self._authorised(request):
-            return _error(401, "missing or wrong token")
+        found = await self.console.identify(request)
+        if found.refused is not None:
+            return _error(*found.refused)
+        if found.who is None:
+            return _error(401, "sign in, or send a personal API token (rarenet tokens add)")
         query = request.query_params
         try:
             limit = int(query.get("limit", "100"))
@@ -351,8 +360,10 @@ class Api:
     # -- POST /v1/shard (a detection node asks this shard; baseline/detect/remote.py) ------
 
     async def shard(self, request: Request) -> Response:
-        if not self._authorised(request):
-            return _error(401, "missing or wrong token")
+        if self.config.detect.role != "shard":
+            return _error(404, 'this server is not a shard ([detect] role = "shard")')
+        if not self._authorised(request, Purpose.SHARD):
+            return _error(401, "missing or wrong shard token ([detect] shard_token)")
         pieces, size = [], 0
         async for piece in request.stream():
             size += len(piece)
@@ -441,8 +452,8 @@ class Api:
         self.health.succeeded("write")
 
     async def metrics_text(self, request: Request) -> Response:
-        if not self._authorised(request):
-            return _error(401, "missing or wrong token")
+        if not self._authorised(request, Purpose.METRICS):
+            return _error(401, "missing or wrong metrics token ([server] metrics_tokens)")
         text = await run_in_threadpool(generate_latest, self.metrics.registry)
         return Response(text, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -6,17 +6,15 @@ import ipaddress
 import logging
 import re
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from urllib.parse import quote, quote_plus, unquote_plus
 
-from rarenet.baseline.config import check_tokens
 from rarenet.baseline.errors import ConfigError
 from rarenet.baseline.tokens import presented_token, token_ok
 
 __all__ = [
     "RedactTokens",
     "check_bind",
-    "configured_tokens",
     "is_loopback",
     "presented_token",
     "redact",
@@ -25,16 +23,6 @@ __all__ = [
 
 _QUERY = re.compile(r"\?([^\s\"]+)")  # a query string inside a log line
 _QUERY_PARTS = re.compile(r"([&;])")  # `;` too: not a separator here, but some clients use it
-
-
-def configured_tokens(tokens: Iterable[str]) -> list[str]:
-    """`[ingest] tokens` as compared: surrounding whitespace dropped (an HTTP header
-    cannot carry it, so a padded token could never match `Authorization: Bearer`). A
-    token shorter than MIN_TOKEN_LENGTH is a configuration error: it can be guessed, and
-    masking it in logs would garble them (config load refuses it too)."""
-    cleaned = [token.strip() for token in tokens]
-    check_tokens(cleaned, "[ingest] tokens")
-    return cleaned
 
 
 def is_loopback(host: str) -> bool:

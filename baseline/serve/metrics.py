@@ -20,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from rarenet.baseline import __version__
+from rarenet.baseline.detect.exceptions import broad_exceptions, excepted_last_day
 from rarenet.baseline.ingest.chunks import ChunkCounts
 from rarenet.baseline.store import Store
 
@@ -123,3 +124,16 @@ class _StoreGauges(Collector):
             ):
                 failures.add_metric([str(state)], float(count))
             yield failures
+            share = excepted_last_day(store)
+            excepted = GaugeMetricFamily(
+                "rarenet_excepted_share",
+                "Share of the last day's candidates (by data time) that exceptions removed.",
+            )
+            excepted.add_metric([], share.share)
+            yield excepted
+            broad = GaugeMetricFamily(
+                "rarenet_exceptions_broad",
+                "Unexpired exceptions stored with --broad (they pin no binary or destination).",
+            )
+            broad.add_metric([], float(len(broad_exceptions(store))))
+            yield broad

@@ -87,6 +87,7 @@ def openapi_document() -> dict[str, Any]:
             "/v1/ingest": {
                 "post": {
                     "summary": "Ingest osquery results (NDJSON, JSON array or Fleet body; gzip ok)",
+                    "description": "Credential: an [ingest] tokens secret (it opens nothing else).",
                     "security": [{"bearer": []}, {"query": []}],
                     "parameters": [_TOKEN_QUERY],
                     "requestBody": {
@@ -110,6 +111,7 @@ def openapi_document() -> dict[str, Any]:
             "/v1/snapshot": {
                 "get": {
                     "summary": "The extension's baseline snapshot (docs/snapshot.md)",
+                    "description": "Credential: a [server] snapshot_tokens secret (none set: the ingest tokens).",
                     "security": [{"bearer": []}, {"query": []}],
                     "parameters": [
                         {
@@ -140,6 +142,7 @@ def openapi_document() -> dict[str, Any]:
             "/v1/signals": {
                 "get": {
                     "summary": "Recent signals, newest first",
+                    "description": "Credential: a person — a personal API token (rarenet tokens add) or a console session; never the ingest or snapshot token.",
                     "security": [{"bearer": []}, {"query": []}],
                     "parameters": [
                         {
@@ -192,6 +195,7 @@ def openapi_document() -> dict[str, Any]:
             "/metrics": {
                 "get": {
                     "summary": "Prometheus text exposition",
+                    "description": "Credential: a [server] metrics_tokens secret.",
                     "security": [{"bearer": []}, {"query": []}],
                     "parameters": [_TOKEN_QUERY],
                     "responses": _responses(

@@ -10,6 +10,7 @@ captured here instead.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -21,11 +22,12 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from rarenet.baseline.access.credentials import Credentials
 from rarenet.baseline.config import Config, ServerSettings
 from rarenet.baseline.detect.rule import RunResult
 from rarenet.baseline.errors import StoreError
 from rarenet.baseline.serve.app import Api
-from rarenet.baseline.serve.auth import check_bind, configured_tokens
+from rarenet.baseline.serve.auth import check_bind
 from rarenet.baseline.serve.logs import log_config
 from rarenet.baseline.store import Store
 from rarenet.baseline.store.health import RECOVER_HINT, WHOLE_CHECK_MAX_BYTES, check_summary
@@ -34,6 +36,8 @@ GRACEFUL_SECONDS = 30  # longest wait for in-flight requests on shutdown
 MAX_CONNECTIONS = 512  # beyond this, new requests get 503 at once
 LINGER_SECONDS = 2.0  # reading (and dropping) an unread body after its final response
 MAX_LINGERING = 256  # connections lingering at once; past this, closed at once
+
+log = logging.getLogger("rarenet.serve")
 
 
 @dataclass(frozen=True)
@@ -247,8 +251,13 @@ def serve(
     """Serve until SIGTERM/SIGINT; return the exit status. `on_line` gets the heartbeat
     (baseline.serve.heartbeat; default: the log)."""
     host, port = config.server.host, config.server.port
-    tokens = configured_tokens(config.ingest.tokens)
-    check_bind(host, tokens)
+    credentials = Credentials.from_config(config)
+    check_bind(host, credentials.secrets())
+    if credentials.snapshot_from_ingest:
+        log.warning(
+            "GET /v1/snapshot accepts the [ingest] tokens because [server] snapshot_tokens "
+            "is not set: give the hosts a snapshot token of their own (docs/operations.md)"
+        )
     with Store(config.store.path) as store:  # migrate, and fail here (exit 3) if unusable
         large = _file_size(config.store.path) > WHOLE_CHECK_MAX_BYTES
         problems = store.check_small_tables() if large else store.check()
@@ -284,7 +293,7 @@ def serve(
             loop="asyncio",
             http=type("_H11Limited", (_H11,), {"limits": ConnectionLimits.of(config.server)}),
             lifespan="on",
-            log_config=log_config(access_log, tokens),
+            log_config=log_config(access_log, credentials.secrets()),
             access_log=access_log,
             timeout_graceful_shutdown=GRACEFUL_SECONDS,
             limit_concurrency=MAX_CONNECTIONS,

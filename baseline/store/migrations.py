@@ -330,6 +330,49 @@ def _signal_acks(db: Database) -> None:
     )
 
 
+def _access(db: Database) -> None:
+    """Named console users, their personal API tokens, the audit trail, and who added
+    each exception (docs/operations.md#users-roles-and-credentials)."""
+    db.execute(
+        """CREATE TABLE users (
+            name TEXT PRIMARY KEY,
+            role TEXT NOT NULL,
+            password_hash TEXT,
+            created_at REAL NOT NULL,
+            created_by TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE api_tokens (
+            id INTEGER PRIMARY KEY,
+            user TEXT NOT NULL,
+            label TEXT NOT NULL,
+            digest TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL,
+            created_by TEXT NOT NULL,
+            expires_at REAL,
+            last_used_at REAL,
+            revoked_at REAL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            actor TEXT NOT NULL,
+            via TEXT NOT NULL,
+            address TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            detail TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX audit_target ON audit (target, id)")
+    db.execute("ALTER TABLE exceptions ADD COLUMN created_by TEXT")
+    db.execute("ALTER TABLE exceptions ADD COLUMN broad INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE signal_acks ADD COLUMN acknowledged_by TEXT")
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_initial", _initial),
     ("0002_detection", _detection),
@@ -340,6 +383,7 @@ MIGRATIONS: list[Migration] = [
     ("0008_quarantine_overflow", _quarantine_overflow),
     ("0009_signal_acks", _signal_acks),
     ("0010_shell_destinations", _shell_destinations),
+    ("0011_access", _access),
 ]
 
 

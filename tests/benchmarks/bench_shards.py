@@ -32,7 +32,7 @@ from rarenet.baseline.store import Store
 from rarenet.baseline.store.health import WHOLE_CHECK_MAX_BYTES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from serve_process import TOKEN, ServerProcess
+from serve_process import SHARD_TOKEN, ServerProcess
 
 # Read at import: the suite's autouse fixture clears RARENET_* variables before each test.
 SHARDS = 3
@@ -71,7 +71,7 @@ print(orjson.dumps({'run': run.as_json()['run'], 'seconds': seconds, 'cpu': cpu,
 def one_run(mode: str, coordinator: Path, at: int, shards: list[str]) -> dict[str, object]:
     proc = subprocess.run(
         [sys.executable, "-c", RUN, mode, str(coordinator), str(at), *shards],
-        input=(TOKEN + "\n") * len(shards),
+        input=(SHARD_TOKEN + "\n") * len(shards),
         capture_output=True,
         text=True,
         check=True,
@@ -165,7 +165,12 @@ def test_sharded_detection_run(tmp_path: Path) -> None:
     with ExitStack() as stack:
         servers = [
             stack.enter_context(
-                ServerProcess(db.parent, extra_toml='[detect]\nrole = "shard"\n', max_body="16MiB")
+                ServerProcess(
+                    db.parent,
+                    extra_toml='[detect]\nrole = "shard"\n',
+                    max_body="16MiB",
+                    scoped=True,
+                )
             )
             for db in shard_dbs
         ]
