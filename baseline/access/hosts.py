@@ -8,11 +8,13 @@ Others get 421 Misdirected Request before any route runs.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+_HOST_CHARACTERS = re.compile(r"^[a-z0-9.:-]{1,253}$")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARD_BINDS = ("", "0.0.0.0", "::", "*")
 
@@ -37,9 +39,13 @@ def host_name(header: str) -> str:
 
 
 def name_allowed(header: str | None, allowed: tuple[str, ...]) -> bool:
+    """True when `header` names one of `allowed`: a DNS name or IP literal only (a glob
+    must never stretch over other characters, e.g. `evil.com#.example.org`)."""
     if not header:
         return False
     name = host_name(header).rstrip(".")
+    if not _HOST_CHARACTERS.match(name):
+        return False
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in allowed)
 
 
