@@ -421,3 +421,85 @@ def test_the_backtest_report_shows_caught_and_missed_per_label(
         assert page.locator("svg.plot").count() > 0
     finally:
         context.close()
+
+
+def test_a_viewer_reads_but_cannot_act(context: BrowserContext, server: ServerProcess) -> None:
+    page, watch = signed_in(context, server, "vic")
+    sid = signal_id(server, "/tmp/.x/beacon")
+    page.goto(f"{server.url}/signals/{sid}")
+    actions = page.locator(".actions")
+    assert actions.locator("button").count() == 0 and "Allow this" not in actions.inner_text()
+    assert page.locator("a[href='/audit']").count() == 0
+    csrf = page.get_attribute("form.logout input[name=csrf]", "value")
+    assert csrf  # a real session's token: the refusal below is the role, not CSRF
+    refused = requests.post(
+        f"{server.url}/signals/{sid}/acknowledge", data={"csrf": csrf},
+        cookies=_cookies(context), timeout=10, allow_redirects=False,
+    )  # fmt: skip
+    assert refused.status_code == 403 and "vic is a viewer" in refused.text
+    allow = requests.post(
+        f"{server.url}/exceptions",
+        data={"csrf": csrf, "signal": sid, "path": "/tmp/.x/beacon", "reason": "x"},
+        cookies=_cookies(context), timeout=10, allow_redirects=False,
+    )  # fmt: skip
+    assert allow.status_code == 403
+    assert page.goto(f"{server.url}/audit").status == 403  # type: ignore[union-attr]
+    with sqlite3.connect(server.db) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM signal_acks WHERE signal_id = ?", (sid,)
+        ).fetchone() == (0,)
+    assert [p for p in watch.problems() if "403" not in p] == []
+
+
+def test_an_analyst_acknowledges_and_the_trail_names_them(
+    context: BrowserContext, server: ServerProcess
+) -> None:
+    page, watch = signed_in(context, server, "ann")
+    sid = signal_id(server, "/var/tmp/.cache/curl")  # the masquerade
+    page.goto(f"{server.url}/signals/{sid}")
+    assert "Allow this" not in page.inner_text(".actions")  # exceptions are an admin's
+    page.click("form[action$=acknowledge] button")
+    page.wait_for_url("**done=acknowledged**")
+    trail = page.inner_text("section.trail")
+    assert "ann (session, 127.0.0.1)" in trail and "signal.acknowledge" in trail
+    with sqlite3.connect(server.db) as conn:
+        assert conn.execute(
+            "SELECT acknowledged_by FROM signal_acks WHERE signal_id = ?", (sid,)
+        ).fetchone() == ("ann",)
+    assert watch.problems() == []
+
+
+def test_a_broad_exception_needs_confirming_and_is_flagged(
+    context: BrowserContext, server: ServerProcess
+) -> None:
+    page, watch = signed_in(context, server, "ada")
+    sid = signal_id(server, "/usr/bin/bash")
+    page.goto(f"{server.url}/signals/{sid}/allow")
+    for field in ("path", "name", "host"):
+        page.fill(f"input[name={field}]", "")
+    page.fill("input[name=user]", "www-data")  # a user alone: pins no binary
+    page.fill("input[name=reason]", "web team said so")
+    page.click("form.allow button[type=submit]")
+    page.wait_for_load_state()
+    message = page.inner_text("main")
+    assert "refused a broad exception" in message and "would have hidden" in message
+    with sqlite3.connect(server.db) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM exceptions WHERE user = 'www-data'"
+        ).fetchone() == (0,)
+    page.go_back()
+    page.check("input[name=broad]")
+    page.click("form.allow button[type=submit]")
+    page.wait_for_url(f"**/signals/{sid}?**")
+    assert "exception #" in page.inner_text(".flash")
+    page.goto(f"{server.url}/health")
+    flagged = page.inner_text("#exceptions")
+    assert "Broad exceptions in force" in flagged and "by ada: user www-data" in flagged
+    page.goto(f"{server.url}/audit")
+    rows = page.locator("table.audit tbody tr").all_inner_texts()
+    assert any("ada" in row and "exception.add" in row for row in rows)
+    with sqlite3.connect(server.db) as conn:
+        assert conn.execute(
+            "SELECT created_by, broad FROM exceptions WHERE user = 'www-data'"
+        ).fetchone() == ("ada", 1)
+    assert [p for p in watch.problems() if "400" not in p] == []

@@ -8,15 +8,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from click.testing import CliRunner
 from osquery_lines import T0, event, line, socket_row
 
+from rarenet.baseline.access.audit import list_audit
 from rarenet.baseline.cli import main
 from rarenet.baseline.config import Config, load_config
-from rarenet.baseline.detect.exceptions import Exception_, add_exception
+from rarenet.baseline.console import views
+from rarenet.baseline.detect.exceptions import Exception_, add_exception, broad_exceptions
 from rarenet.baseline.detect.maintenance import prune_once
 from rarenet.baseline.detect.rule import detect_once
 from rarenet.baseline.detect.signal import signal_id
@@ -424,3 +427,51 @@ def test_a_compressed_drill_with_one_second_buckets(tmp_path: Path) -> None:
         ("h2", "/usr/bin/nc.openbsd", 80.0)  # never seen, from a package-managed path
     ]
     assert run.window_end - run.window_start == 3
+
+
+def test_a_broad_exception_is_refused_with_what_it_would_hide(
+    fleet_db: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "broad.db"
+    shutil.copy(fleet_db, db)
+    with Store(db) as opened:
+        run = detect_once(opened, load_config(None, env={}).detect, RUN_AT)
+    as_web = [d for d in run.documents if d["user"]["name"] == "www-data"]  # type: ignore[index]
+    assert as_web, "the attacks run as www-data"
+    runner = CliRunner()
+
+    def allow(*args: str) -> Any:
+        return runner.invoke(main, ["allow", "add", "--db", str(db), *args])
+
+    # --history reaches back from now: the fixture's data is older, so widen it.
+    env_history = {"RARENET_DETECT_HISTORY": "3650d"}
+    user_only = runner.invoke(
+        main, ["allow", "add", "--db", str(db), "--user", "www-data", "--reason", "db"],
+        env=env_history,
+    )  # fmt: skip
+    assert user_only.exit_code == 2
+    assert f"would have hidden {len(as_web)} signal" in user_only.stderr
+    assert "--broad" in user_only.stderr and "/tmp/.x/beacon" in user_only.stderr
+    everything = allow("--path", "*", "--reason", "silence")
+    assert everything.exit_code == 2 and "refused a broad exception" in everything.stderr
+    system = allow("--path", "/usr/bin/*", "--reason", "all of /usr/bin")
+    assert system.exit_code == 2  # bash, perl, nc live there
+    narrow = runner.invoke(
+        main, ["allow", "add", "--db", str(db), "--path", "/tmp/.x/beacon", "--reason", "lab",
+               "--json"], env=env_history,
+    )  # fmt: skip
+    assert narrow.exit_code == 0, narrow.output
+    assert orjson.loads(narrow.stdout)["preview"]["signals"] == 1
+    too_long = allow("--path", "/opt/x/agent", "--expires", "2100-01-01T00:00:00Z")
+    assert too_long.exit_code == 2 and "exception_max_age" in too_long.stderr
+    confirmed = allow("--user", "www-data", "--reason", "db", "--broad")
+    assert confirmed.exit_code == 0 and "flagged on Health" in confirmed.stderr
+    listed = runner.invoke(main, ["allow", "list", "--db", str(db)])
+    assert "BROAD" in listed.stdout and "by cli:" in listed.stdout
+    with Store(db) as opened:
+        assert len(broad_exceptions(opened)) == 1
+        page = views.health_page(opened, SPAN, 20)
+        assert [e["user"] for e in page.broad_exceptions] == ["www-data"]
+        assert page.excepted.candidates >= 1
+        actions = [e.action for e in list_audit(opened)]
+        assert actions.count("exception.add") == 2  # the narrow one and the confirmed one
