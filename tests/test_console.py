@@ -189,6 +189,7 @@ def test_without_tokens_the_first_visit_opens_a_session(tmp_path: Path) -> None:
         assert login.status_code == 200  # no user yet: it says how to make the first admin
         assert "rarenet users add NAME --role admin" in login.text
         assert "anonymous · read-only" in page.text  # no named user: reading only
+        assert "no console users yet: make the first admin with" in server.output()
         health = requests.get(f"{server.url}/health", timeout=30)
         assert "learning: 0/20 buckets" in health.text
         # Even without tokens a state change needs the session's CSRF token.

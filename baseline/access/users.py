@@ -158,12 +158,16 @@ def remove_user(store: Store, name: str, by: Principal) -> bool:
     return removed
 
 
+_SELECT_USERS = "SELECT name, role, password_hash IS NOT NULL, created_at, created_by FROM users"
+
+
+def _user(row: tuple[Any, ...]) -> User:
+    return User(str(row[0]), str(row[1]), bool(row[2]), float(row[3]), str(row[4]))
+
+
 def list_users(store: Store) -> list[User]:
-    rows = store.conn.execute(
-        "SELECT name, role, password_hash IS NOT NULL, created_at, created_by FROM users "
-        "ORDER BY name"
-    ).fetchall()
-    return [User(n, r, bool(p), float(c), b) for n, r, p, c, b in rows]
+    rows = store.conn.execute(f"{_SELECT_USERS} ORDER BY name").fetchall()
+    return [_user(row) for row in rows]
 
 
 def count_users(store: Store) -> int:
@@ -171,12 +175,8 @@ def count_users(store: Store) -> int:
 
 
 def get_user(store: Store, name: str) -> User | None:
-    row = store.conn.execute(
-        "SELECT name, role, password_hash IS NOT NULL, created_at, created_by FROM users "
-        "WHERE name = ?",
-        (name,),
-    ).fetchone()
-    return None if row is None else User(row[0], row[1], bool(row[2]), float(row[3]), row[4])
+    row = store.conn.execute(f"{_SELECT_USERS} WHERE name = ?", (name,)).fetchone()
+    return None if row is None else _user(row)
 
 
 def verify_password(store: Store, name: str, password: str) -> User | None:

@@ -54,7 +54,10 @@ def serve(
     def body() -> int:
         from dataclasses import replace
 
+        from rarenet.baseline.access.credentials import Credentials
+        from rarenet.baseline.access.users import count_users
         from rarenet.baseline.serve.server import serve as run_server
+        from rarenet.baseline.store import Store
 
         config = state.config()
         server = replace(
@@ -66,9 +69,16 @@ def serve(
         announce_new_store(config)
 
         def ready(url: str) -> None:
-            auth = "token required" if config.ingest.tokens else "no tokens: loopback only"
+            secrets = Credentials.from_config(config).any_secret
+            auth = "tokens required" if secrets else "no tokens: loopback only"
             click.echo(f"rarenet: listening on {url} (store {config.store.path}; {auth})")
             click.echo(f"rarenet: console at {url}/ — open it in a browser")
+            with Store(config.store.path) as store:
+                if count_users(store) == 0:
+                    click.echo(
+                        "rarenet: no console users yet: make the first admin with "
+                        "`rarenet users add NAME --role admin`, then sign in"
+                    )
             if local:
                 click.echo("rarenet: collecting this host's sockets from /proc (--local)")
 
