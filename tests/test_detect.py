@@ -443,11 +443,8 @@ def test_a_broad_exception_is_refused_with_what_it_would_hide(
     def allow(*args: str) -> Any:
         return runner.invoke(main, ["allow", "add", "--db", str(db), *args])
 
-    # --history reaches back from now: the fixture's data is older, so widen it.
-    env_history = {"RARENET_DETECT_HISTORY": "3650d"}
     user_only = runner.invoke(
-        main, ["allow", "add", "--db", str(db), "--user", "www-data", "--reason", "db"],
-        env=env_history,
+        main, ["allow", "add", "--db", str(db), "--user", "www-data", "--reason", "db"]
     )  # fmt: skip
     assert user_only.exit_code == 2
     assert f"would have hidden {len(as_web)} signal" in user_only.stderr
@@ -458,7 +455,7 @@ def test_a_broad_exception_is_refused_with_what_it_would_hide(
     assert system.exit_code == 2  # bash, perl, nc live there
     narrow = runner.invoke(
         main, ["allow", "add", "--db", str(db), "--path", "/tmp/.x/beacon", "--reason", "lab",
-               "--json"], env=env_history,
+               "--json"],
     )  # fmt: skip
     assert narrow.exit_code == 0, narrow.output
     assert orjson.loads(narrow.stdout)["preview"]["signals"] == 1

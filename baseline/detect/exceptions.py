@@ -217,8 +217,9 @@ def add_exception(
 ) -> Added:
     """Check, preview and store an exception (recorded in the audit trail).
 
-    The expiry defaults to, and may not exceed, now + `max_age` (0: no cap); a broad
-    exception raises BroadException unless `confirm_broad`."""
+    The expiry defaults to, and may not exceed, now + `max_age` (0: no cap); the preview
+    covers `history` before the newest stored data; a broad exception raises
+    BroadException unless `confirm_broad`."""
     _validate(entry)
     now = time.time() if now is None else now
     if max_age > 0:
@@ -233,7 +234,8 @@ def add_exception(
                 hint="renew it when it expires, or raise [detect] exception_max_age",
             )
     broad = broad_reason(entry)
-    shown = preview(store, entry, int(now - history))
+    newest = store.conn.execute("SELECT max(time) FROM observations").fetchone()[0]
+    shown = preview(store, entry, int((now if newest is None else newest) - history))
     if broad is not None and not confirm_broad:
         raise BroadException(
             f"refused a broad exception: {broad}; {shown.describe()}",
