@@ -405,12 +405,10 @@ class Console:
                     confirm_broad=form.get("broad") == "yes",
                     max_age=settings.exception_max_age,
                     history=settings.history,
+                    about=f"signal:{record_.id}",
                 )
             except InputError as exc:
                 raise Refused(400, str(exc)) from None
-            with store.transaction() as conn:
-                record(conn, who, "exception.add", f"signal:{record_.id}",
-                       {"summary": f"exception #{added.id}: {added.entry.describe()}"})  # fmt: skip
         done = (
             f"exception #{added.id} created: {added.entry.describe()}; {added.preview.describe()}"
         )

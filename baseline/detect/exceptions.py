@@ -214,12 +214,14 @@ def add_exception(
     max_age: float = 90 * 86400.0,
     history: float = 14 * 86400.0,
     now: float | None = None,
+    about: str | None = None,
 ) -> Added:
     """Check, preview and store an exception (recorded in the audit trail).
 
     The expiry defaults to, and may not exceed, now + `max_age` (0: no cap); the preview
     covers `history` before the newest stored data; a broad exception raises
-    BroadException unless `confirm_broad`."""
+    BroadException unless `confirm_broad`. `about` (e.g. `signal:ID`, the signal it was
+    made from) gets an audit row of its own in the same transaction."""
     _validate(entry)
     now = time.time() if now is None else now
     if max_age > 0:
@@ -275,6 +277,9 @@ def add_exception(
                 "preview": shown.as_json(),
             },
         )
+        if about is not None:
+            record(conn, who, "exception.add", about,
+                   {"summary": f"exception #{number}: {entry.describe()}"})  # fmt: skip
     return Added(number, replace(entry, id=number), shown, broad)
 
 
