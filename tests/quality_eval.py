@@ -34,7 +34,15 @@ SPAN = 900
 WARMUP = 20
 HISTORY = 14 * 86400 // SPAN
 SUPPRESS = 86400 // SPAN
-FAMILIES = ("never-seen", "masquerade", "host-novelty", "spread", "repeat", "child-shell")
+FAMILIES = (
+    "never-seen",
+    "masquerade",
+    "host-novelty",
+    "spread",
+    "repeat",
+    "child-shell",
+    "returning",
+)
 DETECTORS = ("rarenet", "name-only rare", "new terms (path)")
 
 

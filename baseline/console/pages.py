@@ -31,6 +31,7 @@ class SignalView:
     finding: Finding | None  # the answer's verdict for the signal's bucket
     group: tuple[views.SignalRow, ...]  # the other signals of its group
     acknowledged_at: float | None
+    verdict: str | None  # the acknowledgement's: benign, attack, or None
     presence: Markup
     timeline: Markup
     parts: Markup
@@ -105,6 +106,7 @@ def signal_view(
         finding=finding,
         group=group,
         acknowledged_at=views.acknowledged_at(store, record.id),
+        verdict=views.verdict_of(store, record.id),
         presence=plots.presence_svg(
             series, marker=record.bucket, label=f"hosts using {executable} per bucket"
         ),

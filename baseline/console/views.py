@@ -14,6 +14,7 @@ from rarenet.baseline.access.audit import cli_principal, record
 from rarenet.baseline.access.roles import Principal
 from rarenet.baseline.deliver.outbox import STATES
 from rarenet.baseline.detect.exceptions import ExceptedShare, broad_exceptions, excepted_last_day
+from rarenet.baseline.detect.suspects import VERDICTS
 from rarenet.baseline.errors import InputError
 from rarenet.baseline.store import Store
 from rarenet.baseline.units import parse_time
@@ -287,18 +288,39 @@ def signals_of(store: Store, where: str, params: list[Any], limit: int) -> list[
     return _rows(store, f"{where} ORDER BY s.created_at DESC, s.id LIMIT {int(limit)}", params)
 
 
-def acknowledge(store: Store, sid: str, now: float, who: Principal | None = None) -> bool:
-    """Mark a signal acknowledged by `who` (audited); False when it already was."""
+def acknowledge(
+    store: Store,
+    sid: str,
+    now: float,
+    who: Principal | None = None,
+    verdict: str | None = None,
+) -> bool:
+    """Mark a signal acknowledged by `who` (audited); False when it already was.
+    `verdict` "benign" closes it: its binary is routine on its host again; "attack" or
+    none keeps the binary a suspect there (baseline/detect/suspects.py)."""
+    if verdict is not None and verdict not in VERDICTS:
+        raise InputError(f"verdict must be one of {', '.join(VERDICTS)}, got {verdict!r}")
     with store.transaction() as conn:
         cursor = conn.execute(
-            "INSERT OR IGNORE INTO signal_acks (signal_id, acknowledged_at, acknowledged_by) "
-            "SELECT id, ?, ? FROM signals WHERE id = ?",
-            (now, who.name if who else None, sid),
+            "INSERT OR IGNORE INTO signal_acks (signal_id, acknowledged_at, acknowledged_by, "
+            "verdict) SELECT id, ?, ?, ? FROM signals WHERE id = ?",
+            (now, who.name if who else None, verdict, sid),
         )
         done = cursor.rowcount > 0
         if done:
-            record(conn, who or cli_principal(), "signal.acknowledge", f"signal:{sid}", now=now)
+            detail = {"verdict": verdict} if verdict else None
+            record(
+                conn, who or cli_principal(), "signal.acknowledge", f"signal:{sid}", detail, now=now
+            )
         return done
+
+
+def verdict_of(store: Store, sid: str) -> str | None:
+    """The acknowledgement's verdict: "benign", "attack", or None (none, or not acked)."""
+    row = store.conn.execute(
+        "SELECT verdict FROM signal_acks WHERE signal_id = ?", (sid,)
+    ).fetchone()
+    return None if row is None else row[0]
 
 
 def acknowledged_at(store: Store, sid: str) -> float | None:

@@ -370,10 +370,14 @@ class Console:
 
     # -- actions -------------------------------------------------------------------------
 
-    def acknowledge(self, request: Request, _form: dict[str, str], who: Principal) -> str:
+    def acknowledge(self, request: Request, form: dict[str, str], who: Principal) -> str:
+        verdict = form.get("verdict") or None
         with self.open_store() as store:
             record_ = _signal(store, request.path_params["sid"])
-            views.acknowledge(store, record_.id, time.time(), who)
+            try:
+                views.acknowledge(store, record_.id, time.time(), who, verdict)
+            except InputError as exc:
+                raise Refused(400, str(exc)) from None
         return f"/signals/{record_.id}?done=acknowledged"
 
     def redeliver(self, request: Request, form: dict[str, str], who: Principal) -> str:

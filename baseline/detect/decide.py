@@ -2,10 +2,14 @@
 
 In order (earliest bucket first, highest score first): learning (warm-up), below the
 threshold, excepted, already signalled (same id), suppressed (this host already has a
-signal for this executable within `suppress_for`), one host of a rollout (counted on the
-rollout's one signal), or a new signal. The fleet dimension is grouping, never silence:
-signals of one executable on several hosts within `suppress_for` share a `group` id and
-each names the others. `rarenet explain` shows these same verdicts.
+signal for this executable within `suppress_for`, or the executable has an open signal
+on this host and was in use there within `suppress_for`: it is still going on), one
+host of a rollout (counted on the rollout's one signal), or a new signal. A binary with
+an open signal that comes back after `suppress_for` without use is a new signal in the
+first visit's group, saying so (`returning`; baseline/detect/suspects.py). The fleet
+dimension is grouping, never silence: signals of one executable on several hosts within
+`suppress_for` share a `group` id and each names the others. `rarenet explain` shows
+these same verdicts.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from rarenet.baseline.detect.exceptions import Exception_
 from rarenet.baseline.detect.features import Candidate, Gathered
 from rarenet.baseline.detect.scoring import Scores
 from rarenet.baseline.detect.signal import RULE_ID, Detail, signal_id
+from rarenet.baseline.detect.suspects import Suspect
 from rarenet.baseline.units import format_time
 from rarenet.extension.scoring import ADOPTION_SHARE
 
@@ -67,6 +72,7 @@ class Verdict:
     exception: Exception_ | None = None
     group: str | None = None
     others: tuple[Member, ...] = ()  # other hosts of the group, earliest first
+    returning: Suspect | None = None  # the open signals this binary comes back to
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,7 @@ class NewSignal:
     rollout: bool
     others: tuple[Member, ...]
     detail: Detail | None
+    returning: Suspect | None = None
 
 
 @dataclass
@@ -181,12 +188,26 @@ class _Walk:
         holder = self.claimed.get((cand.host, exe)) or _latest(
             self.conn, exe, cand.bucket, self.window, host=cand.host
         )
+        suspect = self.gathered.suspect(i)
+        if not holder and suspect is not None and self.going_on(i, cand, exe):
+            holder = suspect.latest_signal  # still in use: counted on its open signal
         if holder:
             self.decisions.bumps[holder] += 1
-            verdicts[i] = Verdict(i, Outcome.SUPPRESSED, value, holder)
+            verdicts[i] = Verdict(i, Outcome.SUPPRESSED, value, holder, returning=suspect)
+            return
+        if suspect is not None:  # back after a quiet spell: the first visit's group
+            self.signal(i, cand, exe, sid, suspect.group, value, False, detail, suspect)
             return
         group = self.group_of(exe, cand.bucket, cand.host) or sid
         self.signal(i, cand, exe, sid, group, value, False, detail)
+
+    def going_on(self, i: int, cand: Candidate, exe: str) -> bool:
+        """Whether the host used `exe` within `suppress_for` before this bucket."""
+        gathered = self.gathered
+        shard = 0 if gathered.owner is None else int(gathered.owner[i])
+        span = max(1, int(self.settings.bucket_span))
+        last = gathered.sources[shard].last_seen(span, cand.host, exe, cand.bucket)
+        return last is not None and last >= cand.bucket - self.window
 
     def rollout_member(
         self, i: int, cand: Candidate, exe: str, sid: str, detail: Detail | None
@@ -213,13 +234,14 @@ class _Walk:
         score: float,
         rollout: bool,
         detail: Detail | None,
+        returning: Suspect | None = None,
     ) -> None:
         others = self.members(exe, cand.bucket, group, exclude=cand.host)
         self.decisions.new.append(
-            NewSignal(sid, i, cand.bucket, score, group, rollout, others, detail)
+            NewSignal(sid, i, cand.bucket, score, group, rollout, others, detail, returning)
         )
         self.decisions.verdicts[i] = Verdict(
-            i, Outcome.SIGNALLED, score, sid, group=group, others=others
+            i, Outcome.SIGNALLED, score, sid, group=group, others=others, returning=returning
         )
         self.claimed[cand.host, exe] = sid
         self.run_members.setdefault(exe, []).append((Member(cand.host, cand.bucket, sid), group))

@@ -151,7 +151,7 @@ def preview(store: Store, entry: Exception_, since: int) -> Preview:
         "SELECT document, host, name, path FROM signals WHERE bucket >= ?", (since,)
     ):
         doc = orjson.loads(document)
-        if _matches_document(entry, doc, host, name, path):
+        if matches_document(entry, doc, host, name, path):
             signals += 1
     candidates, partial = 0, False
     hosts: set[str] = set()
@@ -178,9 +178,10 @@ def preview(store: Store, entry: Exception_, since: int) -> Preview:
     return Preview(since, signals, candidates, len(hosts), tuple(top), partial)
 
 
-def _matches_document(
+def matches_document(
     entry: Exception_, doc: dict[str, Any], host: str, name: str, path: str
 ) -> bool:
+    """Whether `entry` matches a signal document's connection (its user and destination)."""
     user = (doc.get("user") or {}).get("name") or ""
     destination = doc.get("destination") or {}
     try:

@@ -7,6 +7,7 @@ from typing import Any
 
 from rarenet.baseline.detect.features import Gathered, rollout_cap, routine_cap
 from rarenet.baseline.detect.scoring import HABIT_WEIGHT, NOVELTY_WEIGHT, Scores
+from rarenet.baseline.detect.suspects import Suspect
 from rarenet.baseline.units import format_age, format_time
 from rarenet.extension.locations import Location, classify
 
@@ -155,6 +156,29 @@ def rollout_reason(path: str, exp: dict[str, Any]) -> str:
     return (
         f"rollout? new package-managed binary {path} on {hosts} hosts within a day{wave}: "
         "one signal for the whole rollout, later hosts are counted on it"
+    )
+
+
+def returning_json(suspect: Suspect, bucket: int) -> dict[str, Any]:
+    """What a return's explanation says about the open signals it comes back to."""
+    return {
+        "signal": suspect.latest_signal,
+        "at": format_time(suspect.latest),
+        "ago": format_age(bucket - suspect.latest),
+        "first_signal": suspect.first_signal,
+        "since": format_time(suspect.since),
+        "open_signals": suspect.signals,
+        "group": suspect.group,
+    }
+
+
+def returning_sentence(suspect: Suspect, bucket: int) -> str:
+    """ "returning: this binary raised signal 3f2a… on this host 3.0d ago (still open)"."""
+    count = suspect.signals
+    more = "" if count == 1 else f", {count} open signals since {format_time(suspect.since)}"
+    return (
+        f"returning: this binary raised signal {suspect.latest_signal[:12]} on this host "
+        f"{format_age(bucket - suspect.latest)} ago (still open{more})"
     )
 
 

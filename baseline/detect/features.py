@@ -12,7 +12,7 @@ import math
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -31,6 +31,14 @@ from rarenet.baseline.detect.scoring import (
 from rarenet.baseline.detect.signal import Detail
 from rarenet.baseline.detect.source import HOST_PATH_CAP as HOST_PATH_CAP
 from rarenet.baseline.detect.source import CappedRange, LocalSource, PresenceSource
+from rarenet.baseline.detect.suspects import (
+    EMPTY_USAGE,
+    NO_SUSPECTS,
+    Suspect,
+    Suspects,
+    Usage,
+    settles,
+)
 from rarenet.baseline.errors import ConfigError
 from rarenet.baseline.shells import UNSET_REMOTES, is_plain_shell
 from rarenet.baseline.store import Store
@@ -76,6 +84,13 @@ class Gathered:
     warm: npt.NDArray[np.bool_]  # the candidate's bucket is past warm-up
     sources: tuple[PresenceSource, ...] = ()
     owner: npt.NDArray[np.intp] | None = None  # per candidate: its shard in `sources`
+    # per candidate: the open suspect it continues (its binary on its host has an open
+    # signal from an earlier bucket, not settled), else None
+    held: tuple[Suspect | None, ...] = ()
+
+    def suspect(self, i: int) -> Suspect | None:
+        """The open suspect candidate i continues, if any (baseline/detect/suspects.py)."""
+        return self.held[i] if self.held else None
 
     def detail(self, i: int) -> Detail | None:
         """Candidate i's first connection, read from the shard that holds its host."""
@@ -94,16 +109,29 @@ def window_buckets(at: int, span: int, lookback: int) -> list[int]:
     return [end - span * i for i in range(count, 0, -1)]
 
 
-def gather(store: Store, span: int, history: int, buckets: list[int], warmup: int) -> Gathered:
+def gather(
+    store: Store,
+    span: int,
+    history: int,
+    buckets: list[int],
+    warmup: int,
+    suspects: Suspects = NO_SUSPECTS,
+) -> Gathered:
     """Features of every (host, name, path) present in `buckets` of one store."""
-    return gather_from([LocalSource(store)], span, history, buckets, warmup)
+    return gather_from([LocalSource(store)], span, history, buckets, warmup, suspects)
 
 
 def gather_from(
-    sources: Sequence[PresenceSource], span: int, history: int, buckets: list[int], warmup: int
+    sources: Sequence[PresenceSource],
+    span: int,
+    history: int,
+    buckets: list[int],
+    warmup: int,
+    suspects: Suspects = NO_SUSPECTS,
 ) -> Gathered:
     """Features of every (host, name, path) present in `buckets` over the shards
-    `sources` (disjoint hosts; one node is one source).
+    `sources` (disjoint hosts; one node is one source), leaving out what open
+    `suspects` keep out of the baseline (baseline/detect/suspects.py).
 
     Per-key numbers are asked once per (key, bucket) and spread to candidates with numpy
     indexing; per-candidate numbers are one SQL pass of index seeks per shard over only
@@ -112,7 +140,7 @@ def gather_from(
     rows = merged.rows
     candidates = list(map(Candidate._make, rows))
     fleet = _fleet_contexts(sources, span, history, buckets, warmup)
-    keys = _key_stats(sources, span, history, fleet, rows)
+    keys = _key_stats(sources, span, history, fleet, rows, suspects)
     name_at, path_at, bucket_at = _positions(keys.index, buckets, rows)
     fleet_f = np.array([fleet[b].host_buckets for b in buckets], dtype=float)[bucket_at]
     fleet_n = np.array([fleet[b].hosts for b in buckets], dtype=float)[bucket_at]
@@ -120,7 +148,12 @@ def gather_from(
     path_f, path_h, path_first, path_last = (keys.values[path_at, col] for col in range(4))
     own = np.where(path_at >= 0, path_at, name_at)  # the key that dates the binary
     rare = _rare(name_f, name_h, path_f, path_h, fleet_f, fleet_n)
-    host_path, active = _pair_stats(merged, span, history, rare)
+    held = tuple(keys.held.get((c.host, c.name, c.path, c.bucket)) for c in candidates)
+    until = [
+        c.bucket if s is None else min(c.bucket, s.since)
+        for c, s in zip(candidates, held, strict=True)
+    ]
+    host_path, active = _pair_stats(merged, span, history, rare, until)
     mature = mature_buckets(history, span)
     features = Features(
         fleet_host_buckets=fleet_f,
@@ -140,6 +173,7 @@ def gather_from(
         suspicion=_per_path(rows, suspicion),
         fresh_destination=_fresh_destinations(merged, span, history, active < mature),
         adopting=np.where(path_at >= 0, keys.values[own, 8], 0.0),
+        path_elsewhere=keys.values[path_at, 10],
     )
     warm_buckets = np.array([fleet[b].buckets >= warmup for b in buckets], dtype=bool)
     return Gathered(
@@ -152,6 +186,7 @@ def gather_from(
         warm_buckets[bucket_at],
         tuple(sources),
         merged.owner,
+        held,
     )
 
 
@@ -260,11 +295,16 @@ def _per_path(rows: list[Any], value: Callable[[str], float]) -> Array:
 @dataclass(frozen=True)
 class KeyStats:
     """Per (kind, key, bucket) of the candidates: `index` → row of `values`, whose columns
-    are host-buckets, hosts, first bucket, last bucket, established, recent hosts, hosts
-    in the bucket itself, tenure, adopting (a), known (k); the last row is all NaN (for a candidate without a path)."""
+    are host-buckets, hosts (counted up to the routine level), first bucket, last bucket, established, recent hosts, hosts in the
+    bucket itself, tenure, adopting (a), known (k), and hosts with open suspects
+    included (column 10); the last row is all NaN (for a candidate without a path).
+    Columns 0–3, 7 and 9 leave out what open suspects keep out of the baseline; the
+    rollout columns (4–6, 8, 10) count every host. `held`: (host, name, path, bucket)
+    → the open suspect that candidate continues."""
 
     index: dict[tuple[str, str, int], int]
     values: Array
+    held: dict[tuple[str, str, str, int], Suspect] = field(default_factory=dict)
 
 
 def _key_stats(
@@ -273,12 +313,14 @@ def _key_stats(
     history: int,
     fleet: dict[int, FleetContext],
     rows: list[Any],
+    suspects: Suspects = NO_SUSPECTS,
 ) -> KeyStats:
-    """Over each bucket's baseline window: host-buckets, hosts (capped at the routine
-    share), first and last bucket seen, how established the key is and, for a young
-    key, the hosts using it within the last day (spread). Sums, minima and maxima over
-    the shards; capped host counts are summed and capped again, which is exact because
-    the shards' hosts are disjoint."""
+    """Over each bucket's baseline window: host-buckets, hosts (capped just past the
+    routine share), first and last bucket seen, how established the key is and, for a
+    young key, the hosts using it within the last day (spread). Sums, minima and maxima
+    over the shards; capped host counts are summed and capped again, which is exact
+    because the shards' hosts are disjoint. Then open suspects' use is taken out
+    (`_Exclusion`)."""
     keys = sorted(
         {("name", r[2], r[0]) for r in rows} | {("path", r[3], r[0]) for r in rows if r[3]}
     )
@@ -290,13 +332,19 @@ def _key_stats(
             totals[row] += total
             firsts[row] = _least(firsts[row], first)
             lasts[row] = _most(lasts[row], last)
+    touching = {
+        row: [s for s in suspects.on_key(kind, key) if s.since < bucket]
+        for row, (kind, key, bucket) in enumerate(keys)
+    }
     counted: list[CappedRange] = []  # (kind, key, low, high, cap) per asked count
     asks: list[tuple[int, int]] = []  # (key row, column) the count goes to
     waves: list[tuple[str, str, int]] = []
     wave_rows: list[int] = []
     for row, (kind, key, bucket) in enumerate(keys):
         if totals[row]:
-            counted.append((kind, key, bucket - history, bucket, routine_cap(fleet[bucket])))
+            # past the routine level by one for each open suspect (taken out below)
+            cap = routine_cap(fleet[bucket]) + len(touching[row])
+            counted.append((kind, key, bucket - history, bucket, cap))
             asks.append((row, 1))
         first = firsts[row]
         if (bucket - first if first is not None else 0) < day:
@@ -305,7 +353,7 @@ def _key_stats(
             asks.append((row, 5))
             waves.append((kind, key, bucket))
             wave_rows.append(row)
-    values = np.full((len(keys) + 1, 10), np.nan)
+    values = np.full((len(keys) + 1, 11), np.nan)
     values[: len(keys), 1] = 0
     values[: len(keys), 5:7] = 1
     counts = _summed(sources, lambda s: s.hosts_in_window(span, counted), len(counted))
@@ -314,19 +362,192 @@ def _key_stats(
     in_bucket = _summed(sources, lambda s: s.hosts_in_bucket(span, waves), len(waves))
     for row, count in zip(wave_rows, in_bucket, strict=True):
         values[row, 6] = count or 1
+    values[: len(keys), 10] = values[: len(keys), 1]
+    raw_firsts = list(firsts)
+    exclusion = _Exclusion(sources, span, history, fleet, keys, touching)
+    held = exclusion.apply(totals, values, firsts, lasts)
+    for row, (_kind, _key, bucket) in enumerate(keys):
+        values[row, 1] = min(values[row, 1], routine_cap(fleet[bucket]))
     for row, (_kind, _key, bucket) in enumerate(keys):
         first, last, context = firsts[row], lasts[row], fleet[bucket]
         age = bucket - first if first is not None else 0
+        raw_first = raw_firsts[row]
+        raw_age = bucket - raw_first if raw_first is not None else 0
         values[row, 0] = totals[row]
         values[row, 2] = np.nan if first is None else first
         values[row, 3] = np.nan if last is None else last
-        values[row, 4] = min(1.0, age / day)
+        values[row, 4] = min(1.0, raw_age / day)
         values[row, 7] = tenure(age, day, bucket, context.first_bucket)
         values[row, 8] = (
-            adopting(age, day, bucket, context.first_bucket) if first is not None else 0
+            adopting(raw_age, day, bucket, context.first_bucket) if raw_first is not None else 0
         )
         values[row, 9] = known(age, day, bucket, context.first_bucket) if first is not None else 0
-    return KeyStats({key: row for row, key in enumerate(keys)}, values)
+    return KeyStats({key: row for row, key in enumerate(keys)}, values, held)
+
+
+class _Exclusion:
+    """Takes open suspects' use out of the key numbers (baseline/detect/suspects.py):
+    each suspect's buckets from its `since` on leave the host-buckets, its host leaves
+    the hosts unless it used the key before, and first / last seen are looked up again
+    without them. A suspect that has settled at a bucket (`settles`) is put back."""
+
+    def __init__(
+        self,
+        sources: Sequence[PresenceSource],
+        span: int,
+        history: int,
+        fleet: dict[int, FleetContext],
+        keys: list[tuple[str, str, int]],
+        touching: dict[int, list[Suspect]],
+    ) -> None:
+        self.sources, self.span, self.history, self.fleet = sources, span, history, fleet
+        self.keys, self.touching = keys, {row: ss for row, ss in touching.items() if ss}
+        pairs = sorted(
+            {(s, keys[row][2]) for row, ss in self.touching.items() for s in ss},
+            key=lambda pair: (pair[1], pair[0].host, pair[0].name, pair[0].path),
+        )
+        self.usage = self._usage(pairs)
+
+    def _usage(self, pairs: list[tuple[Suspect, int]]) -> dict[tuple[Suspect, int], Usage]:
+        """One ask per suspect for all its buckets, merged over the shards."""
+        buckets: dict[Suspect, list[int]] = {}
+        for s, bucket in pairs:
+            buckets.setdefault(s, []).append(bucket)
+        suspects = list(buckets)
+        asks = [[s.host, s.name, s.path, s.since, buckets[s]] for s in suspects]
+        merged = {pair: EMPTY_USAGE for pair in pairs}
+        if asks:
+            for source in self.sources:
+                answers = source.suspect_usage(self.span, self.history, asks)
+                for s, rows in zip(suspects, answers, strict=True):
+                    for bucket, row in zip(buckets[s], rows, strict=True):
+                        merged[s, bucket] = merged[s, bucket].merged(Usage.from_row(row))
+        return merged
+
+    def apply(
+        self, totals: list[int], values: Array, firsts: list[Any], lasts: list[Any]
+    ) -> dict[tuple[str, str, str, int], Suspect]:
+        """Adjust columns 0–3 in place (host-buckets and hosts in `totals` / `values`);
+        return the open suspects each (host, name, path, bucket) continues."""
+        if not self.touching:
+            return {}
+        kept_out = self._kept_out(totals, values)
+        settled = self._settled(totals, values, firsts)
+        held: dict[tuple[str, str, str, int], Suspect] = {}
+        for row, suspects in self.touching.items():
+            bucket = self.keys[row][2]
+            for s in suspects:
+                if (s, bucket) in settled:
+                    self._put_back(row, s, totals, values)
+                else:
+                    held[s.host, s.name, s.path, bucket] = s
+        still = {
+            row: unsettled
+            for row, suspects in kept_out.items()
+            if (unsettled := [s for s in suspects if (s, self.keys[row][2]) not in settled])
+        }
+        for row, (first, last) in self._bounds(still, firsts, lasts).items():
+            firsts[row], lasts[row] = first, last
+        return held
+
+    def _kept_out(self, totals: list[int], values: Array) -> dict[int, list[Suspect]]:
+        """Take every touching suspect out; the rows whose bounds need a new look."""
+        kept_out: dict[int, list[Suspect]] = {}
+        for row, suspects in self.touching.items():
+            kind, _key, bucket = self.keys[row]
+            for s in suspects:
+                use = self.usage[s, bucket]
+                buckets, clean = _own(use, kind)
+                if buckets:
+                    totals[row] -= buckets
+                    if not clean:
+                        values[row, 1] -= 1
+                    kept_out.setdefault(row, []).append(s)
+        return kept_out
+
+    def _put_back(self, row: int, s: Suspect, totals: list[int], values: Array) -> None:
+        kind, _key, bucket = self.keys[row]
+        buckets, clean = _own(self.usage[s, bucket], kind)
+        if buckets:
+            totals[row] += buckets
+            if not clean:
+                values[row, 1] += 1
+
+    def _bounds(
+        self, kept_out: dict[int, list[Suspect]], firsts: list[Any], lasts: list[Any]
+    ) -> dict[int, tuple[Any, Any]]:
+        """First and last bucket of each key without its suspects' kept-out use. A bound
+        stands when another host used the key in that bucket too; only keys whose
+        bound was a suspect's alone (rare ones) are looked up again."""
+        probes: list[tuple[int, int, int]] = []  # (row, bucket, suspects present then)
+        for row, suspects in kept_out.items():
+            kind, _key, bucket = self.keys[row]
+            ends = [self._own_bounds(s, bucket, kind) for s in suspects]
+            raws = (firsts[row], lasts[row]) if kind == "path" else (firsts[row],)
+            for at, raw in enumerate(raws):
+                present = sum(1 for end in ends if end[at] == raw)
+                if present:
+                    probes.append((row, raw, present))
+        asked = [(self.keys[row][0], self.keys[row][1], bucket) for row, bucket, _ in probes]
+        hosts = _summed(self.sources, lambda s: s.hosts_in_bucket(self.span, asked), len(asked))
+        again = sorted({row for (row, _, n), h in zip(probes, hosts, strict=True) if h <= n})
+        asks = []
+        for row in again:
+            kind, key, bucket = self.keys[row]
+            left_out = [[s.host, s.path, s.since] for s in kept_out[row]]
+            asks.append([kind, key, bucket - self.history, bucket, left_out])
+        found: list[tuple[Any, Any]] = [(None, None)] * len(asks)
+        if asks:
+            for source in self.sources:
+                answers = source.clean_bounds(self.span, asks)
+                found = [
+                    (_least(f, a), _most(last, b))
+                    for (f, last), (a, b) in zip(found, answers, strict=True)
+                ]
+        bounds = {row: (firsts[row], lasts[row]) for row in kept_out}
+        for row, (first, last) in zip(again, found, strict=True):
+            # a name's last bucket is never shown, and not looked up again
+            bounds[row] = (first, last if self.keys[row][0] == "path" else lasts[row])
+        return bounds
+
+    def _own_bounds(self, s: Suspect, bucket: int, kind: str) -> tuple[Any, Any]:
+        use = self.usage[s, bucket]
+        if kind == "path":
+            return use.path_first, use.path_last
+        return use.name_first, use.name_last
+
+    def _settled(
+        self, totals: list[int], values: Array, firsts: list[Any]
+    ) -> set[tuple[Suspect, int]]:
+        """(suspect, bucket) pairs that settled without a person (suspects.settles): a
+        package path the fleet adopted after the signal — routine without any suspect's
+        use, and first used in the window after it (before the signal, only someone
+        without an open signal could have used it) — or enough occasions."""
+        index = {key: row for row, key in enumerate(self.keys)}
+        out = set()
+        for (s, bucket), use in self.usage.items():
+            row = index.get(("path", s.path, bucket)) if s.path else None
+            adopted = False
+            if row is not None:
+                context = self.fleet[bucket]
+                rarity = key_rarity(
+                    np.array([float(totals[row])]),
+                    np.array([float(values[row, 1])]),
+                    np.array([float(context.host_buckets)]),
+                    np.array([float(context.hosts)]),
+                )[0]
+                first = firsts[row]
+                adopted = rarity <= 0 and first is not None and first >= s.since
+            if settles(s, use, adopted):
+                out.add((s, bucket))
+        return out
+
+
+def _own(use: Usage, kind: str) -> tuple[int, bool]:
+    """A suspect's kept-out buckets of a key, and whether its host used it before."""
+    if kind == "path":
+        return use.path_buckets, use.path_clean
+    return use.name_buckets, use.name_clean
 
 
 def _summed(
@@ -369,16 +590,18 @@ def routine_cap(context: FleetContext) -> int:
 
 
 def _pair_stats(
-    merged: _Merged, span: int, history: int, rare: npt.NDArray[np.bool_]
+    merged: _Merged, span: int, history: int, rare: npt.NDArray[np.bool_], until: list[int]
 ) -> tuple[Array, Array]:
     """Per candidate, asked of its own shard: this host's buckets with this binary in
-    its window and the host's active buckets (LocalSource.pair_stats)."""
+    its window (before `until`: an open suspect's first signal) and the host's active
+    buckets (LocalSource.pair_stats)."""
     n = len(merged.rows)
     host_path, active = np.ones(n), np.zeros(n)
     for source, at in zip(merged.sources, merged.at, strict=True):
         if len(at):
             rows = [merged.rows[i] for i in at]
-            used, buckets = source.pair_stats(span, history, rows, rare[at].tolist())
+            ends = [until[i] for i in at]
+            used, buckets = source.pair_stats(span, history, rows, rare[at].tolist(), ends)
             host_path[at], active[at] = used, buckets
     return host_path, active
 

@@ -25,6 +25,8 @@ SHARD_OPS = frozenset(
         "hosts_in_window",
         "hosts_in_bucket",
         "pair_stats",
+        "suspect_usage",
+        "clean_bounds",
         "first_remotes",
         "shell_destinations",
         "detail",
@@ -79,8 +81,16 @@ class RemoteSource:
     def hosts_in_bucket(self, span: int, keys: Any) -> Any:
         return self._ask("hosts_in_bucket", span=span, keys=keys)
 
-    def pair_stats(self, span: int, history: int, rows: Any, rare: Any) -> Any:
-        return self._ask("pair_stats", span=span, history=history, rows=rows, rare=rare)
+    def pair_stats(self, span: int, history: int, rows: Any, rare: Any, until: Any = None) -> Any:
+        return self._ask(
+            "pair_stats", span=span, history=history, rows=rows, rare=rare, until=until
+        )
+
+    def suspect_usage(self, span: int, history: int, asks: Any) -> Any:
+        return self._ask("suspect_usage", span=span, history=history, asks=asks)
+
+    def clean_bounds(self, span: int, asks: Any) -> Any:
+        return self._ask("clean_bounds", span=span, asks=asks)
 
     def first_remotes(self, first_ids: Any) -> Any:
         return self._ask("first_remotes", first_ids=first_ids)

@@ -19,12 +19,18 @@ import orjson
 from rarenet.baseline.config import DetectSettings
 from rarenet.baseline.detect.decide import Decisions, NewSignal, Outcome, decide, group_sentence
 from rarenet.baseline.detect.exceptions import active_exceptions
-from rarenet.baseline.detect.explain import explain, rollout_reason
+from rarenet.baseline.detect.explain import (
+    explain,
+    returning_json,
+    returning_sentence,
+    rollout_reason,
+)
 from rarenet.baseline.detect.features import Gathered, gather_from, rollout_hosts, window_buckets
 from rarenet.baseline.detect.lineage import name_the_shell
 from rarenet.baseline.detect.scoring import Scores, score
 from rarenet.baseline.detect.signal import RULE_ID, document
 from rarenet.baseline.detect.source import LocalSource, PresenceSource
+from rarenet.baseline.detect.suspects import open_suspects
 from rarenet.baseline.store import Store
 
 
@@ -106,7 +112,9 @@ def detect_over(
     buckets = window_buckets(at, span, int(settings.lookback))
     if since is not None and since < buckets[0]:
         buckets = list(range(since // span * span, buckets[-1] + span, span))
-    gathered = gather_from(sources, span, history, buckets, settings.warmup_buckets)
+    exceptions = active_exceptions(store, at)
+    suspects = open_suspects(store.conn, exceptions)
+    gathered = gather_from(sources, span, history, buckets, settings.warmup_buckets, suspects)
     scores = score(gathered.features)
     result = RunResult(
         data_time=at,
@@ -124,14 +132,7 @@ def detect_over(
     if warm.any():
         counts, _ = np.histogram(scores.score[warm], bins=10, range=(0, 100))
         result.histogram = [int(n) for n in counts]
-    decisions = decide(
-        store.conn,
-        settings,
-        gathered,
-        scores,
-        active_exceptions(store, at),
-        gathered.detail,
-    )
+    decisions = decide(store.conn, settings, gathered, scores, exceptions, gathered.detail)
     kept = [
         (new.sid, new.bucket, _document(store, new, gathered, scores, settings, span))
         for new in decisions.new
@@ -165,6 +166,9 @@ def _document(
         reason = rollout_reason(cand.path, explanation)
     if new.detail is not None:
         reason = name_the_shell(reason, explanation, cand.name, new.detail.chain)
+    if new.returning is not None:
+        explanation["returning"] = returning_json(new.returning, cand.bucket)
+        reason = f"{returning_sentence(new.returning, cand.bucket)}; {reason}"
     together = group_sentence(new.others)
     if together:
         reason = f"{reason}; {together}"
@@ -223,8 +227,8 @@ def _commit(
         for sid, bucket, doc in kept:
             conn.execute(
                 "INSERT INTO signals (id, rule, host, name, path, bucket, run_id, created_at, "
-                "score, initial_score, document, suppressed_count, group_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "score, initial_score, document, suppressed_count, group_id, kind) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     sid,
                     RULE_ID,
@@ -239,6 +243,7 @@ def _commit(
                     orjson.dumps(doc).decode(),
                     decisions.bumps.pop(sid, 0),
                     doc["group"],
+                    doc["kind"],
                 ),
             )
         for sid, count in decisions.bumps.items():

@@ -76,6 +76,9 @@ class Features:
     suspicion: Array  # s in [0, 1]
     fresh_destination: Array  # d, 1.0 or 0.0
     adopting: Array  # a, 1.0 or 0.0
+    # hosts that used the path in the window, open suspects included (an upgrade is
+    # "already on another host" even when that host's signal is still open); None: h
+    path_elsewhere: Array | None = None
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,8 @@ def upgrade_share(features: Features, rarity_name: Array) -> Array:
     """1 for a known program (routine name) at a package-managed path in its first week
     that another host already used: an upgrade reaching hosts one by one (JDK 17 → 21
     on CI runners), counted on its first host's signal (docs/scoring.md "Rollouts")."""
-    seen = np.nan_to_num(features.path_hosts) >= 1
+    elsewhere = features.path_hosts if features.path_elsewhere is None else features.path_elsewhere
+    seen = np.nan_to_num(elsewhere) >= 1
     routine_name = rarity_name <= 0
     adopting = np.clip(features.adopting, 0, 1) * np.clip(features.package_managed, 0, 1)
     return np.asarray(adopting * (routine_name & seen))

@@ -15,6 +15,7 @@ so a remote shard answers exactly what a local one would.
 
 from __future__ import annotations
 
+from dataclasses import astuple
 from typing import Any, Protocol
 
 import orjson
@@ -27,9 +28,11 @@ from rarenet.baseline.detect.presence import (
     refresh_presence,
     used_where,
 )
+from rarenet.baseline.detect.suspects import EMPTY_USAGE, usage_in
 from rarenet.baseline.errors import RarenetError
 from rarenet.baseline.store import Store
 
+EMPTY_USAGE_ROW = astuple(EMPTY_USAGE)
 HOST_PATH_CAP = 12  # familiarity 1 - exp(-12/4) = 0.95: more buckets change little
 
 # (bucket, host, name, path, first_id): a host using a binary in a bucket
@@ -73,9 +76,29 @@ class PresenceSource(Protocol):
         ...
 
     def pair_stats(
-        self, span: int, history: int, rows: list[CandidateRow], rare: list[bool]
+        self,
+        span: int,
+        history: int,
+        rows: list[CandidateRow],
+        rare: list[bool],
+        until: list[int] | None = None,
     ) -> tuple[list[float], list[float]]:
-        """Per own candidate: the host's buckets with the binary, and its active buckets."""
+        """Per own candidate: the host's buckets with the binary (before `until[i]`, its
+        suspect's first signal, when given), and its active buckets."""
+        ...
+
+    def suspect_usage(
+        self, span: int, history: int, asks: list[list[Any]]
+    ) -> list[list[list[Any]]]:
+        """Per (host, name, path, since, [bucket, …]): per bucket, the suspect's use of
+        its binary in that bucket's baseline window (baseline/detect/suspects.py
+        `Usage`); zeros for hosts not on this shard."""
+        ...
+
+    def clean_bounds(self, span: int, asks: list[list[Any]]) -> list[tuple[Any, Any]]:
+        """Per (kind, key, low, high, [[host, path, since], …]): the first and (for a
+        path) last bucket in [low, high) with the key, leaving out each listed host's use
+        of that path from `since` on (open suspects); None where nothing is left."""
         ...
 
     def first_remotes(self, first_ids: list[int]) -> list[tuple[bool, str | None]]:
@@ -164,22 +187,29 @@ class LocalSource:
         return out
 
     def pair_stats(
-        self, span: int, history: int, rows: list[CandidateRow], rare: list[bool]
+        self,
+        span: int,
+        history: int,
+        rows: list[CandidateRow],
+        rare: list[bool],
+        until: list[int] | None = None,
     ) -> tuple[list[float], list[float]]:
         """This host's buckets with this binary in its window (by path, or by name when
-        the path is unknown; counted up to 12 for rare keys, up to 1 for routine ones)
-        and the host's active buckets (two seeks on `host_bucket.seq` per host and
-        bucket). A routine binary the host already used in an earlier bucket of this
-        window needs no seek. `rows` come in bucket order."""
+        the path is unknown; counted up to 12 for rare keys, up to 1 for routine ones),
+        ending at `until[i]` (an open suspect's first signal) when that comes first, and
+        the host's active buckets (two seeks on `host_bucket.seq` per host and bucket).
+        A routine binary the host already used in an earlier bucket of this window needs
+        no seek. `rows` come in bucket order."""
         conn = self.store.conn
         host_path = [1.0] * len(rows)
         earliest: dict[tuple[str, str, str], int] = {}
         probes = []
         for i, (bucket, host, name, path, _) in enumerate(rows):
             first = earliest.setdefault((host, name, path), bucket)
-            if rare[i] or not (bucket - history <= first < bucket):
-                probes.append((i, bucket, host, name, path, int(rare[i])))
-        window = "p.bucket >= c.bucket - :history AND p.bucket < c.bucket"
+            end = bucket if until is None else min(bucket, int(until[i]))
+            if rare[i] or end < bucket or not (bucket - history <= first < bucket):
+                probes.append((i, bucket, host, name, path, int(rare[i]), end))
+        window = "p.bucket >= c.bucket - :history AND p.bucket < c.until"
         used = {}
         for column in ("path", "name"):
             source = USED_SOURCE[column]
@@ -193,8 +223,8 @@ class LocalSource:
         params: dict[str, object] = {"span": span, "history": history, "probes": _json(probes)}
         for i, count in conn.execute(
             "WITH c AS (SELECT value ->> 0 AS id, value ->> 1 AS bucket, value ->> 2 AS host, "
-            "value ->> 3 AS name, value ->> 4 AS path, value ->> 5 AS rare "
-            "FROM json_each(:probes)) "
+            "value ->> 3 AS name, value ->> 4 AS path, value ->> 5 AS rare, "
+            "value ->> 6 AS until FROM json_each(:probes)) "
             f"SELECT c.id, CASE WHEN c.path != '' THEN {used['path']} ELSE {used['name']} END "
             "FROM c",
             params,
@@ -212,6 +242,65 @@ class LocalSource:
             )
         }
         return host_path, [float(activity[r[1], r[0]]) for r in rows]
+
+    def suspect_usage(
+        self, span: int, history: int, asks: list[list[Any]]
+    ) -> list[list[list[Any]]]:
+        conn = self.store.conn
+        here = {
+            host
+            for (host,) in conn.execute(
+                "SELECT DISTINCT value FROM json_each(?) WHERE EXISTS (SELECT 1 FROM "
+                "host_bucket WHERE span = ? AND host = value)",
+                (_json(sorted({ask[0] for ask in asks})), span),
+            )
+        }
+        return [
+            usage_in(conn, span, history, ask)
+            if ask[0] in here
+            else [list(EMPTY_USAGE_ROW)] * len(ask[4])
+            for ask in asks
+        ]
+
+    def clean_bounds(self, span: int, asks: list[list[Any]]) -> list[tuple[Any, Any]]:
+        """Host by host from `key_host`, one ordered index seek each (a left-out host's
+        use of its path from `since` on skipped); the last bucket for a path only (a
+        name's is never shown). Asked only for keys whose bound was a suspect's alone,
+        which are rare ones."""
+        conn = self.store.conn
+        out: list[tuple[Any, Any]] = []
+        for kind, key, low, high, left_out in asks:
+            since_of = {host: (path, since) for host, path, since in left_out}
+            firsts: list[int] = []
+            lasts: list[int] = []
+            for (host,) in conn.execute(
+                "SELECT host FROM key_host WHERE span = ? AND kind = ? AND key = ? "
+                "AND last_bucket >= ? AND first_bucket < ?",
+                (span, kind, key, low, high),
+            ):
+                path, since = since_of.get(host, ("", high))
+                params = {
+                    "span": span,
+                    "host": host,
+                    "key": key,
+                    "low": low,
+                    "high": high,
+                    "path": path,
+                    "since": since,  # `high` for a host not left out: nothing skipped
+                }
+                # the last bucket is shown for a path only (explain's "last seen")
+                for order in ("", " DESC") if kind == "path" else ("",):
+                    row = conn.execute(
+                        f"SELECT p.bucket FROM {USED_SOURCE[kind]} "
+                        f"WHERE {used_where(kind, ':host', ':key')} AND p.bucket >= :low "
+                        "AND p.bucket < :high AND NOT (p.path = :path AND p.bucket >= :since) "
+                        f"ORDER BY p.bucket{order} LIMIT 1",
+                        params,
+                    ).fetchone()
+                    if row is not None:
+                        (lasts if order else firsts).append(int(row[0]))
+            out.append((min(firsts, default=None), max(lasts, default=None)))
+        return out
 
     def first_remotes(self, first_ids: list[int]) -> list[tuple[bool, str | None]]:
         found = dict(

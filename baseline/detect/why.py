@@ -14,12 +14,13 @@ from typing import Any
 from rarenet.baseline.config import DetectSettings
 from rarenet.baseline.detect.decide import Outcome, Verdict, decide, executable, group_sentence
 from rarenet.baseline.detect.exceptions import active_exceptions
-from rarenet.baseline.detect.explain import explain
+from rarenet.baseline.detect.explain import explain, returning_json, returning_sentence
 from rarenet.baseline.detect.features import gather, window_buckets
 from rarenet.baseline.detect.lineage import name_the_shell
 from rarenet.baseline.detect.presence import refresh_presence
 from rarenet.baseline.detect.scoring import score
 from rarenet.baseline.detect.signal import RULE_ID
+from rarenet.baseline.detect.suspects import open_suspects
 from rarenet.baseline.store import Store
 from rarenet.baseline.units import format_time
 
@@ -100,7 +101,11 @@ def why(
     if refresh:
         refresh_presence(store, span)
     buckets = window_buckets(at, span, int(settings.lookback))
-    gathered = gather(store, span, int(settings.history), buckets, settings.warmup_buckets)
+    exceptions = active_exceptions(store, at)
+    suspects = open_suspects(store.conn, exceptions)
+    gathered = gather(
+        store, span, int(settings.history), buckets, settings.warmup_buckets, suspects
+    )
     scores = score(gathered.features)
     mine = {
         i
@@ -108,13 +113,7 @@ def why(
         if cand.host == host and exe in (cand.path, cand.name)
     }
     decisions = decide(
-        store.conn,
-        settings,
-        gathered,
-        scores,
-        active_exceptions(store, at),
-        gathered.detail,
-        only=mine,
+        store.conn, settings, gathered, scores, exceptions, gathered.detail, only=mine
     )
     latest = gathered.fleet[buckets[-1]]
     learning = None
@@ -127,6 +126,10 @@ def why(
         detail = gathered.detail(i)
         if detail is not None:
             reason = name_the_shell(reason, explanation, gathered.candidates[i].name, detail.chain)
+        suspect = verdict.returning or gathered.suspect(i)
+        if suspect is not None:
+            explanation["returning"] = returning_json(suspect, gathered.candidates[i].bucket)
+            reason = f"{returning_sentence(suspect, gathered.candidates[i].bucket)}; {reason}"
         findings.append(
             _finding(store, settings, verdict, gathered.candidates[i], explanation, reason)
         )
@@ -191,7 +194,11 @@ def _sentence(
         why_ = f" ({exception['reason']})" if exception["reason"] else ""
         return f"excepted by exception #{exception['id']}: {exception['rule']}{why_}"
     if outcome is Outcome.SUPPRESSED:
-        return f"suppressed: counted on signal {verdict.signal} ({_when(store, verdict.signal)})"
+        going_on = " (still in use since it)" if verdict.returning is not None else ""
+        return (
+            f"suppressed: counted on signal {verdict.signal} ({_when(store, verdict.signal)})"
+            f"{going_on}"
+        )
     if outcome is Outcome.ROLLOUT:
         return (
             f"one host of a rollout of {exe}: counted on the rollout's signal "

@@ -260,6 +260,20 @@ def place(tech: Technique, host: Host, start: int) -> AttackPlan:
     return _place(tech, host, start)
 
 
+def replace_plan(first: AttackPlan, tech: Technique, start: int) -> AttackPlan:
+    """`tech` from `start` on the host (and with the foothold) of an earlier plan."""
+    last = first.label.end - first.start + start
+    label = replace(
+        first.label,
+        start=start,
+        end=last,
+        technique=tech.id,
+        description=tech.description,
+        family=tech.family,
+    )
+    return replace(first, technique=tech, start=start, label=label)
+
+
 def plan_attacks(fleet: Fleet, seed: int) -> list[AttackPlan]:
     """Place every technique once, deterministically from the seed; sorted by start."""
     rng = random.Random(f"rarenet-simulate:{seed}:attacks")

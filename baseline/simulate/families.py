@@ -7,7 +7,11 @@ Labelled (malicious, labels' "family"):
 * repeat: an attack tool of the classic set used again on another host 1 to 3 days
   later (a second intrusion, or the same operator moving on);
 * child-shell: `bash -c 'exec 3<>/dev/tcp/…; sleep 600'` from a web or database
-  foothold: the socket is reported for the child `sleep`, whose parent is bash.
+  foothold: the socket is reported for the child `sleep`, whose parent is bash;
+* returning: an attacker back on the same host with the same tool 1 to 7 days after a
+  first visit (persistence, a second session, a beacon that wakes up again): a
+  hidden-directory dropper or masquerade, a system binary (nc, socat, perl, gawk,
+  openssl, telnet) and the bash web shell where the run allows each.
 
 Benign (no labels; docs/quality.md counts their signals):
 
@@ -23,9 +27,16 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from rarenet.baseline.simulate.attacks import FOOTHOLD, AttackPlan, Technique, attack_window, place
+from rarenet.baseline.simulate.attacks import (
+    FOOTHOLD,
+    AttackPlan,
+    Technique,
+    attack_window,
+    place,
+    replace_plan,
+)
 from rarenet.baseline.simulate.catalogue import (
     PROGRAMS,
     ROLLOUT_PACKAGES,
@@ -45,6 +56,22 @@ _IMPLANTS = (
     ("kswapd0", "/tmp/.ICE-unix/.k/kswapd0", "203.0.113.31", 53),
 )
 _SPREAD_FLAVORS = ("web", "db", "ci", "cache", "k8s", "bastion", "queue", "mail", "dev")
+# Returns, one of each kind where the run allows: a dropper or masquerade in a volatile
+# or hidden place, a system binary that never talks here, and the bash web shell.
+_RETURNING = (
+    ("tmp-beacon", "masquerade-shm-sshd", "masquerade-path-curl", "masquerade-shm-kworker"),
+    (
+        "reverse-shell-nc",
+        "reverse-shell-socat",
+        "reverse-shell-perl",
+        "reverse-shell-awk",
+        "reverse-shell-openssl",
+        "telnet-c2",
+    ),
+    ("reverse-shell-bash",),
+)
+RETURN_QUIET = DAY  # a return comes at least a quiet day after the first visit ends …
+RETURN_LATEST = 7 * DAY  # … and at most a week after it
 _REPEATABLE = (
     "reverse-shell-nc",
     "reverse-shell-socat",
@@ -77,6 +104,7 @@ def plan_scenarios(fleet: Fleet, seed: int, classic: Sequence[AttackPlan]) -> Sc
         start = int(rng.uniform(earliest, max(earliest, latest - 5 * 3 * HOUR)))
         out.plans += _spread(number, implant, founders, used, start, latest, rng)
     out.plans += _repeats(classic, founders, used, latest, rng)
+    out.plans += _returns(classic, latest, rng)
     for number in range(2):
         start = int(rng.uniform(earliest, latest))
         plan = _child_shell(number, founders, used, start, rng)
@@ -165,6 +193,28 @@ def _repeats(
             continue
         start = int(rng.uniform(first.start + DAY, min(first.start + 3 * DAY, latest)))
         plans.append(place(again, host, start))
+    return plans
+
+
+def _returns(classic: Sequence[AttackPlan], latest: int, rng: random.Random) -> list[AttackPlan]:
+    """The same technique back on the same host, after a quiet day or more."""
+    plans = []
+    for kinds in _RETURNING:
+        firsts = [
+            p for p in classic if p.technique.id in kinds and p.label.end + RETURN_QUIET < latest
+        ]
+        if not firsts:
+            continue
+        first = rng.choice(firsts)
+        tech = replace(
+            first.technique,
+            id=f"{first.technique.id}-returning",
+            description=f"{first.technique.description}, back on the same host days later",
+            family="returning",
+        )
+        low = first.label.end + RETURN_QUIET + 900
+        start = int(rng.uniform(low, max(low, min(first.label.end + RETURN_LATEST, latest))))
+        plans.append(replace_plan(first, tech, start))
     return plans
 
 

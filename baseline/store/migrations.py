@@ -373,6 +373,18 @@ def _access(db: Database) -> None:
     db.execute("ALTER TABLE signal_acks ADD COLUMN acknowledged_by TEXT")
 
 
+def _suspects(db: Database) -> None:
+    """A verdict on acknowledgements (benign releases the binary on its host, attack or
+    none keeps it a suspect) and each signal's kind as a column, so the rule finds the
+    open host signals without reading documents (docs/scoring.md "Returning attackers")."""
+    db.execute("ALTER TABLE signal_acks ADD COLUMN verdict TEXT")
+    db.execute("ALTER TABLE signals ADD COLUMN kind TEXT NOT NULL DEFAULT 'host'")
+    db.execute(
+        "UPDATE signals SET kind = 'rollout' WHERE json_extract(document, '$.kind') = 'rollout'"
+    )
+    db.execute("CREATE INDEX signals_host_binary ON signals (host, path, name, bucket)")
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_initial", _initial),
     ("0002_detection", _detection),
@@ -384,6 +396,7 @@ MIGRATIONS: list[Migration] = [
     ("0009_signal_acks", _signal_acks),
     ("0010_shell_destinations", _shell_destinations),
     ("0011_access", _access),
+    ("0012_suspects", _suspects),
 ]
 
 

@@ -1,0 +1,213 @@
+"""An attack never becomes habit: a binary that raised a signal stays a suspect on its
+host (baseline/detect/suspects.py) — a return after a quiet day is signalled again in the
+first visit's group, use that goes on is counted on the open signal, and closing the
+signal as benign (or an exception) makes the binary routine there again."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from osquery_lines import T0, event, line, socket_row
+
+from rarenet.baseline.config import DetectSettings, load_config
+from rarenet.baseline.console import views
+from rarenet.baseline.detect.exceptions import Exception_, add_exception
+from rarenet.baseline.detect.rule import RunResult, detect_once
+from rarenet.baseline.detect.why import why
+from rarenet.baseline.ingest.pipeline import Ingester
+from rarenet.baseline.store import Store
+
+SPAN, HOUR, DAY = 900, 3600, 86400
+START = (T0 // DAY) * DAY
+DAYS = 8
+WEB = [f"web-{i:02d}" for i in range(8)]
+DB = [f"db-{i:02d}" for i in range(3)]
+DEV = ["dev-alice"]
+HOSTS = WEB + DB + DEV
+FIRST = START + 4 * DAY + 10 * HOUR  # the first visit
+NC = "/usr/bin/nc.openbsd"
+
+
+def _row(host: str, t: int, name: str, path: str, remote: str, port: int) -> bytes:
+    return line(
+        event(
+            socket_row(
+                pid=random.Random(f"{host}{name}").randrange(1000, 30000),
+                name=name,
+                path=path,
+                remote_address=remote,
+                remote_port=port,
+                username="www-data",
+            ),
+            host=host,
+            unix=t,
+        )
+    )
+
+
+def routine() -> list[bytes]:
+    """8 days of a small fleet: nginx on web servers and bash health checks on database
+    servers every bucket, code on the workstation in office hours, curl hourly."""
+    rnd = random.Random(28)
+    out = []
+    for bucket in range(START, START + DAYS * DAY, SPAN):
+        for i, host in enumerate(HOSTS):
+            t = bucket + rnd.randrange(SPAN - 5)
+            if host in WEB:
+                out.append(_row(host, t, "nginx", "/usr/sbin/nginx", "198.51.100.4", 443))
+            elif host in DB:
+                out.append(_row(host, t, "bash", "/usr/bin/bash", "10.0.0.9", 5432))
+            elif 9 <= (bucket % DAY) // HOUR < 17:
+                out.append(_row(host, t, "code", "/usr/share/code/code", "203.0.113.80", 443))
+            if (bucket // SPAN) % 4 == i % 4:
+                out.append(_row(host, t + 1, "curl", "/usr/bin/curl", "203.0.113.81", 443))
+    return out
+
+
+@pytest.fixture(scope="module")
+def base_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("returning")
+    log = directory / "fleet.log"
+    log.write_bytes(b"".join(routine()))
+    db = directory / "fleet.db"
+    with Store(db) as store:
+        assert Ingester(store, load_config(None, env={})).ingest([str(log)]).rejected == 0
+    return db
+
+
+@pytest.fixture
+def store(base_db: Path, tmp_path: Path) -> Iterator[Store]:
+    db = tmp_path / "fleet.db"
+    shutil.copy(base_db, db)
+    with Store(db) as opened:
+        yield opened
+
+
+@pytest.fixture
+def settings() -> DetectSettings:
+    return load_config(None, env={}).detect
+
+
+def use(store: Store, host: str, path: str, at: int, remote: str = "198.51.100.23") -> None:
+    """The binary at `path` on `host` connects out at data time `at`."""
+    name = path.rsplit("/", 1)[-1]
+    log = Path(store.path).parent / f"use-{host}-{at}.log"
+    log.write_bytes(_row(host, at, name, path, remote, 4444))
+    assert Ingester(store, load_config(None, env={})).ingest([str(log)]).rejected == 0
+
+
+def run(store: Store, settings: DetectSettings, at: int) -> RunResult:
+    """The run whose look-back first holds data time `at`."""
+    return detect_once(store, settings, at - at % SPAN + 2 * SPAN)
+
+
+def docs_for(result: RunResult, path: str) -> list[dict[str, Any]]:
+    return [d for d in result.documents if d["process"]["executable"] == path]
+
+
+def test_a_return_after_a_quiet_day_is_signalled_again_in_the_first_visits_group(
+    store: Store, settings: DetectSettings
+) -> None:
+    use(store, "web-03", NC, FIRST)
+    (first,) = docs_for(run(store, settings, FIRST), NC)
+    back = FIRST + DAY + 4 * HOUR  # past suppress_for, after a quiet day
+    use(store, "web-03", NC, back)
+    (again,) = docs_for(run(store, settings, back), NC)
+    assert again["id"] != first["id"] and again["score"] >= 80, again["reason"]
+    assert again["group"] == first["group"] == first["id"]
+    returning = again["explanation"]["returning"]
+    assert returning["signal"] == first["id"] and returning["open_signals"] == 1
+    assert again["reason"].startswith(
+        f"returning: this binary raised signal {first['id'][:12]} on this host 28.0h ago "
+        "(still open)"
+    ), again["reason"]
+    # the rarity the first visit would have taken away is kept: never seen in the fleet
+    assert again["explanation"]["path"]["host_buckets"] == 0
+    assert again["explanation"]["host"]["buckets_with_binary"] == 0
+    answer = why(store, settings, "web-03", NC, back - back % SPAN + 2 * SPAN)
+    (finding,) = [f for f in answer.findings if f.signal == again["id"]]
+    assert finding.group == first["id"] and "returning: this binary" in finding.reason
+
+
+def test_use_that_goes_on_is_counted_on_the_open_signal_not_signalled_daily(
+    store: Store, settings: DetectSettings
+) -> None:
+    hourly = range(FIRST, FIRST + 2 * DAY, HOUR)
+    for at in hourly:
+        use(store, "web-03", NC, at)
+    runs = [run(store, settings, at) for at in range(FIRST, FIRST + 2 * DAY, SPAN)]
+    signals = [d for result in runs for d in docs_for(result, NC)]
+    assert len(signals) == 1, [d["bucket"]["start"] for d in signals]
+    count = store.conn.execute(
+        "SELECT suppressed_count FROM signals WHERE id = ?", (signals[0]["id"],)
+    ).fetchone()[0]
+    assert count >= len(hourly) - 1
+    answer = why(store, settings, "web-03", NC, FIRST + DAY + 2 * HOUR + 2 * SPAN)
+    assert any("still in use since it" in f.sentence for f in answer.findings), [
+        f.sentence for f in answer.findings
+    ]
+
+
+@pytest.mark.parametrize("verdict", ["benign", "attack", None])
+def test_closing_as_benign_makes_the_binary_routine_again(
+    store: Store, settings: DetectSettings, verdict: str | None
+) -> None:
+    use(store, "web-03", NC, FIRST)
+    (first,) = docs_for(run(store, settings, FIRST), NC)
+    assert views.acknowledge(store, first["id"], 1.0, verdict=verdict)
+    back = FIRST + DAY + 4 * HOUR
+    use(store, "web-03", NC, back)
+    again = docs_for(run(store, settings, back), NC)
+    if verdict == "benign":
+        assert again == []
+        (finding,) = why(store, settings, "web-03", NC, back - back % SPAN + 2 * SPAN).findings
+        assert finding.score < settings.threshold and "returning" not in finding.explanation
+    else:  # an attack, or acknowledged without a verdict: still a suspect
+        assert [d["explanation"]["returning"]["signal"] for d in again] == [first["id"]]
+
+
+def test_an_exception_covering_the_signal_makes_the_binary_routine_again(
+    store: Store, settings: DetectSettings
+) -> None:
+    """The exception covers the first visit's destination only; the return goes elsewhere,
+    so it is not excepted itself: it is quiet because the binary is routine again."""
+    use(store, "web-03", NC, FIRST)
+    assert len(docs_for(run(store, settings, FIRST), NC)) == 1
+    entry = Exception_(0, path_glob=NC, host="web-03", cidr="198.51.100.23/32", reason="lab")
+    add_exception(store, entry, now=FIRST + HOUR)
+    back = FIRST + DAY + 4 * HOUR
+    use(store, "web-03", NC, back, remote="192.0.2.77")
+    result = run(store, settings, back)
+    assert docs_for(result, NC) == [] and result.excepted == 0
+    (finding,) = why(store, settings, "web-03", NC, back - back % SPAN + 2 * SPAN).findings
+    assert finding.score < settings.threshold, finding.reason
+
+
+@pytest.mark.parametrize(
+    ("path", "occasions", "signalled"),
+    [
+        ("/home/alice/bin/tool", 2, False),  # a person's tool used again: theirs now
+        ("/home/alice/bin/tool", 1, True),
+        (NC, 2, True),  # a system binary needs a third occasion
+        (NC, 3, False),
+        ("/tmp/.x/beacon", 4, True),  # a dropper's place: never without a person
+    ],
+)
+def test_a_suspect_settles_by_occasions_where_people_install_tools_never_in_tmp(
+    store: Store, settings: DetectSettings, path: str, occasions: int, signalled: bool
+) -> None:
+    host = "dev-alice"
+    times = [FIRST + k * 13 * HOUR for k in range(occasions)]  # 13 h apart: occasions
+    for at in times:
+        use(store, host, path, at)
+    for at in range(FIRST, times[-1] + HOUR, SPAN):
+        run(store, settings, at)
+    back = times[-1] + DAY + 4 * HOUR  # after a quiet day
+    use(store, host, path, back)
+    again = docs_for(run(store, settings, back), path)
+    assert bool(again) is signalled, [d["reason"] for d in again]
