@@ -106,3 +106,41 @@ def test_a_childs_socket_is_signalled_naming_bash_and_grouped_across_hosts(
         assert finding.group == leader["id"]
         assert [m["host"] for m in finding.others] == ["web-03"]
         assert "held by a child of the shell bash" in finding.reason
+
+
+def test_a_process_that_reconnects_after_its_signal_is_signalled_again_and_grouped(
+    fleet_db: Path,  # noqa: F811
+    tmp_path: Path,
+    veth_ns: VethNamespace,
+    listener: Child,
+) -> None:
+    """A real process connects out and is signalled; it goes away; a day and more later
+    (past suppress_for, after a quiet spell) the same binary on the same host connects
+    again: a new signal, saying it is returning, in the first one's group."""
+    db = tmp_path / "live.db"
+    shutil.copy(fleet_db, db)
+    config = load_config(None, env={})
+    spec = {"sockets": [{"op": "connect", "host": veth_ns.ns_v4, "port": PORT}]}
+    first_at = ATTACK_AT + 60
+    back_at = first_at + int(config.detect.suppress_for) + 2 * 3600
+    found = []
+    with Store(db) as store:
+        for at in (first_at, back_at):
+            with children() as kids:
+                kids.append(Child(holder_argv(spec)))
+                pid = kids[0].line()["pid"]
+                Collector(store, Normaliser(), host="web-03").collect_once(now=at)
+            (path,) = {
+                row[0]
+                for row in store.conn.execute(
+                    "SELECT path FROM observations WHERE pid = ? AND remote_port = ?", (pid, PORT)
+                )
+            }
+            result = detect_once(store, config.detect, at - at % SPAN + 2 * SPAN)
+            found.append([d for d in result.documents if d["process"]["executable"] == path])
+    (first,), (again,) = found
+    assert again["host"]["name"] == first["host"]["name"] == "web-03"
+    assert again["id"] != first["id"] and again["group"] == first["id"]
+    assert again["explanation"]["returning"]["signal"] == first["id"]
+    assert again["reason"].startswith(f"returning: this binary raised signal {first['id'][:12]}")
+    assert again["score"] >= first["score"] >= config.detect.threshold

@@ -31,7 +31,9 @@ def caught(fleets: list[FleetQuality], family: str) -> tuple[int, int]:
     return sum(c for c, _ in pairs), sum(n for _, n in pairs)
 
 
-@pytest.mark.parametrize("family", ["spread", "repeat", "never-seen", "masquerade", "child-shell"])
+@pytest.mark.parametrize(
+    "family", ["spread", "repeat", "never-seen", "masquerade", "child-shell", "returning"]
+)
 def test_every_host_and_every_use_is_signalled(fleets: list[FleetQuality], family: str) -> None:
     got, labelled = caught(fleets, family)
     assert labelled >= len(SEEDS), f"{family}: too few labels to judge ({labelled})"
@@ -51,6 +53,25 @@ def test_spread_reaches_several_hosts_and_each_is_its_own_signal_in_one_group(
             assert all(d["kind"] == "host" for d in docs)
             later = [d for d in docs if d["group"] != d["id"]]
             assert later and all("also on" in d["reason"] for d in later)
+
+
+def test_a_return_is_its_own_signal_in_the_first_visits_group(
+    fleets: list[FleetQuality],
+) -> None:
+    """The same tool back on the same host days later: a new signal that names the first
+    visit's signal, in its group (docs/scoring.md "Returning attackers")."""
+    for fleet in fleets:
+        for back in (lb for lb in fleet.labels if lb.family == "returning"):
+            mine = sorted(
+                (d for d in fleet.documents
+                 if d["host"]["name"] == back.host and d["process"]["executable"] == back.path),
+                key=lambda d: d["bucket"]["start"],
+            )  # fmt: skip
+            first, later = mine[0], [d for d in mine if "returning" in d["explanation"]]
+            assert later, [d["reason"] for d in mine]
+            for doc in later:
+                assert doc["group"] == first["group"]
+                assert doc["reason"].startswith("returning: this binary raised signal")
 
 
 def test_host_novelty_every_bash_web_shell(fleets: list[FleetQuality]) -> None:
