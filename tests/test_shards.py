@@ -25,6 +25,7 @@ from rarenet.baseline.detect.remote import RemoteSource
 from rarenet.baseline.detect.rule import detect_once
 from rarenet.baseline.detect.shards import ShardUnavailable, detect_sharded
 from rarenet.baseline.detect.source import LocalSource
+from rarenet.baseline.detect.suspects import open_suspects
 from rarenet.baseline.ingest.model import OBSERVATION_COLUMNS
 from rarenet.baseline.ingest.pipeline import Ingester
 from rarenet.baseline.simulate import SimulationSpec, simulate_to_path
@@ -186,6 +187,7 @@ def test_shards_over_http_give_the_single_node_signals(
             detect_once(single, settings, at)
         expected = signals(single)
     assert len(expected) >= 5
+    dbs: list[Path] = []
     with ExitStack() as stack:
         remotes = []
         for k in range(2):
@@ -196,6 +198,7 @@ def test_shards_over_http_give_the_single_node_signals(
                 copy(store, source, first, last + 1, k, 2)
             stack.enter_context(server)
             remotes.append(RemoteSource(server.url, SHARD_TOKEN, f"shard-{k}"))
+            dbs.append(server.db)
         for wrong in ("wrong-token", TOKEN):  # the ingest token opens no shard
             refused = RemoteSource(remotes[0].url.removesuffix("/v1/shard"), wrong, "x")
             with pytest.raises(ShardUnavailable, match="HTTP 401"):
@@ -204,6 +207,23 @@ def test_shards_over_http_give_the_single_node_signals(
         for at in runs(first, last, int(settings.interval)):
             detect_sharded(coordinator, list(remotes), settings, at)
         got = signals(coordinator)
+        # the suspects' questions answered over HTTP as a local shard would
+        suspects = list(open_suspects(coordinator.conn, []).by_pair.values())
+        assert suspects
+        span, history, end = 900, int(settings.history), last // 900 * 900
+        usage = [[s.host, s.name, s.path, s.since, [end - span, end]] for s in suspects]
+        bounds = [["path", s.path, first, end, [[s.host, s.path, s.since]]] for s in suspects]
+        kept_out = 0
+        for remote, db in zip(remotes, dbs, strict=True):
+            with Store(db) as shard:
+                here = LocalSource(shard)
+                answer = remote.suspect_usage(span, history, usage)
+                assert answer == here.suspect_usage(span, history, usage)
+                kept_out += sum(row[0] for rows in answer for row in rows)
+                assert [list(b) for b in remote.clean_bounds(span, bounds)] == [
+                    list(b) for b in here.clean_bounds(span, bounds)
+                ]
+        assert kept_out >= len(suspects)  # each suspect's own buckets, on its shard
     assert got == expected
 
 
