@@ -31,6 +31,9 @@ DEV = ["dev-alice"]
 HOSTS = WEB + DB + DEV
 FIRST = START + 4 * DAY + 10 * HOUR  # the first visit
 NC = "/usr/bin/nc.openbsd"
+RUNNERS = DB[:2]  # the only hosts that run java: too few for its name to be routine
+JAVA17 = "/usr/lib/jvm/java-17-openjdk-amd64/bin/java"
+JAVA21 = "/usr/lib/jvm/java-21-openjdk-amd64/bin/java"
 
 
 def _row(host: str, t: int, name: str, path: str, remote: str, port: int) -> bytes:
@@ -62,6 +65,8 @@ def routine() -> list[bytes]:
                 out.append(_row(host, t, "nginx", "/usr/sbin/nginx", "198.51.100.4", 443))
             elif host in DB:
                 out.append(_row(host, t, "bash", "/usr/bin/bash", "10.0.0.9", 5432))
+                if host in RUNNERS and (bucket // SPAN) % 8 == 0:  # builds, every 2 hours
+                    out.append(_row(host, t + 2, "java", JAVA17, "203.0.113.82", 443))
             elif 9 <= (bucket % DAY) // HOUR < 17:
                 out.append(_row(host, t, "code", "/usr/share/code/code", "203.0.113.80", 443))
             if (bucket // SPAN) % 4 == i % 4:
@@ -211,3 +216,22 @@ def test_a_suspect_settles_by_occasions_where_people_install_tools_never_in_tmp(
     use(store, host, path, back)
     again = docs_for(run(store, settings, back), path)
     assert bool(again) is signalled, [d["reason"] for d in again]
+
+
+def test_an_upgrade_on_two_of_twelve_hosts_is_one_signal(
+    store: Store, settings: DetectSettings
+) -> None:
+    """JDK 17 → 21 where only two hosts run java (its name is not routine in the fleet):
+    each host's own java makes the new path an upgrade, so the second host is counted on
+    the first one's signal, not signalled again."""
+    first, second = RUNNERS
+    use(store, first, JAVA21, FIRST)
+    (lead,) = docs_for(run(store, settings, FIRST), JAVA21)
+    assert lead["host"]["name"] == first and "an upgrade, or a masquerade?" in lead["reason"]
+    later = FIRST + 2 * HOUR
+    use(store, second, JAVA21, later)
+    result = run(store, settings, later)
+    assert docs_for(result, JAVA21) == [] and result.suppressed >= 1
+    (finding,) = why(store, settings, second, JAVA21, later - later % SPAN + 2 * SPAN).findings
+    assert finding.outcome.value == "rollout" and finding.signal == lead["id"]
+    assert finding.explanation["rollout"]["upgrade"] is True

@@ -12,7 +12,7 @@ import math
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -175,6 +175,7 @@ def gather_from(
         adopting=np.where(path_at >= 0, keys.values[own, 8], 0.0),
         path_elsewhere=keys.values[path_at, 10],
     )
+    features = replace(features, name_here=_name_here(merged, span, history, features))
     warm_buckets = np.array([fleet[b].buckets >= warmup for b in buckets], dtype=bool)
     return Gathered(
         candidates,
@@ -604,6 +605,32 @@ def _pair_stats(
             used, buckets = source.pair_stats(span, history, rows, rare[at].tolist(), ends)
             host_path[at], active[at] = used, buckets
     return host_path, active
+
+
+def _name_here(merged: _Merged, span: int, history: int, features: Features) -> Array:
+    """1 where the host used the candidate's name from another path in its window, asked
+    only where it can make an upgrade: a package path in its first week already on
+    another host, whose name is not routine in the fleet."""
+    rarity_name = key_rarity(
+        features.name_host_buckets,
+        features.name_hosts,
+        features.fleet_host_buckets,
+        features.fleet_hosts,
+    )
+    elsewhere = np.nan_to_num(features.path_elsewhere) if features.path_elsewhere is not None else 0
+    worth = (
+        (features.package_managed > 0)
+        & (features.adopting > 0)
+        & (np.asarray(elsewhere) >= 1)
+        & (rarity_name > 0)
+    )
+    here = np.zeros(len(merged.rows))
+    for source, at in zip(merged.sources, merged.at, strict=True):
+        asked = [int(i) for i in at if worth[i]]
+        if asked:
+            rows = [merged.rows[i] for i in asked]
+            here[asked] = source.name_elsewhere(span, history, rows)
+    return here
 
 
 def _fresh_destinations(

@@ -26,6 +26,7 @@ SHARD_OPS = frozenset(
         "hosts_in_bucket",
         "pair_stats",
         "suspect_usage",
+        "name_elsewhere",
         "clean_bounds",
         "first_remotes",
         "shell_destinations",
@@ -85,6 +86,9 @@ class RemoteSource:
         return self._ask(
             "pair_stats", span=span, history=history, rows=rows, rare=rare, until=until
         )
+
+    def name_elsewhere(self, span: int, history: int, rows: Any) -> Any:
+        return self._ask("name_elsewhere", span=span, history=history, rows=rows)
 
     def suspect_usage(self, span: int, history: int, asks: Any) -> Any:
         return self._ask("suspect_usage", span=span, history=history, asks=asks)

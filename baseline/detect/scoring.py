@@ -79,6 +79,9 @@ class Features:
     # hosts that used the path in the window, open suspects included (an upgrade is
     # "already on another host" even when that host's signal is still open); None: h
     path_elsewhere: Array | None = None
+    # 1 where this host used the binary's name from another path in its window (its own
+    # program, now at a new path); None: not known (the name must be routine in the fleet)
+    name_here: Array | None = None
 
 
 @dataclass(frozen=True)
@@ -182,11 +185,15 @@ def rollout_share(features: Features) -> Array:
 
 
 def upgrade_share(features: Features, rarity_name: Array) -> Array:
-    """1 for a known program (routine name) at a package-managed path in its first week
-    that another host already used: an upgrade reaching hosts one by one (JDK 17 → 21
-    on CI runners), counted on its first host's signal (docs/scoring.md "Rollouts")."""
+    """1 for a known program (a name routine in the fleet, or one this host used from
+    another path) at a package-managed path in its first week that another host already
+    used: an upgrade reaching hosts one by one (JDK 17 → 21 on CI runners, also where
+    only two runners use java), counted on its first host's signal (docs/scoring.md
+    "Rollouts")."""
     elsewhere = features.path_hosts if features.path_elsewhere is None else features.path_elsewhere
     seen = np.nan_to_num(elsewhere) >= 1
     routine_name = rarity_name <= 0
+    if features.name_here is not None:
+        routine_name = routine_name | (features.name_here > 0)
     adopting = np.clip(features.adopting, 0, 1) * np.clip(features.package_managed, 0, 1)
     return np.asarray(adopting * (routine_name & seen))

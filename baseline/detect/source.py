@@ -101,6 +101,11 @@ class PresenceSource(Protocol):
         of that path from `since` on (open suspects); None where nothing is left."""
         ...
 
+    def name_elsewhere(self, span: int, history: int, rows: list[CandidateRow]) -> list[bool]:
+        """Per candidate: whether its host used its name from another path in the
+        baseline window (its own program at a new path: an upgrade)."""
+        ...
+
     def first_remotes(self, first_ids: list[int]) -> list[tuple[bool, str | None]]:
         """Per observation: (still stored, its remote address, which may be NULL)."""
         ...
@@ -301,6 +306,20 @@ class LocalSource:
                         (lasts if order else firsts).append(int(row[0]))
             out.append((min(firsts, default=None), max(lasts, default=None)))
         return out
+
+    def name_elsewhere(self, span: int, history: int, rows: list[CandidateRow]) -> list[bool]:
+        conn = self.store.conn
+        return [
+            conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM name_path AS np JOIN presence AS p "
+                "INDEXED BY presence_host_path ON p.span = np.span AND p.host = ? "
+                "AND p.path = np.path AND p.name = np.name WHERE np.span = ? AND np.name = ? "
+                "AND np.path != ? AND p.bucket >= ? AND p.bucket < ?)",
+                (host, span, name, path, bucket - history, bucket),
+            ).fetchone()[0]
+            == 1
+            for bucket, host, name, path, _ in rows
+        ]
 
     def first_remotes(self, first_ids: list[int]) -> list[tuple[bool, str | None]]:
         found = dict(
