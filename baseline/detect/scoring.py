@@ -25,7 +25,8 @@ binary (name, path) in bucket b — every input counts presence in the baseline 
   R            = max(Rp, rarity(name))                     the rarer key decides (masquerade)
   wave         = p · (1 - e) · max(clip(w - 1, 0, 1), clip((c-1)/(max(0.1·N, 5) - 1), 0, 1))
                  a young package-managed path on several hosts at once, or on 10 % of the fleet
-  upgrade      = p · a · [rarity(name) = 0] · [h ≥ 1]
+  upgrade      = p · a · [rarity(name) = 0 or n] · [h ≥ 1]   (n: this host used the name
+               from another path in its window)
                  a known program at a new package path, already on another host
   rollout      = max(wave, upgrade)
   familiarity  = 1 - exp(-hk/4)                              this host's own habit (hk capped at 12)
