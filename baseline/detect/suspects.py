@@ -27,6 +27,7 @@ only by being signalled, or by staying in plain sight on the open signal.
 
 from __future__ import annotations
 
+import fnmatch
 import sqlite3
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
@@ -134,8 +135,20 @@ def _excepted(
 ) -> bool:
     if not exceptions or document is None:
         return False
+    pinned = [e for e in exceptions if _may_match(e, host, name, path)]
+    if not pinned:
+        return False  # no need to read the document
     doc: dict[str, Any] = orjson.loads(document)
-    return any(matches_document(entry, doc, host, name, path) for entry in exceptions)
+    return any(matches_document(entry, doc, host, name, path) for entry in pinned)
+
+
+def _may_match(entry: Exception_, host: str, name: str, path: str) -> bool:
+    """The exception's binary and host conditions hold (its connection ones are checked
+    against the document)."""
+    return all(
+        pattern is None or fnmatch.fnmatchcase(value, pattern)
+        for pattern, value in ((entry.name, name), (entry.path_glob, path), (entry.host, host))
+    )
 
 
 @dataclass(frozen=True)
