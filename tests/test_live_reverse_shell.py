@@ -120,14 +120,17 @@ def test_a_process_that_reconnects_after_its_signal_is_signalled_again_and_group
     db = tmp_path / "live.db"
     shutil.copy(fleet_db, db)
     config = load_config(None, env={})
-    spec = {"sockets": [{"op": "connect", "host": veth_ns.ns_v4, "port": PORT}]}
+    dropped = tmp_path / ".x" / "bash"  # a dropper's place: a suspect never settles there
+    dropped.parent.mkdir()
+    shutil.copy(shutil.which("bash") or "/bin/bash", dropped)
+    script = f'exec 3<>/dev/tcp/{veth_ns.ns_v4}/{PORT}; echo "{{\\"pid\\": $$}}"; read -r _'
     first_at = ATTACK_AT + 60
     back_at = first_at + int(config.detect.suppress_for) + 2 * 3600
     found = []
     with Store(db) as store:
         for at in (first_at, back_at):
             with children() as kids:
-                kids.append(Child(holder_argv(spec)))
+                kids.append(Child([str(dropped), "-c", script]))
                 pid = kids[0].line()["pid"]
                 Collector(store, Normaliser(), host="web-03").collect_once(now=at)
             (path,) = {

@@ -196,14 +196,15 @@ def test_an_exception_covering_the_signal_makes_the_binary_routine_again(
 @pytest.mark.parametrize(
     ("path", "occasions", "signalled"),
     [
-        ("/home/alice/bin/tool", 2, False),  # a person's tool used again: theirs now
-        ("/home/alice/bin/tool", 1, True),
+        ("/home/alice/bin/tool", 1, False),  # a person's own tool: theirs once used again
+        ("/usr/local/bin/tool", 1, True),  # installed for the host: a second occasion
+        ("/usr/local/bin/tool", 2, False),
         (NC, 2, True),  # a system binary needs a third occasion
         (NC, 3, False),
         ("/tmp/.x/beacon", 4, True),  # a dropper's place: never without a person
     ],
 )
-def test_a_suspect_settles_by_occasions_where_people_install_tools_never_in_tmp(
+def test_a_suspect_settles_by_occasions_by_location_never_in_tmp(
     store: Store, settings: DetectSettings, path: str, occasions: int, signalled: bool
 ) -> None:
     host = "dev-alice"

@@ -25,7 +25,14 @@ from rarenet.baseline.detect.explain import (
     returning_sentence,
     rollout_reason,
 )
-from rarenet.baseline.detect.features import Gathered, gather_from, rollout_hosts, window_buckets
+from rarenet.baseline.detect.features import (
+    ESTABLISHED_SHARE,
+    FleetContext,
+    Gathered,
+    gather_from,
+    rollout_hosts,
+    window_buckets,
+)
 from rarenet.baseline.detect.lineage import name_the_shell
 from rarenet.baseline.detect.scoring import Scores, score
 from rarenet.baseline.detect.signal import RULE_ID, document
@@ -176,6 +183,9 @@ def _document(
         "id": new.group,
         "hosts": [member.as_json() for member in new.others],
     }
+    explanation["keeps_suspect"] = keeps_suspect(
+        new.rollout, gathered.fleet[cand.bucket], int(settings.history), span
+    )
     doc = document(
         sid=new.sid,
         host=cand.host,
@@ -191,6 +201,16 @@ def _document(
     doc["group"] = new.group
     doc["kind"] = "rollout" if new.rollout else "host"
     return doc
+
+
+def keeps_suspect(rollout: bool, fleet: FleetContext, history: int, span: int) -> bool:
+    """Whether a new signal makes its binary a suspect on its host (baseline/detect/
+    suspects.py): not a rollout's one signal, and not while the fleet's baseline is
+    younger than a day (a deployment's first day: every binary is new, and a signal says
+    the fleet is still being learned, not that this binary is suspect)."""
+    day = max(span, int(history * ESTABLISHED_SHARE))
+    young = fleet.first_bucket is None or fleet.bucket - fleet.first_bucket < day
+    return not rollout and not young
 
 
 def _commit(
@@ -227,8 +247,8 @@ def _commit(
         for sid, bucket, doc in kept:
             conn.execute(
                 "INSERT INTO signals (id, rule, host, name, path, bucket, run_id, created_at, "
-                "score, initial_score, document, suppressed_count, group_id, kind) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "score, initial_score, document, suppressed_count, group_id, kind, suspect) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     sid,
                     RULE_ID,
@@ -244,6 +264,7 @@ def _commit(
                     decisions.bumps.pop(sid, 0),
                     doc["group"],
                     doc["kind"],
+                    int(doc["explanation"]["keeps_suspect"]),
                 ),
             )
         for sid, count in decisions.bumps.items():

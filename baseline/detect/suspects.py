@@ -1,7 +1,8 @@
 """Suspects: binaries that an open signal keeps out of the baseline on their host.
 
-A host signal (not a rollout's) makes its (host, name, path) a *suspect* from its bucket
-on. While it is one, that binary's presence on that host in and after that bucket is no
+A host signal (not a rollout's, and not one raised while the fleet's baseline is younger
+than a day, when everything is new) makes its (host, name, path) a *suspect* from its
+bucket on. While it is one, that binary's presence on that host in and after that bucket is no
 evidence of normal: it counts neither as the host's habit (familiarity, host novelty)
 nor towards the fleet's presence of its path and name (host-buckets, hosts, first
 seen). An attacker who comes back is judged as on the first visit; the return is a new
@@ -17,8 +18,9 @@ active exception covers the signal), or when it *settles* without a person
   an open signal for it, and one of them used it first after the signal: an upgrade
   or a rollout whose first host signalled), or it was used on the host on three
   occasions at least half a day apart (a new service or job of that host's own);
-* home directory, /usr/local or an unknown place: used on the host on two occasions
-  (a person's new tool, used again the next day).
+* /usr/local or an unknown place: used on the host on two occasions;
+* home directory (outside dot-directories, which are hidden): its first use — a
+  person's own tool is theirs from then on, even after a quiet weekend.
 
 An occasion is a use at least half a day (history/28) after the one before; each one
 that follows a quiet `suppress_for` is a new signal, so an attacker reaches routine
@@ -42,7 +44,7 @@ from rarenet.extension.locations import Location, classify
 
 OCCASION_SHARE = 1 / 28  # uses this far apart (12 h of a 14-day history) are two occasions
 # occasions after which a binary is the host's own, by location (volatile: never)
-SETTLING_OCCASIONS = {Location.PACKAGE: 3, Location.USER: 2, Location.LOCAL: 2}
+SETTLING_OCCASIONS = {Location.PACKAGE: 3, Location.USER: 1, Location.LOCAL: 2}
 DEFAULT_OCCASIONS = 2  # an unknown location
 BENIGN = "benign"  # the acknowledgement verdict that closes a suspect
 VERDICTS = (BENIGN, "attack")
@@ -103,7 +105,7 @@ def open_suspects(conn: sqlite3.Connection, exceptions: Sequence[Exception_]) ->
         "SELECT s.host, s.name, s.path, s.bucket, s.id, coalesce(s.group_id, s.id), "
         "a.verdict, CASE WHEN ? THEN s.document END FROM signals AS s "
         "LEFT JOIN signal_acks AS a ON a.signal_id = s.id "
-        "WHERE s.rule = ? AND s.kind = 'host' ORDER BY s.host, s.path, s.name, s.bucket, s.id",
+        "WHERE s.rule = ? AND s.suspect = 1 ORDER BY s.host, s.path, s.name, s.bucket, s.id",
         (bool(exceptions), RULE_ID),
     )
     found: list[Suspect] = []
@@ -261,7 +263,8 @@ def _between(ordered: list[int], low: int, high: int) -> list[int]:
 def settles(suspect: Suspect, usage: Usage, adopted: bool) -> bool:
     """Whether the suspect has become the host's routine without a person at this
     bucket (module docstring): never from a volatile or hidden place; by fleet adoption
-    (`adopted`) or a third occasion for a package path; by a second occasion elsewhere."""
+    (`adopted`) or a third occasion for a package path; by a second occasion from
+    /usr/local or an unknown place; from a home directory as soon as it is used again."""
     where = classify(suspect.path)
     if where is Location.VOLATILE:
         return False

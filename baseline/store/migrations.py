@@ -375,12 +375,15 @@ def _access(db: Database) -> None:
 
 def _suspects(db: Database) -> None:
     """A verdict on acknowledgements (benign releases the binary on its host, attack or
-    none keeps it a suspect) and each signal's kind as a column, so the rule finds the
-    open host signals without reading documents (docs/scoring.md "Returning attackers")."""
+    none keeps it a suspect), and each signal's kind and whether it makes its binary a
+    suspect as columns, so the rule finds its suspects without reading documents
+    (docs/scoring.md "Returning attackers")."""
     db.execute("ALTER TABLE signal_acks ADD COLUMN verdict TEXT")
     db.execute("ALTER TABLE signals ADD COLUMN kind TEXT NOT NULL DEFAULT 'host'")
+    db.execute("ALTER TABLE signals ADD COLUMN suspect INTEGER NOT NULL DEFAULT 1")
     db.execute(
-        "UPDATE signals SET kind = 'rollout' WHERE json_extract(document, '$.kind') = 'rollout'"
+        "UPDATE signals SET kind = 'rollout', suspect = 0 "
+        "WHERE json_extract(document, '$.kind') = 'rollout'"
     )
     db.execute("CREATE INDEX signals_host_binary ON signals (host, path, name, bucket)")
 
