@@ -170,9 +170,16 @@ def test_signals_are_grouped_and_paged(tmp_path: Path) -> None:
         assert [g.id for g in only.groups] == ["g000"] and only.groups[0].signals == 1
         assert views.acknowledge(store, "s0000", 5.0) and not views.acknowledge(store, "s0000", 6.0)
         assert not views.acknowledge(store, "nope", 5.0)
+        with pytest.raises(InputError, match="verdict must be one of benign, attack"):
+            views.acknowledge(store, "s0001", 5.0, verdict="maybe")
+        assert views.acknowledge(store, "s0002", 5.0, verdict="benign")
+        assert (
+            views.verdict_of(store, "s0002") == "benign"
+            and views.verdict_of(store, "s0000") is None
+        )
         acked = views.signals_page(store, views.SignalFilter(ack="acknowledged"))
-        assert acked.total_signals == 1 and acked.groups[0].lead.acknowledged
-        assert views.signals_page(store, views.SignalFilter(ack="open")).total_signals == 61
+        assert acked.total_signals == 2 and acked.groups[0].lead.acknowledged
+        assert views.signals_page(store, views.SignalFilter(ack="open")).total_signals == 60
 
 
 @pytest.mark.slow
