@@ -37,6 +37,8 @@ from rarenet.baseline.detect.suspects import (
     Suspect,
     Suspects,
     Usage,
+    least,
+    most,
     settles,
 )
 from rarenet.baseline.errors import ConfigError
@@ -327,12 +329,14 @@ def _key_stats(
     )
     day = max(span, int(history * ESTABLISHED_SHARE))
     ranges = [(kind, key, bucket - history, bucket) for kind, key, bucket in keys]
-    totals, firsts, lasts = [0] * len(keys), [None] * len(keys), [None] * len(keys)
+    totals = [0] * len(keys)
+    firsts: list[int | None] = [None] * len(keys)
+    lasts: list[int | None] = [None] * len(keys)
     for source in sources:
         for row, (total, first, last) in enumerate(source.key_buckets(span, ranges)):
             totals[row] += total
-            firsts[row] = _least(firsts[row], first)
-            lasts[row] = _most(lasts[row], last)
+            firsts[row] = least(firsts[row], first)
+            lasts[row] = most(lasts[row], last)
     touching = {
         row: [s for s in suspects.on_key(kind, key) if s.since < bucket]
         for row, (kind, key, bucket) in enumerate(keys)
@@ -502,7 +506,7 @@ class _Exclusion:
             for source in self.sources:
                 answers = source.clean_bounds(self.span, asks)
                 found = [
-                    (_least(f, a), _most(last, b))
+                    (least(f, a), most(last, b))
                     for (f, last), (a, b) in zip(found, answers, strict=True)
                 ]
         bounds = {row: (firsts[row], lasts[row]) for row in kept_out}
@@ -560,14 +564,6 @@ def _summed(
         for source in sources:
             total = [a + b for a, b in zip(total, ask(source), strict=True)]
     return total
-
-
-def _least(a: Any, b: Any) -> Any:
-    return b if a is None else a if b is None else min(a, b)
-
-
-def _most(a: Any, b: Any) -> Any:
-    return b if a is None else a if b is None else max(a, b)
 
 
 def rollout_hosts(
@@ -664,7 +660,7 @@ def _fresh_destinations(
     for source in merged.sources:
         for pair, (first, last) in zip(pairs, source.shell_destinations(span, pairs), strict=True):
             old_first, old_last = seen[pair]
-            seen[pair] = (_least(old_first, first), _most(old_last, last))
+            seen[pair] = (least(old_first, first), most(old_last, last))
     for i, remote in remotes.items():
         bucket = rows[i][0]
         first, last = seen[rows[i][2], remote]

@@ -181,10 +181,10 @@ class Usage:
             self.path_clean or other.path_clean,
             self.name_clean or other.name_clean,
             self.occasions + other.occasions,
-            _least(self.path_first, other.path_first),
-            _most(self.path_last, other.path_last),
-            _least(self.name_first, other.name_first),
-            _most(self.name_last, other.name_last),
+            least(self.path_first, other.path_first),
+            most(self.path_last, other.path_last),
+            least(self.name_first, other.name_first),
+            most(self.name_last, other.name_last),
         )
 
 
@@ -273,9 +273,11 @@ def settles(suspect: Suspect, usage: Usage, adopted: bool) -> bool:
     return usage.occasions >= SETTLING_OCCASIONS.get(where, DEFAULT_OCCASIONS)
 
 
-def _least(a: int | None, b: int | None) -> int | None:
+def least(a: int | None, b: int | None) -> int | None:
+    """The smaller of two optional buckets (None: not seen)."""
     return b if a is None else a if b is None else min(a, b)
 
 
-def _most(a: int | None, b: int | None) -> int | None:
+def most(a: int | None, b: int | None) -> int | None:
+    """The larger of two optional buckets (None: not seen)."""
     return b if a is None else a if b is None else max(a, b)
