@@ -116,6 +116,13 @@ class DetectSettings:
     suppress_for: float = setting(
         86400.0, "Quiet time per (host, executable) after a signal.", "duration"
     )
+    catch_up: int = setting(
+        20000,
+        "Most host-buckets of late data (older than the look-back) one run scores; the "
+        "rest waits for the next run.",
+        "int",
+        low=1,
+    )
     role: str = setting(
         "node",
         "node: run the rule (on this store, or over `shards`); shard: only answer a "

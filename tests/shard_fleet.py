@@ -22,11 +22,24 @@ def runs(first: int, last: int, interval: int) -> Iterator[int]:
 
 
 def signals(store: Store) -> dict[str, tuple[float, str, dict[str, Any]]]:
-    """id → (score, host, document) of every stored signal."""
+    """id → (score, host, document) of every stored signal, without `arrival` (when
+    rarenet could first see the data depends on delivery, not on the rule)."""
+    found = {}
+    for sid, score, host, doc in store.conn.execute(
+        "SELECT id, score, host, document FROM signals"
+    ):
+        document = orjson.loads(doc)
+        document.pop("arrival")
+        found[sid] = (score, host, document)
+    return found
+
+
+def lags(store: Store) -> dict[str, int]:
+    """id → arrival lag (seconds after its bucket ended) of every stored signal."""
     return {
-        sid: (score, host, orjson.loads(doc))
-        for sid, score, host, doc in store.conn.execute(
-            "SELECT id, score, host, document FROM signals"
+        sid: int(lag)
+        for sid, lag in store.conn.execute(
+            "SELECT id, json_extract(document, '$.arrival.lag_seconds') FROM signals"
         )
     }
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 import pytest
 from nats_server import Cluster, add_stream, consumer_state, publish, stored_rows
-from shard_fleet import Switchable, runs, signals
+from shard_fleet import Switchable, lags, runs, signals
 
 from rarenet.baseline.config import load_config
 from rarenet.baseline.detect.rule import detect_once
@@ -136,6 +136,7 @@ def test_partitioned_shards_give_the_single_node_signals_through_an_outage(
         assert sum(len(rows(db)) for db in shard_dbs) == len(rows(single_db))
 
         expected, got = signals(single), signals(coordinator)
+        single_lags, shard_lags = lags(single), lags(coordinator)
         records = coordinator.conn.execute("SELECT data_time, status, error FROM runs").fetchall()
     assert len(expected) >= 5
     mine = {sid for sid, (_, host, _) in expected.items() if owner[host] == 1}
@@ -154,3 +155,6 @@ def test_partitioned_shards_give_the_single_node_signals_through_an_outage(
     assert down and all(outage[0] < t <= outage[1] for t, _ in down)
     assert all("shard-1: connection refused" in (error or "") for _, error in down)
     assert in_outage, "a host of shard 1 should raise a signal during its outage"
+    # the single node saw them on time; the shard's backlog arrived after the outage
+    assert all(single_lags[sid] <= interval for sid in in_outage)
+    assert all(shard_lags[sid] > interval for sid in in_outage), [shard_lags[s] for s in in_outage]

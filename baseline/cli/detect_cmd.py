@@ -20,6 +20,8 @@ from rarenet.baseline.detect.shards import detect_configured
 from rarenet.baseline.errors import EXIT_FINDINGS, EXIT_OK, ConfigError, InputError
 from rarenet.baseline.units import format_age, format_time, parse_time
 
+MAX_CATCH_UP_RUNS = 200  # runs one `rarenet detect` makes to empty the late-data queue
+
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
 
@@ -49,7 +51,7 @@ def run_line(run: RunResult) -> str:
     text = (
         f"run at {format_time(run.data_time)} (window {format_time(run.window_start)} … "
         f"{format_time(run.window_end)}): {plural(run.candidates, 'candidate')}, "
-        f"{plural(run.signals, 'signal')}"
+        f"{plural(run.all_signals, 'signal')}"
     )
     total = run.shards + len(run.shards_down)  # `shards` counts the shards scored
     extras = [
@@ -59,6 +61,7 @@ def run_line(run: RunResult) -> str:
         f"{run.excepted} excepted" if run.excepted else "",
         f"{run.truncated} over max_signals" if run.truncated else "",
         run.learning,
+        run.late_summary(),
     ]
     extra = ", ".join(part for part in extras if part)
     return text + (f" ({extra})" if extra else "")
@@ -80,6 +83,10 @@ def run_line(run: RunResult) -> str:
 def detect(state: Context, at: str | None, shards: tuple[str, ...], as_json: bool) -> None:
     """One run of the rule at data time TIME over the look-back; queue and print signals.
 
+    Late data (older than the look-back, within history: an offline host's buffered
+    results, a backfill) is scored first, oldest first; when it is more than one run
+    takes ([detect] catch_up), runs follow until none waits.
+
     With shards, one fleet-wide run over them: signals and the run record go to this
     node's store (--db), a shard that does not answer is named and its hosts not scored.
 
@@ -100,13 +107,25 @@ def _detect(state: Context, at: str | None, shards: tuple[str, ...], as_json: bo
         )
     sharded = bool(config.detect.shards)
     with open_store(config, create=sharded) as store:
-        run = detect_configured(store, config.detect, _time(at, "--at"))
+        runs = [detect_configured(store, config.detect, _time(at, "--at"))]
+        # late data beyond one run's catch-up budget: go on until nothing waits
+        while runs[-1].behind and len(runs) < MAX_CATCH_UP_RUNS:
+            click.echo(run_line(runs[-1]), err=True)
+            runs.append(detect_configured(store, config.detect, _time(at, "--at")))
+        run = runs[-1]
         # the "data ends at" hint reads this store's observations; over shards it has none
         newest = None
         if not sharded:
             newest = store.conn.execute("SELECT max(time) FROM observations").fetchone()[0]
     for down in run.shards_down:
         click.echo(f"rarenet: shard down, its hosts not scored in this run: {down}", err=True)
+    if run.too_late:
+        click.echo(
+            f"rarenet: {plural(run.too_late, 'host-bucket')} of data arrived older than "
+            "[detect] history before this run and will not be scored: run `rarenet backtest "
+            "FILE…` to replay old logs",
+            err=True,
+        )
     if at is None and newest is not None and run.candidates == 0:
         ended = int(time.time()) - int(newest)
         if ended > config.detect.lookback:
@@ -116,13 +135,14 @@ def _detect(state: Context, at: str | None, shards: tuple[str, ...], as_json: bo
                 f"{format_time(int(newest))}`, or `rarenet backtest FILE…` to replay old logs",
                 err=True,
             )
+    documents = [doc for earlier in runs[:-1] for doc in earlier.documents] + run.documents
     if as_json:
-        click.echo(orjson.dumps(run.as_json()).decode())
+        click.echo(orjson.dumps(run.as_json() | {"signals": documents}).decode())
     else:
         click.echo(run_line(run))
-        for doc in run.documents:
+        for doc in documents:
             click.echo(signal_line(doc))
-    return EXIT_FINDINGS if run.signals else EXIT_OK
+    return EXIT_FINDINGS if documents else EXIT_OK
 
 
 @click.command()

@@ -85,7 +85,7 @@ _ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_ENV.filters.update(when=_when, ago=_ago, query=_query, anchor=binary_anchor)
+_ENV.filters.update(when=_when, ago=_ago, age=format_age, query=_query, anchor=binary_anchor)
 _ENV.globals.update(version=__version__)
 
 

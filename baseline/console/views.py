@@ -14,6 +14,7 @@ from rarenet.baseline.access.audit import cli_principal, record
 from rarenet.baseline.access.roles import Principal
 from rarenet.baseline.deliver.outbox import STATES
 from rarenet.baseline.detect.exceptions import ExceptedShare, broad_exceptions, excepted_last_day
+from rarenet.baseline.detect.silence import Arrivals, arrivals
 from rarenet.baseline.detect.suspects import VERDICTS
 from rarenet.baseline.errors import InputError
 from rarenet.baseline.store import Store
@@ -533,6 +534,7 @@ class HealthPage:
     excepted: ExceptedShare = field(default=ExceptedShare(0, 0))  # the last day of runs
     broad_exceptions: tuple[dict[str, Any], ...] = field(default=())
     problems: tuple[dict[str, Any], ...] = field(default=())  # /healthz failures
+    arrivals: Arrivals = field(default=Arrivals())  # late data and silent hosts
 
     @property
     def learning(self) -> str | None:
@@ -542,7 +544,8 @@ class HealthPage:
 
 
 def health_page(store: Store, span: int, warmup_buckets: int) -> HealthPage:
-    """Ingest, quarantine, detection runs, delivery failures and learning progress."""
+    """Ingest, quarantine, late data and silent hosts, detection runs, delivery
+    failures and learning progress."""
     conn = store.conn
     newest = conn.execute("SELECT max(time) FROM observations").fetchone()[0]
     observations = conn.execute("SELECT max(id) FROM observations").fetchone()[0] or 0
@@ -561,8 +564,9 @@ def health_page(store: Store, span: int, warmup_buckets: int) -> HealthPage:
     ).fetchall()
     runs = _dicts(
         conn,
-        "SELECT id, started_at, data_time, duration, candidates, signals, truncated, "
-        "suppressed, excepted, status, error FROM runs ORDER BY id DESC LIMIT 20",
+        "SELECT id, started_at, data_time, window_start, duration, candidates, signals, "
+        "truncated, suppressed, excepted, status, error, catch_up, late, behind "
+        "FROM runs ORDER BY id DESC LIMIT 20",
     )
     failures = _dicts(
         conn,
@@ -595,6 +599,7 @@ def health_page(store: Store, span: int, warmup_buckets: int) -> HealthPage:
         ),
         excepted=excepted_last_day(store),
         broad_exceptions=tuple(broad_exceptions(store)),
+        arrivals=arrivals(conn, span),
     )
 
 

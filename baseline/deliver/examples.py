@@ -16,6 +16,7 @@ import orjson
 from rarenet.baseline.deliver.formats import render
 from rarenet.baseline.deliver.outbox import SignalRecord
 from rarenet.baseline.deliver.signing import sign
+from rarenet.baseline.detect.late import Arrival
 from rarenet.baseline.detect.lineage import Ancestor
 from rarenet.baseline.detect.signal import Detail, document, signal_id
 
@@ -109,7 +110,9 @@ def example_document(**overrides: Any) -> dict[str, Any]:
         explanation=explanation,
         reason=reason,
     )
-    return doc | {"group": sid, "kind": "host"}
+    # scored by the run right after its bucket (at its end): on time
+    arrival = Arrival.of(_BUCKET, 900, _BUCKET + 900).as_json()
+    return doc | {"group": sid, "kind": "host", "arrival": arrival}
 
 
 def example_record(**overrides: Any) -> SignalRecord:

@@ -23,8 +23,9 @@ from typing import Any
 import orjson
 
 from rarenet.baseline.deliver.outbox import SignalRecord
+from rarenet.baseline.detect.late import LATE_AFTER
 from rarenet.baseline.detect.signal import RISK_SCORE, RULE_ID, RULE_NAME, SEVERITY, THREAT
-from rarenet.baseline.units import format_time
+from rarenet.baseline.units import format_age, format_time
 
 ECS_VERSION = "8.11.0"
 RULE_UUID = str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://github.com/rarenet/{RULE_ID}"))
@@ -197,9 +198,19 @@ def slack_text(record: SignalRecord) -> str:
         f"cmdline: {e(proc.get('command_line') or ' '.join(map(str, proc.get('args') or [])) or '?', SLACK_CMDLINE_LIMIT)}",
         *_chain_line(proc, e),
         f"signal {e(doc.get('id'))} · at {e(doc.get('@timestamp'))} · "
-        f"bucket {e(_get(doc, 'bucket.start') or '?')} ({e(_get(doc, 'bucket.span') or '?')})",
+        f"bucket {e(_get(doc, 'bucket.start') or '?')} ({e(_get(doc, 'bucket.span') or '?')})"
+        f"{_late_words(doc, e)}",
     ]
     return "\n".join(lines)
+
+
+def _late_words(doc: dict[str, Any], e: Callable[..., str]) -> str:
+    """ " · data arrived 3h 5m late (seen 2026-01-07T13:05:00Z)" for a signal scored
+    from late data (more than a look-back after its bucket); empty otherwise."""
+    lag = _int(_get(doc, "arrival.lag_seconds"))
+    if lag is None or lag <= LATE_AFTER:
+        return ""
+    return f" · data arrived {format_age(lag)} late (seen {e(_get(doc, 'arrival.seen'))})"
 
 
 def _chain_line(proc: dict[str, Any], e: Callable[..., str]) -> list[str]:
@@ -307,6 +318,7 @@ def ecs_document(record: SignalRecord) -> dict[str, Any]:
                 "id": record.id,
                 "created": created,
                 "start": doc.get("@timestamp"),
+                "ingested": _get(doc, "arrival.seen"),
                 "module": "rarenet",
                 "dataset": "rarenet.signals",
                 "risk_score": risk,
@@ -382,6 +394,7 @@ def ecs_document(record: SignalRecord) -> dict[str, Any]:
                 "explanation": doc.get("explanation") or None,
                 "group": doc.get("group"),
                 "kind": doc.get("kind"),
+                "arrival": doc.get("arrival") or None,
                 "process_chain": proc.get("chain") or None,
             },
         }

@@ -130,15 +130,18 @@ def gather_from(
     buckets: list[int],
     warmup: int,
     suspects: Suspects = NO_SUSPECTS,
+    queued: Sequence[int] | None = None,
 ) -> Gathered:
     """Features of every (host, name, path) present in `buckets` over the shards
     `sources` (disjoint hosts; one node is one source), leaving out what open
-    `suspects` keep out of the baseline (baseline/detect/suspects.py).
+    `suspects` keep out of the baseline (baseline/detect/suspects.py). With `queued`
+    (each source's fold mark), only the hosts queued for scoring in the one bucket of
+    `buckets` are candidates: a catch-up step (baseline/detect/late.py).
 
     Per-key numbers are asked once per (key, bucket) and spread to candidates with numpy
     indexing; per-candidate numbers are one SQL pass of index seeks per shard over only
     the candidates that still need one."""
-    merged = _merge_candidates(sources, span, buckets)
+    merged = _merge_candidates(sources, span, buckets, queued)
     rows = merged.rows
     candidates = list(map(Candidate._make, rows))
     fleet = _fleet_contexts(sources, span, history, buckets, warmup)
@@ -205,8 +208,20 @@ class _Merged:
     at: list[npt.NDArray[np.intp]]
 
 
-def _merge_candidates(sources: Sequence[PresenceSource], span: int, buckets: list[int]) -> _Merged:
-    per_shard = [source.candidates(span, buckets[0], buckets[-1]) for source in sources]
+def _merge_candidates(
+    sources: Sequence[PresenceSource],
+    span: int,
+    buckets: list[int],
+    queued: Sequence[int] | None = None,
+) -> _Merged:
+    per_shard = (
+        [source.candidates(span, buckets[0], buckets[-1]) for source in sources]
+        if queued is None
+        else [
+            source.pending_candidates(span, buckets[0], mark)
+            for source, mark in zip(sources, queued, strict=True)
+        ]
+    )
     if len(per_shard) == 1:
         rows = per_shard[0]
         return _Merged(tuple(sources), rows, np.zeros(len(rows), np.intp), [np.arange(len(rows))])

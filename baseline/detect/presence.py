@@ -11,12 +11,16 @@ history. Alongside presence it maintains, incrementally and exactly:
 * `key_host` — which hosts ever used a path / name, with first and last bucket
 * `shell_destination` — the addresses shells held sockets to (the first connection of
   each host's shell in a bucket), with first and last bucket
+* `host_last` — each host's newest bucket with data (silent hosts)
+* `pending_host_bucket` — the host-buckets this fold added data to, queued for scoring
+  (baseline/detect/late.py)
 """
 
 from __future__ import annotations
 
 import sqlite3
 
+from rarenet.baseline.detect.late import remember_pending
 from rarenet.baseline.shells import SHELL_NAMES, UNSET_REMOTES, sql_list
 from rarenet.baseline.store import Store
 
@@ -47,6 +51,7 @@ def refresh_presence(store: Store, span: int, upto_id: int | None = None) -> int
             {"span": span, "low": watermark, "high": top},
         )
         folded = conn.execute("SELECT coalesce(sum(n), 0) FROM temp.new_presence").fetchone()[0]
+        remember_pending(conn, span, int(top))
         _count_new_host_buckets(store, span)
         _count_new_key_buckets(store, span)
         _remember_key_hosts(store, span)
@@ -117,6 +122,13 @@ def _count_new_host_buckets(store: Store, span: int) -> None:
     conn.execute(
         "INSERT INTO host_bucket (span, host, bucket, seq) "
         "SELECT :span, host, bucket, seq FROM temp.new_host_bucket",
+        {"span": span},
+    )
+    conn.execute(
+        "INSERT INTO host_last (span, host, last_bucket) "
+        "SELECT :span, host, max(bucket) FROM temp.new_host_bucket WHERE true GROUP BY host "
+        "ON CONFLICT (span, host) DO UPDATE SET "
+        "last_bucket = max(last_bucket, excluded.last_bucket)",
         {"span": span},
     )
     conn.execute("DROP TABLE temp.new_host_bucket")
@@ -249,10 +261,13 @@ def prune_presence(store: Store, span: int, before_bucket: int) -> int:
             "DELETE FROM shell_destination WHERE span = ? AND last_bucket < ?",
             (span, before_bucket),
         )
-        for table in ("key_bucket", "fleet_bucket", "host_bucket"):
+        for table in ("key_bucket", "fleet_bucket", "host_bucket", "pending_host_bucket"):
             conn.execute(
                 f"DELETE FROM {table} WHERE span = ? AND bucket < ?", (span, before_bucket)
             )
+        conn.execute(
+            "DELETE FROM host_last WHERE span = ? AND last_bucket < ?", (span, before_bucket)
+        )
         # A pair's first bucket may now predate what is kept (a lower bound from here on).
         conn.execute(
             "DELETE FROM key_host WHERE span = ? AND last_bucket < ?", (span, before_bucket)

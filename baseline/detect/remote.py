@@ -34,6 +34,11 @@ SHARD_OPS = frozenset(
         "observations_in",
         "last_seen",
         "data_end",
+        "fold_mark",
+        "backlog",
+        "pending_candidates",
+        "settle",
+        "drop_too_old",
     }
 )
 
@@ -113,3 +118,18 @@ class RemoteSource:
 
     def data_end(self, span: int) -> Any:
         return self._ask("data_end", span=span)
+
+    def fold_mark(self, span: int) -> int:
+        return int(self._ask("fold_mark", span=span))
+
+    def backlog(self, span: int, low: int, high: int, mark: int) -> Any:
+        return self._ask("backlog", span=span, low=low, high=high, mark=mark)
+
+    def pending_candidates(self, span: int, bucket: int, mark: int) -> Any:
+        return self._ask("pending_candidates", span=span, bucket=bucket, mark=mark)
+
+    def settle(self, span: int, low: int, high: int, mark: int) -> int:
+        return int(self._ask("settle", span=span, low=low, high=high, mark=mark))
+
+    def drop_too_old(self, span: int, before: int, run_at: int) -> int:
+        return int(self._ask("drop_too_old", span=span, before=before, run_at=run_at))

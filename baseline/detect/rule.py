@@ -18,7 +18,7 @@ import orjson
 
 from rarenet.baseline.config import DetectSettings
 from rarenet.baseline.detect.decide import Decisions, NewSignal, Outcome, decide, group_sentence
-from rarenet.baseline.detect.exceptions import active_exceptions
+from rarenet.baseline.detect.exceptions import Exception_, active_exceptions
 from rarenet.baseline.detect.explain import (
     explain,
     returning_json,
@@ -33,12 +33,14 @@ from rarenet.baseline.detect.features import (
     rollout_hosts,
     window_buckets,
 )
+from rarenet.baseline.detect.late import Arrival, Backlog, settle
 from rarenet.baseline.detect.lineage import name_the_shell
 from rarenet.baseline.detect.scoring import Scores, score
 from rarenet.baseline.detect.signal import RULE_ID, document
 from rarenet.baseline.detect.source import LocalSource, PresenceSource
 from rarenet.baseline.detect.suspects import open_suspects
 from rarenet.baseline.store import Store
+from rarenet.baseline.units import format_time
 
 
 @dataclass
@@ -62,6 +64,39 @@ class RunResult:
     shards_down: list[str] = field(default_factory=list)  # "name: why", not scored
     # candidates per 10-point score band [0,10) … [90,100] (warm buckets only)
     histogram: list[int] = field(default_factory=lambda: [0] * 10)
+    # late data (baseline/detect/late.py)
+    catch_up: bool = False  # a catch-up step: one bucket's queued host-buckets
+    late: int = 0  # host-buckets of late data this step scored
+    behind: int = 0  # host-buckets still queued after this run
+    behind_since: int | None = None  # the oldest bucket still queued
+    too_late: int = 0  # queued host-buckets older than history, counted per host, never scored
+    steps: list[RunResult] = field(default_factory=list)  # this run's catch-up steps
+    # (lag in seconds after the bucket ended, host-buckets) of the data first scored here
+    arrivals: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def all_signals(self) -> int:
+        """New signals of this run and its catch-up steps."""
+        return self.signals + sum(step.signals for step in self.steps)
+
+    @property
+    def caught_up(self) -> int:
+        """Host-buckets of late data this run's steps scored."""
+        return sum(step.late for step in self.steps)
+
+    def late_summary(self) -> str:
+        """ "caught up 120 late host-buckets (2 signals), 3,400 still behind since …"
+        (empty when no late data was seen)."""
+        parts = []
+        if self.steps:
+            signals = sum(step.signals for step in self.steps)
+            parts.append(f"caught up {self.caught_up:,} late host-bucket(s) ({signals} signal(s))")
+        if self.behind:
+            since = "?" if self.behind_since is None else format_time(self.behind_since)
+            parts.append(f"{self.behind:,} still behind since {since}")
+        if self.too_late:
+            parts.append(f"{self.too_late:,} host-bucket(s) older than history not scored")
+        return ", ".join(parts)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -80,6 +115,16 @@ class RunResult:
                 "duration": round(self.duration, 3),
                 "shards": self.shards,
                 "shards_down": self.shards_down,
+                "late": {
+                    "steps": len(self.steps),
+                    "host_buckets": self.caught_up,
+                    "signals": sum(step.signals for step in self.steps),
+                    "behind": self.behind,
+                    "behind_since": (
+                        None if self.behind_since is None else format_time(self.behind_since)
+                    ),
+                    "too_late": self.too_late,
+                },
             },
             "signals": self.documents,
         }
@@ -108,7 +153,12 @@ def detect_over(
     """One run of the rule over the presence of `sources` (host shards, or the store
     itself), writing signals and the run record to `store`. `since` moves the window's
     start back (a shard's catch-up, baseline/detect/shards.py); `down` names shards left
-    out of this run, which the run record says."""
+    out of this run, which the run record says.
+
+    Before its look-back, the run catches up on late data (baseline/detect/late.py):
+    queued host-buckets older than the look-back, oldest bucket first, one committed
+    step per bucket, at most `catch_up` host-buckets; the result counts the steps'
+    signals with its own and says how many host-buckets still wait."""
     started = time.perf_counter()
     at = int(time.time()) if at is None else int(at)
     span = max(1, int(settings.bucket_span))
@@ -116,12 +166,68 @@ def detect_over(
     if refresh:
         for source in sources:
             source.refresh(span)
+    marks = [source.fold_mark(span) for source in sources]
     buckets = window_buckets(at, span, int(settings.lookback))
     if since is not None and since < buckets[0]:
         buckets = list(range(since // span * span, buckets[-1] + span, span))
     exceptions = active_exceptions(store, at)
+    too_late = sum(source.drop_too_old(span, at - history, at) for source in sources)
+    queue = Backlog.merged(
+        [
+            source.backlog(span, at - history, buckets[0], mark)
+            for source, mark in zip(sources, marks, strict=True)
+        ]
+    )
+    steps, left = queue.plan(int(settings.catch_up))
+    caught_up = [
+        _scored(store, sources, settings, [bucket], at, marks, exceptions, queued=True)
+        for bucket in steps
+    ]
+    result = _scored(
+        store,
+        sources,
+        settings,
+        buckets,
+        at,
+        marks,
+        exceptions,
+        down=down,
+        behind=(left.host_buckets, left.oldest, too_late),
+    )
+    result.steps = caught_up
+    result.documents = [doc for step in caught_up for doc in step.documents] + result.documents
+    result.duration = time.perf_counter() - started
+    return result
+
+
+def _scored(
+    store: Store,
+    sources: list[PresenceSource],
+    settings: DetectSettings,
+    buckets: list[int],
+    at: int,
+    marks: list[int],
+    exceptions: list[Exception_],
+    *,
+    queued: bool = False,
+    down: list[str] | None = None,
+    behind: tuple[int, int | None, int] = (0, None, 0),
+) -> RunResult:
+    """Score `buckets` (a catch-up step: one bucket, its queued hosts only), decide,
+    and commit the signals, the run record and the scored part of the queue together."""
+    started = time.perf_counter()
+    span = max(1, int(settings.bucket_span))
+    history = int(settings.history)
     suspects = open_suspects(store.conn, exceptions)
-    gathered = gather_from(sources, span, history, buckets, settings.warmup_buckets, suspects)
+    gathered = gather_from(
+        sources,
+        span,
+        history,
+        buckets,
+        settings.warmup_buckets,
+        suspects,
+        marks if queued else None,
+    )
     scores = score(gathered.features)
     result = RunResult(
         data_time=at,
@@ -131,6 +237,11 @@ def detect_over(
         observations=gathered.observations_in(buckets[0], buckets[-1] + span),
         shards=len(sources),
         shards_down=list(down or ()),
+        catch_up=queued,
+        late=len({(c.bucket, c.host) for c in gathered.candidates}) if queued else 0,
+        behind=behind[0],
+        behind_since=behind[1],
+        too_late=behind[2],
     )
     latest = gathered.fleet[buckets[-1]]
     if latest.buckets < settings.warmup_buckets:
@@ -141,7 +252,7 @@ def detect_over(
         result.histogram = [int(n) for n in counts]
     decisions = decide(store.conn, settings, gathered, scores, exceptions, gathered.detail)
     kept = [
-        (new.sid, new.bucket, _document(store, new, gathered, scores, settings, span))
+        (new.sid, new.bucket, _document(store, new, gathered, scores, settings, span, at))
         for new in decisions.new
     ]
     result.truncated = sum(v.outcome is Outcome.TRUNCATED for v in decisions.verdicts.values())
@@ -152,8 +263,24 @@ def detect_over(
     result.signals = len(kept)
     result.documents = [doc for _, _, doc in kept]
     result.duration = time.perf_counter() - started
-    _commit(store, result, kept, decisions)
+    local = [i for i, source in enumerate(sources) if _is_store(source, store)]
+    low, high = buckets[0], buckets[-1] + span
+    queued_now = Backlog.merged(
+        [source.backlog(span, low, high, mark) for source, mark in zip(sources, marks, strict=True)]
+    )
+    result.arrivals = [(max(0, at - (b + span)), count) for b, count in queued_now.buckets]
+    _commit(
+        store, result, kept, decisions, settle_queue=[(span, low, high, marks[i]) for i in local]
+    )
+    for i, source in enumerate(sources):
+        if i not in local:
+            source.settle(span, low, high, marks[i])
     return result
+
+
+def _is_store(source: PresenceSource, store: Store) -> bool:
+    """Whether `source` reads `store` itself (its queue settles in the run's commit)."""
+    return isinstance(source, LocalSource) and source.store is store
 
 
 def _document(
@@ -163,8 +290,10 @@ def _document(
     scores: Scores,
     settings: DetectSettings,
     span: int,
+    at: int,
 ) -> dict[str, Any]:
-    """The signal document of a new signal: score explanation, group, rollout."""
+    """The signal document of a new signal: score explanation, group, rollout, and
+    when its data could first be seen (the run's data time `at`)."""
     cand = gathered.candidates[new.index]
     explanation, reason = explain(new.index, gathered, scores, settings.warmup_buckets)
     if new.rollout:
@@ -200,6 +329,7 @@ def _document(
     )
     doc["group"] = new.group
     doc["kind"] = "rollout" if new.rollout else "host"
+    doc["arrival"] = Arrival.of(cand.bucket, span, at).as_json()
     return doc
 
 
@@ -218,14 +348,17 @@ def _commit(
     result: RunResult,
     kept: list[tuple[str, int, dict[str, Any]]],
     decisions: Decisions,
+    settle_queue: list[tuple[int, int, int, int]],
 ) -> None:
-    """The run record, its signals, suppressed counts and exception hits: one transaction."""
+    """The run record, its signals, suppressed counts, exception hits and the scored
+    part of this store's late-data queue (span, low, high, mark): one transaction."""
     now = time.time()
     with store.transaction() as conn:
         cursor = conn.execute(
             "INSERT INTO runs (rule, started_at, data_time, window_start, window_end, "
             "observations, candidates, signals, truncated, suppressed, excepted, duration, "
-            "status, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "status, error, catch_up, late, behind, behind_since, arrivals) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 RULE_ID,
                 now,
@@ -241,6 +374,11 @@ def _commit(
                 result.duration,
                 _status(result),
                 _problems(result),
+                int(result.catch_up),
+                result.late,
+                result.behind,
+                result.behind_since,
+                orjson.dumps(result.arrivals).decode(),
             ),
         )
         result.id = int(cursor.lastrowid or 0)
@@ -276,6 +414,8 @@ def _commit(
             conn.execute(
                 "UPDATE exceptions SET matched = matched + ? WHERE id = ?", (count, exception_id)
             )
+        for span, low, high, mark in settle_queue:
+            settle(conn, span, low, high, mark)
 
 
 def _status(result: RunResult) -> str:

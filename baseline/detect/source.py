@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from rarenet.baseline.detect import late
 from rarenet.baseline.detect.detail import detail_row
 from rarenet.baseline.detect.presence import (
     USED_SOURCE,
@@ -128,6 +129,27 @@ class PresenceSource(Protocol):
 
     def data_end(self, span: int) -> int | None:
         """The end of the newest bucket in presence (None: no data yet)."""
+        ...
+
+    def fold_mark(self, span: int) -> int:
+        """The fold's watermark now: queued host-buckets up to it are in presence
+        (baseline/detect/late.py)."""
+        ...
+
+    def backlog(self, span: int, low: int, high: int, mark: int) -> list[Any]:
+        """Queued host-buckets per bucket in [low, high): [[bucket, count], ...]."""
+        ...
+
+    def pending_candidates(self, span: int, bucket: int, mark: int) -> list[CandidateRow]:
+        """Presence rows of one bucket's queued hosts, in candidate order."""
+        ...
+
+    def settle(self, span: int, low: int, high: int, mark: int) -> int:
+        """Take the host-buckets in [low, high) queued by `mark` off the queue."""
+        ...
+
+    def drop_too_old(self, span: int, before: int, run_at: int) -> int:
+        """Count queued host-buckets older than `before` per host, and drop them."""
         ...
 
 
@@ -366,6 +388,23 @@ class LocalSource:
             "SELECT max(bucket) FROM fleet_bucket WHERE span = ?", (span,)
         ).fetchone()
         return None if row is None or row[0] is None else int(row[0]) + span
+
+    def fold_mark(self, span: int) -> int:
+        return late.fold_mark(self.store.conn, span)
+
+    def backlog(self, span: int, low: int, high: int, mark: int) -> list[Any]:
+        return late.backlog(self.store.conn, span, low, high, mark)
+
+    def pending_candidates(self, span: int, bucket: int, mark: int) -> list[CandidateRow]:
+        return late.pending_candidates(self.store.conn, span, bucket, mark)
+
+    def settle(self, span: int, low: int, high: int, mark: int) -> int:
+        with self.store.transaction() as conn:
+            return late.settle(conn, span, low, high, mark)
+
+    def drop_too_old(self, span: int, before: int, run_at: int) -> int:
+        with self.store.transaction() as conn:
+            return late.drop_too_old(conn, span, before, run_at)
 
 
 def _json(rows: list[Any]) -> str:

@@ -16,13 +16,14 @@ from rarenet.baseline.detect.decide import Outcome, Verdict, decide, executable,
 from rarenet.baseline.detect.exceptions import active_exceptions
 from rarenet.baseline.detect.explain import explain, returning_json, returning_sentence
 from rarenet.baseline.detect.features import gather, window_buckets
+from rarenet.baseline.detect.late import LATE_AFTER
 from rarenet.baseline.detect.lineage import name_the_shell
 from rarenet.baseline.detect.presence import refresh_presence
 from rarenet.baseline.detect.scoring import score
 from rarenet.baseline.detect.signal import RULE_ID
 from rarenet.baseline.detect.suspects import open_suspects
 from rarenet.baseline.store import Store
-from rarenet.baseline.units import format_time
+from rarenet.baseline.units import format_age, format_time
 
 
 @dataclass(frozen=True)
@@ -207,8 +208,21 @@ def _sentence(
     if outcome is Outcome.TRUNCATED:
         return f"over max_signals ({settings.max_signals}) in this run: not stored{tail}"
     if outcome is Outcome.EXISTS:
-        return f"signalled: {verdict.signal}{tail}"
+        return f"signalled: {verdict.signal}{_seen(store, verdict.signal)}{tail}"
     return f"would be signalled now as {verdict.signal} (score {verdict.score:g}){tail}"
+
+
+def _seen(store: Store, sid: str | None) -> str:
+    """ ", seen 2026-01-07T13:15:00Z, 5.0h after its bucket ended" for a stored signal
+    whose data arrived late (more than an hour after its bucket); empty otherwise."""
+    row = store.conn.execute(
+        "SELECT json_extract(document, '$.arrival.seen'), "
+        "json_extract(document, '$.arrival.lag_seconds') FROM signals WHERE id = ?",
+        (sid,),
+    ).fetchone()
+    if row is None or row[1] is None or int(row[1]) <= LATE_AFTER:
+        return ""
+    return f" (its data arrived late: seen {row[0]}, {format_age(int(row[1]))} after its bucket)"
 
 
 def _when(store: Store, sid: str | None) -> str:

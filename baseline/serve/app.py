@@ -116,7 +116,7 @@ class Api:
         self.write_gate = write_gate
         self.health = HealthRecord()  # what last failed: the writer, jobs and reads report
         self.writer = CommitWriter(config.store.path, gate=write_gate, health=self.health)
-        self.metrics = Metrics(self.open_store)
+        self.metrics = Metrics(self.open_store, int(config.detect.bucket_span))
         self.snapshots = SnapshotCache(config.detect)
         # The heartbeat's lines go to `on_line` (the CLI's console), else to the log.
         self.heartbeat = Heartbeat(on_line or _log_line, config.detect)

@@ -149,8 +149,10 @@ class Heartbeat:
                 )
                 if n
             ]
+            late = run.late_summary()
+            held += [late] if late else []
             more = f" ({', '.join(held)})" if held else ""
-            what = f"{looked}, {run.candidates} candidates, {run.signals} new signal(s){more}"
+            what = f"{looked}, {run.candidates} candidates, {run.all_signals} new signal(s){more}"
         upcoming_at = f"; next {self._clock(upcoming.timestamp())}" if upcoming else ""
         self._say(f"detect at {self._clock(run.data_time)}: {what}{upcoming_at}")
 

@@ -32,6 +32,7 @@ from rarenet.baseline.detect.maintenance import add_jobs, prune_once
 from rarenet.baseline.detect.presence import refresh_presence
 from rarenet.baseline.detect.rule import RunResult
 from rarenet.baseline.detect.shards import detect_configured
+from rarenet.baseline.detect.silence import arrivals
 from rarenet.baseline.errors import StoreError
 from rarenet.baseline.ingest.chunks import ChunkCounts, build_parser
 from rarenet.baseline.ingest.pipeline import Ingester
@@ -156,7 +157,13 @@ class Jobs:
         try:
             self.fold_once(None)  # in short steps; the run's own fold then finds little left
             run = self._detect_in_child()
+            # late data beyond one run's budget: more runs now, within half an interval
+            while run.behind and time.perf_counter() - started < self.config.detect.interval / 2:
+                if self.heartbeat is not None:
+                    self.heartbeat.detected(run, None)
+                run = self._detect_in_child()
             with self.store() as store:
+                self._judge_catch_up(store)
                 if self.snapshots.requested:
                     self.fold_once(FOLD_BUDGET)
                     self.snapshots.refresh(store)
@@ -172,6 +179,15 @@ class Jobs:
         if self.on_run is not None:
             self.on_run(run)
         return run
+
+    def _judge_catch_up(self, store: Store) -> None:
+        """A catch-up that does not move (baseline/detect/silence.py) is a failing part
+        of Health and /healthz until it moves again."""
+        late = arrivals(store.conn, max(1, int(self.config.detect.bucket_span)))
+        if late.problems:
+            self.health.problem("catch-up", "; ".join(late.problems))
+        else:
+            self.health.succeeded("catch-up")
 
     def _detect_in_child(self) -> RunResult:
         with self._detector_lock:

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from rarenet.baseline import __version__
 from rarenet.baseline.detect.exceptions import broad_exceptions, excepted_last_day
+from rarenet.baseline.detect.silence import Arrivals, arrivals
 from rarenet.baseline.ingest.chunks import ChunkCounts
 from rarenet.baseline.store import Store
 
@@ -30,7 +31,7 @@ DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 class Metrics:
     """Every metric `GET /metrics` shows."""
 
-    def __init__(self, open_store: Callable[[], Store]) -> None:
+    def __init__(self, open_store: Callable[[], Store], span: int = 900) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series
         self.registry = CollectorRegistry()
         r = self.registry
@@ -70,7 +71,7 @@ class Metrics:
             "rarenet_job_errors", "Scheduled jobs that raised, by job.", ["job"], registry=r
         )
         Info("rarenet_build", "rarenet version.", registry=r).info({"version": __version__})
-        r.register(_StoreGauges(open_store))
+        r.register(_StoreGauges(open_store, span))
         self.on_ingest: Callable[[str, ChunkCounts], None] | None = None  # the heartbeat
 
     def ingested(self, counts: ChunkCounts, source: str = "HTTP") -> None:
@@ -85,8 +86,8 @@ class Metrics:
 class _StoreGauges(Collector):
     """Lag, signals and delivery failures, read from the store at scrape time."""
 
-    def __init__(self, open_store: Callable[[], Store]) -> None:
-        self.open_store = open_store
+    def __init__(self, open_store: Callable[[], Store], span: int) -> None:
+        self.open_store, self.span = open_store, span
 
     def describe(self) -> list[GaugeMetricFamily]:
         return []  # collected lazily (no store access at registration)
@@ -137,3 +138,32 @@ class _StoreGauges(Collector):
             )
             broad.add_metric([], float(len(broad_exceptions(store))))
             yield broad
+            yield from _arrival_gauges(arrivals(conn, self.span))
+
+
+def _arrival_gauges(health: Arrivals) -> Iterator[GaugeMetricFamily]:
+    """Late data and silence (baseline/detect/silence.py), in data time."""
+    lag = GaugeMetricFamily(
+        "rarenet_arrival_lag_seconds",
+        "How long after its bucket ended data was first scored, over the newest hour of "
+        "runs (quantile 0.5 and 0.99; absent before the first run).",
+        labels=["quantile"],
+    )
+    for quantile, value in (("0.5", health.lag_p50), ("0.99", health.lag_p99)):
+        if value is not None:
+            lag.add_metric([quantile], float(value))
+    yield lag
+    gauges = (
+        ("rarenet_catch_up_behind", "Host-buckets of late data waiting after the last run.",
+         health.behind),
+        ("rarenet_catch_up_stalled", "1 when the oldest waiting bucket has not moved for "
+         "several runs.", int(health.stalled)),
+        ("rarenet_too_late_host_buckets", "Host-buckets that arrived older than history, "
+         "never scored (all hosts).", health.too_late_total),
+        ("rarenet_silent_hosts", "Hosts that reported in most buckets of the day before "
+         "the newest hour and in none of that hour.", health.silent_count),
+    )  # fmt: skip
+    for name, text, value in gauges:
+        family = GaugeMetricFamily(name, text)
+        family.add_metric([], float(value))
+        yield family

@@ -107,6 +107,14 @@ class HealthRecord:
             self._failures[part] = failure
         return failure
 
+    def problem(self, part: str, reason: str) -> Failure:
+        """A part that is not failing with an error but is not doing its job (a stalled
+        catch-up): `reason` as the user reads it."""
+        failure = Failure(part, reason, time.time())
+        with self._lock:
+            self._failures[part] = failure
+        return failure
+
     def succeeded(self, part: str) -> None:
         if part in self._failures:  # cheap read first: the common case has nothing to clear
             with self._lock:

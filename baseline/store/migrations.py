@@ -388,6 +388,53 @@ def _suspects(db: Database) -> None:
     db.execute("CREATE INDEX signals_host_binary ON signals (host, path, name, bucket)")
 
 
+def _late_data(db: Database) -> None:
+    """Late data (docs/scoring.md "Late data"): host-buckets that received data and wait
+    to be scored (`pending_host_bucket`, filled by the presence fold, emptied by the runs
+    that score them), those that arrived older than `history` and were never scored
+    (`too_late`, per host), each host's newest bucket with data (`host_last`: silent
+    hosts), and per run how many late host-buckets it scored, how many
+    still wait after it, and the arrival lags of the host-buckets it scored first
+    (`arrivals`: JSON [[seconds after the bucket ended, host-buckets], ...])."""
+    db.execute(
+        """CREATE TABLE pending_host_bucket (
+            span INTEGER NOT NULL,
+            bucket INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            PRIMARY KEY (span, bucket, host)
+        ) WITHOUT ROWID"""
+    )
+    db.execute(
+        """CREATE TABLE too_late (
+            span INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            host_buckets INTEGER NOT NULL,
+            newest_bucket INTEGER NOT NULL,
+            last_run_at INTEGER NOT NULL,
+            PRIMARY KEY (span, host)
+        ) WITHOUT ROWID"""
+    )
+    db.execute(
+        """CREATE TABLE host_last (
+            span INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            last_bucket INTEGER NOT NULL,
+            PRIMARY KEY (span, host)
+        ) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX host_last_bucket ON host_last (span, last_bucket)")
+    db.execute(
+        "INSERT INTO host_last (span, host, last_bucket) "
+        "SELECT span, host, max(bucket) FROM host_bucket GROUP BY span, host"
+    )
+    db.execute("ALTER TABLE runs ADD COLUMN late INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE runs ADD COLUMN behind INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE runs ADD COLUMN behind_since INTEGER")
+    db.execute("ALTER TABLE runs ADD COLUMN catch_up INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE runs ADD COLUMN arrivals TEXT NOT NULL DEFAULT '[]'")
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_initial", _initial),
     ("0002_detection", _detection),
@@ -400,6 +447,7 @@ MIGRATIONS: list[Migration] = [
     ("0010_shell_destinations", _shell_destinations),
     ("0011_access", _access),
     ("0012_suspects", _suspects),
+    ("0013_late_data", _late_data),
 ]
 
 
