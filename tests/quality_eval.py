@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from rarenet.baseline.config import load_config
-from rarenet.baseline.detect.backtest import backtest
+from rarenet.baseline.detect.backtest import arrive, backtest
 from rarenet.baseline.ingest.pipeline import Ingester
 from rarenet.baseline.simulate import Label, SimulationSpec, read_labels, simulate_to_path
+from rarenet.baseline.simulate.delivery import Delay, read_delivery
 from rarenet.baseline.simulate.families import benign_paths
 from rarenet.baseline.store import Store
 from rarenet.baseline.units import parse_time
@@ -34,6 +35,7 @@ SPAN = 900
 WARMUP = 20
 HISTORY = 14 * 86400 // SPAN
 SUPPRESS = 86400 // SPAN
+LOOKBACK = 2700  # the references' look-back after a bucket ends (Elastic's rule: 45 min)
 FAMILIES = (
     "never-seen",
     "masquerade",
@@ -133,14 +135,25 @@ def _benign(hit: Hit, benign: dict[str, str], by_name: bool) -> str | None:
     return next((path for path in benign if path.rsplit("/", 1)[-1] == hit.name), None)
 
 
-def measure(hosts: int, days: float, seed: int, workdir: Path) -> FleetQuality:
+def measure(hosts: int, days: float, seed: int, workdir: Path, late: bool = False) -> FleetQuality:
     """Simulate one fleet with every scenario family, backtest rarenet, run both
-    references on the same observations."""
+    references on the same observations. `late`: the lines arrive as the simulated
+    delivery plan says (laptops offline, attacks whose results arrive hours late, a
+    rarenet and a Fleet outage) and everything is replayed in arrival order; the
+    references, like Elastic's rules, score a bucket only with the data that arrived
+    within their look-back after it (late data is never analysed)."""
     log, labels_path = workdir / f"fleet-{hosts}-{seed}.log.gz", workdir / f"labels-{seed}.jsonl"
+    arrivals = workdir / f"arrivals-{hosts}-{seed}.jsonl" if late else None
     spec = SimulationSpec(hosts=hosts, days=days, attacks=True, seed=seed, scenarios="all")
-    simulate_to_path(spec, log, labels_path)
+    simulate_to_path(spec, log, labels_path, arrivals)
     config = load_config(None, env={})
-    result = backtest([str(log)], config, labels_path=str(labels_path), workdir=str(workdir))
+    result = backtest(
+        [str(log)],
+        config,
+        labels_path=str(labels_path),
+        workdir=str(workdir),
+        arrivals_path=None if arrivals is None else str(arrivals),
+    )
     metrics = result.metrics or {}
     rarenet = [
         Hit(
@@ -151,7 +164,8 @@ def measure(hosts: int, days: float, seed: int, workdir: Path) -> FleetQuality:
         )
         for s in result.signals
     ]
-    presence = _presence(log, workdir / f"ref-{hosts}-{seed}.db")
+    delays = read_delivery(arrivals) if arrivals is not None else []
+    presence = _presence(log, workdir / f"ref-{hosts}-{seed}-{int(late)}.db", delays)
     quality = FleetQuality(
         hosts, seed, float(metrics.get("host_days", 0)), read_labels(labels_path), spec.start
     )
@@ -168,11 +182,15 @@ def measure(hosts: int, days: float, seed: int, workdir: Path) -> FleetQuality:
 Presence = list[tuple[int, str, str, str]]  # (bucket, host, name, path), sorted
 
 
-def _presence(log: Path, db: Path) -> Presence:
+def _presence(log: Path, db: Path, delays: list[Delay]) -> Presence:
+    """(bucket, host, name, path) a reference detector sees: with delays, only what
+    arrived within its look-back after the bucket ended."""
     with Store(db) as store:
         Ingester(store, load_config(None, env={})).ingest([str(log)])
+        arrive(store, delays)
         rows = store.conn.execute(
-            f"SELECT DISTINCT time - time % {SPAN}, host, name, path FROM observations "
+            f"SELECT time - time % {SPAN} AS bucket, host, name, path FROM observations "
+            f"GROUP BY 1, 2, 3, 4 HAVING min(arrival) < bucket + {SPAN + LOOKBACK} "
             "ORDER BY 1, 2, 3, 4"
         ).fetchall()
     return [(int(b), str(h), str(n), str(p)) for b, h, n, p in rows]

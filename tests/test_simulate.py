@@ -28,6 +28,7 @@ from rarenet.baseline.simulate import (
 )
 from rarenet.baseline.simulate.attacks import TECHNIQUES, attack_paths, attack_window
 from rarenet.baseline.simulate.catalogue import ATTACKER_IPS
+from rarenet.baseline.simulate.delivery import arrival, read_delivery
 from rarenet.baseline.simulate.fleet import Fleet, build_fleet
 from rarenet.baseline.simulate.render import FLEET_MAX_DETAILS, QUERY_NAME, calendar_time
 from rarenet.baseline.simulate.sockets import COLUMNS
@@ -417,7 +418,7 @@ def test_write_errors_surface_and_leave_no_partial_files(
     with pytest.raises(InputError, match="is a directory"):
         simulate_to_path(SimulationSpec(hosts=3, days=0.2), tmp_path / "f.log", tmp_path / "labels")
 
-    def interrupted(spec: SimulationSpec, out: Any, labels: Any) -> None:
+    def interrupted(spec: SimulationSpec, out: Any, labels: Any, arrivals: Any = None) -> None:
         out.write(b"half a line")
         raise KeyboardInterrupt
 
@@ -492,3 +493,38 @@ def test_cli_bad_arguments_exit_2(tmp_path: Path, args: list[str], message: str)
     assert code == 2
     assert message in stderr
     assert not (tmp_path / "f.log").exists()
+
+
+def test_arrivals_delay_laptops_half_the_attacks_and_two_outages(tmp_path: Path) -> None:
+    log, labels, arrivals = tmp_path / "f.log", tmp_path / "f.labels.jsonl", tmp_path / "a.jsonl"
+    code, _, err = invoke(
+        "--hosts", "30", "--days", "3", "--scenarios", "all", "--seed", "7",
+        "--out", str(log), "--arrivals", str(arrivals),
+    )  # fmt: skip
+    assert code == 0, err
+    delays = read_delivery(arrivals)
+    attacks = read_labels(labels)
+    whys = [d.why for d in delays]
+    assert whys.count("rarenet outage") == 1 and whys.count("Fleet outage") == 1
+    assert all(d.host is None for d in delays if "outage" in d.why)
+    assert all(d.host.startswith("dev-") for d in delays if d.why == "laptop offline")  # type: ignore[union-attr]
+    covered = [
+        a for a in attacks
+        if any(d.host == a.host and d.start <= a.start and a.end < d.end for d in delays)
+    ]  # fmt: skip
+    assert len(covered) >= len(attacks) // 2
+    for a in covered:
+        late = arrival(delays, a.host, a.start) - a.start
+        assert 3600 <= late <= 12 * 3600, (a, late)
+    assert arrival(delays, "nobody", 0) == 0  # no delay: it arrives at its data time
+    again = tmp_path / "b.jsonl"
+    invoke(
+        "--hosts", "30", "--days", "3", "--scenarios", "all", "--seed", "7",
+        "--out", str(tmp_path / "g.log"), "--arrivals", str(again),
+    )  # fmt: skip
+    assert again.read_bytes() == arrivals.read_bytes()  # deterministic
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"host": null, "from": 1, "to": 2, "arrives": 3}\n{"host": 5}\n')
+    with pytest.raises(InputError, match="bad delivery line") as caught:
+        read_delivery(bad)
+    assert caught.value.where == f"{bad}:2"

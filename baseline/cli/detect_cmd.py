@@ -150,6 +150,12 @@ def _detect(state: Context, at: str | None, shards: tuple[str, ...], as_json: bo
 @click.option("--from", "start", metavar="TIME", help="First data time to score.")
 @click.option("--to", "end", metavar="TIME", help="Last data time to score.")
 @click.option("--labels", metavar="FILE", help="JSON Lines of labelled malicious activity.")
+@click.option(
+    "--arrivals",
+    metavar="FILE",
+    help="When the lines arrived (JSON Lines of delays, as `rarenet simulate --arrivals` "
+    "writes): replay in arrival order, as the live service would have seen them.",
+)
 @common_options
 @json_option
 @click.pass_obj
@@ -159,9 +165,11 @@ def backtest(
     start: str | None,
     end: str | None,
     labels: str | None,
+    arrivals: str | None,
     as_json: bool,
 ) -> None:
-    """Replay result logs in data time through ingest and the scheduled rule.
+    """Replay result logs in data time (or, with --arrivals, in arrival order) through
+    ingest and the scheduled rule.
 
     Uses a fresh temporary store (so it refuses --db) and never delivers. Prints every
     signal, tagged with the labelled attack it matches; with --labels also recall (every
@@ -174,7 +182,7 @@ def backtest(
             "writes --db; drop --db (to fill a store: `rarenet ingest --db PATH FILE...`)",
             click.get_current_context(),
         )
-    run_guarded(lambda: _backtest(state, files, start, end, labels, as_json))
+    run_guarded(lambda: _backtest(state, files, start, end, labels, arrivals, as_json))
 
 
 def _backtest(
@@ -183,6 +191,7 @@ def _backtest(
     start: str | None,
     end: str | None,
     labels: str | None,
+    arrivals: str | None,
     as_json: bool,
 ) -> int:
     config = state.config()
@@ -193,6 +202,7 @@ def _backtest(
             start=_time(start, "--from"),
             end=_time(end, "--to"),
             labels_path=labels,
+            arrivals_path=arrivals,
             on_ingest=progress.ingested,
             on_start=progress.replaying,
             on_run=progress.ran,

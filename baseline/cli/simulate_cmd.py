@@ -48,10 +48,14 @@ def _labels_path(out: str, labels: str | None) -> str | None:
     return None if out == STDIO else str(default_labels_path(out))
 
 
-def _write(spec: SimulationSpec, out: str, labels: str | None) -> SimulationResult:
+def _write(
+    spec: SimulationSpec, out: str, labels: str | None, arrivals: str | None = None
+) -> SimulationResult:
     """Files go through simulate_to_path (atomic); stdout is written as it comes."""
+    if arrivals == STDIO:
+        raise InputError("--arrivals must be a file, not stdout")
     if STDIO not in (out, labels):
-        return simulate_to_path(spec, out, labels)
+        return simulate_to_path(spec, out, labels, arrivals)
     stdout = sys.stdout.buffer
     with ExitStack() as stack:
 
@@ -60,7 +64,8 @@ def _write(spec: SimulationSpec, out: str, labels: str | None) -> SimulationResu
 
         log = target(out)
         labels_file = None if labels is None else target(labels)
-        result = write_simulation(spec, log, labels_file)
+        arrivals_file = None if arrivals is None else target(arrivals)
+        result = write_simulation(spec, log, labels_file, arrivals_file)
     stdout.flush()
     return result
 
@@ -134,6 +139,13 @@ def _report(
     "(docs/quality.md); needs --days 2+.",
 )
 @click.option("--labels", metavar="PATH", help="Labels file (default: derived from --out).")
+@click.option(
+    "--arrivals",
+    metavar="PATH",
+    help="Also write when each line reaches rarenet (laptops offline 1-12 h, attacks whose "
+    "results arrive hours late, a rarenet and a Fleet outage), for `rarenet backtest "
+    "--arrivals` (docs/quality.md).",
+)
 @click.option("--out", required=True, metavar="FILE", help="Log to write (.gz ok, - = stdout).")
 @json_option
 @common_options
@@ -148,6 +160,7 @@ def simulate(
     fmt: str,
     scenarios: str,
     labels: str | None,
+    arrivals: str | None,
     out: str,
     as_json: bool,
 ) -> None:
@@ -162,7 +175,7 @@ def simulate(
     def body() -> int:
         spec = _spec(hosts, days, attacks, seed, start, fmt, scenarios)
         labels_path = _labels_path(out, labels)
-        result = _write(spec, out, labels_path)
+        result = _write(spec, out, labels_path, arrivals)
         _report(result, days, out, labels_path, as_json)
         return 0
 

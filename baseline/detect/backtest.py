@@ -1,14 +1,17 @@
-"""Backtest: replay result logs in data time through ingest and the scheduled rule.
+"""Backtest: replay result logs through ingest and the scheduled rule.
 
-The logs are ingested into a scratch store; then, run by run, the observations of each
-interval are copied (in data-time order) into a fresh store and the rule runs at that
-data time — exactly what a live service would have seen. Nothing is delivered.
+The logs are ingested into a scratch store; then, run by run, the observations that
+arrived in each interval are copied into a fresh store and the rule runs at that time —
+exactly what a live service would have seen. Without a delivery plan every line arrives
+at its data time; with one (`--arrivals`, baseline/simulate/delivery.py) late lines
+arrive late, and the live service's catch-up scores them (docs/scoring.md "Late
+data"). Nothing is delivered.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from rarenet.baseline.errors import InputError
 from rarenet.baseline.ingest.model import OBSERVATION_COLUMNS
 from rarenet.baseline.ingest.pipeline import Ingester, IngestReport
 from rarenet.baseline.simulate import Label, read_labels
+from rarenet.baseline.simulate.delivery import Delay, read_delivery
 from rarenet.baseline.store import Store
 from rarenet.baseline.units import parse_time
 
@@ -79,8 +83,11 @@ def backtest(
     replay_path: Path | None = None,
     on_ingest: Callable[[int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    arrivals_path: str | None = None,
 ) -> Backtest:
-    """Replay `files` in data time; score every run; compare with labels if given.
+    """Replay `files` in data time — or, with `arrivals_path` (a delivery plan,
+    baseline/simulate/delivery.py), in arrival order, as the live service would see
+    them; score every run; compare with labels if given.
     `replay_path` keeps the replayed store there (for `rarenet report`); by default it is
     a scratch file removed at the end. Progress: `on_ingest(bytes)` while the logs are
     read, `on_start(runs)` once before the first run, `on_run(run)` after each."""
@@ -91,8 +98,10 @@ def backtest(
             report = Ingester(source, config, progress=on_ingest).ingest(files)
             if report.errors:
                 raise InputError("; ".join(report.errors))
+            delays = read_delivery(arrivals_path) if arrivals_path else []
+            arrive(source, delays)
             first, last = source.conn.execute(
-                "SELECT min(time), max(time) FROM observations"
+                "SELECT min(time), max(arrival) FROM observations"
             ).fetchone()
         settings = config.detect
         result = Backtest(report, labels=labels, span=max(1, int(settings.bucket_span)))
@@ -118,22 +127,53 @@ def backtest(
             if labels is not None:
                 span = max(1, int(settings.bucket_span))
                 warm = start + settings.warmup_buckets * span
-                result.metrics = evaluate(result, labels, replay, span, warm, stop)
+                result.metrics = evaluate(result, labels, replay, span, warm, stop, delays)
     return result
 
 
+def arrive(source: Store, delays: Sequence[Delay]) -> None:
+    """Give every observation of the scratch copy its arrival: its data time, or the
+    latest `arrives` of the delays holding its host and time."""
+    with source.transaction() as conn:
+        conn.execute("ALTER TABLE observations ADD COLUMN arrival INTEGER")
+        conn.execute("UPDATE observations SET arrival = time")
+        for delay in delays:
+            conn.execute(
+                "UPDATE observations SET arrival = max(arrival, ?) WHERE time >= ? AND time < ? "
+                "AND (? IS NULL OR host = ?)",
+                (delay.arrives, delay.start, delay.end, delay.host, delay.host),
+            )
+        conn.execute("CREATE INDEX observations_arrival ON observations (arrival, time)")
+
+
 def _copy_observations(replay: Store, source: Path, start: int, end: int) -> None:
+    """The observations that arrived in [start, end), in arrival and data-time order."""
     columns = ", ".join(OBSERVATION_COLUMNS)
     replay.conn.execute("ATTACH DATABASE ? AS source", (str(source),))
     try:
         with replay.transaction() as conn:
             conn.execute(
                 f"INSERT OR IGNORE INTO observations ({columns}) SELECT {columns} "
-                "FROM source.observations WHERE time >= ? AND time < ? ORDER BY time, digest",
+                "FROM source.observations WHERE arrival >= ? AND arrival < ? "
+                "ORDER BY arrival, time, digest",
                 (start, end),
             )
     finally:
         replay.conn.execute("DETACH DATABASE source")
+
+
+def ready(delays: Sequence[Delay], host: str, bucket: int, span: int) -> int:
+    """When all of a host-bucket's data has arrived: its end, or the latest arrival of
+    the delays overlapping it, rounded up to the bucket grid (runs are on it)."""
+    late = max(
+        (
+            d.arrives
+            for d in delays
+            if (d.host is None or d.host == host) and d.start < bucket + span and d.end > bucket
+        ),
+        default=0,
+    )
+    return max(bucket + span, -(-late // span) * span)
 
 
 def label_matches(label: Label, signal: dict[str, Any], span: int) -> bool:
@@ -162,10 +202,16 @@ def attack_name(label: Label | None) -> str | None:
 
 
 def evaluate(
-    result: Backtest, labels: list[Label], replay: Store, span: int, scored_from: int, stop: int
+    result: Backtest,
+    labels: list[Label],
+    replay: Store,
+    span: int,
+    scored_from: int,
+    stop: int,
+    delays: Sequence[Delay] = (),
 ) -> dict[str, Any]:
     """Recall, precision, false signals per 100 host-days (after warm-up), and how many
-    labels the first run covering them already caught."""
+    labels the first run that could see them (after their data arrived) caught."""
     signals = result.signals
     matched: set[int] = set()
     true_signals = 0
@@ -190,7 +236,8 @@ def evaluate(
         if hit is None:
             continue
         run, doc = hit
-        first_run += run.data_time <= parse_time(doc["bucket"]["start"]) + span
+        bucket = parse_time(doc["bucket"]["start"])
+        first_run += run.data_time <= ready(delays, label.host, bucket, span)
         latencies.append(run.data_time - label.start)
     false_signals = len(signals) - true_signals
     histogram = [sum(run.histogram[band] for run in result.runs) for band in range(10)]

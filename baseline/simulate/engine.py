@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rarenet.baseline.errors import InputError
 from rarenet.baseline.simulate.attacks import AttackPlan, plan_attacks
+from rarenet.baseline.simulate.delivery import plan_delivery, write_delivery
 from rarenet.baseline.simulate.families import Scenarios, plan_scenarios
 from rarenet.baseline.simulate.fleet import Fleet, ToolInstall, build_fleet
 from rarenet.baseline.simulate.labels import write_labels
@@ -107,9 +108,14 @@ def _generate(
 
 
 def write_simulation(
-    spec: SimulationSpec, out: Writable, labels: Writable | None
+    spec: SimulationSpec,
+    out: Writable,
+    labels: Writable | None,
+    arrivals: Writable | None = None,
 ) -> SimulationResult:
-    """Write the synthetic result log to `out` and, if given, its labels to `labels`.
+    """Write the synthetic result log to `out` and, if given, its labels to `labels` and
+    its delivery plan (when each line arrives, baseline/simulate/delivery.py) to
+    `arrivals`.
 
     One result object (or Fleet body) per line, in data-time order. Raises InputError
     for a bad spec.
@@ -127,6 +133,10 @@ def write_simulation(
         writer.close()
     if labels is not None:
         write_labels(labels, (plan.label for plan in plans))
+    if arrivals is not None:
+        hosts = [(host.name, host.role) for host in fleet.hosts]
+        attacks = [plan.label for plan in plans]
+        write_delivery(arrivals, plan_delivery(hosts, spec.start, spec.end, attacks, spec.seed))
     return SimulationResult(lines, rows, spec.hosts, len(plans), spec.start, spec.end)
 
 
@@ -143,15 +153,20 @@ def _temporary(path: Path) -> Path:
 
 
 def simulate_to_path(
-    spec: SimulationSpec, out_path: str | Path, labels_path: str | Path | None
+    spec: SimulationSpec,
+    out_path: str | Path,
+    labels_path: str | Path | None,
+    arrivals_path: str | Path | None = None,
 ) -> SimulationResult:
-    """Write the log to `out_path` (gzip if it ends in .gz) and labels to `labels_path`.
+    """Write the log to `out_path` (gzip if it ends in .gz), labels to `labels_path` and
+    the delivery plan to `arrivals_path`.
 
-    No labels file without `labels_path`. Files appear complete or not at all: each is
-    written under a temporary name, then renamed.
+    No labels (arrivals) file without its path. Files appear complete or not at all:
+    each is written under a temporary name, then renamed.
     """
     spec.validate()
     final = [Path(out_path)] + ([Path(labels_path)] if labels_path is not None else [])
+    final += [Path(arrivals_path)] if arrivals_path is not None else []
     for path in final:
         if path.is_dir():
             raise InputError(f"{path} is a directory", hint="give a file name")
@@ -162,7 +177,9 @@ def simulate_to_path(
                 open_output(stack, temp, path.suffix == ".gz")
                 for temp, path in zip(temps, final, strict=True)
             ]
-            result = write_simulation(spec, files[0], files[1] if len(files) > 1 else None)
+            labels_file = files[1] if labels_path is not None else None
+            arrivals_file = files[-1] if arrivals_path is not None else None
+            result = write_simulation(spec, files[0], labels_file, arrivals_file)
         for temp, path in zip(temps, final, strict=True):
             os.replace(temp, path)
     finally:
