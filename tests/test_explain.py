@@ -15,11 +15,13 @@ from test_detect import ATTACK_AT, RUN_AT, SPAN, fleet_db  # noqa: F401  (fixtur
 
 from rarenet.baseline.cli import main
 from rarenet.baseline.config import Config, load_config
+from rarenet.baseline.detect.backtest import backtest
 from rarenet.baseline.detect.decide import Outcome
 from rarenet.baseline.detect.exceptions import Exception_, add_exception
 from rarenet.baseline.detect.rule import detect_once
 from rarenet.baseline.detect.why import why
 from rarenet.baseline.ingest.pipeline import Ingester
+from rarenet.baseline.simulate import SimulationSpec, simulate_to_path
 from rarenet.baseline.store import Store
 
 BEACON = "/tmp/.x/beacon"
@@ -118,9 +120,10 @@ def test_a_second_host_is_signalled_and_grouped_with_the_first(
     finding = why(store, config.detect, "db-02", BEACON, at).findings[0]
     assert finding.outcome is Outcome.EXISTS and finding.group == leader["id"]
     assert [m["host"] for m in finding.others] == ["web-05"]
-    # and the first host's explanation now names the second
+    assert finding.reason == second["reason"] and finding.score == second["score"]
+    # the first host's explanation at its run is what that run said: db-02 came later
     back = why(store, config.detect, "web-05", BEACON, RUN_AT).findings[0]
-    assert [m["host"] for m in back.others] == ["db-02"]
+    assert back.others == [] and back.reason == leader["reason"]
     stored = store.conn.execute(
         "SELECT count(*), count(DISTINCT group_id) FROM signals WHERE path = ?", (BEACON,)
     ).fetchone()
@@ -200,3 +203,35 @@ def test_ancestor_columns_are_checked_like_any_field(tmp_path: Path) -> None:
     assert bad.observations == [] and "grandparent" in bad.errors[0]
     old = parser.parse_line(line(event(socket_row())))
     assert old.observations[0].ancestors == ""  # older packs: parent pid and name only
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [5, 6])
+def test_explain_at_its_run_says_every_stored_signal_word_for_word(
+    tmp_path: Path, seed: int
+) -> None:
+    """One evaluation: on a simulated fleet with every scenario family (rollouts,
+    groups, returns, child shells), `explain` at the run that raised each signal gives
+    its verdict, score, reason and explanation exactly as stored."""
+    log, labels = tmp_path / "fleet.log.gz", tmp_path / "labels.jsonl"
+    spec = SimulationSpec(hosts=30, days=3, attacks=True, seed=seed, scenarios="all")
+    simulate_to_path(spec, log, labels)
+    config = load_config(None, env={})
+    replayed = tmp_path / "replay.db"
+    result = backtest([str(log)], config, labels_path=str(labels), replay_path=replayed)
+    assert len(result.signals) >= 10
+    with Store(replayed) as store:
+        stored = store.conn.execute(
+            "SELECT s.id, s.host, s.path, s.name, s.kind, r.window_end "
+            "FROM signals AS s JOIN runs AS r ON r.id = s.run_id"
+        ).fetchall()
+        kinds = {kind for *_, kind, _ in stored}
+        assert kinds == {"host", "rollout"}, kinds
+        for sid, host, path, name, _kind, at in stored:
+            doc = next(d for d in result.signals if d["id"] == sid)
+            answer = why(store, config.detect, host, path or name, at, refresh=False)
+            (finding,) = [f for f in answer.findings if f.signal == sid]
+            assert finding.outcome is Outcome.EXISTS, (sid, finding.sentence)
+            assert finding.score == doc["score"], sid
+            assert finding.reason == doc["reason"], sid
+            assert finding.explanation == doc["explanation"], sid

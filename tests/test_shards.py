@@ -21,11 +21,13 @@ from serve_process import SHARD_TOKEN, TOKEN, ServerProcess
 from shard_fleet import Switchable, runs, signals
 
 from rarenet.baseline.config import load_config
+from rarenet.baseline.detect.decide import Outcome
 from rarenet.baseline.detect.remote import RemoteSource
 from rarenet.baseline.detect.rule import detect_once
 from rarenet.baseline.detect.shards import ShardUnavailable, detect_sharded
 from rarenet.baseline.detect.source import LocalSource
 from rarenet.baseline.detect.suspects import open_suspects
+from rarenet.baseline.detect.why import why
 from rarenet.baseline.ingest.model import OBSERVATION_COLUMNS
 from rarenet.baseline.ingest.pipeline import Ingester
 from rarenet.baseline.simulate import SimulationSpec, simulate_to_path
@@ -323,3 +325,35 @@ def test_rarenet_detect_over_shard_urls_is_the_single_node_run(
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert refused.returncode == 2 and "this store is a shard" in refused.stderr
+
+
+def test_explain_over_two_shards_is_explain_on_one_node_and_says_the_stored_signal(
+    fleet: tuple[Path, int, int], tmp_path: Path
+) -> None:
+    """One evaluation (baseline/detect/evaluate.py): for every signal, `explain` at the
+    run that raised it, over the shards, gives the single node's answer — and both give
+    the stored signal's verdict, score and reason word for word."""
+    settings = load_config(None, env={}).detect
+    single_node(fleet, tmp_path / "single.db")
+    sharded(fleet, tmp_path, 2)
+    with ExitStack() as stack:
+        single = stack.enter_context(Store(tmp_path / "single.db"))
+        coordinator = stack.enter_context(Store(tmp_path / "coordinator.db"))
+        shards = [
+            Switchable(stack.enter_context(Store(tmp_path / f"shard-{k}.db")), f"shard-{k}")
+            for k in range(2)
+        ]
+        stored = single.conn.execute(
+            "SELECT s.id, s.host, s.path, s.name, s.score, s.document, r.window_end "
+            "FROM signals AS s JOIN runs AS r ON r.id = s.run_id ORDER BY s.id"
+        ).fetchall()
+        assert len(stored) >= 5
+        for sid, host, path, name, score, document, at in stored:
+            one = why(single, settings, host, path or name, at, refresh=False)
+            over = why(coordinator, settings, host, path or name, at, refresh=False, sources=shards)
+            assert over.as_json() | {"signals": None} == one.as_json() | {"signals": None}, sid
+            (finding,) = [f for f in one.findings if f.signal == sid]
+            doc = orjson.loads(document)
+            assert finding.outcome is Outcome.EXISTS, (sid, finding.sentence)
+            assert (finding.score, finding.reason) == (score, doc["reason"]), sid
+            assert finding.explanation == doc["explanation"], sid

@@ -9,6 +9,8 @@ import orjson
 
 from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
 from rarenet.baseline.cli.detect_cmd import _time
+from rarenet.baseline.config import override
+from rarenet.baseline.detect.shards import configured_shards
 from rarenet.baseline.detect.why import Why, why
 from rarenet.baseline.errors import EXIT_OK, InputError
 from rarenet.baseline.units import format_time
@@ -18,26 +20,52 @@ from rarenet.baseline.units import format_time
 @click.argument("host")
 @click.argument("executable")
 @click.option("--at", "at", metavar="TIME", help="Data time of the run to explain (default: now).")
+@click.option(
+    "--shard",
+    "shards",
+    multiple=True,
+    metavar="URL",
+    help="A host shard's `rarenet serve` (repeat for each; default: [detect] shards): "
+    "explain over the shards, as the detection node's rule scores.",
+)
 @common_options
 @json_option
 @click.pass_obj
-def explain(state: Context, host: str, executable: str, at: str | None, as_json: bool) -> None:
+def explain(
+    state: Context,
+    host: str,
+    executable: str,
+    at: str | None,
+    shards: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Why HOST's use of EXECUTABLE (a path, or a process name) did or did not fire in the
     run at TIME: learning, below threshold (with the score's parts), excepted by which
     exception, suppressed by which signal, one host of a rollout, grouped with which hosts.
 
     Writes no signal. Exit status: 0, or 2 for bad input.
     """
-    run_guarded(lambda: _explain(state, host, executable, at, as_json))
+    run_guarded(lambda: _explain(state, host, executable, at, shards, as_json))
 
 
-def _explain(state: Context, host: str, exe: str, at: str | None, as_json: bool) -> int:
+def _explain(
+    state: Context, host: str, exe: str, at: str | None, shards: tuple[str, ...], as_json: bool
+) -> int:
     if not host.strip() or not exe.strip():
         raise InputError("HOST and EXECUTABLE must not be empty", hint="e.g. web-07 /usr/bin/bash")
-    config = state.config()
+    config = override(state.config(), "detect", {"shards": list(shards) or None})
     when = _time(at, "--at")
-    with open_store(config) as store:
-        answer = why(store, config.detect, host, exe, int(time.time()) if when is None else when)
+    sharded = bool(config.detect.shards)
+    sources = configured_shards(config.detect) if sharded else None
+    with open_store(config, create=sharded) as store:
+        answer = why(
+            store,
+            config.detect,
+            host,
+            exe,
+            int(time.time()) if when is None else when,
+            sources=sources,
+        )
     if as_json:
         click.echo(orjson.dumps(answer.as_json()).decode())
     else:

@@ -14,6 +14,7 @@ from rarenet.baseline.config import Config
 from rarenet.baseline.console import plots, views
 from rarenet.baseline.deliver.outbox import SignalRecord, get_signal
 from rarenet.baseline.detect.presence import refresh_presence
+from rarenet.baseline.detect.shards import configured_shards
 from rarenet.baseline.detect.why import Finding, Why, why
 from rarenet.baseline.store import Store
 
@@ -54,21 +55,23 @@ class SignalView:
 def signal_view(
     store: Store, config: Config, sid: str, *, gate: threading.Lock | None = None
 ) -> SignalView:
-    """The signal `sid`: its document, the explanation at its run, and its plots.
+    """The signal `sid`: its document, the explanation at the run that raised it (the
+    end of the window it scored: a catch-up step's one bucket), and its plots.
     `gate` is held only while new observations are folded into presence."""
     settings = config.detect
     span = max(1, int(settings.bucket_span))
     record = get_signal(store, sid)
     document = record.document
     run_row = store.conn.execute(
-        "SELECT r.data_time FROM signals s JOIN runs r ON r.id = s.run_id WHERE s.id = ?",
+        "SELECT r.window_end FROM signals s JOIN runs r ON r.id = s.run_id WHERE s.id = ?",
         (record.id,),
     ).fetchone()
     at = int(run_row[0]) if run_row and run_row[0] else record.bucket + span
     executable = record.path or record.name
     with gate or contextlib.nullcontext():  # the only write: folding new observations into presence
         refresh_presence(store, span)
-    answer = why(store, settings, record.host, executable, at, refresh=False)
+    sources = configured_shards(settings) if settings.shards else None
+    answer = why(store, settings, record.host, executable, at, refresh=False, sources=sources)
     finding = next((f for f in answer.findings if f.bucket == record.bucket), None)
     group_id = document.get("group") or record.id
     group = tuple(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -133,6 +133,7 @@ def decide(
     )
     for i in order:
         walk.one(i, bool(member[i]))
+    walk.name_members()
     decisions = walk.decisions
     decisions.new.sort(key=lambda s: (-s.score, s.bucket, s.sid))
     for dropped in decisions.new[settings.max_signals :]:
@@ -201,6 +202,18 @@ class _Walk:
         group = self.group_of(exe, cand.bucket, cand.host) or sid
         self.signal(i, cand, exe, sid, group, value, False, detail)
 
+    def name_members(self) -> None:
+        """After the walk: each new signal names every other host of its group up to
+        its bucket — stored, or new in this run in whatever order it was decided — so
+        a signal's reason does not depend on the order of the walk and `explain` finds
+        the same hosts afterwards."""
+        decisions = self.decisions
+        for n, new in enumerate(decisions.new):
+            cand = self.gathered.candidates[new.index]
+            others = self.members(executable(cand), new.bucket, new.group, exclude=cand.host)
+            decisions.new[n] = replace(new, others=others)
+            decisions.verdicts[new.index] = replace(decisions.verdicts[new.index], others=others)
+
     def going_on(self, i: int, cand: Candidate, exe: str) -> bool:
         """Whether the host used `exe` within `suppress_for` before this bucket."""
         gathered = self.gathered
@@ -266,10 +279,15 @@ class _Walk:
         return max(here)[1] if here else None
 
     def members(self, exe: str, bucket: int, group: str, exclude: str) -> tuple[Member, ...]:
-        """Every other host of `group` so far (stored signals and this run's)."""
-        found = {m.host: m for m in group_members(self.conn, group) if m.host != exclude}
+        """Every other host of `group` up to `bucket` in data time (stored signals and
+        this run's; a later member, known only from late data, is not this bucket's)."""
+        found = {
+            m.host: m
+            for m in group_members(self.conn, group)
+            if m.host != exclude and m.bucket <= bucket
+        }
         for member, member_group in self.run_members.get(exe, ()):
-            if member_group == group and member.host != exclude:
+            if member_group == group and member.host != exclude and member.bucket <= bucket:
                 found.setdefault(member.host, member)
         return tuple(sorted(found.values(), key=lambda m: (m.bucket, m.host)))
 

@@ -460,7 +460,7 @@ class _Exclusion:
                 if (s, bucket) in settled:
                     self._put_back(row, s, totals, values)
                 else:
-                    held[s.host, s.name, s.path, bucket] = s
+                    held[s.host, s.name, s.path, bucket] = s.as_of(bucket)
         still = {
             row: unsettled
             for row, suspects in kept_out.items()

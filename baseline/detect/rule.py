@@ -17,28 +17,13 @@ import numpy as np
 import orjson
 
 from rarenet.baseline.config import DetectSettings
-from rarenet.baseline.detect.decide import Decisions, NewSignal, Outcome, decide, group_sentence
+from rarenet.baseline.detect.decide import Decisions, NewSignal, Outcome
+from rarenet.baseline.detect.evaluate import Evaluation, describe, evaluate
 from rarenet.baseline.detect.exceptions import Exception_, active_exceptions
-from rarenet.baseline.detect.explain import (
-    explain,
-    returning_json,
-    returning_sentence,
-    rollout_reason,
-)
-from rarenet.baseline.detect.features import (
-    ESTABLISHED_SHARE,
-    FleetContext,
-    Gathered,
-    gather_from,
-    rollout_hosts,
-    window_buckets,
-)
+from rarenet.baseline.detect.features import window_buckets
 from rarenet.baseline.detect.late import Arrival, Backlog, settle
-from rarenet.baseline.detect.lineage import name_the_shell
-from rarenet.baseline.detect.scoring import Scores, score
 from rarenet.baseline.detect.signal import RULE_ID, document
 from rarenet.baseline.detect.source import LocalSource, PresenceSource
-from rarenet.baseline.detect.suspects import open_suspects
 from rarenet.baseline.store import Store
 from rarenet.baseline.units import format_time
 
@@ -217,18 +202,10 @@ def _scored(
     and commit the signals, the run record and the scored part of the queue together."""
     started = time.perf_counter()
     span = max(1, int(settings.bucket_span))
-    history = int(settings.history)
-    suspects = open_suspects(store.conn, exceptions)
-    gathered = gather_from(
-        sources,
-        span,
-        history,
-        buckets,
-        settings.warmup_buckets,
-        suspects,
-        marks if queued else None,
+    evaluation = evaluate(
+        store, sources, settings, buckets, exceptions, queued=marks if queued else None
     )
-    scores = score(gathered.features)
+    gathered, scores, decisions = evaluation.gathered, evaluation.scores, evaluation.decisions
     result = RunResult(
         data_time=at,
         window_start=buckets[0],
@@ -250,11 +227,7 @@ def _scored(
     if warm.any():
         counts, _ = np.histogram(scores.score[warm], bins=10, range=(0, 100))
         result.histogram = [int(n) for n in counts]
-    decisions = decide(store.conn, settings, gathered, scores, exceptions, gathered.detail)
-    kept = [
-        (new.sid, new.bucket, _document(store, new, gathered, scores, settings, span, at))
-        for new in decisions.new
-    ]
+    kept = [(new.sid, new.bucket, _document(evaluation, new, at)) for new in decisions.new]
     result.truncated = sum(v.outcome is Outcome.TRUNCATED for v in decisions.verdicts.values())
     result.suppressed = sum(
         v.outcome in (Outcome.SUPPRESSED, Outcome.ROLLOUT) for v in decisions.verdicts.values()
@@ -283,37 +256,17 @@ def _is_store(source: PresenceSource, store: Store) -> bool:
     return isinstance(source, LocalSource) and source.store is store
 
 
-def _document(
-    store: Store,
-    new: NewSignal,
-    gathered: Gathered,
-    scores: Scores,
-    settings: DetectSettings,
-    span: int,
-    at: int,
-) -> dict[str, Any]:
-    """The signal document of a new signal: score explanation, group, rollout, and
+def _document(evaluation: Evaluation, new: NewSignal, at: int) -> dict[str, Any]:
+    """The signal document of a new signal, rendered from the run's evaluation, with
     when its data could first be seen (the run's data time `at`)."""
-    cand = gathered.candidates[new.index]
-    explanation, reason = explain(new.index, gathered, scores, settings.warmup_buckets)
-    if new.rollout:
-        hosts = rollout_hosts(gathered.sources, span, int(settings.history), cand.path, cand.bucket)
-        explanation["rollout"] |= {"hosts_last_day": hosts, "hosts_last_day_at_least": False}
-        reason = rollout_reason(cand.path, explanation)
-    if new.detail is not None:
-        reason = name_the_shell(reason, explanation, cand.name, new.detail.chain)
-    if new.returning is not None:
-        explanation["returning"] = returning_json(new.returning, cand.bucket)
-        reason = f"{returning_sentence(new.returning, cand.bucket)}; {reason}"
-    together = group_sentence(new.others)
-    if together:
-        reason = f"{reason}; {together}"
-    explanation["group"] = {
-        "id": new.group,
-        "hosts": [member.as_json() for member in new.others],
-    }
-    explanation["keeps_suspect"] = keeps_suspect(
-        new.rollout, gathered.fleet[cand.bucket], int(settings.history), span
+    cand = evaluation.gathered.candidates[new.index]
+    said = describe(
+        evaluation,
+        new.index,
+        rollout=new.rollout,
+        returning=new.returning,
+        group=new.group,
+        others=new.others,
     )
     doc = document(
         sid=new.sid,
@@ -321,26 +274,16 @@ def _document(
         name=cand.name,
         path=cand.path,
         bucket=cand.bucket,
-        span=span,
+        span=evaluation.span,
         score=new.score,
         detail=new.detail,
-        explanation=explanation,
-        reason=reason,
+        explanation=said.explanation,
+        reason=said.reason,
     )
     doc["group"] = new.group
     doc["kind"] = "rollout" if new.rollout else "host"
-    doc["arrival"] = Arrival.of(cand.bucket, span, at).as_json()
+    doc["arrival"] = Arrival.of(cand.bucket, evaluation.span, at).as_json()
     return doc
-
-
-def keeps_suspect(rollout: bool, fleet: FleetContext, history: int, span: int) -> bool:
-    """Whether a new signal makes its binary a suspect on its host (baseline/detect/
-    suspects.py): not a rollout's one signal, and not while the fleet's baseline is
-    younger than a day (a deployment's first day: every binary is new, and a signal says
-    the fleet is still being learned, not that this binary is suspect)."""
-    day = max(span, int(history * ESTABLISHED_SHARE))
-    young = fleet.first_bucket is None or fleet.bucket - fleet.first_bucket < day
-    return not rollout and not young
 
 
 def _commit(

@@ -63,11 +63,21 @@ class Suspect:
     latest_signal: str
     group: str  # the first open signal's group: returns join it
     signals: int  # open signals of this binary on this host
+    chain: tuple[tuple[int, str, str], ...] = ()  # (bucket, id, group) of the open signals
 
     @property
     def executable(self) -> str:
         """The key signals are suppressed and grouped by: the path, else the name."""
         return self.path or self.name
+
+    def as_of(self, bucket: int) -> Suspect:
+        """The suspect as a run scoring `bucket` saw it: its open signals before that
+        bucket (signals raised later in data time, e.g. by the look-back of later runs,
+        are not its past). Itself when none is later; `since` must be before `bucket`."""
+        before = tuple(link for link in self.chain if link[0] < bucket)
+        if len(before) == len(self.chain) or not before:
+            return self
+        return _suspect((self.host, self.name, self.path), list(before))
 
 
 class Suspects:
@@ -128,8 +138,12 @@ def _close_chain(
 ) -> None:
     if pair is None or not chain:
         return
+    out.append(_suspect(pair, chain))
+
+
+def _suspect(pair: tuple[str, str, str], chain: list[tuple[int, str, str]]) -> Suspect:
     (since, first, group), (latest, last, _) = chain[0], chain[-1]
-    out.append(Suspect(*pair, since, latest, first, last, group, len(chain)))
+    return Suspect(*pair, since, latest, first, last, group, len(chain), tuple(chain))
 
 
 def _excepted(

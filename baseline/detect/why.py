@@ -1,27 +1,27 @@
 """Why a host's use of a binary did or did not fire at a data time (`rarenet explain`).
 
-The same pipeline as a run of the rule — gather, score, decide — for the look-back
-window at T, without writing a signal: learning, below threshold (with the score's
-parts), excepted by which exception, suppressed by which signal, one host of a rollout,
-signalled (or already) and grouped with which hosts. The console shows the same answer.
+The rule's own evaluation (baseline/detect/evaluate.py) of the look-back window at T,
+over the same sources (this store, or the detection node's shards), without writing a
+signal: learning, below threshold (with the score's parts), excepted by which
+exception, suppressed by which signal, one host of a rollout, signalled (or already)
+and grouped with which hosts — each finding rendered as the rule renders its signals,
+so a stored signal's reason is given word for word. The console shows the same answer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rarenet.baseline.config import DetectSettings
-from rarenet.baseline.detect.decide import Outcome, Verdict, decide, executable, group_sentence
+from rarenet.baseline.detect.decide import Outcome, Verdict, executable, group_sentence
+from rarenet.baseline.detect.evaluate import Described, Evaluation, describe, evaluate
 from rarenet.baseline.detect.exceptions import active_exceptions
-from rarenet.baseline.detect.explain import explain, returning_json, returning_sentence
-from rarenet.baseline.detect.features import gather, window_buckets
+from rarenet.baseline.detect.features import Gathered, window_buckets
 from rarenet.baseline.detect.late import LATE_AFTER
-from rarenet.baseline.detect.lineage import name_the_shell
-from rarenet.baseline.detect.presence import refresh_presence
-from rarenet.baseline.detect.scoring import score
 from rarenet.baseline.detect.signal import RULE_ID
-from rarenet.baseline.detect.suspects import open_suspects
+from rarenet.baseline.detect.source import LocalSource, PresenceSource
 from rarenet.baseline.store import Store
 from rarenet.baseline.units import format_age, format_time
 
@@ -93,47 +93,46 @@ class Why:
 
 
 def why(
-    store: Store, settings: DetectSettings, host: str, exe: str, at: int, *, refresh: bool = True
+    store: Store,
+    settings: DetectSettings,
+    host: str,
+    exe: str,
+    at: int,
+    *,
+    refresh: bool = True,
+    sources: Sequence[PresenceSource] | None = None,
 ) -> Why:
-    """Explain `exe` (a path, or a name) on `host` for the run at data time `at`. With
-    `refresh`, new observations are folded into presence first (a write); the console
-    folds under the server's write gate itself and passes False."""
+    """Explain `exe` (a path, or a name) on `host` for the run at data time `at`: the
+    rule's own evaluation of that window (baseline/detect/evaluate.py) over `sources`
+    (default: this store; a detection node passes its shards), each finding rendered as
+    the rule renders its signals. With `refresh`, new observations are folded into
+    presence first (a write); the console folds under the server's write gate itself
+    and passes False."""
     span = max(1, int(settings.bucket_span))
+    shards = list(sources) if sources is not None else [LocalSource(store)]
     if refresh:
-        refresh_presence(store, span)
+        for source in shards:
+            source.refresh(span)
     buckets = window_buckets(at, span, int(settings.lookback))
     exceptions = active_exceptions(store, at)
-    suspects = open_suspects(store.conn, exceptions)
-    gathered = gather(
-        store, span, int(settings.history), buckets, settings.warmup_buckets, suspects
-    )
-    scores = score(gathered.features)
-    mine = {
-        i
-        for i, cand in enumerate(gathered.candidates)
-        if cand.host == host and exe in (cand.path, cand.name)
-    }
-    decisions = decide(
-        store.conn, settings, gathered, scores, exceptions, gathered.detail, only=mine
-    )
+
+    def mine(gathered: Gathered) -> set[int]:
+        return {
+            i
+            for i, cand in enumerate(gathered.candidates)
+            if cand.host == host and exe in (cand.path, cand.name)
+        }
+
+    evaluation = evaluate(store, shards, settings, buckets, exceptions, pick=mine)
+    gathered = evaluation.gathered
     latest = gathered.fleet[buckets[-1]]
     learning = None
     if latest.buckets < settings.warmup_buckets:
         learning = f"learning: {latest.buckets}/{settings.warmup_buckets} buckets"
-    findings = []
-    for i in sorted(mine, key=lambda k: gathered.candidates[k].bucket):
-        verdict = decisions.verdicts[i]
-        explanation, reason = explain(i, gathered, scores, settings.warmup_buckets)
-        detail = gathered.detail(i)
-        if detail is not None:
-            reason = name_the_shell(reason, explanation, gathered.candidates[i].name, detail.chain)
-        suspect = verdict.returning or gathered.suspect(i)
-        if suspect is not None:
-            explanation["returning"] = returning_json(suspect, gathered.candidates[i].bucket)
-            reason = f"{returning_sentence(suspect, gathered.candidates[i].bucket)}; {reason}"
-        findings.append(
-            _finding(store, settings, verdict, gathered.candidates[i], explanation, reason)
-        )
+    findings = [
+        _finding(store, evaluation, i)
+        for i in sorted(mine(gathered), key=lambda k: gathered.candidates[k].bucket)
+    ]
     return Why(
         host=host,
         executable=exe,
@@ -142,18 +141,55 @@ def why(
         window_end=buckets[-1] + span,
         learning=learning,
         findings=findings,
-        last_seen=_last_seen(store, span, host, exe, buckets[-1] + span),
+        last_seen=_last_seen(shards, span, host, exe, buckets[-1] + span),
         signals=_stored(store, host, exe),
     )
 
 
-def _finding(
-    store: Store,
-    settings: DetectSettings,
-    verdict: Verdict,
-    cand: Any,
-    explanation: dict[str, Any],
-    reason: str,
+def _finding(store: Store, evaluation: Evaluation, i: int) -> Finding:
+    """Candidate i's verdict, rendered as the rule renders a signal: for one that is or
+    would be a signal, with its own score, rollout, return and group."""
+    verdict = evaluation.decisions.verdicts[i]
+    cand = evaluation.gathered.candidates[i]
+    new = next((n for n in evaluation.decisions.new if n.index == i), None)
+    if new is not None:
+        said = describe(
+            evaluation,
+            i,
+            rollout=new.rollout,
+            returning=new.returning,
+            group=new.group,
+            others=new.others,
+        )
+    elif verdict.outcome is Outcome.EXISTS:
+        said = describe(
+            evaluation,
+            i,
+            rollout=_kind(store, verdict.signal) == "rollout",
+            returning=evaluation.gathered.suspect(i),
+            group=verdict.group,
+            others=verdict.others,
+        )
+    else:
+        said = describe(
+            evaluation,
+            i,
+            rollout=False,
+            returning=verdict.returning or evaluation.gathered.suspect(i),
+            group=None,
+            others=(),
+        )
+        said = replace(said, score=verdict.score)
+    return _as_finding(store, evaluation.settings, verdict, cand, said)
+
+
+def _kind(store: Store, sid: str | None) -> str | None:
+    row = store.conn.execute("SELECT kind FROM signals WHERE id = ?", (sid,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _as_finding(
+    store: Store, settings: DetectSettings, verdict: Verdict, cand: Any, said: Described
 ) -> Finding:
     others = [member.as_json() for member in verdict.others]
     exception = None
@@ -165,11 +201,11 @@ def _finding(
         name=cand.name,
         path=cand.path,
         outcome=verdict.outcome,
-        score=verdict.score,
+        score=said.score,
         threshold=settings.threshold,
         sentence=_sentence(store, settings, verdict, executable(cand), exception),
-        reason=reason,
-        explanation=explanation,
+        reason=said.reason,
+        explanation=said.explanation,
         signal=verdict.signal,
         group=verdict.group,
         others=others,
@@ -232,13 +268,13 @@ def _when(store: Store, sid: str | None) -> str:
     return f"{row[0]}, bucket {format_time(int(row[1]))}"
 
 
-def _last_seen(store: Store, span: int, host: str, exe: str, before: int) -> int | None:
-    row = store.conn.execute(
-        "SELECT max(bucket) FROM presence WHERE span = ? AND host = ? AND (path = ? OR name = ?) "
-        "AND bucket < ?",
-        (span, host, exe, exe, before),
-    ).fetchone()
-    return None if row is None or row[0] is None else int(row[0])
+def _last_seen(
+    shards: Sequence[PresenceSource], span: int, host: str, exe: str, before: int
+) -> int | None:
+    """The newest bucket before `before` in which the host used the binary (its shard
+    answers; the others have none)."""
+    seen = [source.last_seen(span, host, exe, before) for source in shards]
+    return max((int(b) for b in seen if b is not None), default=None)
 
 
 def _stored(store: Store, host: str, exe: str) -> list[dict[str, Any]]:
