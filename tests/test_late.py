@@ -44,6 +44,7 @@ from rarenet.baseline.detect.rule import RunResult, detect_once
 from rarenet.baseline.detect.silence import arrivals
 from rarenet.baseline.detect.why import why
 from rarenet.baseline.ingest.pipeline import Ingester
+from rarenet.baseline.simulate import SimulationSpec, simulate_to_path
 from rarenet.baseline.store import Store
 from rarenet.baseline.units import parse_time
 
@@ -303,3 +304,46 @@ def test_a_catch_up_that_does_not_move_is_a_problem(tmp_path: Path) -> None:
         moving = arrivals(store.conn, SPAN)
     assert stalled.stalled and "catch-up stalled: 500 host-buckets" in stalled.problems[0]
     assert not moving.stalled and not moving.problems and moving.behind == 500
+
+
+@pytest.mark.slow
+def test_serve_scores_a_posted_backfill_at_its_next_start_exactly_as_the_backtest(
+    tmp_path: Path,
+) -> None:
+    """Two and a half days of a simulated fleet's history, ending an hour ago, posted to
+    a running `rarenet serve`: the server's own schedule (its run at start-up, at the
+    wall clock) scores all of it — no loop by hand — and raises exactly the signals
+    `rarenet backtest` gives on the same log."""
+    now = int(time.time())
+    start = (now - 60 * HOUR) // SPAN * SPAN
+    log, labels = tmp_path / "fleet.log", tmp_path / "labels.jsonl"
+    spec = SimulationSpec(hosts=16, days=2.45, attacks=True, seed=8, start=start)
+    simulate_to_path(spec, log, labels)
+    expected = {doc["id"] for doc in backtest([str(log)], load_config(None, env={})).signals}
+    assert len(expected) >= 3
+    with ServerProcess(tmp_path, tokens=(), max_body="256MiB") as server:
+        wait_for_runs(server, 1)  # its start-up run, on an empty store
+        answer = requests.post(f"{server.url}/v1/ingest", data=log.read_bytes(), timeout=120)
+        assert answer.status_code == 200 and answer.json()["rejected"] == 0, answer.text
+        assert server.stop() == 0
+        server.start()  # the next scheduled run: at start-up
+        wait_for_runs(server, 1)
+        assert "caught up" in server.output()  # its heartbeat line says so
+    with Store(server.db) as store:
+        got = {sid for (sid,) in store.conn.execute("SELECT id FROM signals")}
+        behind = store.conn.execute("SELECT behind FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+    assert got == expected
+    assert behind == (0,)
+
+
+def wait_for_runs(server: ServerProcess, count: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done = sum(
+            server.metric("rarenet_detection_runs_total", f'status="{status}"')
+            for status in ("ok", "learning")
+        )
+        if done >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"serve made fewer than {count} run(s): {server.output()}")
