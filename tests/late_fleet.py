@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 
-from osquery_lines import T0, event, line, socket_row
+from osquery_lines import T0, connection_line
 
 SPAN, HOUR, DAY = 900, 3600, 86400
 START = (T0 // DAY) * DAY
@@ -24,19 +24,7 @@ FIREFOX = "/usr/lib/firefox/firefox"
 
 
 def _row(host: str, t: int, name: str, path: str, remote: str, port: int) -> bytes:
-    return line(
-        event(
-            socket_row(
-                pid=random.Random(f"{host}{name}").randrange(1000, 30000),
-                name=name,
-                path=path,
-                remote_address=remote,
-                remote_port=port,
-            ),
-            host=host,
-            unix=t,
-        )
-    )
+    return connection_line(host, t, name, path, remote, port)
 
 
 Line = tuple[int, str, bytes]  # data time, host, the result line

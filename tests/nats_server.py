@@ -12,7 +12,8 @@ import socket
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import closing
 from pathlib import Path
 
 import nats
@@ -215,3 +216,22 @@ def stored_rows(conn: sqlite3.Connection) -> set[tuple[object, ...]]:
     ).fetchall()
     assert len(found) == len(set(found))
     return set(found)
+
+
+def stored_count(db: Path) -> int:
+    """Observations in a store another process is writing (0 while it does not exist)."""
+    if not db.exists():
+        return 0
+    try:
+        with closing(sqlite3.connect(db, timeout=5)) as conn:
+            return int(conn.execute("SELECT count(*) FROM observations").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 120) -> None:
+    """Poll `condition` every 0.1 s; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)

@@ -3,6 +3,7 @@ logger and Fleet's webhook destination write them)."""
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Any
 
@@ -81,3 +82,19 @@ def fleet_body(details: list[dict[str, Any]]) -> dict[str, Any]:
 
 def line(obj: Any) -> bytes:
     return orjson.dumps(obj) + b"\n"
+
+
+def connection_line(
+    host: str, t: int, name: str, path: str, remote: str, port: int, **columns: Any
+) -> bytes:
+    """One result line: `host`'s process `name` at `path` connected to remote:port at
+    data time `t` (its pid fixed per host and name; other columns as `columns` say)."""
+    row = socket_row(
+        pid=random.Random(f"{host}{name}").randrange(1000, 30000),
+        name=name,
+        path=path,
+        remote_address=remote,
+        remote_port=port,
+        **columns,
+    )
+    return line(event(row, host=host, unix=t))

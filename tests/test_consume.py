@@ -14,12 +14,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
-from nats_server import Cluster, add_stream, consumer_state, publish, stored_rows
+from nats_server import (
+    Cluster,
+    add_stream,
+    consumer_state,
+    publish,
+    stored_count,
+    stored_rows,
+    wait_until,
+)
 from osquery_lines import event, line, socket_row
 from serve_process import ServerProcess
 
@@ -127,7 +134,7 @@ def test_a_consumer_killed_mid_batch_resumes_exactly(tmp_path: Path) -> None:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             deadline = time.monotonic() + 120
-            while _count(db) < kill_at:
+            while stored_count(db) < kill_at:
                 assert proc.poll() is None and time.monotonic() < deadline
                 time.sleep(0.02)
             proc.send_signal(signal.SIGKILL)
@@ -167,14 +174,14 @@ def test_a_cluster_node_killed_during_publishing_and_consumption_loses_nothing(
             )  # fmt: skip
         try:
             deadline = time.monotonic() + 120
-            while _count(db) < 2000:
+            while stored_count(db) < 2000:
                 assert consumer.poll() is None and time.monotonic() < deadline
                 time.sleep(0.05)
             cluster.nodes[0].kill()  # mid-publishing and mid-consumption
             publisher.join(timeout=240)
             assert not failed, repr(failed)
             assert not publisher.is_alive() and len(acked) == len(messages)
-            while _count(db) < len(messages) and time.monotonic() < deadline + 180:
+            while stored_count(db) < len(messages) and time.monotonic() < deadline + 180:
                 assert consumer.poll() is None
                 time.sleep(0.1)
             consumer.send_signal(signal.SIGTERM)  # finishes its batch and stops
@@ -185,16 +192,6 @@ def test_a_cluster_node_killed_during_publishing_and_consumption_loses_nothing(
                 consumer.wait(timeout=30)
     with sqlite3.connect(db) as conn:
         assert stored_rows(conn) == reference_rows(tmp_path, messages)
-
-
-def _count(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return int(conn.execute("SELECT count(*) FROM observations").fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
 
 
 def test_serve_consumes_the_stream_and_catches_up_after_a_restart(tmp_path: Path) -> None:
@@ -209,22 +206,15 @@ def test_serve_consumes_the_stream_and_catches_up_after_a_restart(tmp_path: Path
         server = ServerProcess(tmp_path / "serve", extra_toml=nats_toml)
         with server:
             asyncio.run(publish(cluster.urls, messages[:2500]))
-            _wait_until(lambda: _count(server.db) == 2500)
+            wait_until(lambda: stored_count(server.db) == 2500)
             assert server.stop() == 0  # SIGTERM: the batch in hand is committed and acked
         asyncio.run(publish(cluster.urls, messages[2500:]))  # while rarenet is down
         assert asyncio.run(consumer_state(cluster.urls, STREAM, "rarenet")) == (1500, 0)
         server.start()
         try:
-            _wait_until(lambda: _count(server.db) == 4000)  # the backlog, held by the stream
+            wait_until(lambda: stored_count(server.db) == 4000)  # the backlog, held by the stream
             assert "consuming JetStream stream OSQUERY" in server.output()
         finally:
             server.stop()
     with sqlite3.connect(server.db) as conn:
         assert stored_rows(conn) == reference_rows(tmp_path, messages)
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)

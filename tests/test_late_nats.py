@@ -7,16 +7,13 @@ real `rarenet serve` processes; `rarenet detect --at` plays the scheduler at dat
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
 from click.testing import CliRunner
 from late_fleet import ATTACK, GAWK, SPAN, START, VICTIM, fleet
-from nats_server import Cluster, add_stream, consumer_state, publish
+from nats_server import Cluster, add_stream, consumer_state, publish, stored_count, wait_until
 from serve_process import ServerProcess
 
 from rarenet.baseline.cli import main as cli
@@ -34,23 +31,6 @@ def messages(low: int, high: int) -> list[tuple[str, bytes]]:
         if low <= t < high:
             out.append((f"osquery.result.{host}", data.rstrip(b"\n")))
     return out
-
-
-def stored(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return int(conn.execute("SELECT count(*) FROM observations").fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def detect(db: Path, at: int) -> dict[str, object]:
@@ -74,7 +54,7 @@ def test_an_attack_while_rarenet_was_down_is_signalled_after_the_restart(tmp_pat
         server = ServerProcess(tmp_path / "serve", extra_toml=config)
         with server:
             asyncio.run(publish(cluster.urls, before))
-            wait_until(lambda: stored(server.db) == len(before))
+            wait_until(lambda: stored_count(server.db) == len(before))
             detect(server.db, DOWN[0] // SPAN * SPAN)  # the last run before the stop
             assert server.stop() == 0
         asyncio.run(publish(cluster.urls, during))  # the attack, while rarenet is down
@@ -82,7 +62,7 @@ def test_an_attack_while_rarenet_was_down_is_signalled_after_the_restart(tmp_pat
         server.start()
         try:
             asyncio.run(publish(cluster.urls, after))
-            wait_until(lambda: stored(server.db) == len(before) + len(during) + len(after))
+            wait_until(lambda: stored_count(server.db) == len(before) + len(during) + len(after))
             first = (DOWN[1] // SPAN + 1) * SPAN  # the first run after the restart
             answer = detect(server.db, first)
         finally:

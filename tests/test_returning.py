@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from osquery_lines import T0, event, line, socket_row
+from osquery_lines import T0, connection_line
 
 from rarenet.baseline.config import DetectSettings, load_config
 from rarenet.baseline.console import views
@@ -37,20 +37,7 @@ JAVA21 = "/usr/lib/jvm/java-21-openjdk-amd64/bin/java"
 
 
 def _row(host: str, t: int, name: str, path: str, remote: str, port: int) -> bytes:
-    return line(
-        event(
-            socket_row(
-                pid=random.Random(f"{host}{name}").randrange(1000, 30000),
-                name=name,
-                path=path,
-                remote_address=remote,
-                remote_port=port,
-                username="www-data",
-            ),
-            host=host,
-            unix=t,
-        )
-    )
+    return connection_line(host, t, name, path, remote, port, username="www-data")
 
 
 def routine() -> list[bytes]:

@@ -29,8 +29,7 @@ from typing import Any
 
 import orjson
 
-from rarenet.baseline.errors import InputError
-from rarenet.baseline.simulate.labels import Label
+from rarenet.baseline.simulate.labels import Label, read_json_lines
 from rarenet.baseline.simulate.writer import Writable
 
 HOUR = 3600
@@ -121,24 +120,12 @@ def write_delivery(out: Writable, delays: Iterable[Delay]) -> int:
 
 def read_delivery(path: str | Path) -> list[Delay]:
     """A delivery plan file; raises InputError naming `file:line` for a bad line."""
-    delays = []
-    try:
-        with open(path, "rb") as handle:
-            for lineno, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    delays.append(_parse(line))
-                except ValueError as exc:
-                    raise InputError(
-                        f"bad delivery line: {exc}",
-                        where=f"{path}:{lineno}",
-                        hint='expected {"host": name or null, "from", "to", "arrives"} '
-                        "(unix seconds)",
-                    ) from None
-    except OSError as exc:
-        raise InputError(f"cannot read arrivals: {exc.strerror or exc}", where=str(path)) from None
-    return delays
+    return read_json_lines(
+        path,
+        _parse,
+        "delivery line",
+        hint='expected {"host": name or null, "from", "to", "arrives"} (unix seconds)',
+    )
 
 
 def _parse(line: bytes) -> Delay:

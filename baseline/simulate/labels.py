@@ -9,15 +9,17 @@ child-shell; readers treat a missing family as "".
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from rarenet.baseline.errors import InputError
 from rarenet.baseline.simulate.writer import Writable
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -93,22 +95,33 @@ def read_labels(path: str | Path) -> list[Label]:
 
     Raises InputError naming `file:line` for a line that is not a label.
     """
+    return read_json_lines(
+        path,
+        parse_label,
+        "label",
+        hint='expected {"hostIdentifier", "path" and/or "name", "from", "to"}',
+    )
+
+
+def read_json_lines(
+    path: str | Path, parse: Callable[[bytes], T], what: str, *, hint: str
+) -> list[T]:
+    """Every non-blank line of a JSON Lines file (gzip if it ends in .gz) through
+    `parse`, which raises ValueError saying what is wrong; InputError names `file:line`."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    labels = []
+    items = []
     try:
         with opener(path, "rb") as handle:
             for lineno, line in enumerate(handle, 1):
                 if not line.strip():
                     continue
                 try:
-                    labels.append(parse_label(line))
+                    items.append(parse(line))
                 except ValueError as exc:
                     raise InputError(
-                        f"bad label: {exc}",
-                        where=f"{path}:{lineno}",
-                        hint='expected {"hostIdentifier", "path" and/or "name", "from", "to"}',
+                        f"bad {what}: {exc}", where=f"{path}:{lineno}", hint=hint
                     ) from None
     except OSError as exc:
-        raise InputError(f"cannot read labels: {exc.strerror or exc}", where=str(path)) from None
-    return labels
+        raise InputError(f"cannot read {what}s: {exc.strerror or exc}", where=str(path)) from None
+    return items
