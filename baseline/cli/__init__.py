@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from rarenet.baseline import __version__
+from rarenet.baseline.cli.inert_output import InertStream, inert_line
 from rarenet.baseline.config import Config, load_config
 from rarenet.baseline.errors import EXIT_BAD_INPUT, EXIT_RUNTIME, InputError, RarenetError
 from rarenet.baseline.store import Store
@@ -102,22 +103,22 @@ def run_guarded(action: Callable[[], int | None]) -> None:
     try:
         code = action()
     except RarenetError as exc:
-        click.echo(f"rarenet: error: {exc}", err=True)
+        click.echo(inert_line(f"rarenet: error: {exc}"), err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("rarenet: interrupted; everything committed so far is kept", err=True)
         sys.exit(130)
     except sqlite3.Error as exc:
-        click.echo(f"rarenet: error: {describe_failure(exc)}", err=True)
+        click.echo(inert_line(f"rarenet: error: {describe_failure(exc)}"), err=True)
         sys.exit(EXIT_RUNTIME)
     except BrokenPipeError:
         _quiet_stdout()  # `rarenet signals list | head`: the reader has what it wanted
         sys.exit(0)
     except OSError as exc:
-        click.echo(f"rarenet: error: {exc}", err=True)
+        click.echo(inert_line(f"rarenet: error: {exc}"), err=True)
         sys.exit(EXIT_RUNTIME)
     except Exception as exc:  # a defect: say so plainly, with the exit code of a failure
-        click.echo(f"rarenet: internal error: {type(exc).__name__}: {exc}", err=True)
+        click.echo(inert_line(f"rarenet: internal error: {type(exc).__name__}: {exc}"), err=True)
         sys.exit(EXIT_RUNTIME)
     sys.exit(code or 0)
 
@@ -138,6 +139,8 @@ def _quiet_stdout() -> None:
 def main(ctx: click.Context) -> None:
     """rarenet: find Linux processes that rarely use the network but suddenly do."""
     ctx.ensure_object(Context)
+    if not isinstance(sys.stdout, InertStream):  # data printed can never drive a terminal
+        sys.stdout = InertStream(sys.stdout)
 
 
 def _register() -> None:

@@ -28,6 +28,7 @@ import requests
 from rarenet.baseline.access.audit import cli_principal
 from rarenet.baseline.access.users import add_user, create_token, get_user
 from rarenet.baseline.cli import Context, common_options, json_option, run_guarded
+from rarenet.baseline.cli.inert_output import echo_styled
 from rarenet.baseline.cli.summary import Columns, Look, echo_summary, fit, plural, signal_row
 from rarenet.baseline.config import DetectSettings
 from rarenet.baseline.detect.backtest import Backtest, evaluate
@@ -94,7 +95,7 @@ def _demo(
     state: Context, hosts: int, days: float, seed: int, work: Path, *, kept: bool, as_json: bool
 ) -> int:
     settings = state.config().detect
-    say = _quiet if as_json else click.echo
+    say = _quiet if as_json else echo_styled
     log, labels_path, db = work / "fleet.log", work / "fleet.labels.jsonl", work / "rarenet.db"
     for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
         stale.unlink(missing_ok=True)

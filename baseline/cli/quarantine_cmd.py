@@ -9,6 +9,7 @@ import click
 import orjson
 
 from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.cli.inert_output import inert_line
 from rarenet.baseline.errors import InputError
 from rarenet.baseline.units import format_time
 
@@ -52,9 +53,10 @@ def _list(state: Context, limit: int, as_json: bool) -> int:
 @json_option
 @click.pass_obj
 def show(state: Context, qid: int, as_json: bool) -> None:
-    """Print the kept bytes of one rejected line (up to 64 KiB) to stdout; with --json
-    one document whose `raw` is the bytes decoded as UTF-8 (invalid bytes replaced) and
-    `raw_base64` the exact bytes."""
+    """Print the kept bytes of one rejected line (up to 64 KiB) to stdout — exactly when
+    piped, with control characters escaped on a terminal; with --json one document whose
+    `raw` is the bytes decoded as UTF-8 (invalid bytes replaced) and `raw_base64` the
+    exact bytes."""
     run_guarded(lambda: _show(state, qid, as_json))
 
 
@@ -79,6 +81,10 @@ def _show(state: Context, qid: int, as_json: bool) -> int:
         }
         click.echo(orjson.dumps(document).decode())
         return 0
-    click.echo(f"{source}:{line}: {reason}", err=True)
-    sys.stdout.buffer.write(bytes(raw or b"") + b"\n")
+    click.echo(inert_line(f"{source}:{line}: {reason}"), err=True)
+    kept = bytes(raw or b"")
+    if sys.stdout.isatty():  # on a terminal the bytes could drive it: shown inert
+        click.echo(kept.decode("utf-8", "backslashreplace"))
+    else:  # piped: the exact bytes, to fix and ingest again
+        sys.stdout.buffer.write(kept + b"\n")
     return 0

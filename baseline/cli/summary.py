@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 import click
 
+from rarenet.baseline.cli.inert_output import echo_styled, inert_line
 from rarenet.baseline.detect.backtest import Backtest, attack_name
 from rarenet.baseline.simulate import Label
 from rarenet.baseline.units import format_age, format_time, parse_time
@@ -57,7 +58,8 @@ def fit(segments: Sequence[Segment], look: Look) -> str:
     """Join `segments`, cut to the line width with `…`, styled when colouring."""
     out: list[str] = []
     room = look.width
-    for text, style in segments:
+    for raw, style in segments:
+        text = inert_line(raw)  # data from hosts cannot drive the terminal
         cut = len(text) > room
         if cut:
             text = text[: max(room - 1, 0)] + "…"
@@ -281,7 +283,7 @@ def summary_lines(result: Backtest, look: Look, *, noun: str = "labelled attack"
 def echo_summary(result: Backtest, *, noun: str = "labelled attack") -> None:
     """Print the summary on stdout."""
     for line in summary_lines(result, Look.of(), noun=noun):
-        click.echo(line)
+        echo_styled(line)
 
 
 __all__ = [
