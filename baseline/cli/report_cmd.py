@@ -10,7 +10,7 @@ import orjson
 
 from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
 from rarenet.baseline.cli.detect_cmd import _time
-from rarenet.baseline.console.report import build_report, quality_of, write_report
+from rarenet.baseline.console.report import build_report, check_target, quality_of, write_report
 from rarenet.baseline.detect.backtest import backtest
 from rarenet.baseline.errors import EXIT_OK, InputError
 from rarenet.baseline.simulate.labels import read_labels
@@ -58,6 +58,7 @@ def _report(
 ) -> int:
     if labels and not replay:
         raise InputError("--labels needs --backtest FLEET.log", where="--labels")
+    check_target(out)
     if not out.parent.is_dir():
         raise InputError(f"{out.parent} is not a directory", where="--out")
     config = state.config()

@@ -4,6 +4,9 @@ links point inside the file, and its own CSP forbids every request."""
 
 from __future__ import annotations
 
+import os
+import stat
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +19,7 @@ from rarenet.baseline.console import pages, views
 from rarenet.baseline.console.render import STATIC, Anchors, render
 from rarenet.baseline.deliver.outbox import get_signal
 from rarenet.baseline.detect.backtest import label_matches
+from rarenet.baseline.errors import InputError
 from rarenet.baseline.simulate.labels import Label
 from rarenet.baseline.store import Store
 
@@ -119,9 +123,55 @@ def render_report(report: Report) -> str:
 
 
 def write_report(report: Report, out: Path) -> int:
-    """Write the report atomically (a temp file renamed); returns its size in bytes."""
+    """Write the report atomically; returns its size in bytes. The page goes to a new
+    temporary file in the target's directory (random name, created exclusively, so a
+    planted link is never followed), then replaces `out` — which must be a regular file
+    or not exist yet (never a device, directory, link or pipe). Nothing is left behind
+    on failure."""
+    check_target(out)
     html = render_report(report).encode("utf-8")
-    partial = out.with_name(f".{out.name}.partial")
-    partial.write_bytes(html)
-    partial.replace(out)
+    directory = out.parent if str(out.parent) else Path(".")
+    try:
+        handle, temporary = tempfile.mkstemp(
+            dir=directory, prefix=f".{out.name}.", suffix=".partial"
+        )
+    except FileNotFoundError:
+        raise InputError(f"no directory {directory} to write into", where="--out") from None
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(html)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)
+        _refuse_to_replace(out)  # again: nothing may have appeared there meanwhile
+        os.replace(temporary, out)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return len(html)
+
+
+def check_target(out: Path) -> None:
+    """InputError (exit 2) unless `out` names a file the report may be written to."""
+    if not str(out).strip() or out.name in ("", ".", ".."):
+        raise InputError("--out must name a file", where="--out", hint="e.g. --out report.html")
+    _refuse_to_replace(out)
+
+
+def _refuse_to_replace(out: Path) -> None:
+    """InputError unless `out` does not exist or is a regular file (not followed)."""
+    try:
+        mode = os.lstat(out).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a directory" if stat.S_ISDIR(mode)
+            else "a symbolic link" if stat.S_ISLNK(mode)
+            else "a device, pipe or socket"
+        )  # fmt: skip
+        raise InputError(
+            f"{out} is {kind}: the report replaces only a regular file",
+            where="--out",
+            hint="give a new file name, e.g. --out report.html",
+        )
