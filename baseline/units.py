@@ -62,10 +62,10 @@ def parse_time(value: str | int | float) -> int:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a time")
     if isinstance(value, int | float):
-        return int(value)
+        return _in_range(value, value)
     text = value.strip()
     if re.fullmatch(r"-?\d+(\.\d+)?", text):
-        return int(float(text))
+        return _in_range(float(text), value)
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -74,7 +74,19 @@ def parse_time(value: str | int | float) -> int:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp())
+    return _in_range(parsed.timestamp(), value)
+
+
+EARLIEST, LATEST = 0, 253_402_300_799  # 1970-01-01T00:00:00Z … 9999-12-31T23:59:59Z
+
+
+def _in_range(seconds: float, value: object) -> int:
+    if not EARLIEST <= seconds <= LATEST:  # also refuses inf and nan
+        raise ValueError(
+            f"{value!r} is outside the times rarenet accepts: 1970-01-01T00:00:00Z "
+            f"({EARLIEST}) … 9999-12-31T23:59:59Z ({LATEST})"
+        )
+    return int(seconds)
 
 
 def format_duration(seconds: float) -> str:

@@ -165,3 +165,32 @@ def test_json_on_allow_remove_and_quarantine_show(tmp_path: Path) -> None:
     assert code == 0 and shown["source"] == str(bad) and shown["line"] == 1
     assert base64.b64decode(shown["raw_base64"]) == b'{"name": \xff not json'
     assert "\ufffd" in shown["raw"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["detect", "--at", "-99999999999999"],
+        ["explain", "web-1", "bash", "--at", "99999999999999999999999"],
+        ["report", "--out", "r.html", "--since", "99999999999999999999999"],
+        ["signals", "list", "--since", "-1"],
+    ],
+    ids=["detect", "explain", "report", "signals"],
+)
+def test_a_time_out_of_range_is_bad_input_naming_the_range(tmp_path: Path, args: list[str]) -> None:
+    db = tmp_path / "fleet.db"
+    log = tmp_path / "one.log"
+    log.write_bytes(
+        b'{"name":"rarenet_open_sockets","hostIdentifier":"web-1","unixTime":1767571260,'
+        b'"columns":{"pid":"1","name":"nginx","path":"/usr/sbin/nginx","remote_address":'
+        b'"192.0.2.1","remote_port":"443"},"action":"added"}\n'
+    )
+    rarenet = [sys.executable, "-m", "rarenet"]
+    subprocess.run([*rarenet, "ingest", "--db", str(db), str(log)], check=True, capture_output=True)
+    done = subprocess.run(
+        [*rarenet, *args, "--db", str(db)], capture_output=True, text=True, cwd=tmp_path,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "outside the times rarenet accepts: 1970-01-01T00:00:00Z" in done.stderr, done.stderr
+    assert "internal error" not in done.stderr
