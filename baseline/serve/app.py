@@ -54,6 +54,7 @@ from rarenet.baseline.serve.heartbeat import Heartbeat
 from rarenet.baseline.serve.jobs import Jobs
 from rarenet.baseline.serve.metrics import Metrics
 from rarenet.baseline.serve.openapi import openapi_document
+from rarenet.baseline.serve.shard_args import BadArgument, checked
 from rarenet.baseline.serve.snapshots import Snapshot, SnapshotCache
 from rarenet.baseline.serve.stream import StreamConsumer
 from rarenet.baseline.serve.stream import settings_of as stream_settings
@@ -69,7 +70,7 @@ MAX_HOST = 255
 MAX_SIGNALS = 1000
 MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z: SQLite integers end at 2**63
 MAX_PARSE_WORKERS = 4
-SHARD_MAX_BODY = 256 << 20  # one batch of a detection node's questions (authenticated)
+SHARD_MAX_BODY = 64 << 20  # one batch of a detection node's questions (10k hosts: ~10 MiB)
 DRAIN_FACTOR = 4  # an oversized body is read (and dropped) up to this many × max_body
 
 
@@ -370,18 +371,28 @@ class Api:
             if size > SHARD_MAX_BODY:
                 return _error(413, f"a shard query is limited to {SHARD_MAX_BODY} bytes")
             pieces.append(piece)
-        try:
-            body = orjson.loads(b"".join(pieces))
-            op, args = body["op"], body["args"]
-            if op not in SHARD_OPS or not isinstance(args, dict):
-                raise ValueError
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            return _error(400, f'body must be {{"op": one of {sorted(SHARD_OPS)}, "args": {{}}}}')
-        try:
-            result = await run_in_threadpool(self._shard, op, args)
-        except (TypeError, ValueError) as exc:
-            return _error(400, f"{op}: {exc}")
+        try:  # parsed and checked off the event loop: /healthz and ingest go on meanwhile
+            op, args = await run_in_threadpool(self._shard_request, b"".join(pieces))
+        except BadArgument as exc:
+            return _error(400, str(exc))
+        result = await run_in_threadpool(self._shard, op, args)
         return JSONResponse({"result": result})
+
+    def _shard_request(self, body: bytes) -> tuple[str, dict[str, Any]]:
+        """The op and its checked arguments (baseline/serve/shard_args.py)."""
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, dict) or not isinstance(parsed.get("op"), str):
+            raise BadArgument(f'body must be {{"op": one of {sorted(SHARD_OPS)}, "args": {{}}}}')
+        detect = self.config.detect
+        span, history = max(1, int(detect.bucket_span)), int(detect.history)
+        op = parsed["op"]
+        try:
+            return op, checked(op, parsed.get("args"), span, history)
+        except BadArgument as exc:
+            raise BadArgument(f"{op}: {exc}") from None
 
     def _shard(self, op: str, args: dict[str, Any]) -> Any:
         with self.open_store() as store:
