@@ -16,8 +16,10 @@ import requests
 from osquery_lines import T0, connection_line
 from serve_process import SHARD_TOKEN, ServerProcess
 
-from rarenet.baseline.detect.remote import SHARD_OPS
+from rarenet.baseline.detect.remote import SHARD_OPS, RemoteSource
+from rarenet.baseline.detect.source import LocalSource
 from rarenet.baseline.serve.shard_args import OPS
+from rarenet.baseline.store import Store
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {SHARD_TOKEN}"}
@@ -59,7 +61,7 @@ def test_bad_questions_are_400s_that_neither_refold_nor_fail_the_store(tmp_path:
             ({"op": "candidates", "args": {"span": 900, "low": 0, "high": 10**12}},
              "must be unix seconds"),
             ({"op": "candidates", "args": {"span": 900, "low": T0, "high": T0 + 10**9}},
-             "must be a window of at most"),
+             "must be a window of at most history"),
             ({"op": "key_buckets", "args": {"span": 900, "ranges": [["file", "x", 0, 1]]}},
              'ranges[0][0] must be "path" or "name"'),
             ({"op": "pair_stats", "args": {"span": 900, "history": 60, "rows": [], "rare": []}},
@@ -81,3 +83,16 @@ def test_bad_questions_are_400s_that_neither_refold_nor_fail_the_store(tmp_path:
         assert time.monotonic() - started < 30
         assert server.get("/healthz").status_code == 200
         assert ask(server, {"op": "fold_mark", "args": {"span": 900}}).json()["result"] > 0
+        # the late-data questions over HTTP answer as the store itself does
+        remote = RemoteSource(server.url, SHARD_TOKEN)
+        with Store(server.db) as store:
+            local = LocalSource(store)
+            mark = local.fold_mark(900)
+            bucket = T0 // 900 * 900 + 900
+            assert remote.fold_mark(900) == mark
+            week = (T0 - 86400, T0 + 86400)
+            assert remote.backlog(900, *week, mark) == local.backlog(900, *week, mark)
+            queued = [list(row) for row in local.pending_candidates(900, bucket, mark)]
+            assert len(queued) == 5 and remote.pending_candidates(900, bucket, mark) == queued
+            assert remote.settle(900, bucket, bucket + 900, mark) == 5
+            assert local.backlog(900, bucket, bucket + 900, mark) == []

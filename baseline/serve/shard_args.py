@@ -3,7 +3,7 @@
 A detection node asks in batches of plain JSON (baseline/detect/remote.py). The shard
 checks every argument before any work: the bucket span must be the shard's own (another
 span would fold the whole store again under it), times are whole seconds in the
-accepted range, a window is at most `MAX_WINDOW` long, lists hold at most `MAX_ITEMS`
+accepted range, a window is at most history + 30 days long, lists hold at most `MAX_ITEMS`
 items and strings at most `MAX_TEXT` characters. A request that does not fit is a 400
 naming the argument; it never reaches the store, so it never marks the store failing.
 """
@@ -17,7 +17,8 @@ from rarenet.baseline.units import EARLIEST, LATEST
 
 MAX_ITEMS = 1_000_000  # entries of one list argument (100k candidates at 10k hosts)
 MAX_TEXT = 8192  # characters of one string (paths are capped at 4 KiB on ingest)
-MAX_WINDOW = 400 * 86400  # a range of data time (history + look-back, with room)
+MAX_WINDOW = 400 * 86400  # how far before 1970 a window's start may reach
+SLACK = 30 * 86400  # a window is at most history plus this (the look-back, a catch-up)
 
 Check = Callable[[Any, str], Any]
 
@@ -157,7 +158,8 @@ def checked(op: str, args: Any, span: int, history: int) -> dict[str, Any]:
             assert callable(check)
             value = check(value, name)
         out[name] = value
+    widest = history + SLACK
     for low, high in _WINDOWS:
-        if low in out and not 0 <= out[high] - out[low] <= MAX_WINDOW:
-            raise BadArgument(f"{low}…{high} must be a window of at most {MAX_WINDOW}s")
+        if low in out and not 0 <= out[high] - out[low] <= widest:
+            raise BadArgument(f"{low}…{high} must be a window of at most history + 30d ({widest}s)")
     return out
