@@ -178,6 +178,13 @@ class WebhookSettings:
         "duration",
         low=1,
     )
+    alert_after: float = setting(
+        3600.0,
+        "A delivery still failing this long after its first attempt makes the webhook a "
+        "failing part of Health and /healthz (until it delivers again).",
+        "duration",
+        low=1,
+    )
 
 
 @dataclass(frozen=True)

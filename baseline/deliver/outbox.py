@@ -344,3 +344,26 @@ def redeliver(
                 (sid, webhook, PENDING, now),
             )
     return targets
+
+
+@dataclass(frozen=True)
+class WebhookTrouble:
+    """A webhook's deliveries that are failing: how many, since when, the last error."""
+
+    retrying: int
+    since: float  # the first failed attempt of the oldest one (wall time)
+    last_error: str
+
+
+def webhook_trouble(store: Store, webhook: str) -> WebhookTrouble | None:
+    """The webhook's deliveries now retrying (None: none are)."""
+    count, since, error = store.conn.execute(
+        "SELECT count(*), min(first_attempt_at), "
+        "(SELECT last_error FROM deliveries WHERE webhook = ? AND state = ? "
+        " ORDER BY last_attempt_at DESC LIMIT 1) "
+        "FROM deliveries WHERE webhook = ? AND state = ?",
+        (webhook, RETRYING, webhook, RETRYING),
+    ).fetchone()
+    if not count:
+        return None
+    return WebhookTrouble(int(count), float(since or 0.0), str(error or "unknown error"))

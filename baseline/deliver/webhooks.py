@@ -47,6 +47,7 @@ class Webhook:
     headers: tuple[tuple[str, str], ...]
     dead_letter_after: float
     max_backoff: float
+    alert_after: float = 3600.0  # failing this long: a failing part of Health
 
     @property
     def redacted_url(self) -> str:
@@ -126,6 +127,7 @@ def webhook_from_settings(settings: WebhookSettings, index: int = 0) -> Webhook:
         headers=parse_headers(list(settings.headers), where),
         dead_letter_after=float(settings.dead_letter_after),
         max_backoff=float(settings.max_backoff),
+        alert_after=float(settings.alert_after),
     )
 
 

@@ -158,6 +158,14 @@ class Heartbeat:
 
     # -- formatting -------------------------------------------------------------------
 
+    def webhook(self, name: str, error: str | None) -> None:
+        """A webhook's deliveries started failing (with the error) or recovered (None)."""
+        clock = self._clock(self.clock())
+        if error is None:
+            self._say(f"deliver at {clock}: webhook {name} delivers again")
+        else:
+            self._say(f"deliver at {clock}: webhook {name} is failing: {error} (retrying)")
+
     def _say(self, line: str) -> None:
         with contextlib.suppress(OSError, ValueError):  # the console is gone, not the job
             self.emit(line)

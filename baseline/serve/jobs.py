@@ -27,6 +27,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from rarenet.baseline.collect import Collector, local_host_id
 from rarenet.baseline.config import Config, DetectSettings
 from rarenet.baseline.deliver import DeliveryReport, deliver_once
+from rarenet.baseline.deliver.outbox import webhook_trouble
 from rarenet.baseline.deliver.webhooks import configured_webhooks
 from rarenet.baseline.detect.maintenance import add_jobs, prune_once
 from rarenet.baseline.detect.presence import refresh_presence
@@ -42,6 +43,7 @@ from rarenet.baseline.serve.metrics import Metrics
 from rarenet.baseline.serve.snapshots import SnapshotCache
 from rarenet.baseline.store import Store
 from rarenet.baseline.store.health import HealthRecord
+from rarenet.baseline.units import format_age
 
 log = logging.getLogger("rarenet.serve")
 
@@ -96,6 +98,7 @@ class Jobs:
     _detector: ProcessPoolExecutor | None = None
     _detector_lock: threading.Lock = field(default_factory=threading.Lock)
     _triggers: dict[str, Any] = field(default_factory=dict)  # job name → its trigger
+    _webhooks_failing: dict[str, bool] = field(default_factory=dict)  # name → failing now
 
     def store(self) -> Store:
         """A connection for one job; WAL checkpoints are the checkpoint job's."""
@@ -218,9 +221,37 @@ class Jobs:
             detector.shutdown(wait=True, cancel_futures=True)
 
     def deliver_once(self, webhook: str | None = None) -> DeliveryReport:
-        """Deliver due signals to the webhooks, or to the one named (baseline.deliver)."""
+        """Deliver due signals to the webhooks, or to the one named (baseline.deliver);
+        then judge each one's health (`_judge_webhook`)."""
         with self.store() as store:
-            return deliver_once(store, self.config, only=webhook)
+            report = deliver_once(store, self.config, only=webhook)
+            for hook in configured_webhooks(self.config):
+                if webhook is None or hook.name == webhook:
+                    self._judge_webhook(store, hook.name, hook.alert_after)
+        return report
+
+    def _judge_webhook(self, store: Store, name: str, alert_after: float) -> None:
+        """A line on the console when a webhook's deliveries start failing and when it
+        delivers again; a failing part of Health and /healthz while a delivery has been
+        failing longer than `alert_after`."""
+        trouble = webhook_trouble(store, name)
+        was = self._webhooks_failing.get(name, False)
+        self._webhooks_failing[name] = trouble is not None
+        part = f"webhook {name}"
+        if trouble is None:
+            self.health.succeeded(part)
+            if was and self.heartbeat is not None:
+                self.heartbeat.webhook(name, None)
+            return
+        if not was and self.heartbeat is not None:
+            self.heartbeat.webhook(name, trouble.last_error)
+        failing_for = time.time() - trouble.since
+        if failing_for >= alert_after:
+            self.health.problem(
+                part,
+                f"{trouble.retrying} delivery(ies) failing for {format_age(failing_for)}: "
+                f"{trouble.last_error}",
+            )
 
     def checkpoint_once(self) -> tuple[int, int]:
         """Copy committed WAL frames into the database file, off the request path (the
