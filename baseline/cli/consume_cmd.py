@@ -49,6 +49,13 @@ PROGRESS_EVERY = 10.0  # seconds between progress lines on stderr
     metavar="DURATION",
     help="How long the server waits for an ack before redelivering (set when the durable is created).",
 )
+@click.option(
+    "--connect-timeout",
+    default="30s",
+    show_default=True,
+    metavar="DURATION",
+    help="Give up (exit 3) when no server answers within this long.",
+)
 @common_options
 @json_option
 @click.pass_obj
@@ -61,6 +68,7 @@ def consume(
     batch: int,
     idle_exit: float | None,
     ack_wait: str,
+    connect_timeout: str,
     as_json: bool,
 ) -> None:
     """Consume osquery results from NATS JetStream (Fleet's `nats` result-log destination)
@@ -68,13 +76,19 @@ def consume(
     Redelivered messages store nothing new; a message that is not a result is quarantined
     with its stream sequence and acked. Several servers of a cluster may be given.
 
-    Runs until SIGTERM / Ctrl-C (the current batch is finished) or --idle-exit.
-    Exit status: 0, 2 bad input, 3 cannot connect or write.
+    Runs until SIGTERM / Ctrl-C (the current batch is finished; while connecting, at
+    once) or --idle-exit. A server that does not answer is retried quietly (a line per
+    change) for --connect-timeout. Exit status: 0, 2 bad input, 3 cannot connect (or the
+    stream does not exist) or write.
     """
     try:
         wait = parse_duration(ack_wait)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--ack-wait") from None
+    try:
+        patience = parse_duration(connect_timeout)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--connect-timeout") from None
     settings = ConsumeSettings(
         servers=servers,
         stream=stream,
@@ -83,6 +97,7 @@ def consume(
         batch=batch,
         idle_exit=idle_exit,
         ack_wait=wait,
+        connect_timeout=patience,
     )
 
     def body() -> int:

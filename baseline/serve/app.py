@@ -137,7 +137,7 @@ class Api:
         self.stream = (
             None
             if consumer is None
-            else StreamConsumer(consumer, config, self.writer, self.metrics)
+            else StreamConsumer(consumer, config, self.writer, self.metrics, self.health)
         )
         self.console = Console(
             config,

@@ -14,9 +14,11 @@ from rarenet.baseline.errors import ConfigError, InputError
 from rarenet.baseline.ingest.chunks import ChunkResult
 from rarenet.baseline.serve.metrics import Metrics
 from rarenet.baseline.serve.writer import CommitWriter
+from rarenet.baseline.store.health import HealthRecord
 from rarenet.baseline.stream.consume import ConsumeSettings, check_settings, consume
 
 log = logging.getLogger("rarenet.serve")
+SERVE_CONNECT_TIMEOUT = 10.0  # then the failure is said and Health shows it; retried forever
 
 
 def settings_of(config: Config) -> ConsumeSettings | None:
@@ -31,6 +33,7 @@ def settings_of(config: Config) -> ConsumeSettings | None:
         durable=nats.durable,
         batch=nats.batch,
         ack_wait=nats.ack_wait,
+        connect_timeout=SERVE_CONNECT_TIMEOUT,
     )
     try:
         check_settings(settings)
@@ -51,9 +54,15 @@ class StreamConsumer:
     RETRY = 5.0  # seconds before reconnecting after the consumer failed
 
     def __init__(
-        self, settings: ConsumeSettings, config: Config, writer: CommitWriter, metrics: Metrics
+        self,
+        settings: ConsumeSettings,
+        config: Config,
+        writer: CommitWriter,
+        metrics: Metrics,
+        health: HealthRecord | None = None,
     ) -> None:
         self.settings = settings
+        self.health = health
         self.config = config
         self.writer = writer
         self.metrics = metrics
@@ -86,10 +95,15 @@ class StreamConsumer:
         self._ready.set()
         servers = ", ".join(self.settings.servers)
         log.info("consuming JetStream stream %s from %s", self.settings.stream, servers)
+        said = None  # the failure last logged: a line per change, not per retry
         while not self._stopping.is_set():
             try:
                 report = await consume(
-                    self.settings, self.config, stop=self._stop, commit=self._commit
+                    self.settings,
+                    self.config,
+                    stop=self._stop,
+                    commit=self._commit,
+                    on_state=self._state,
                 )
                 log.info(
                     "JetStream consumer stopped: %d messages, %d observations stored",
@@ -97,6 +111,24 @@ class StreamConsumer:
                     report.inserted,
                 )
             except Exception as exc:  # connection refused, stream missing, writer closed …
-                log.error("JetStream consumer failed, retrying in %.0f s: %s", self.RETRY, exc)
+                why = str(exc)
+                self._state(why)
+                if why != said:
+                    log.error(
+                        "JetStream consumer failed, retrying every %.0f s: %s", self.RETRY, why
+                    )
+                    said = why
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.RETRY)
+
+    def _state(self, problem: str | None) -> None:
+        """The stream source's health: a failing part while it cannot be read."""
+        if self.health is None:
+            return
+        if problem is None:
+            self.health.succeeded("stream")
+        else:
+            servers = ", ".join(self.settings.servers)
+            self.health.problem(
+                "stream", f"NATS {servers}, stream {self.settings.stream}: {problem}"
+            )

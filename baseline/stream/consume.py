@@ -26,10 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import nats
+from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from rarenet.baseline.config import Config
 from rarenet.baseline.errors import InputError, RarenetError
@@ -43,6 +44,7 @@ Commit = Callable[[str, ChunkResult], object]
 DEFAULT_BATCH = 500
 ACK_WAIT = 60.0  # seconds the server waits for an ack before redelivering
 MAX_ACK_PENDING = 5000
+CONNECT_TIMEOUT = 30.0  # seconds to reach a server before giving up (exit 3)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class ConsumeSettings:
     idle_exit: float | None = None  # stop once drained and this long without a message
     ack_wait: float = ACK_WAIT
     max_messages: int | None = None  # stop after this many messages (tests)
+    connect_timeout: float = CONNECT_TIMEOUT  # give up connecting after this long
 
 
 @dataclass
@@ -115,10 +118,12 @@ async def consume(
     stop: asyncio.Event | None = None,
     on_batch: Callable[[ConsumeReport], None] | None = None,
     commit: Commit | None = None,
+    on_state: Callable[[str | None], None] | None = None,
 ) -> ConsumeReport:
     """Fetch, commit, ack until `stop` is set (or idle_exit / max_messages is reached).
     `commit(source, result)` stores a parsed batch durably (default: one transaction on
-    the configured store; `rarenet serve` passes its group-commit writer)."""
+    the configured store; `rarenet serve` passes its group-commit writer). `on_state`
+    hears of every change of the connection: a problem in words, None when connected."""
     check_settings(settings)
     stop = stop or asyncio.Event()
     parser = build_parser(config)
@@ -126,30 +131,13 @@ async def consume(
     source = f"nats:{settings.stream}"
     report = ConsumeReport()
     started = time.monotonic()
-    try:
-        nc = await nats.connect(
-            servers=list(settings.servers),
-            connect_timeout=5,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-        )
-    except Exception as exc:  # nats raises several unrelated types for "cannot connect"
-        raise RarenetError(f"cannot connect to {', '.join(settings.servers)}: {exc}") from None
+    nc = await connect(settings, stop, on_state)
+    if nc is None:  # stopped while connecting
+        report.seconds = time.monotonic() - started
+        return report
     try:
         js = nc.jetstream()
-        subscription = await js.pull_subscribe(
-            settings.subject or ">",
-            durable=settings.durable,
-            stream=settings.stream,
-            config=ConsumerConfig(
-                durable_name=settings.durable,
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=settings.ack_wait,
-                max_ack_pending=MAX_ACK_PENDING,
-                filter_subject=settings.subject or None,
-            ),
-        )
+        subscription = await _subscribe(js, settings)
         idle_since = time.monotonic()
         with contextlib.ExitStack() as stack:
             if commit is None:
@@ -190,8 +178,118 @@ async def consume(
                     on_batch(report)
     finally:
         report.seconds = time.monotonic() - started
-        await nc.close()  # acks were flushed after each commit; drain would wait on the fetch
+        await close(nc)  # acks were flushed after each commit; drain would wait on the fetch
     return report
+
+
+class ConnectionLog:
+    """nats.py's callbacks as one log line per change of state — never a traceback, and
+    the same error not again until something else happened (a server that is down is
+    retried every half second) — and the state itself for `serve`'s Health."""
+
+    def __init__(self, servers: str, on_state: Callable[[str | None], None] | None = None) -> None:
+        self.servers, self.on_state = servers, on_state
+        self.last: str | None = "connecting"  # the last state said, None while connected
+        self.error_text = ""  # the last error (the root cause of a failed connect)
+        self.closing = False  # we are closing the connection ourselves
+
+    def _state(self, problem: str | None) -> None:
+        if problem == self.last:
+            return
+        self.last = problem
+        if problem is None:
+            log.info("connected to NATS %s", self.servers)
+        else:
+            log.warning("NATS %s: %s", self.servers, problem)
+        if self.on_state is not None:
+            self.on_state(problem)
+
+    async def error(self, exc: Exception) -> None:
+        self.error_text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        self._state(self.error_text)
+
+    async def disconnected(self) -> None:
+        if not self.closing:
+            self._state("disconnected, reconnecting")
+
+    async def connected(self) -> None:
+        self._state(None)
+
+
+async def connect(
+    settings: ConsumeSettings,
+    stop: asyncio.Event,
+    on_state: Callable[[str | None], None] | None = None,
+) -> Any:
+    """A connection to one of `settings.servers`, retried quietly (one log line per
+    change) for up to `connect_timeout` seconds; None when `stop` is set first.
+    RarenetError (exit 3) when no server answered in time."""
+    servers = ", ".join(settings.servers)
+    nc, said = NatsClient(), ConnectionLog(servers, on_state)
+    _LOGS[id(nc)] = said
+    attempt = asyncio.ensure_future(
+        nc.connect(
+            servers=list(settings.servers),
+            connect_timeout=5,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            error_cb=said.error,
+            disconnected_cb=said.disconnected,
+            reconnected_cb=said.connected,
+        )
+    )
+    stopping = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait(
+        {attempt, stopping}, timeout=settings.connect_timeout, return_when=asyncio.FIRST_COMPLETED
+    )
+    stopping.cancel()
+    if attempt in done and attempt.exception() is None:
+        await said.connected()
+        return nc
+    attempt.cancel()
+    with contextlib.suppress(BaseException):
+        await attempt
+    await close(nc)
+    if stop.is_set():
+        return None
+    why = said.error_text or said.last or "no answer"
+    raise RarenetError(f"cannot connect to {servers} within {settings.connect_timeout:g} s: {why}")
+
+
+_LOGS: dict[int, ConnectionLog] = {}  # open connections' logs, by id of the client
+
+
+async def close(nc: Any) -> None:
+    """Close a connection of `connect` without its close being said as a disconnect."""
+    said = _LOGS.pop(id(nc), None)
+    if said is not None:
+        said.closing = True
+    with contextlib.suppress(Exception):
+        await nc.close()
+
+
+async def _subscribe(js: Any, settings: ConsumeSettings) -> Any:
+    """The durable pull subscription; RarenetError naming a missing stream."""
+    try:
+        return await js.pull_subscribe(
+            settings.subject or ">",
+            durable=settings.durable,
+            stream=settings.stream,
+            config=ConsumerConfig(
+                durable_name=settings.durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=settings.ack_wait,
+                max_ack_pending=MAX_ACK_PENDING,
+                filter_subject=settings.subject or None,
+            ),
+        )
+    except NotFoundError:
+        raise RarenetError(
+            f"stream {settings.stream!r} does not exist on {', '.join(settings.servers)}",
+        ) from None
+    except (TimeoutError, NatsError) as exc:
+        raise RarenetError(f"cannot subscribe to stream {settings.stream!r}: {exc}") from None
 
 
 async def _fetch(subscription: Any, batch: int) -> list[Any]:
