@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import click
@@ -19,6 +20,8 @@ from rarenet.baseline.stream.consume import (
     DEFAULT_BATCH,
     ConsumeReport,
     ConsumeSettings,
+    check_settings,
+    check_stream,
     run_consumer,
 )
 from rarenet.baseline.units import parse_duration
@@ -56,6 +59,13 @@ PROGRESS_EVERY = 10.0  # seconds between progress lines on stderr
     metavar="DURATION",
     help="Give up (exit 3) when no server answers within this long.",
 )
+@click.option(
+    "--check",
+    "check_subject",
+    metavar="SUBJECT",
+    help="Only check: the stream exists and keeps SUBJECT (where Fleet publishes, e.g. "
+    "osquery.result.web-01); exit 3 when it does not.",
+)
 @common_options
 @json_option
 @click.pass_obj
@@ -69,6 +79,7 @@ def consume(
     idle_exit: float | None,
     ack_wait: str,
     connect_timeout: str,
+    check_subject: str | None,
     as_json: bool,
 ) -> None:
     """Consume osquery results from NATS JetStream (Fleet's `nats` result-log destination)
@@ -101,6 +112,11 @@ def consume(
     )
 
     def body() -> int:
+        if check_subject is not None:
+            check_settings(settings)
+            for line in asyncio.run(check_stream(settings, check_subject)):
+                click.echo(line)
+            return EXIT_OK
         config = state.config()
         announce_new_store(config)
 

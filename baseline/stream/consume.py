@@ -7,9 +7,11 @@ one transaction (observations and quarantined messages together), and only then 
 * a consumer killed before its ack gets the batch again — the store's idempotency
   (observations keyed on time + digest, quarantine on source + sequence + digest) makes
   the redelivery store nothing new;
-* a message that is not a result (not JSON, wrong types, over `[ingest] max_body`) is
-  quarantined with source `nats:<stream>` and its stream sequence as the line number, and
-  acked: never an endless redelivery loop;
+* a message Fleet compressed (`Content-Encoding` gzip, snappy or zstd) is decoded first,
+  never past `[ingest] max_body` (baseline/stream/encoding.py);
+* a message that is not a result (not JSON, wrong types, over `[ingest] max_body`, not
+  decodable) is quarantined with source `nats:<stream>` and its stream sequence as the
+  line number, and acked: never an endless redelivery loop;
 * memory is bounded by the batch (`--batch` messages, each at most `max_body` bytes), and
   the server holds at most `max_ack_pending` unacknowledged messages for the consumer.
 """
@@ -35,7 +37,9 @@ from nats.js.errors import NotFoundError
 from rarenet.baseline.config import Config
 from rarenet.baseline.errors import InputError, RarenetError
 from rarenet.baseline.ingest.chunks import ChunkResult, build_parser, commit_chunk, parse_lines
+from rarenet.baseline.ingest.model import Reject
 from rarenet.baseline.store import Store
+from rarenet.baseline.stream.encoding import decoded
 
 log = logging.getLogger("rarenet.consume")
 
@@ -157,17 +161,24 @@ async def consume(
                         break
                     continue
                 idle_since = time.monotonic()
-                numbered = []
+                numbered, undecodable = [], []
                 last = 0
                 for message in messages:
                     sequence = int(message.metadata.sequence.stream)
                     last = max(last, sequence)
-                    data = message.data
+                    try:  # Fleet may compress: Content-Encoding gzip, snappy or zstd
+                        data = decoded(message.data, _encoding(message), max_line)
+                    except ValueError as exc:
+                        raw = message.data
+                        reason = f"message not decodable: {exc}"
+                        undecodable.append(Reject(sequence, reason, raw[:256], len(raw)))
+                        continue
                     if len(data) > max_line:
                         numbered.append((sequence, data[:256], len(data)))
                     else:
                         numbered.append((sequence, data, 0))
                 result = parse_lines(parser, numbered, max_line)
+                result.rejects.extend(undecodable)
                 # Commit first (the store keeps everything or nothing of the batch) …
                 commit(source, result)  # the loop waits: one consumer, one batch at a time
                 # … then ack: a crash (or a lost ack) in between means redelivery after
@@ -292,6 +303,14 @@ async def _subscribe(js: Any, settings: ConsumeSettings) -> Any:
         raise RarenetError(f"cannot subscribe to stream {settings.stream!r}: {exc}") from None
 
 
+def _encoding(message: Any) -> str | None:
+    """The message's Content-Encoding header (any case), if any."""
+    for key, value in (message.headers or {}).items():
+        if key.lower() == "content-encoding":
+            return str(value)
+    return None
+
+
 async def _fetch(subscription: Any, batch: int) -> list[Any]:
     """Up to `batch` messages; none on a timeout or while the connection is being
     re-established (a cluster node went away: the client reconnects to another)."""
@@ -342,3 +361,64 @@ def run_consumer(
         return await consume(settings, config, stop=stop, on_batch=on_batch)
 
     return asyncio.run(main())
+
+
+def subject_covered(subject: str, patterns: list[str]) -> str | None:
+    """The first of a stream's subject `patterns` that `subject` falls under (NATS
+    wildcards: `*` one token, `>` the rest), or None: a message published there is not
+    kept by the stream (Fleet ignores the negative publish ack: it is lost)."""
+    tokens = subject.split(".")
+    for pattern in patterns:
+        parts = pattern.split(".")
+        for n, part in enumerate(parts):
+            if part == ">":
+                if len(tokens) > n:
+                    return pattern
+                break
+            if n >= len(tokens) or (part != "*" and part != tokens[n]):
+                break
+        else:
+            if len(parts) == len(tokens):
+                return pattern
+    return None
+
+
+async def check_stream(settings: ConsumeSettings, subject: str) -> list[str]:
+    """What `rarenet consume --check` says: the stream exists, which of its subjects
+    covers `subject` (Fleet's result subject, e.g. osquery.result.web-01), how many
+    messages it holds and what the durable has left. RarenetError when the stream is
+    missing or does not cover the subject."""
+    stop = asyncio.Event()
+    nc = await connect(settings, stop)
+    try:
+        js = nc.jetstream()
+        try:
+            info = await asyncio.wait_for(js.stream_info(settings.stream), 10)
+        except NotFoundError:
+            raise RarenetError(
+                f"stream {settings.stream!r} does not exist on {', '.join(settings.servers)}"
+            ) from None
+        patterns = list(info.config.subjects or [])
+        covering = subject_covered(subject, patterns)
+        if covering is None:
+            raise RarenetError(
+                f"stream {settings.stream!r} (subjects {', '.join(patterns) or 'none'}) does "
+                f"not cover {subject!r}: Fleet's messages there are lost (it ignores the "
+                "negative publish ack); add the subject to the stream"
+            )
+        lines = [
+            f"stream {settings.stream}: {info.state.messages:,} messages, subjects "
+            f"{', '.join(patterns)}",
+            f"{subject} is kept by the stream (subject {covering})",
+        ]
+        with contextlib.suppress(NotFoundError):
+            durable = await asyncio.wait_for(
+                js.consumer_info(settings.stream, settings.durable), 10
+            )
+            lines.append(
+                f"consumer {settings.durable}: {durable.num_pending:,} not yet read, "
+                f"{durable.num_ack_pending:,} read but not acknowledged"
+            )
+        return lines
+    finally:
+        await close(nc)
