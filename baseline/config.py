@@ -62,6 +62,12 @@ def setting(
 class StoreSettings:
     path: str = setting("./rarenet.db", "SQLite database file (WAL mode).", "path")
     retention: float = setting(30 * 86400.0, "How long raw observations are kept.", "duration")
+    signal_retention: float = setting(
+        365 * 86400.0,
+        "How long signals are kept after they were raised, with their deliveries, "
+        "acknowledgements and audit trail (0: forever).",
+        "duration",
+    )
 
 
 @dataclass(frozen=True)

@@ -472,3 +472,38 @@ def test_a_broad_exception_is_refused_with_what_it_would_hide(
         assert page.excepted.candidates >= 1
         actions = [e.action for e in list_audit(opened)]
         assert actions.count("exception.add") == 2  # the narrow one and the confirmed one
+
+
+def test_signals_older_than_their_retention_go_with_deliveries_acks_and_audit(
+    store: Store, config: Config
+) -> None:
+    run = detect_once(store, config.detect, RUN_AT)
+    assert run.signals == 4
+    old, young = (
+        sorted(d["id"] for d in run.documents)[:2],
+        sorted(d["id"] for d in run.documents)[2:],
+    )
+    now = time.time()
+    with store.transaction() as conn:
+        conn.executemany(
+            "UPDATE signals SET created_at = ? WHERE id = ?", [(now - 400 * 86400, s) for s in old]
+        )
+        for sid in run.documents:
+            conn.execute(
+                "INSERT INTO deliveries (signal_id, webhook, state, attempts) VALUES (?, 'siem', 'delivered', 1)",
+                (sid["id"],),
+            )
+    for sid in [*old, *young]:
+        assert views.acknowledge(store, sid, now, verdict="attack")
+    pruned = prune_once(store, config, now=END)
+    assert pruned.signals == 2
+    left = {sid for (sid,) in store.conn.execute("SELECT id FROM signals")}
+    assert left == set(young)
+    for table, column in (("deliveries", "signal_id"), ("signal_acks", "signal_id")):
+        kept = {s for (s,) in store.conn.execute(f"SELECT {column} FROM {table}")}
+        assert kept == set(young), table
+    targets = {entry.target for entry in list_audit(store, limit=100)}
+    assert not any(f"signal:{s}" in targets for s in old)
+    assert all(f"signal:{s}" in targets for s in young)
+    forever = replace(config, store=replace(config.store, signal_retention=0.0))
+    assert prune_once(store, forever, now=END).signals == 0

@@ -23,12 +23,14 @@ class Pruned:
     observations: int
     presence: int
     quarantine: int = 0
+    signals: int = 0
 
 
 def prune_once(store: Store, config: Config, now: int | None = None) -> Pruned:
     """Delete observations older than `[store] retention` and presence older than the
-    baseline needs (history + look-back), at data time `now`; and quarantined lines
-    received longer than `retention` ago (wall time: they carry no data time)."""
+    baseline needs (history + look-back), at data time `now`; quarantined lines received
+    longer than `retention` ago and signals raised longer than `signal_retention` ago
+    (wall time: neither carries a data time of its own)."""
     wall = int(time.time())
     now = wall if now is None else int(now)
     observations = store.prune_observations(now - int(config.store.retention))
@@ -36,7 +38,31 @@ def prune_once(store: Store, config: Config, now: int | None = None) -> Pruned:
     keep_from = now - int(config.detect.history) - int(config.detect.lookback) - span
     presence = prune_presence(store, span, (keep_from // span) * span)
     quarantine = store.prune_quarantine(wall - int(config.store.retention))
-    return Pruned(observations, presence, quarantine)
+    keep = int(config.store.signal_retention)
+    signals = prune_signals(store, wall - keep) if keep else 0
+    return Pruned(observations, presence, quarantine, signals)
+
+
+def prune_signals(store: Store, before: float) -> int:
+    """Delete signals raised before `before` (wall time) with their deliveries,
+    acknowledgements and audit rows, in batches (each its own transaction)."""
+    removed = 0
+    while True:
+        with store.transaction() as conn:
+            ids = [
+                sid
+                for (sid,) in conn.execute(
+                    "SELECT id FROM signals WHERE created_at < ? LIMIT 5000", (before,)
+                )
+            ]
+            if not ids:
+                return removed
+            rows = [(sid,) for sid in ids]
+            conn.executemany("DELETE FROM deliveries WHERE signal_id = ?", rows)
+            conn.executemany("DELETE FROM signal_acks WHERE signal_id = ?", rows)
+            conn.executemany("DELETE FROM audit WHERE target = 'signal:' || ?", rows)
+            conn.executemany("DELETE FROM signals WHERE id = ?", rows)
+            removed += len(ids)
 
 
 def add_jobs(
