@@ -270,7 +270,7 @@ class SnapshotSync:
                 staged.unlink()
                 return
             os.replace(staged, staged.parent / CACHE_NAME)
-            _atomic_write(staged.parent / ETAG_NAME, (etag or "").encode())
+            atomic_write(staged.parent / ETAG_NAME, (etag or "").encode())
         except OSError as exc:
             log.warning("cannot cache the snapshot in %s: %s", staged.parent, exc)
 
@@ -328,8 +328,11 @@ def _same_server(old: urllib.parse.SplitResult, new: urllib.parse.SplitResult) -
     return old.scheme == "http" and old.port in (None, 80) and new.port in (None, 443)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` whole or not at all: a new file created exclusively under a
+    random name in the same directory (a planted link is never followed), synced, then
+    renamed over `path`; removed again on any failure."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

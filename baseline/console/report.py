@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from rarenet.baseline.detect.backtest import label_matches
 from rarenet.baseline.errors import InputError
 from rarenet.baseline.simulate.labels import Label
 from rarenet.baseline.store import Store
+from rarenet.extension.sync import atomic_write
 
 DETAILED_SIGNALS = 100  # signals drawn in full (explanation and plots)
 DETAILED_BINARIES = 40  # binaries given a section
@@ -130,24 +130,9 @@ def write_report(report: Report, out: Path) -> int:
     on failure."""
     check_target(out)
     html = render_report(report).encode("utf-8")
-    directory = out.parent if str(out.parent) else Path(".")
-    try:
-        handle, temporary = tempfile.mkstemp(
-            dir=directory, prefix=f".{out.name}.", suffix=".partial"
-        )
-    except FileNotFoundError:
-        raise InputError(f"no directory {directory} to write into", where="--out") from None
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(html)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)
-        _refuse_to_replace(out)  # again: nothing may have appeared there meanwhile
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    if not out.parent.is_dir():
+        raise InputError(f"no directory {out.parent} to write into", where="--out")
+    atomic_write(out, html)
     return len(html)
 
 
