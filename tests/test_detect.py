@@ -505,5 +505,19 @@ def test_signals_older_than_their_retention_go_with_deliveries_acks_and_audit(
     targets = {entry.target for entry in list_audit(store, limit=100)}
     assert not any(f"signal:{s}" in targets for s in old)
     assert all(f"signal:{s}" in targets for s in young)
+    summary = set(
+        store.conn.execute("SELECT group_id, signals, latest, max_score FROM signal_group")
+    )
+    truth = set(
+        store.conn.execute(
+            "SELECT coalesce(group_id, id), count(*), max(created_at), max(score) FROM signals "
+            "GROUP BY 1"
+        )
+    )
+    assert summary == truth  # the triggers keep the console's per-group summary
+    hosts = set(store.conn.execute("SELECT group_id, host FROM signal_group_host"))
+    assert hosts == set(
+        store.conn.execute("SELECT DISTINCT coalesce(group_id, id), host FROM signals")
+    )
     forever = replace(config, store=replace(config.store, signal_retention=0.0))
     assert prune_once(store, forever, now=END).signals == 0

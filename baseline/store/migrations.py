@@ -435,6 +435,75 @@ def _late_data(db: Database) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN arrivals TEXT NOT NULL DEFAULT '[]'")
 
 
+def _signal_scale(db: Database) -> None:
+    """A million signals (issue 30): the console's default list reads one row per group
+    (`signal_group`: signals, latest, highest score; `signal_group_host`: its hosts),
+    kept by triggers whatever writes `signals`; and the rule's "latest signal of this
+    executable within a window" is a range on (path, bucket)."""
+    db.execute("CREATE INDEX signals_path_bucket ON signals (path, bucket)")
+    db.execute(
+        """CREATE TABLE signal_group (
+            group_id TEXT PRIMARY KEY,
+            signals INTEGER NOT NULL,
+            latest REAL NOT NULL,
+            max_score REAL NOT NULL
+        ) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX signal_group_latest ON signal_group (latest, group_id)")
+    db.execute(
+        """CREATE TABLE signal_group_host (
+            group_id TEXT NOT NULL,
+            host TEXT NOT NULL,
+            PRIMARY KEY (group_id, host)
+        ) WITHOUT ROWID"""
+    )
+    db.execute(
+        "INSERT INTO signal_group (group_id, signals, latest, max_score) "
+        "SELECT coalesce(group_id, id), count(*), max(created_at), max(score) FROM signals "
+        "GROUP BY 1"
+    )
+    db.execute(
+        "INSERT INTO signal_group_host (group_id, host) "
+        "SELECT DISTINCT coalesce(group_id, id), host FROM signals"
+    )
+    db.execute(
+        """CREATE TRIGGER signal_group_added AFTER INSERT ON signals BEGIN
+            INSERT INTO signal_group (group_id, signals, latest, max_score)
+            VALUES (coalesce(new.group_id, new.id), 1, new.created_at, new.score)
+            ON CONFLICT (group_id) DO UPDATE SET signals = signals + 1,
+                latest = max(latest, excluded.latest),
+                max_score = max(max_score, excluded.max_score);
+            INSERT OR IGNORE INTO signal_group_host (group_id, host)
+            VALUES (coalesce(new.group_id, new.id), new.host);
+        END"""
+    )
+    db.execute(
+        """CREATE TRIGGER signal_group_removed AFTER DELETE ON signals BEGIN
+            UPDATE signal_group SET signals = signals - 1,
+                latest = coalesce((SELECT max(created_at) FROM signals
+                    WHERE group_id = coalesce(old.group_id, old.id) OR id = old.group_id), latest),
+                max_score = coalesce((SELECT max(score) FROM signals
+                    WHERE group_id = coalesce(old.group_id, old.id) OR id = old.group_id), max_score)
+            WHERE group_id = coalesce(old.group_id, old.id);
+            DELETE FROM signal_group
+            WHERE group_id = coalesce(old.group_id, old.id) AND signals <= 0;
+            DELETE FROM signal_group_host
+            WHERE group_id = coalesce(old.group_id, old.id) AND host = old.host
+              AND NOT EXISTS (SELECT 1 FROM signals
+                  WHERE (group_id = coalesce(old.group_id, old.id) OR id = old.group_id)
+                    AND host = old.host);
+        END"""
+    )
+    db.execute(
+        """CREATE TRIGGER signal_group_changed AFTER UPDATE OF score, created_at ON signals
+        BEGIN
+            UPDATE signal_group SET latest = max(latest, new.created_at),
+                max_score = max(max_score, new.score)
+            WHERE group_id = coalesce(new.group_id, new.id);
+        END"""
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_initial", _initial),
     ("0002_detection", _detection),
@@ -448,6 +517,7 @@ MIGRATIONS: list[Migration] = [
     ("0011_access", _access),
     ("0012_suspects", _suspects),
     ("0013_late_data", _late_data),
+    ("0014_signal_scale", _signal_scale),
 ]
 
 
