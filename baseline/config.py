@@ -238,6 +238,12 @@ class ServerSettings:
         "Role of a proxy-signed-in user who has no local account (none: refuse them).",
         "choice:none,viewer,analyst,admin",
     )
+    max_ingest_lag: float = setting(
+        7200.0,
+        "When the newest stored data is older than this, ingest is a failing part of "
+        "Health and /healthz: nothing is arriving, or only old logs are (0: never).",
+        "duration",
+    )
 
 
 @dataclass(frozen=True)

@@ -276,6 +276,7 @@ def test_serve_shows_silence_and_too_late_data_on_health_and_metrics(
             time.sleep(0.2)  # the server's first run, at start
         health = requests.get(f"{server.url}/health", timeout=30)
         metrics = requests.get(f"{server.url}/metrics", timeout=30).text
+        healthz = requests.get(f"{server.url}/healthz", timeout=30)
     assert health.status_code == 200
     page = health.text
     assert 'id="silent-hosts"' in page and "1 host went silent" in page and VICTIM in page
@@ -287,6 +288,10 @@ def test_serve_shows_silence_and_too_late_data_on_health_and_metrics(
     )
     assert float(too_late.split()[-1]) == 1  # one host-bucket of web-00
     assert "rarenet_catch_up_behind 0.0" in metrics and "rarenet_catch_up_stalled 0.0" in metrics
+    # data from January, served now: nothing current is arriving, and Health says so
+    assert healthz.status_code == 503
+    (lagging,) = [f for f in healthz.json()["failures"] if f["part"] == "ingest"]
+    assert "the newest data is" in lagging["reason"] and "max_ingest_lag" in lagging["reason"]
 
 
 def test_a_catch_up_that_does_not_move_is_a_problem(tmp_path: Path) -> None:
@@ -329,6 +334,7 @@ def test_serve_scores_a_posted_backfill_at_its_next_start_exactly_as_the_backtes
         server.start()  # the next scheduled run: at start-up
         wait_for_runs(server, 1)
         assert "caught up" in server.output()  # its heartbeat line says so
+        assert requests.get(f"{server.url}/healthz", timeout=30).status_code == 200  # current
     with Store(server.db) as store:
         got = {sid for (sid,) in store.conn.execute("SELECT id FROM signals")}
         behind = store.conn.execute("SELECT behind FROM runs ORDER BY id DESC LIMIT 1").fetchone()

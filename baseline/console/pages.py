@@ -76,7 +76,9 @@ def signal_view(
     group_id = document.get("group") or record.id
     group = tuple(
         row
-        for row in views.signals_of(store, "coalesce(s.group_id, s.id) = ?", [group_id], 200)
+        for row in views.signals_of(
+            store, "(s.group_id = ? OR s.id = ?)", [group_id, group_id], 200
+        )
         if row.id != record.id
     )
     explanation = document.get("explanation") or {}

@@ -43,7 +43,7 @@ from rarenet.baseline.serve.metrics import Metrics
 from rarenet.baseline.serve.snapshots import SnapshotCache
 from rarenet.baseline.store import Store
 from rarenet.baseline.store.health import HealthRecord
-from rarenet.baseline.units import format_age
+from rarenet.baseline.units import format_age, format_time
 
 log = logging.getLogger("rarenet.serve")
 
@@ -167,6 +167,7 @@ class Jobs:
                 run = self._detect_in_child()
             with self.store() as store:
                 self._judge_catch_up(store)
+                self._judge_ingest(store)
                 if self.snapshots.requested:
                     self.fold_once(FOLD_BUDGET)
                     self.snapshots.refresh(store)
@@ -182,6 +183,23 @@ class Jobs:
         if self.on_run is not None:
             self.on_run(run)
         return run
+
+    def _judge_ingest(self, store: Store) -> None:
+        """Ingest is a failing part of Health and /healthz while the newest stored data
+        is older than `[server] max_ingest_lag`: no host is reporting, or only old logs
+        are arriving (which the schedule, at the wall clock, cannot score)."""
+        limit = float(self.config.server.max_ingest_lag)
+        newest = store.conn.execute("SELECT max(time) FROM observations").fetchone()[0]
+        lag = time.time() - float(newest) if newest is not None else 0.0
+        if not limit or newest is None or lag <= limit:
+            self.health.succeeded("ingest")
+            return
+        self.health.problem(
+            "ingest",
+            f"the newest data is {format_age(lag)} old ({format_time(int(newest))}), over "
+            f"[server] max_ingest_lag ({format_age(limit)}): is Fleet still sending? Old "
+            "logs are scored with `rarenet backtest` or `rarenet detect --at`",
+        )
 
     def _judge_catch_up(self, store: Store) -> None:
         """A catch-up that does not move (baseline/detect/silence.py) is a failing part
