@@ -267,7 +267,7 @@ def test_serve_shows_silence_and_too_late_data_on_health_and_metrics(
         # server's first run (at the wall clock) finds them older than history
         old = [d for t, h, d in lines if quiet <= t < quiet + SPAN and h == "web-00"]
         ingest(store, tmp_path, old, "old")
-    with ServerProcess(tmp_path, tokens=()) as server:
+    with ServerProcess(tmp_path, tokens=(), max_ingest_lag="2h") as server:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not sum(
             server.metric("rarenet_detection_runs_total", f'status="{status}"')
@@ -326,7 +326,7 @@ def test_serve_scores_a_posted_backfill_at_its_next_start_exactly_as_the_backtes
     simulate_to_path(spec, log, labels)
     expected = {doc["id"] for doc in backtest([str(log)], load_config(None, env={})).signals}
     assert len(expected) >= 3
-    with ServerProcess(tmp_path, tokens=(), max_body="256MiB") as server:
+    with ServerProcess(tmp_path, tokens=(), max_body="256MiB", max_ingest_lag="2h") as server:
         wait_for_runs(server, 1)  # its start-up run, on an empty store
         answer = requests.post(f"{server.url}/v1/ingest", data=log.read_bytes(), timeout=120)
         assert answer.status_code == 200 and answer.json()["rejected"] == 0, answer.text
