@@ -135,6 +135,14 @@ def settle(conn: sqlite3.Connection, span: int, low: int, high: int, mark: int) 
     ).rowcount
 
 
+def has_pending_before(conn: sqlite3.Connection, span: int, before: int) -> bool:
+    """Whether any queued host-bucket is older than `before`."""
+    row = conn.execute(
+        "SELECT 1 FROM pending_host_bucket WHERE span = ? AND bucket < ? LIMIT 1", (span, before)
+    ).fetchone()
+    return row is not None
+
+
 def drop_too_old(conn: sqlite3.Connection, span: int, before: int, run_at: int) -> int:
     """Queued host-buckets older than `before` (the baseline window): never scored,
     counted per host in `too_late` and taken off the queue. Returns how many."""

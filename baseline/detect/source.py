@@ -403,6 +403,8 @@ class LocalSource:
             return late.settle(conn, span, low, high, mark)
 
     def drop_too_old(self, span: int, before: int, run_at: int) -> int:
+        if not late.has_pending_before(self.store.conn, span, before):
+            return 0  # the common case: no write transaction on every run
         with self.store.transaction() as conn:
             return late.drop_too_old(conn, span, before, run_at)
 
