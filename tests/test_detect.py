@@ -519,5 +519,11 @@ def test_signals_older_than_their_retention_go_with_deliveries_acks_and_audit(
     assert hosts == set(
         store.conn.execute("SELECT DISTINCT coalesce(group_id, id), host FROM signals")
     )
+    assert set(store.conn.execute("SELECT host, signals FROM signal_host")) == set(
+        store.conn.execute("SELECT host, count(*) FROM signals GROUP BY host")
+    )
+    assert set(store.conn.execute("SELECT path, name, signals FROM signal_binary")) == set(
+        store.conn.execute("SELECT path, name, count(*) FROM signals GROUP BY path, name")
+    )
     forever = replace(config, store=replace(config.store, signal_retention=0.0))
     assert prune_once(store, forever, now=END).signals == 0

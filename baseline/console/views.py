@@ -99,12 +99,17 @@ class SignalFilter:
                 "EXISTS (SELECT 1 FROM deliveries d WHERE d.signal_id = s.id AND d.state = ?)"
             )
             params.append(self.state)
+        # substring filters match the distinct hosts and binaries first (a few thousand
+        # rows), then read their signals by index: never a scan of every signal
         if self.host:
-            clauses.append("instr(lower(s.host), lower(?)) > 0")
+            clauses.append(
+                "s.host IN (SELECT host FROM signal_host WHERE instr(lower(host), lower(?)) > 0)"
+            )
             params.append(self.host)
         if self.executable:
             clauses.append(
-                "(instr(lower(s.path), lower(?)) > 0 OR instr(lower(s.name), lower(?)) > 0)"
+                "(s.path, s.name) IN (SELECT path, name FROM signal_binary "
+                "WHERE instr(lower(path), lower(?)) > 0 OR instr(lower(name), lower(?)) > 0)"
             )
             params += [self.executable, self.executable]
         if self.min_score is not None:

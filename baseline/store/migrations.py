@@ -437,9 +437,11 @@ def _late_data(db: Database) -> None:
 
 def _signal_scale(db: Database) -> None:
     """A million signals (issue 30): the console's default list reads one row per group
-    (`signal_group`: signals, latest, highest score; `signal_group_host`: its hosts),
-    kept by triggers whatever writes `signals`; and the rule's "latest signal of this
-    executable within a window" is a range on (path, bucket)."""
+    (`signal_group`: signals, latest, highest score; `signal_group_host`: its hosts), its
+    host and binary filters match the few distinct hosts and binaries (`signal_host`,
+    `signal_binary`) and then read their signals by index — all kept by triggers
+    whatever writes `signals`; and the rule's "latest signal of this executable within
+    a window" is a range on (path, bucket)."""
     db.execute("CREATE INDEX signals_path_bucket ON signals (path, bucket)")
     db.execute(
         """CREATE TABLE signal_group (
@@ -465,6 +467,38 @@ def _signal_scale(db: Database) -> None:
     db.execute(
         "INSERT INTO signal_group_host (group_id, host) "
         "SELECT DISTINCT coalesce(group_id, id), host FROM signals"
+    )
+    db.execute(
+        "CREATE TABLE signal_host (host TEXT PRIMARY KEY, signals INTEGER NOT NULL) WITHOUT ROWID"
+    )
+    db.execute(
+        """CREATE TABLE signal_binary (
+            path TEXT NOT NULL,
+            name TEXT NOT NULL,
+            signals INTEGER NOT NULL,
+            PRIMARY KEY (path, name)
+        ) WITHOUT ROWID"""
+    )
+    db.execute("INSERT INTO signal_host SELECT host, count(*) FROM signals GROUP BY host")
+    db.execute(
+        "INSERT INTO signal_binary SELECT path, name, count(*) FROM signals GROUP BY path, name"
+    )
+    db.execute(
+        """CREATE TRIGGER signal_keys_added AFTER INSERT ON signals BEGIN
+            INSERT INTO signal_host (host, signals) VALUES (new.host, 1)
+            ON CONFLICT (host) DO UPDATE SET signals = signals + 1;
+            INSERT INTO signal_binary (path, name, signals) VALUES (new.path, new.name, 1)
+            ON CONFLICT (path, name) DO UPDATE SET signals = signals + 1;
+        END"""
+    )
+    db.execute(
+        """CREATE TRIGGER signal_keys_removed AFTER DELETE ON signals BEGIN
+            UPDATE signal_host SET signals = signals - 1 WHERE host = old.host;
+            DELETE FROM signal_host WHERE host = old.host AND signals <= 0;
+            UPDATE signal_binary SET signals = signals - 1
+            WHERE path = old.path AND name = old.name;
+            DELETE FROM signal_binary WHERE path = old.path AND name = old.name AND signals <= 0;
+        END"""
     )
     db.execute(
         """CREATE TRIGGER signal_group_added AFTER INSERT ON signals BEGIN
