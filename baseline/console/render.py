@@ -14,6 +14,7 @@ from markupsafe import Markup
 
 from rarenet.baseline import __version__
 from rarenet.baseline.console.inert import inert
+from rarenet.baseline.detect.late import LATE_AFTER
 from rarenet.baseline.units import format_age, format_time
 
 STATIC = Path(__file__).parent / "static"
@@ -86,7 +87,7 @@ _ENV = Environment(
     lstrip_blocks=True,
 )
 _ENV.filters.update(when=_when, ago=_ago, age=format_age, query=_query, anchor=binary_anchor)
-_ENV.globals.update(version=__version__)
+_ENV.globals.update(version=__version__, late_after=LATE_AFTER)
 
 
 def render(name: str, *, links: Links | None = None, **context: Any) -> str:

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from rarenet.baseline.config import DetectSettings
-from rarenet.baseline.detect.decide import ROLLOUT_SCORE, Decisions, Member, decide, group_sentence
+from rarenet.baseline.detect.decide import (
+    ROLLOUT_SCORE,
+    Decisions,
+    Member,
+    NewSignal,
+    decide,
+    group_sentence,
+)
 from rarenet.baseline.detect.exceptions import Exception_
 from rarenet.baseline.detect.explain import (
     explain,
@@ -124,6 +131,18 @@ def describe(
         rollout, gathered.fleet[cand.bucket], history, span
     )
     return Described(value, explanation, reason)
+
+
+def describe_new(evaluation: Evaluation, new: NewSignal) -> Described:
+    """A new signal of the evaluation, as the rule stores it."""
+    return describe(
+        evaluation,
+        new.index,
+        rollout=new.rollout,
+        returning=new.returning,
+        group=new.group,
+        others=new.others,
+    )
 
 
 def keeps_suspect(rollout: bool, fleet: FleetContext, history: int, span: int) -> bool:

@@ -91,14 +91,6 @@ def remember_pending(conn: sqlite3.Connection, span: int, version: int) -> None:
     )
 
 
-def fold_mark(conn: sqlite3.Connection, span: int) -> int:
-    """The presence fold's watermark now: queued host-buckets up to it are in presence."""
-    row = conn.execute(
-        "SELECT value FROM store_state WHERE key = ?", (f"presence_watermark:{span}",)
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
 def backlog(conn: sqlite3.Connection, span: int, low: int, high: int, mark: int) -> list[Any]:
     """Queued host-buckets per bucket in [low, high), folded by `mark`."""
     return [

@@ -28,6 +28,15 @@ _STATE_KEY = "presence_watermark:{span}"
 _PRUNED_KEY = "presence_pruned:{span}"  # buckets before this were pruned
 
 
+def fold_mark(conn: sqlite3.Connection, span: int) -> int:
+    """The fold's watermark: observations with id up to it are in presence (and the
+    host-buckets it queued for scoring, baseline/detect/late.py, carry it)."""
+    row = conn.execute(
+        "SELECT value FROM store_state WHERE key = ?", (_STATE_KEY.format(span=span),)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def refresh_presence(store: Store, span: int, upto_id: int | None = None) -> int:
     """Fold observations with id in (watermark, upto_id] into presence; return how many.
 
@@ -35,8 +44,7 @@ def refresh_presence(store: Store, span: int, upto_id: int | None = None) -> int
     """
     with store.transaction() as conn:
         key = _STATE_KEY.format(span=span)
-        row = conn.execute("SELECT value FROM store_state WHERE key = ?", (key,)).fetchone()
-        watermark = int(row[0]) if row else 0
+        watermark = fold_mark(conn, span)
         top = conn.execute("SELECT coalesce(max(id), 0) FROM observations").fetchone()[0]
         if upto_id is not None:
             top = min(top, upto_id)

@@ -18,7 +18,7 @@ import orjson
 
 from rarenet.baseline.config import DetectSettings
 from rarenet.baseline.detect.decide import Decisions, NewSignal, Outcome
-from rarenet.baseline.detect.evaluate import Evaluation, describe, evaluate
+from rarenet.baseline.detect.evaluate import Evaluation, describe_new, evaluate
 from rarenet.baseline.detect.exceptions import Exception_, active_exceptions
 from rarenet.baseline.detect.features import window_buckets
 from rarenet.baseline.detect.late import Arrival, Backlog, settle
@@ -206,6 +206,10 @@ def _scored(
         store, sources, settings, buckets, exceptions, queued=marks if queued else None
     )
     gathered, scores, decisions = evaluation.gathered, evaluation.scores, evaluation.decisions
+    low, high = buckets[0], buckets[-1] + span
+    queued_now = Backlog.merged(  # the host-buckets this run scores first (and settles)
+        [source.backlog(span, low, high, mark) for source, mark in zip(sources, marks, strict=True)]
+    )
     result = RunResult(
         data_time=at,
         window_start=buckets[0],
@@ -215,7 +219,7 @@ def _scored(
         shards=len(sources),
         shards_down=list(down or ()),
         catch_up=queued,
-        late=len({(c.bucket, c.host) for c in gathered.candidates}) if queued else 0,
+        late=queued_now.host_buckets if queued else 0,
         behind=behind[0],
         behind_since=behind[1],
         too_late=behind[2],
@@ -237,10 +241,6 @@ def _scored(
     result.documents = [doc for _, _, doc in kept]
     result.duration = time.perf_counter() - started
     local = [i for i, source in enumerate(sources) if _is_store(source, store)]
-    low, high = buckets[0], buckets[-1] + span
-    queued_now = Backlog.merged(
-        [source.backlog(span, low, high, mark) for source, mark in zip(sources, marks, strict=True)]
-    )
     result.arrivals = [(max(0, at - (b + span)), count) for b, count in queued_now.buckets]
     _commit(
         store, result, kept, decisions, settle_queue=[(span, low, high, marks[i]) for i in local]
@@ -260,14 +260,7 @@ def _document(evaluation: Evaluation, new: NewSignal, at: int) -> dict[str, Any]
     """The signal document of a new signal, rendered from the run's evaluation, with
     when its data could first be seen (the run's data time `at`)."""
     cand = evaluation.gathered.candidates[new.index]
-    said = describe(
-        evaluation,
-        new.index,
-        rollout=new.rollout,
-        returning=new.returning,
-        group=new.group,
-        others=new.others,
-    )
+    said = describe_new(evaluation, new)
     doc = document(
         sid=new.sid,
         host=cand.host,

@@ -24,6 +24,7 @@ from rarenet.baseline.detect import late
 from rarenet.baseline.detect.detail import detail_row
 from rarenet.baseline.detect.presence import (
     USED_SOURCE,
+    fold_mark,
     host_activity_sql,
     hosts_in_window,
     refresh_presence,
@@ -390,7 +391,7 @@ class LocalSource:
         return None if row is None or row[0] is None else int(row[0]) + span
 
     def fold_mark(self, span: int) -> int:
-        return late.fold_mark(self.store.conn, span)
+        return fold_mark(self.store.conn, span)
 
     def backlog(self, span: int, low: int, high: int, mark: int) -> list[Any]:
         return late.backlog(self.store.conn, span, low, high, mark)

@@ -16,7 +16,13 @@ from typing import Any
 
 from rarenet.baseline.config import DetectSettings
 from rarenet.baseline.detect.decide import Outcome, Verdict, executable, group_sentence
-from rarenet.baseline.detect.evaluate import Described, Evaluation, describe, evaluate
+from rarenet.baseline.detect.evaluate import (
+    Described,
+    Evaluation,
+    describe,
+    describe_new,
+    evaluate,
+)
 from rarenet.baseline.detect.exceptions import active_exceptions
 from rarenet.baseline.detect.features import Gathered, window_buckets
 from rarenet.baseline.detect.late import LATE_AFTER
@@ -153,14 +159,7 @@ def _finding(store: Store, evaluation: Evaluation, i: int) -> Finding:
     cand = evaluation.gathered.candidates[i]
     new = next((n for n in evaluation.decisions.new if n.index == i), None)
     if new is not None:
-        said = describe(
-            evaluation,
-            i,
-            rollout=new.rollout,
-            returning=new.returning,
-            group=new.group,
-            others=new.others,
-        )
+        said = describe_new(evaluation, new)
     elif verdict.outcome is Outcome.EXISTS:
         said = describe(
             evaluation,
