@@ -71,14 +71,7 @@ def arrivals(conn: sqlite3.Connection, span: int) -> Arrivals:
                 lags[int(lag)] = lags.get(int(lag), 0) + int(count)
         scored = sum(lags.values())
         p50, p99 = _quantile(lags, 0.5), _quantile(lags, 0.99)
-    recent = conn.execute(
-        "SELECT behind, behind_since FROM runs WHERE catch_up = 0 ORDER BY id DESC LIMIT ?",
-        (STALLED_RUNS,),
-    ).fetchall()
-    behind, since = (int(recent[0][0]), recent[0][1]) if recent else (0, None)
-    stalled = len(recent) == STALLED_RUNS and all(
-        waiting > 0 and oldest == since for waiting, oldest in recent
-    )
+    behind, since, stalled = catch_up(conn)
     too_late = tuple(
         TooLate(str(host), int(count), int(newest))
         for host, count, newest in conn.execute(
@@ -88,24 +81,41 @@ def arrivals(conn: sqlite3.Connection, span: int) -> Arrivals:
         )
     )
     newest, silent, silent_count = _silent(conn, span)
-    problems = []
-    if stalled:
-        problems.append(
-            f"catch-up stalled: {behind:,} host-buckets of late data have waited since the "
-            f"same bucket for {STALLED_RUNS} runs"
-        )
+    problems = [stalled_sentence(behind)] if stalled else []
     return Arrivals(
         p50,
         p99,
         scored,
         behind,
-        None if since is None else int(since),
+        since,
         stalled,
         too_late,
         silent,
         silent_count,
         newest,
         tuple(problems),
+    )
+
+
+def catch_up(conn: sqlite3.Connection) -> tuple[int, int | None, bool]:
+    """After the newest run: host-buckets still queued, the oldest queued bucket, and
+    whether that bucket has not moved for STALLED_RUNS runs (a stalled catch-up)."""
+    recent = conn.execute(
+        "SELECT behind, behind_since FROM runs WHERE catch_up = 0 ORDER BY id DESC LIMIT ?",
+        (STALLED_RUNS,),
+    ).fetchall()
+    behind, since = (int(recent[0][0]), recent[0][1]) if recent else (0, None)
+    stalled = len(recent) == STALLED_RUNS and all(
+        waiting > 0 and oldest == since for waiting, oldest in recent
+    )
+    return behind, None if since is None else int(since), stalled
+
+
+def stalled_sentence(behind: int) -> str:
+    """What Health says of a stalled catch-up."""
+    return (
+        f"catch-up stalled: {behind:,} host-buckets of late data have waited since the "
+        f"same bucket for {STALLED_RUNS} runs"
     )
 
 

@@ -33,7 +33,7 @@ from rarenet.baseline.detect.maintenance import add_jobs, prune_once
 from rarenet.baseline.detect.presence import refresh_presence
 from rarenet.baseline.detect.rule import RunResult
 from rarenet.baseline.detect.shards import detect_configured
-from rarenet.baseline.detect.silence import arrivals
+from rarenet.baseline.detect.silence import catch_up, stalled_sentence
 from rarenet.baseline.errors import StoreError
 from rarenet.baseline.ingest.chunks import ChunkCounts, build_parser
 from rarenet.baseline.ingest.pipeline import Ingester
@@ -204,9 +204,9 @@ class Jobs:
     def _judge_catch_up(self, store: Store) -> None:
         """A catch-up that does not move (baseline/detect/silence.py) is a failing part
         of Health and /healthz until it moves again."""
-        late = arrivals(store.conn, max(1, int(self.config.detect.bucket_span)))
-        if late.problems:
-            self.health.problem("catch-up", "; ".join(late.problems))
+        behind, _, stalled = catch_up(store.conn)  # only this: not the whole Health page
+        if stalled:
+            self.health.problem("catch-up", stalled_sentence(behind))
         else:
             self.health.succeeded("catch-up")
 
