@@ -148,6 +148,13 @@ class DetectSettings:
         "str",
         True,
     )
+    shard_timeout: float = setting(
+        120.0,
+        "Longest one shard question may take: a detection node gives up after it, and a "
+        "shard stops the work (HTTP 503) rather than go on for a caller that left.",
+        "duration",
+        low=1,
+    )
     exception_max_age: float = setting(
         90 * 86400.0,
         "Longest an exception may last, and its expiry when none is given (0: no cap).",

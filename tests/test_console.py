@@ -4,6 +4,7 @@ real `rarenet serve` without tokens (loopback only)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -50,7 +51,7 @@ def test_binary_anchor_is_a_safe_fragment() -> None:
         ({"min_score": "high"}, "min_score"),
         ({"min_score": "101"}, "min_score"),
         ({"since": "yesterday-ish"}, "since"),
-        ({"page": "0"}, "page"),
+        ({"before": "soon"}, "before"),
         ({"host": "h" * 201}, "host"),
     ],
 )
@@ -73,7 +74,72 @@ def test_filters_round_trip_through_the_query_string() -> None:
     assert filters.since == 1767830400 and filters.min_score == 60
     again = views.SignalFilter.parse(filters.query())
     assert again == filters
-    assert filters.query(page=2)["page"] == "2"
+    older = filters.query(after=views.Cursor(1767830400.25, "3f2a~b").text)
+    assert views.SignalFilter.parse(older).after == views.Cursor(1767830400.25, "3f2a~b")
+    assert "after" not in views.SignalFilter.parse(older).query(after="")
+
+
+@pytest.mark.parametrize("raw", ["12", "x~g", "nan~g", "5~", "~g", "5~" + "g" * 300])
+def test_a_cursor_that_is_not_a_place_in_the_list_is_refused_by_name(raw: str) -> None:
+    with pytest.raises(InputError) as caught:
+        views.SignalFilter.parse({"after": raw})
+    assert caught.value.where == "after"
+
+
+def _walk(store: Store, filters: views.SignalFilter, per_page: int) -> list[list[str]]:
+    """Every page from the newest, following the "older" cursor (bounded)."""
+    pages: list[list[str]] = []
+    for _ in range(100):
+        page = views.signals_page(store, filters, per_page=per_page)
+        pages.append([g.id for g in page.groups])
+        if page.older is None:
+            return pages
+        filters = replace(filters, after=page.older, before=None)
+    raise AssertionError("the list did not end")
+
+
+@pytest.mark.parametrize("filtered", ["none", "host", "score"])
+def test_keyset_pages_cover_every_group_once_with_ties_and_new_signals(
+    tmp_path: Path, filtered: str
+) -> None:
+    with Store(tmp_path / "r.db") as store:
+        for g in range(23):  # groups of 4 share a time: ties are broken by the group id
+            _signal(store, f"s{g:03d}", "web-1", f"/tmp/x{g}", f"g{g:03d}", 5000.0 + g // 4)
+        filters = views.SignalFilter(
+            host="web" if filtered == "host" else "",
+            min_score=50 if filtered == "score" else None,
+        )
+        first = views.signals_page(store, filters, per_page=5)
+        # a signal arriving between pages goes on top: the pages read on do not shift
+        _signal(store, "late", "web-1", "/tmp/late", "glate", 9000.0)
+        rest = _walk(store, replace(filters, after=first.older), per_page=5)
+        pages = [[g.id for g in first.groups], *rest]
+        seen = [gid for ids in pages for gid in ids]
+        assert sorted(seen) == [f"g{g:03d}" for g in range(23)] and len(seen) == 23
+        assert [len(ids) for ids in pages] == [5, 5, 5, 5, 3]
+        assert _walk(store, filters, per_page=5)[0][0] == "glate"
+
+
+def test_a_score_filter_alone_counts_as_any_other_filter(tmp_path: Path) -> None:
+    """The score filter reads groups by index (their highest score); its rows and totals
+    are those of the general filtered read, signal for signal."""
+    with Store(tmp_path / "r.db") as store:
+        for g in range(12):  # group g: g % 4 + 1 signals scoring 40, 60, 80, 100 …
+            for i in range(g % 4 + 1):
+                _signal(store, f"s{g:02d}{i}", f"web-{i % 2}", f"/tmp/x{g}", f"g{g:02d}",
+                        1000.0 + g * 10 + i, score=40 + 20 * i)  # fmt: skip
+        for cut in (0, 55, 75, 95, 101):
+            fast = views.signals_page(store, views.SignalFilter(min_score=cut))
+            general = views.signals_page(store, views.SignalFilter(min_score=cut, host="web"))
+            assert views.SignalFilter(min_score=cut).score_only
+            assert not views.SignalFilter(min_score=cut, host="web").score_only
+            assert (fast.total_signals, fast.total_groups) == (
+                general.total_signals, general.total_groups,
+            )  # fmt: skip
+            rows = {(g.id, g.signals, g.hosts, g.max_score, tuple(m.id for m in g.members))
+                    for g in fast.groups}  # fmt: skip
+            assert rows == {(g.id, g.signals, g.hosts, g.max_score, tuple(m.id for m in g.members))
+                            for g in general.groups}  # fmt: skip
 
 
 def test_the_allow_form_becomes_an_exception() -> None:
@@ -133,14 +199,16 @@ def test_login_redirects_stay_on_this_server(target: str, expected: str) -> None
     assert _local(target) == expected
 
 
-def _signal(store: Store, sid: str, host: str, path: str, group: str, created: float) -> None:
+def _signal(
+    store: Store, sid: str, host: str, path: str, group: str, created: float, score: float = 70
+) -> None:
     document = {"reason": f"{path} on {host}", "kind": "host", "group": group}
     with store.transaction() as conn:
         conn.execute(
             "INSERT INTO signals (id, rule, host, name, path, bucket, created_at, score, "
             "initial_score, document, suppressed_count, group_id) "
-            "VALUES (?, 'r', ?, ?, ?, ?, ?, 70, 70, ?, 0, ?)",
-            (sid, host, Path(path).name, path, int(created) // 900 * 900, created,
+            "VALUES (?, 'r', ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+            (sid, host, Path(path).name, path, int(created) // 900 * 900, created, score, score,
              orjson.dumps(document).decode(), group),
         )  # fmt: skip
 
@@ -161,8 +229,12 @@ def test_signals_are_grouped_and_paged(tmp_path: Path) -> None:
         assert (page.total_signals, page.total_groups) == (62, 60)
         assert len(page.groups) == views.PAGE_GROUPS and page.has_more
         assert page.groups[0].id == "g059"  # newest first
-        second = views.signals_page(store, views.SignalFilter(page=2))
+        second = views.signals_page(store, views.SignalFilter(after=page.older))
         assert len(second.groups) == 10 and not second.has_more
+        assert second.newer == views.Cursor(second.groups[0].latest, second.groups[0].id)
+        back = views.signals_page(store, views.SignalFilter(before=second.newer))
+        assert [g.id for g in back.groups] == [g.id for g in page.groups]
+        assert back.newer is None and back.older == page.older
         first_group = second.groups[-1]
         assert (first_group.id, first_group.signals, first_group.hosts) == ("g000", 3, 3)
         assert [m.host for m in first_group.members] == ["web-2", "web-1", "web-0"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from rarenet.baseline.detect.remote import SHARD_OPS, RemoteSource
 from rarenet.baseline.detect.source import LocalSource
 from rarenet.baseline.serve.shard_args import OPS
 from rarenet.baseline.store import Store
+from rarenet.baseline.store.deadline import TookTooLong, deadline
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {SHARD_TOKEN}"}
@@ -96,3 +98,42 @@ def test_bad_questions_are_400s_that_neither_refold_nor_fail_the_store(tmp_path:
             assert len(queued) == 5 and remote.pending_candidates(900, bucket, mark) == queued
             assert remote.settle(900, bucket, bucket + 900, mark) == 5
             assert local.backlog(900, bucket, bucket + 900, mark) == []
+
+
+def test_a_question_past_shard_timeout_is_stopped_and_the_shard_stays_healthy(
+    tmp_path: Path,
+) -> None:
+    """A million valid keys take a shard ~6 s of SQL; with `shard_timeout = "1s"` the work
+    stops at the limit (a 503 naming the setting), /healthz stays ok, the next question
+    is answered, and questions beyond two at a time are turned away."""
+    extra = '[detect]\nrole = "shard"\nshard_timeout = "1s"\n'
+    keys = [["path", f"/usr/bin/x{i}", T0 // 900 * 900] for i in range(1_000_000)]
+    heavy = {"op": "hosts_in_bucket", "args": {"span": 900, "keys": keys}}
+    with ServerProcess(tmp_path, extra_toml=extra, scoped=True) as server:
+        answer = ask(server, heavy)
+        assert answer.status_code == 503, answer.text[:200]
+        assert "hosts_in_bucket stopped after 1 s ([detect] shard_timeout)" in answer.text
+        health = server.get("/healthz")
+        assert health.status_code == 200 and health.json()["status"] == "ok", health.text
+        light = {"op": "hosts_in_bucket", "args": {"span": 900, "keys": keys[:3]}}
+        assert ask(server, light).json()["result"] == [0, 0, 0]
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: ask(server, heavy), range(4)))
+        busy = [a for a in answers if "questions at a time" in a.text]
+        assert busy and all(a.status_code == 503 for a in answers), [a.text for a in answers]
+        assert server.get("/healthz").json()["status"] == "ok"
+
+
+def test_the_deadline_stops_a_long_statement_and_refuses_the_next(tmp_path: Path) -> None:
+    with Store(tmp_path / "r.db") as store:
+        endless = (
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
+        )
+        started = time.monotonic()
+        with pytest.raises(TookTooLong), deadline(store.conn, 0.2):
+            store.conn.execute(endless).fetchone()
+        assert time.monotonic() - started < 5
+        with pytest.raises(TookTooLong), deadline(store.conn, 0.2):
+            for _ in range(10**8):  # short statements, each under the progress handler's step
+                store.conn.execute("SELECT 1").fetchone()
+        assert store.conn.execute("SELECT 2").fetchone() == (2,)  # no limit outside

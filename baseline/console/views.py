@@ -7,7 +7,7 @@ backtest or demo store reads the same as a live one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rarenet.baseline.access.audit import cli_principal, record
@@ -34,6 +34,35 @@ MAX_FILTER = 200  # characters in a text filter
 NO_FILTER = "1"  # the condition of the unfiltered list
 
 
+@dataclass(frozen=True, order=True)
+class Cursor:
+    """A place in the signals list, newest first: a group's latest signal time and its
+    id (the list's order is (latest, group) descending). Pages are read from a cursor
+    by index (keyset paging), so page 2,000 costs what page 1 does."""
+
+    latest: float
+    group: str
+
+    @property
+    def text(self) -> str:
+        """As a query parameter: the exact float, "~", the group id."""
+        return f"{self.latest!r}~{self.group}"
+
+    @classmethod
+    def parse(cls, raw: str | None, key: str) -> Cursor | None:
+        """A cursor from its query parameter; InputError names the parameter."""
+        if raw is None or not raw.strip():
+            return None
+        latest, sep, group = raw.strip().partition("~")
+        try:
+            value = float(latest)
+        except ValueError:
+            value = float("nan")
+        if not sep or not group or len(group) > MAX_FILTER or value != value:
+            raise InputError("not a place in the list (follow the page's links)", where=key)
+        return cls(value, group)
+
+
 @dataclass(frozen=True)
 class SignalFilter:
     """The signals list's filters, from the page's query string."""
@@ -45,7 +74,8 @@ class SignalFilter:
     since: int | None = None  # bucket at or after (data time)
     until: int | None = None  # bucket before
     ack: str = "all"
-    page: int = 1
+    after: Cursor | None = None  # older than this group (the "older" link)
+    before: Cursor | None = None  # newer than this group (the "newer" link)
 
     @classmethod
     def parse(cls, query: dict[str, str]) -> SignalFilter:
@@ -70,11 +100,13 @@ class SignalFilter:
             since=_time(query.get("since"), "since"),
             until=_time(query.get("until"), "until"),
             ack=ack,
-            page=int(_number(query.get("page"), "page", 1, 10**6) or 1),
+            after=Cursor.parse(query.get("after"), "after"),
+            before=Cursor.parse(query.get("before"), "before"),
         )
 
     def query(self, **changes: Any) -> dict[str, str]:
-        """These filters as query parameters (empty ones left out), with `changes`."""
+        """These filters as query parameters (empty ones left out), with `changes`
+        (a change to "" leaves that parameter out)."""
         values = {
             "state": self.state or "",
             "host": self.host,
@@ -83,10 +115,18 @@ class SignalFilter:
             "since": "" if self.since is None else str(self.since),
             "until": "" if self.until is None else str(self.until),
             "ack": "" if self.ack == "all" else self.ack,
-            "page": "" if self.page == 1 else str(self.page),
+            "after": "" if self.after is None else self.after.text,
+            "before": "" if self.before is None else self.before.text,
         }
         values.update({k: str(v) for k, v in changes.items()})
         return {k: v for k, v in values.items() if v}
+
+    @property
+    def score_only(self) -> bool:
+        """Only a score filter is set: its groups are those whose highest score reaches it."""
+        return self.min_score is not None and replace(self, min_score=None) == SignalFilter(
+            after=self.after, before=self.before
+        )
 
     def where(self) -> tuple[str, list[Any]]:
         """The SQL condition on `signals AS s` and its parameters."""
@@ -203,10 +243,12 @@ class SignalsPage:
     total_signals: int
     total_groups: int
     per_page: int = PAGE_GROUPS
+    older: Cursor | None = None  # where the next (older) page starts, if there is one
+    newer: Cursor | None = None  # where the previous (newer) page ends, if there is one
 
     @property
     def has_more(self) -> bool:
-        return self.filters.page * self.per_page < self.total_groups
+        return self.older is not None
 
 
 _ROW_SQL = (
@@ -254,45 +296,37 @@ def _deliveries(store: Store, ids: list[str]) -> dict[str, tuple[Delivery, ...]]
 
 
 def signals_page(store: Store, filters: SignalFilter, per_page: int = PAGE_GROUPS) -> SignalsPage:
-    """The signals list: one row per group, newest first, `per_page` groups at a time.
-    Unfiltered, it reads the per-group summary the triggers keep (`signal_group`: a
-    million signals page in milliseconds); a filter scans the signals it names."""
+    """The signals list: one row per group, newest first, `per_page` groups from the
+    filters' cursor on. Unfiltered, it reads the per-group summary the triggers keep
+    (`signal_group`, by its (latest, group_id) index: a million signals page in
+    milliseconds at any depth); a filter reads the signals it names."""
     where, params = filters.where()
-    offset = (filters.page - 1) * per_page
+    newer_first = filters.before is None
+    cursor = filters.before if filters.before is not None else filters.after
     if where == NO_FILTER:
         total_signals, total_groups = store.conn.execute(
             "SELECT coalesce(sum(signals), 0), count(*) FROM signal_group"
         ).fetchone()
-        heads = store.conn.execute(
-            "SELECT g.group_id, g.signals, (SELECT count(*) FROM signal_group_host AS h "
-            "WHERE h.group_id = g.group_id), g.latest, g.max_score FROM signal_group AS g "
-            "ORDER BY g.latest DESC, g.group_id LIMIT ? OFFSET ?",
-            (per_page, offset),
-        ).fetchall()
+        heads = _unfiltered_heads(store, cursor, newer_first, per_page + 1)
+    elif filters.score_only:
+        total_signals, total_groups, heads = _score_heads(
+            store, float(filters.min_score or 0), cursor, newer_first, per_page + 1
+        )
     else:
         total_signals, total_groups = store.conn.execute(
             f"SELECT count(*), count(DISTINCT coalesce(s.group_id, s.id)) FROM signals AS s "
             f"WHERE {where}",
             params,
         ).fetchone()
-        heads = store.conn.execute(
-            f"SELECT coalesce(s.group_id, s.id) AS g, count(*), count(DISTINCT s.host), "
-            f"max(s.created_at), max(s.score) FROM signals AS s WHERE {where} "
-            f"GROUP BY g ORDER BY max(s.created_at) DESC, g LIMIT ? OFFSET ?",
-            (*params, per_page, offset),
-        ).fetchall()
-    members: dict[str, list[SignalRow]] = {}
-    if heads:
-        marks = ", ".join("?" * len(heads))
-        ranked = (
-            f"s.id IN (SELECT id FROM (SELECT s.id, row_number() OVER (PARTITION BY "
-            f"coalesce(s.group_id, s.id) ORDER BY s.created_at DESC, s.id) AS n FROM signals AS s "
-            f"WHERE {where} AND (s.group_id IN ({marks}) OR s.id IN ({marks}))) "
-            f"WHERE n <= {MEMBERS_SHOWN})"
-        )
-        ids = [h[0] for h in heads]
-        for row in _rows(store, ranked, [*params, *ids, *ids]):
-            members.setdefault(row.group, []).append(row)
+        heads = _filtered_heads(store, where, params, cursor, newer_first, per_page + 1)
+    beyond = len(heads) > per_page
+    heads = heads[:per_page]
+    if not newer_first:
+        heads.reverse()
+    places = [Cursor(float(h[3] or 0), str(h[0])) for h in heads]
+    older = places[-1] if places and (beyond if newer_first else True) else None
+    newer = places[0] if places and (filters.after is not None if newer_first else beyond) else None
+    members = _members(store, where, params, [str(h[0]) for h in heads])
     groups = tuple(
         GroupRow(
             id=str(g),
@@ -305,7 +339,92 @@ def signals_page(store: Store, filters: SignalFilter, per_page: int = PAGE_GROUP
         for g, n, hosts, latest, top in heads
         if members.get(str(g))
     )
-    return SignalsPage(filters, groups, int(total_signals), int(total_groups), per_page)
+    return SignalsPage(
+        filters, groups, int(total_signals), int(total_groups), per_page, older, newer
+    )
+
+
+def _unfiltered_heads(
+    store: Store, cursor: Cursor | None, newer_first: bool, limit: int
+) -> list[Any]:
+    """Up to `limit` groups from `signal_group` past `cursor`: older ones, newest first,
+    or (not `newer_first`) newer ones, oldest first."""
+    side, order = ("<", "DESC") if newer_first else (">", "ASC")
+    where = f"(g.latest, g.group_id) {side} (?, ?)" if cursor else NO_FILTER
+    return store.conn.execute(
+        "SELECT g.group_id, g.signals, (SELECT count(*) FROM signal_group_host AS h "
+        f"WHERE h.group_id = g.group_id), g.latest, g.max_score FROM signal_group AS g "
+        f"WHERE {where} ORDER BY g.latest {order}, g.group_id {order} LIMIT ?",
+        (*((cursor.latest, cursor.group) if cursor else ()), limit),
+    ).fetchall()
+
+
+def _score_heads(
+    store: Store, min_score: float, cursor: Cursor | None, newer_first: bool, limit: int
+) -> tuple[int, int, list[Any]]:
+    """Totals and up to `limit` heads for a score filter alone, by index: the groups
+    whose highest score reaches it (walked in `signal_group`'s order, so a group sorts
+    by its latest signal), each counted over its signals that reach it."""
+    total_signals = store.conn.execute(
+        "SELECT count(*) FROM signals WHERE score >= ?", (min_score,)
+    ).fetchone()[0]
+    total_groups = store.conn.execute(
+        "SELECT count(*) FROM signal_group WHERE max_score >= ?", (min_score,)
+    ).fetchone()[0]
+    side, order = ("<", "DESC") if newer_first else (">", "ASC")
+    where = f"(g.latest, g.group_id) {side} (?, ?)" if cursor else NO_FILTER
+    groups = store.conn.execute(
+        f"SELECT g.group_id, g.latest FROM signal_group AS g WHERE g.max_score >= ? AND {where} "
+        f"ORDER BY g.latest {order}, g.group_id {order} LIMIT ?",
+        (min_score, *((cursor.latest, cursor.group) if cursor else ()), limit),
+    ).fetchall()
+    heads = []
+    for group, latest in groups:
+        n, hosts, top = store.conn.execute(
+            "SELECT count(*), count(DISTINCT host), max(score) FROM signals "
+            "WHERE (group_id = ? OR id = ?) AND score >= ?",
+            (group, group, min_score),
+        ).fetchone()
+        heads.append((group, n, hosts, latest, top))
+    return int(total_signals), int(total_groups), heads
+
+
+def _filtered_heads(
+    store: Store,
+    where: str,
+    params: list[Any],
+    cursor: Cursor | None,
+    newer_first: bool,
+    limit: int,
+) -> list[Any]:
+    """As `_unfiltered_heads`, for the groups of the signals matching `where`."""
+    side, order = ("<", "DESC") if newer_first else (">", "ASC")
+    having = f"HAVING (max(s.created_at), g) {side} (?, ?)" if cursor else ""
+    return store.conn.execute(
+        f"SELECT coalesce(s.group_id, s.id) AS g, count(*), count(DISTINCT s.host), "
+        f"max(s.created_at), max(s.score) FROM signals AS s WHERE {where} "
+        f"GROUP BY g {having} ORDER BY max(s.created_at) {order}, g {order} LIMIT ?",
+        (*params, *((cursor.latest, cursor.group) if cursor else ()), limit),
+    ).fetchall()
+
+
+def _members(
+    store: Store, where: str, params: list[Any], groups: list[str]
+) -> dict[str, list[SignalRow]]:
+    """The newest `MEMBERS_SHOWN` matching signals of each group, by group."""
+    members: dict[str, list[SignalRow]] = {}
+    if not groups:
+        return members
+    marks = ", ".join("?" * len(groups))
+    ranked = (
+        f"s.id IN (SELECT id FROM (SELECT s.id, row_number() OVER (PARTITION BY "
+        f"coalesce(s.group_id, s.id) ORDER BY s.created_at DESC, s.id) AS n FROM signals AS s "
+        f"WHERE {where} AND (s.group_id IN ({marks}) OR s.id IN ({marks}))) "
+        f"WHERE n <= {MEMBERS_SHOWN})"
+    )
+    for row in _rows(store, ranked, [*params, *groups, *groups]):
+        members.setdefault(row.group, []).append(row)
+    return members
 
 
 def signals_of(store: Store, where: str, params: list[Any], limit: int) -> list[SignalRow]:

@@ -38,7 +38,12 @@ def configured_shards(settings: DetectSettings) -> list[PresenceSource]:
     """`[detect] shards` as sources, each named by its host:port (unique)."""
     shards: list[PresenceSource] = []
     for url in settings.shards:
-        shard = RemoteSource(url, settings.shard_token or None, name=shard_name(url))
+        shard = RemoteSource(
+            url,
+            settings.shard_token or None,
+            name=shard_name(url),
+            timeout=settings.shard_timeout,
+        )
         if any(known.name == shard.name for known in shards):
             raise ConfigError(f"shard {shard.name} is listed twice", where="[detect] shards")
         shards.append(shard)

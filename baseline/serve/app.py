@@ -60,6 +60,7 @@ from rarenet.baseline.serve.stream import StreamConsumer
 from rarenet.baseline.serve.stream import settings_of as stream_settings
 from rarenet.baseline.serve.writer import CommitWriter, WriterClosed
 from rarenet.baseline.store import Store
+from rarenet.baseline.store.deadline import TookTooLong, deadline
 from rarenet.baseline.store.health import HealthRecord, check_summary, describe_failure
 from rarenet.baseline.units import parse_time
 
@@ -70,6 +71,7 @@ MAX_HOST = 255
 MAX_SIGNALS = 1000
 MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z: SQLite integers end at 2**63
 MAX_PARSE_WORKERS = 4
+SHARD_AT_ONCE = 2  # shard questions worked on at once (a node asks one at a time)
 SHARD_MAX_BODY = 64 << 20  # one batch of a detection node's questions (10k hosts: ~10 MiB)
 DRAIN_FACTOR = 4  # an oversized body is read (and dropped) up to this many × max_body
 
@@ -115,6 +117,7 @@ class Api:
         build_parser(config)  # a bad [ingest] exclusion fails here, before anything starts
         write_gate = threading.Lock()  # ingest commits and presence folds take turns
         self.write_gate = write_gate
+        self.shard_slots = asyncio.Semaphore(SHARD_AT_ONCE)  # POST /v1/shard at work at once
         self.health = HealthRecord()  # what last failed: the writer, jobs and reads report
         self.writer = CommitWriter(config.store.path, gate=write_gate, health=self.health)
         self.metrics = Metrics(self.open_store, int(config.detect.bucket_span))
@@ -375,7 +378,13 @@ class Api:
             op, args = await run_in_threadpool(self._shard_request, b"".join(pieces))
         except BadArgument as exc:
             return _error(400, str(exc))
-        result = await run_in_threadpool(self._shard, op, args)
+        if self.shard_slots.locked():  # a node asks one question at a time: more is abuse
+            return _error(503, f"this shard answers {SHARD_AT_ONCE} questions at a time")
+        async with self.shard_slots:
+            try:
+                result = await run_in_threadpool(self._shard, op, args)
+            except TookTooLong as exc:
+                return _error(503, f"{op} {exc} ([detect] shard_timeout); nothing was changed")
         return JSONResponse({"result": result})
 
     def _shard_request(self, body: bytes) -> tuple[str, dict[str, Any]]:
@@ -395,7 +404,9 @@ class Api:
             raise BadArgument(f"{op}: {exc}") from None
 
     def _shard(self, op: str, args: dict[str, Any]) -> Any:
-        with self.open_store() as store:
+        """Answer one question within `[detect] shard_timeout` (TookTooLong past it: the
+        statement running is stopped and any write rolled back)."""
+        with self.open_store() as store, deadline(store.conn, self.config.detect.shard_timeout):
             source = LocalSource(store, "this shard")
             if op == "refresh":  # a write: takes turns with ingest commits
                 with self.write_gate:

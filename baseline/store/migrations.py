@@ -538,6 +538,13 @@ def _signal_scale(db: Database) -> None:
     )
 
 
+def _signal_score(db: Database) -> None:
+    """The console's score filter at a million signals (issue 30): how many signals
+    reach a score is a count over this index, and the groups come from `signal_group`'s
+    highest score (baseline/console/views.py)."""
+    db.execute("CREATE INDEX signals_score ON signals (score)")
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_initial", _initial),
     ("0002_detection", _detection),
@@ -552,6 +559,7 @@ MIGRATIONS: list[Migration] = [
     ("0012_suspects", _suspects),
     ("0013_late_data", _late_data),
     ("0014_signal_scale", _signal_scale),
+    ("0015_signal_score", _signal_score),
 ]
 
 

@@ -19,6 +19,7 @@ from sqlite_utils import Database
 
 from rarenet.baseline.errors import StoreError
 from rarenet.baseline.ingest.model import OBSERVATION_COLUMNS, Observation, Reject
+from rarenet.baseline.store.deadline import TimedConnection
 from rarenet.baseline.store.health import (
     RECOVER_HINT,
     SMALL_TABLES,
@@ -79,7 +80,9 @@ class Store:
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            self.conn: sqlite3.Connection = sqlite3.connect(
+                self.path, isolation_level=None, timeout=30.0, factory=TimedConnection
+            )
             self.conn.execute("PRAGMA journal_mode=WAL")
             # NORMAL survives process crashes (kill -9) in WAL mode; FULL also
             # survives power loss and is used where a commit is acknowledged to a sender.

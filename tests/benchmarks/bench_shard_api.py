@@ -41,9 +41,13 @@ def test_shard_requests_are_bounded(tmp_path: Path) -> None:
         ("over the limit: 200 MiB", b'{"op":"detail","args":{"first_id":' + b" " * (200 << 20) + b"1}}"),
         ("malformed: 60 MiB of one string", orjson.dumps(
             {"op": "detail", "args": {"first_id": "x" * (60 << 20)}})),
+        ("slow: hosts_in_bucket, 1,000,000 keys (stopped at shard_timeout = 2 s)", orjson.dumps(
+            {"op": "hosts_in_bucket", "args": {"span": 900, "keys": [
+                ["path", f"/usr/bin/x{i}", 1_767_571_200] for i in range(1_000_000)]}})),
     ]  # fmt: skip
     rows = [["request", "body MiB", "status", "wall s", "shard peak RSS MiB", "slowest /healthz s"]]
-    with ServerProcess(tmp_path, extra_toml='[detect]\nrole = "shard"\n', scoped=True) as server:
+    shard = '[detect]\nrole = "shard"\nshard_timeout = "2s"\n'
+    with ServerProcess(tmp_path, extra_toml=shard, scoped=True) as server:
         assert server.proc is not None
         for label, body in cases:
             stop, worst = threading.Event(), [0.0]
@@ -66,7 +70,9 @@ def test_shard_requests_are_bounded(tmp_path: Path) -> None:
         + table(rows)
         + "\n\nBounds: body ≤ 64 MiB (refused while it streams in), lists ≤ 1,000,000 items, "
         "strings ≤ 8 KiB, windows ≤ history + 30 days, the shard's own span and history; a "
-        "bad request is a 400 that never touches the store."
+        "bad request is a 400 that never touches the store; a question's SQL stops at "
+        "`[detect] shard_timeout` (a 503; 2 s here, 120 s by default) and at most two are "
+        "worked on at once."
     )
     write_section("shard API", body)
     print(table(rows))
