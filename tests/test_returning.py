@@ -17,6 +17,14 @@ from osquery_lines import T0, connection_line
 from rarenet.baseline.config import DetectSettings, load_config
 from rarenet.baseline.console import views
 from rarenet.baseline.detect.exceptions import Exception_, add_exception
+from rarenet.baseline.detect.peers import (
+    count_occasions,
+    merge_answers,
+    path_weights,
+    routine_peer,
+    similarity,
+    spread_occasions,
+)
 from rarenet.baseline.detect.rule import RunResult, detect_once
 from rarenet.baseline.detect.why import why
 from rarenet.baseline.ingest.pipeline import Ingester
@@ -204,6 +212,52 @@ def test_a_suspect_settles_by_occasions_by_location_never_in_tmp(
     use(store, host, path, back)
     again = docs_for(run(store, settings, back), path)
     assert bool(again) is signalled, [d["reason"] for d in again]
+
+
+@pytest.mark.parametrize(("host", "signalled"), [("db-02", False), ("web-03", True)])
+def test_a_package_path_settles_when_a_peer_uses_it_routinely(
+    store: Store, settings: DetectSettings, host: str, signalled: bool
+) -> None:
+    """The JDK the two build hosts use all day, new on the third database host (their
+    peer: the same bash and curl), is signalled once; back after a quiet day it is that
+    peer group's routine, not a return. On a web server (whose peers never run java) the
+    same return is signalled again."""
+    use(store, host, JAVA17, FIRST)
+    (first,) = docs_for(run(store, settings, FIRST), JAVA17)
+    assert first["host"]["name"] == host
+    back = FIRST + DAY + 4 * HOUR
+    use(store, host, JAVA17, back)
+    again = docs_for(run(store, settings, back), JAVA17)
+    assert bool(again) is signalled, [d["reason"] for d in again]
+    (finding,) = [
+        f
+        for f in why(store, settings, host, JAVA17, back - back % SPAN + 2 * SPAN).findings
+        if f.bucket == back - back % SPAN
+    ]
+    assert (finding.score >= settings.threshold) is signalled, finding.reason
+
+
+def test_peers_are_hosts_with_mostly_the_same_paths_where_paths_tell_hosts_apart() -> None:
+    bash, curl, nginx = "/usr/bin/bash", "/usr/bin/curl", "/usr/sbin/nginx"
+    weights = path_weights({bash: 3, curl: 12, nginx: 8, JAVA17: 2}, 12)
+    assert weights[curl] == weights[nginx] == 0.0  # on a quarter of the hosts or more
+    assert weights[JAVA17] > weights[bash] > 0
+    answer = [
+        [["db-02", [bash, curl]], ["db-00", [bash, curl, JAVA17]], ["web-00", [nginx, curl]]],
+        [[["db-00", 3], ["web-00", 9]], [["db-00", 2]]],
+        2,
+    ]
+    peer = routine_peer(answer, "db-02", JAVA17, 0, {"db-02"}, weights)
+    assert peer is not None and (peer.host, peer.similarity) == ("db-00", 1.0)
+    assert routine_peer(answer, "db-02", JAVA17, 1, {"db-02"}, weights) is None  # 2 half-days
+    assert routine_peer(answer, "db-02", JAVA17, 0, {"db-02", "db-00"}, weights) is None
+    assert similarity({nginx, curl}, {bash, curl}, weights) == 0.0  # only the common curl
+    assert spread_occasions([0, 8, 16, 24, 32, 40, 48], 24) == 3  # every 2 h for a day
+    assert count_occasions([0, 8, 16, 24, 32, 40, 48], 24) == 1
+    # two shards' answers: 10 + 7 other hosts use the path, too many to seek peers among
+    one, two = [[["a", [bash]]], [[["b", 3]]], 10], [[["c", [bash]]], [[["d", 3]]], 7]
+    assert merge_answers([one, two]) == [[], [[]], 17]
+    assert merge_answers([one, [[], [[]], 6]]) == [[["a", [bash]]], [[["b", 3]]], 16]
 
 
 def test_an_upgrade_on_two_of_twelve_hosts_is_one_signal(

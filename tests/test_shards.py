@@ -215,7 +215,7 @@ def test_shards_over_http_give_the_single_node_signals(
         span, history, end = 900, int(settings.history), last // 900 * 900
         usage = [[s.host, s.name, s.path, s.since, [end - span, end]] for s in suspects]
         bounds = [["path", s.path, first, end, [[s.host, s.path, s.since]]] for s in suspects]
-        kept_out = 0
+        kept_out = profiled = 0
         for remote, db in zip(remotes, dbs, strict=True):
             with Store(db) as shard:
                 here = LocalSource(shard)
@@ -225,6 +225,11 @@ def test_shards_over_http_give_the_single_node_signals(
                 assert [list(b) for b in remote.clean_bounds(span, bounds)] == [
                     list(b) for b in here.clean_bounds(span, bounds)
                 ]
+                peers = [[s.host, s.path, [end - span, end]] for s in suspects]
+                answer = remote.peer_uses(span, history, peers)
+                assert answer == here.peer_uses(span, history, peers)
+                profiled += sum(len(profiles) for profiles, _, _ in answer)
+        assert profiled >= len(suspects)  # each suspect's host, profiled on its shard
         assert kept_out >= len(suspects)  # each suspect's own buckets, on its shard
     assert got == expected
 

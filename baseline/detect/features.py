@@ -19,6 +19,13 @@ import numpy as np
 import numpy.typing as npt
 
 from rarenet.baseline.detect.detail import detail_from_row
+from rarenet.baseline.detect.peers import (
+    PeerUse,
+    common_hosts,
+    merge_answers,
+    path_weights,
+    routine_peer,
+)
 from rarenet.baseline.detect.scoring import (
     MIN_ROLLOUT_HOSTS,
     MIN_ROUTINE_HOSTS,
@@ -34,6 +41,7 @@ from rarenet.baseline.detect.source import CappedRange, LocalSource, PresenceSou
 from rarenet.baseline.detect.suspects import (
     EMPTY_USAGE,
     NO_SUSPECTS,
+    SETTLING_OCCASIONS,
     Suspect,
     Suspects,
     Usage,
@@ -44,7 +52,7 @@ from rarenet.baseline.detect.suspects import (
 from rarenet.baseline.errors import ConfigError
 from rarenet.baseline.shells import UNSET_REMOTES, is_plain_shell
 from rarenet.baseline.store import Store
-from rarenet.extension.locations import package_managed, suspicion
+from rarenet.extension.locations import Location, classify, package_managed, suspicion
 from rarenet.extension.scoring import adopting, known, mature_buckets, tenure
 
 # Time scales follow `history` (14 days by default), so compressed drills behave alike:
@@ -427,6 +435,50 @@ class _Exclusion:
             key=lambda pair: (pair[1], pair[0].host, pair[0].name, pair[0].path),
         )
         self.usage = self._usage(pairs)
+        self.peers = self._peers(pairs)
+
+    def _peers(self, pairs: list[tuple[Suspect, int]]) -> dict[tuple[Suspect, int], PeerUse]:
+        """For package-managed suspects not yet settled by their own occasions: a peer
+        of the host that uses the same path routinely (baseline/detect/peers.py)."""
+        buckets: dict[Suspect, list[int]] = {}
+        for s, bucket in pairs:
+            if (
+                s.path
+                and classify(s.path) is Location.PACKAGE
+                and self.usage[s, bucket].occasions < SETTLING_OCCASIONS[Location.PACKAGE]
+            ):
+                buckets.setdefault(s, []).append(bucket)
+        suspects = list(buckets)
+        if not suspects:
+            return {}
+        asks = [[s.host, s.path, buckets[s]] for s in suspects]
+        per_source = [source.peer_uses(self.span, self.history, asks) for source in self.sources]
+        answers = [merge_answers([answer[n] for answer in per_source]) for n in range(len(asks))]
+        weights = self._path_weights(answers, [b for s in suspects for b in buckets[s]])
+        rows = {key: row for row, key in enumerate(self.keys)}
+        found: dict[tuple[Suspect, int], PeerUse] = {}
+        for s, answer in zip(suspects, answers, strict=True):
+            for at, bucket in enumerate(buckets[s]):
+                row = rows.get(("path", s.path, bucket))
+                signalled = (
+                    {o.host for o in self.touching.get(row, [])} if row is not None else set()
+                )
+                peer = routine_peer(answer, s.host, s.path, at, signalled | {s.host}, weights)
+                if peer is not None:
+                    found[s, bucket] = peer
+        return found
+
+    def _path_weights(self, answers: list[list[Any]], buckets: list[int]) -> dict[str, float]:
+        """The weight of every path in the answers' profiles (peers.path_weights): the
+        fleet's hosts using it over the windows, counted up to the routine level."""
+        paths = sorted({p for answer in answers for _, profile in answer[0] for p in profile})
+        if not paths:
+            return {}
+        fleet_hosts = max(float(self.fleet[b].hosts) for b in buckets)
+        low, high, cap = min(buckets) - self.history, max(buckets), common_hosts(fleet_hosts)
+        ranges: list[CappedRange] = [("path", p, low, high, cap) for p in paths]
+        counts = _summed(self.sources, lambda s: s.hosts_in_window(self.span, ranges), len(ranges))
+        return path_weights(dict(zip(paths, counts, strict=True)), fleet_hosts)
 
     def _usage(self, pairs: list[tuple[Suspect, int]]) -> dict[tuple[Suspect, int], Usage]:
         """One ask per suspect for all its buckets, merged over the shards."""
@@ -558,7 +610,7 @@ class _Exclusion:
                 )[0]
                 first = firsts[row]
                 adopted = rarity <= 0 and first is not None and first >= s.since
-            if settles(s, use, adopted):
+            if settles(s, use, adopted, peer=(s, bucket) in self.peers):
                 out.add((s, bucket))
         return out
 

@@ -26,6 +26,7 @@ SHARD_OPS = frozenset(
         "hosts_in_bucket",
         "pair_stats",
         "suspect_usage",
+        "peer_uses",
         "name_elsewhere",
         "clean_bounds",
         "first_remotes",
@@ -94,6 +95,9 @@ class RemoteSource:
 
     def name_elsewhere(self, span: int, history: int, rows: Any) -> Any:
         return self._ask("name_elsewhere", span=span, history=history, rows=rows)
+
+    def peer_uses(self, span: int, history: int, asks: Any) -> Any:
+        return self._ask("peer_uses", span=span, history=history, asks=asks)
 
     def suspect_usage(self, span: int, history: int, asks: Any) -> Any:
         return self._ask("suspect_usage", span=span, history=history, asks=asks)

@@ -22,6 +22,7 @@ import orjson
 
 from rarenet.baseline.detect import late
 from rarenet.baseline.detect.detail import detail_row
+from rarenet.baseline.detect.peers import peer_uses_in
 from rarenet.baseline.detect.presence import (
     USED_SOURCE,
     fold_mark,
@@ -30,7 +31,7 @@ from rarenet.baseline.detect.presence import (
     refresh_presence,
     used_where,
 )
-from rarenet.baseline.detect.suspects import EMPTY_USAGE, usage_in
+from rarenet.baseline.detect.suspects import EMPTY_USAGE, occasion_gap, usage_in
 from rarenet.baseline.errors import RarenetError
 from rarenet.baseline.store import Store
 
@@ -87,6 +88,11 @@ class PresenceSource(Protocol):
     ) -> tuple[list[float], list[float]]:
         """Per own candidate: the host's buckets with the binary (before `until[i]`, its
         suspect's first signal, when given), and its active buckets."""
+        ...
+
+    def peer_uses(self, span: int, history: int, asks: list[list[Any]]) -> list[list[Any]]:
+        """Per (host, path, [bucket, …]): other hosts' routine use of the path and the
+        paths of those hosts and of `host` (baseline/detect/peers.py `peer_uses_in`)."""
         ...
 
     def suspect_usage(
@@ -270,6 +276,10 @@ class LocalSource:
             )
         }
         return host_path, [float(activity[r[1], r[0]]) for r in rows]
+
+    def peer_uses(self, span: int, history: int, asks: list[list[Any]]) -> list[list[Any]]:
+        gap = occasion_gap(span, history)
+        return [peer_uses_in(self.store.conn, span, history, gap, ask) for ask in asks]
 
     def suspect_usage(
         self, span: int, history: int, asks: list[list[Any]]

@@ -16,8 +16,10 @@ active exception covers the signal), or when it *settles* without a person
 * volatile or hidden location: never (droppers live there);
 * package-managed path: the fleet adopted it (the path is routine among hosts without
   an open signal for it, and one of them used it first after the signal: an upgrade
-  or a rollout whose first host signalled), or it was used on the host on three
-  occasions at least half a day apart (a new service or job of that host's own);
+  or a rollout whose first host signalled), a peer of the host (baseline/detect/
+  peers.py) without an open signal for it uses it routinely (the other CI runner's
+  JDK), or it was used on the host on three occasions at least half a day apart (a
+  new service or job of that host's own);
 * /usr/local or an unknown place: used on the host on two occasions;
 * home directory (outside dot-directories, which are hidden): its first use — a
   person's own tool is theirs from then on, even after a quiet weekend.
@@ -39,6 +41,7 @@ from typing import Any
 import orjson
 
 from rarenet.baseline.detect.exceptions import Exception_, matches_document
+from rarenet.baseline.detect.peers import count_occasions
 from rarenet.baseline.detect.signal import RULE_ID
 from rarenet.extension.locations import Location, classify
 
@@ -232,11 +235,16 @@ def usage_in(
     on_path = sorted({b for (b,) in path_rows})
     other_path = sorted({b for b, p in name_rows if p != path})
     own = sorted({b for b, p in name_rows if p == path})
-    gap = max(span, int(history * OCCASION_SHARE))
+    gap = occasion_gap(span, history)
     return [
         _window_usage(since, bucket - history, bucket, on_path, own, other_path, gap)
         for bucket in buckets
     ]
+
+
+def occasion_gap(span: int, history: int) -> int:
+    """How far apart two uses are two occasions: half a day of a 14-day history."""
+    return max(span, int(history * OCCASION_SHARE))
 
 
 def _window_usage(
@@ -255,7 +263,7 @@ def _window_usage(
     mine = _between(own, start, high)
     elsewhere = set(_between(other_path, start, high))
     after_name = [b for b in mine if b not in elsewhere]
-    occasions = sum(1 for i, b in enumerate(mine) if i == 0 or b - mine[i - 1] >= gap)
+    occasions = count_occasions(mine, gap)
     return [
         len(after_path),
         len(after_name),
@@ -274,15 +282,16 @@ def _between(ordered: list[int], low: int, high: int) -> list[int]:
     return ordered[bisect_left(ordered, low) : bisect_left(ordered, high)]
 
 
-def settles(suspect: Suspect, usage: Usage, adopted: bool) -> bool:
+def settles(suspect: Suspect, usage: Usage, adopted: bool, peer: bool = False) -> bool:
     """Whether the suspect has become the host's routine without a person at this
     bucket (module docstring): never from a volatile or hidden place; by fleet adoption
-    (`adopted`) or a third occasion for a package path; by a second occasion from
-    /usr/local or an unknown place; from a home directory as soon as it is used again."""
+    (`adopted`), by a peer's routine use (`peer`) or a third occasion for a package
+    path; by a second occasion from /usr/local or an unknown place; from a home
+    directory as soon as it is used again."""
     where = classify(suspect.path)
     if where is Location.VOLATILE:
         return False
-    if where is Location.PACKAGE and adopted:
+    if where is Location.PACKAGE and (adopted or peer):
         return True
     return usage.occasions >= SETTLING_OCCASIONS.get(where, DEFAULT_OCCASIONS)
 

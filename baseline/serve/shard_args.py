@@ -114,6 +114,11 @@ OPS: dict[str, dict[str, Check | str]] = {
         "history": HISTORY,
         "asks": _list(_row(_text, _text, _text, _time, _list(_time))),
     },
+    "peer_uses": {
+        "span": SPAN,
+        "history": HISTORY,
+        "asks": _list(_row(_text, _text, _list(_time))),
+    },
     "name_elsewhere": {"span": SPAN, "history": HISTORY, "rows": _list(_CANDIDATE)},
     "clean_bounds": {
         "span": SPAN,

@@ -545,6 +545,14 @@ def _signal_score(db: Database) -> None:
     db.execute("CREATE INDEX signals_score ON signals (score)")
 
 
+def _peers(db: Database) -> None:
+    """A host's paths within a window, for peers (baseline/detect/peers.py): one index
+    seek per host instead of a walk over every key."""
+    db.execute(
+        "CREATE INDEX key_host_by_host ON key_host (span, host, kind, last_bucket, first_bucket)"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_initial", _initial),
     ("0002_detection", _detection),
@@ -560,6 +568,7 @@ MIGRATIONS: list[Migration] = [
     ("0013_late_data", _late_data),
     ("0014_signal_scale", _signal_scale),
     ("0015_signal_score", _signal_score),
+    ("0016_peers", _peers),
 ]
 
 
