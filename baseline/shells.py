@@ -8,9 +8,8 @@ in this set. Used by presence (shell destinations), scoring's `d` and the migrat
 
 from __future__ import annotations
 
-SHELL_NAMES = frozenset(
-    ("sh", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "ash", "fish", "yash", "busybox")
-)
+from rarenet.extension.locations import SHELL_NAMES as SHELL_NAMES
+
 # Addresses that are no destination: a listening or unconnected socket.
 UNSET_REMOTES = ("", "0.0.0.0", "::")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rarenet.extension.locations import package_managed, suspicion
+from rarenet.extension.locations import may_roll_out, suspicion
 from rarenet.extension.scoring import (
     ESTABLISHED_SHARE,
     HOST_PATH_CAP,
@@ -74,7 +74,7 @@ def assess(snapshot: Snapshot, name: str, path: str) -> Assessment:
         known=known(age, day, snapshot.data_time, fleet.since) if first is not None else 0.0,
         tenure=tenure(age, day, snapshot.data_time, fleet.since) if first is not None else 1.0,
         recent_hosts=float(recent),
-        package_managed=float(package_managed(path)),
+        package_managed=float(may_roll_out(name, path)),
         suspicion=suspicion(path),
         adopting=(
             adopting(age, day, snapshot.data_time, fleet.since)

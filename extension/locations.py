@@ -88,5 +88,18 @@ def suspicion(path: str) -> float:
 
 
 def package_managed(path: str) -> bool:
-    """True where a package manager or fleet tool installs: a rollout is possible."""
+    """True where a package manager or fleet tool installs."""
     return classify(path) is Location.PACKAGE
+
+
+# Shells proper: their own sockets are a reverse shell's signature (baseline/shells.py).
+SHELL_NAMES = frozenset(
+    ("sh", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "ash", "fish", "yash", "busybox")
+)
+
+
+def may_roll_out(name: str, path: str) -> bool:
+    """Whether a rollout can explain this binary (the score's p): a package-managed path,
+    and never a shell — no package makes bash hold a socket on one host after another,
+    a worm or an operator's reverse shells do."""
+    return package_managed(path) and name not in SHELL_NAMES

@@ -161,3 +161,34 @@ def test_the_same_hops_from_a_writable_path_page_on_every_host(
     reached = [s["host"]["name"] for s in signals if s["process"]["executable"] == implant]
     assert sorted(reached) == sorted(hosts)
     assert all(s["kind"] == "host" for s in signals if s["process"]["executable"] == implant)
+
+
+def test_a_shell_is_never_a_rollout(tmp_path: Path, config: Config) -> None:
+    """Reverse shells from a shell no host used with the network (`dash -i` to :4444 on
+    four web servers within three hours: a worm, or an operator going round) are four
+    signals, none explained away as a package reaching hosts; the explanation still says
+    the path is package-managed."""
+    first = START + 60 * HOUR
+    hosts = WEB[:4]
+    shells = [
+        _row(
+            host,
+            first + number * 45 * 60 + 17,
+            pid=6100 + number,
+            name="dash",
+            path="/usr/bin/dash",
+            cmdline="dash -i",
+            remote_address="203.0.113.7",
+            remote_port=4444,
+        )
+        for number, host in enumerate(hosts)
+    ]
+    signals = [s for s in replay(tmp_path, config, shells, first) if s["process"]["name"] == "dash"]
+    assert sorted(s["host"]["name"] for s in signals) == sorted(hosts), [
+        (s["host"]["name"], s["score"], s["reason"]) for s in signals
+    ]
+    for signal in signals:
+        assert signal["kind"] == "host" and not signal["reason"].startswith("rollout?")
+        rollout = signal["explanation"]["rollout"]
+        assert rollout["discount"] == 0.0 and rollout["may_roll_out"] is False
+        assert rollout["package_managed"] is True

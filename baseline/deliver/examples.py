@@ -87,6 +87,7 @@ def example_document(**overrides: Any) -> dict[str, Any]:
             "hosts_in_bucket": 1,
             "established": 0.0,
             "package_managed": True,
+            "may_roll_out": True,
             "discount": 0.0,
         },
         "parts": {"rarity": 1.0, "after_habit_and_location": 0.8, "host_novelty": 0.0},

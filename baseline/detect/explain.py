@@ -9,7 +9,7 @@ from rarenet.baseline.detect.features import Gathered, rollout_cap, routine_cap
 from rarenet.baseline.detect.scoring import HABIT_WEIGHT, NOVELTY_WEIGHT, Scores
 from rarenet.baseline.detect.suspects import Suspect
 from rarenet.baseline.units import format_age, format_time
-from rarenet.extension.locations import Location, classify
+from rarenet.extension.locations import Location, classify, package_managed
 
 
 def _when(bucket: float | int | None) -> str | None:
@@ -79,7 +79,8 @@ def explain(
             "hosts_last_day_at_least": int(feats.recent_hosts[index]) >= rollout_cap(fleet),
             "hosts_in_bucket": int(feats.wave_hosts[index]),
             "established": round(float(feats.established[index]), 3),
-            "package_managed": bool(feats.package_managed[index]),
+            "package_managed": package_managed(cand.path),  # where it runs from
+            "may_roll_out": bool(feats.package_managed[index]),  # p: never for a shell
             "first_week": bool(feats.adopting[index]),
             "upgrade": bool(scores.upgrade[index]),
             "discount": round(rollout, 3),

@@ -52,7 +52,7 @@ from rarenet.baseline.detect.suspects import (
 from rarenet.baseline.errors import ConfigError
 from rarenet.baseline.shells import UNSET_REMOTES, is_plain_shell
 from rarenet.baseline.store import Store
-from rarenet.extension.locations import Location, classify, package_managed, suspicion
+from rarenet.extension.locations import Location, classify, may_roll_out, suspicion
 from rarenet.extension.scoring import adopting, known, mature_buckets, tenure
 
 # Time scales follow `history` (14 days by default), so compressed drills behave alike:
@@ -182,7 +182,9 @@ def gather_from(
         tenure=np.where(path_at >= 0, keys.values[own, 7], 1.0),
         recent_hosts=keys.values[own, 5],
         wave_hosts=np.where(path_at >= 0, keys.values[own, 6], 1.0),
-        package_managed=_per_path(rows, lambda p: float(package_managed(p))),
+        package_managed=np.fromiter(
+            (float(may_roll_out(r[2], r[3])) for r in rows), float, len(rows)
+        ),
         suspicion=_per_path(rows, suspicion),
         fresh_destination=_fresh_destinations(merged, span, history, active < mature),
         adopting=np.where(path_at >= 0, keys.values[own, 8], 0.0),

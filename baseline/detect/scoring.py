@@ -12,7 +12,8 @@ binary (name, path) in bucket b — every input counts presence in the baseline 
       the baseline itself is younger than history/14 (every key is young then)
   c   distinct hosts using the path within the last history/14, this bucket included
   w   distinct hosts using the path in the scored bucket itself (young paths only)
-  p   1 when the path is package-managed (extension/locations.py), else 0
+  p   1 when the path is package-managed and the process no shell (extension/locations.py
+      may_roll_out), else 0
   s   the suspicion of the path's location: volatile/hidden 1, home 0.4, local 0.25, package 0
   d   1 when a shell holds a socket to an address no shell used in the fleet's window, else 0
   a   1 while a package-managed path is in its first week (appeared after the baseline's
