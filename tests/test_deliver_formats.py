@@ -112,6 +112,7 @@ CUSTOM_FIELDS = {
     "rarenet.explanation": "flattened",
     "rarenet.group": "keyword",
     "rarenet.kind": "keyword",
+    "rarenet.destination_kind": "keyword",
     "rarenet.arrival.seen": "date",
     "rarenet.arrival.lag_seconds": "long",
     "rarenet.process_chain.pid": "long",
@@ -280,7 +281,8 @@ def test_slack_first_line_says_who_what_where_why() -> None:
     message = slack_message(example_record())
     first, *rest = message["text"].split("\n")
     assert first == (
-        "rarenet: perl (/usr/bin/perl) on web-017 connected to 203.0.113.9:4444 as www-data"
+        "rarenet: perl (/usr/bin/perl) on web-017 connected to 203.0.113.9:4444 (external) as "
+        "www-data"
         " — score 80: never seen in 40,320 fleet host-buckets over 14.0d"
     )
     assert rest[0].startswith("score 80.0 (initial 80.0)")

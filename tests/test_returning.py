@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from osquery_lines import T0, connection_line
 
+from rarenet.baseline.cli.explain_cmd import describe
 from rarenet.baseline.config import DetectSettings, load_config
 from rarenet.baseline.console import views
 from rarenet.baseline.detect.exceptions import Exception_, add_exception
@@ -132,6 +133,8 @@ def test_a_return_after_a_quiet_day_is_signalled_again_in_the_first_visits_group
     answer = why(store, settings, "web-03", NC, back - back % SPAN + 2 * SPAN)
     (finding,) = [f for f in answer.findings if f.signal == again["id"]]
     assert finding.group == first["id"] and "returning: this binary" in finding.reason
+    # explain answers "internal or external?" for each stored signal's first connection
+    assert "    first connection to 198.51.100.23:4444 (external) as www-data" in describe(answer)
 
 
 def test_use_that_goes_on_is_counted_on_the_open_signal_not_signalled_daily(

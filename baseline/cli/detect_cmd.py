@@ -38,7 +38,8 @@ def _time(value: str | None, option: str) -> int | None:
 def signal_line(doc: dict[str, Any]) -> str:
     """One line per signal: score, host, binary, destination, why."""
     dest = doc.get("destination") or {}
-    where = f" → {dest.get('ip')}:{dest.get('port')}" if dest.get("ip") else ""
+    kind = f" ({dest['kind']})" if dest.get("kind") not in (None, "none") else ""
+    where = f" → {dest.get('ip')}:{dest.get('port')}{kind}" if dest.get("ip") else ""
     user = (doc.get("user") or {}).get("name")
     who = f" as {user}" if user else ""
     return (

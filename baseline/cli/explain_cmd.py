@@ -105,4 +105,10 @@ def describe(answer: Why) -> list[str]:
             f"  stored signal {signal['id']} at {signal['bucket']} (score {signal['score']:g}, "
             f"{signal['suppressed_count']} counted on it, group {signal['group']})"
         )
+        if signal.get("destination"):
+            dest, user = signal["destination"], signal.get("user")
+            lines.append(
+                f"    first connection to {dest['ip']}:{dest['port']} ({dest['kind']})"
+                + (f" as {user}" if user else "")
+            )
     return lines

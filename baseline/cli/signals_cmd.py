@@ -52,7 +52,8 @@ def _context_lines(doc: dict[str, Any]) -> list[tuple[str, str]]:
     lines = []
     dest = doc.get("destination") or {}
     if dest.get("ip"):
-        lines.append(("to", f"{dest['ip']}:{dest.get('port')}"))
+        kind = f" ({dest['kind']})" if dest.get("kind") not in (None, "none") else ""
+        lines.append(("to", f"{dest['ip']}:{dest.get('port')}{kind}"))
     user = (doc.get("user") or {}).get("name")
     if user:
         lines.append(("user", str(user)))

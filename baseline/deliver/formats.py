@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from rarenet.baseline.deliver.outbox import SignalRecord
+from rarenet.baseline.detect.destination import destination_kind
 from rarenet.baseline.detect.late import LATE_AFTER
 from rarenet.baseline.detect.signal import RISK_SCORE, RULE_ID, RULE_NAME, SEVERITY, THREAT
 from rarenet.baseline.units import format_age, format_time
@@ -72,7 +73,7 @@ def _dumps(value: Any) -> bytes:
 NATIVE_FIELDS: dict[str, tuple[str, ...]] = {
     "process": ("name", "executable", "pid", "args", "command_line", "working_directory"),
     "user": ("name", "id"),
-    "destination": ("ip", "port"),
+    "destination": ("ip", "port", "kind"),
     "network": ("transport", "type", "direction"),
 }
 
@@ -91,6 +92,8 @@ def native_document(record: SignalRecord) -> dict[str, Any]:
         "command_line": None,
     } | (parent if isinstance(parent, dict) else {})
     doc["process"].setdefault("chain", [])
+    if doc["destination"]["kind"] is None:  # stored before kinds: judged from the address
+        doc["destination"]["kind"] = destination_kind(doc["destination"]["ip"])
     doc.setdefault("id", record.id)
     doc.setdefault("group", record.id)  # signals stored before groups: a group of one
     doc.setdefault("kind", "host")
@@ -165,6 +168,8 @@ def slack_text(record: SignalRecord) -> str:
     proc, dest, net = doc["process"], doc["destination"], doc["network"]
     what = f"{e(proc.get('name'))} ({e(proc.get('executable') or 'path unknown')})"
     where = e(_endpoint(dest.get("ip"), dest.get("port")))
+    if dest.get("kind") not in (None, "none"):
+        where += f" ({e(dest['kind'])})"
     action = (
         f"accepted a connection from {where}"
         if net.get("direction") == "inbound"
@@ -395,6 +400,7 @@ def ecs_document(record: SignalRecord) -> dict[str, Any]:
                 "group": doc.get("group"),
                 "kind": doc.get("kind"),
                 "arrival": doc.get("arrival") or None,
+                "destination_kind": dest.get("kind"),
                 "process_chain": proc.get("chain") or None,
             },
         }

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from rarenet.baseline.detect.destination import destination_kind
 from rarenet.baseline.detect.lineage import Ancestor
 from rarenet.baseline.units import format_duration, format_time
 
@@ -102,7 +103,11 @@ def document(
             "chain": [ancestor.as_ecs() for ancestor in detail.chain],
         }
         user = {"name": detail.username or None, "id": str(detail.uid) if detail.uid >= 0 else None}
-        destination = {"ip": detail.remote_address, "port": detail.remote_port}
+        destination = {
+            "ip": detail.remote_address,
+            "port": detail.remote_port,
+            "kind": destination_kind(detail.remote_address),
+        }
         network = {
             "transport": TRANSPORTS.get(detail.protocol, str(detail.protocol)),
             "type": "ipv6" if detail.family == 10 else "ipv4",

@@ -16,6 +16,7 @@ from typing import Any
 
 from rarenet.baseline.config import DetectSettings
 from rarenet.baseline.detect.decide import Outcome, Verdict, executable, group_sentence
+from rarenet.baseline.detect.destination import destination_kind
 from rarenet.baseline.detect.evaluate import (
     Described,
     Evaluation,
@@ -278,7 +279,9 @@ def _last_seen(
 
 def _stored(store: Store, host: str, exe: str) -> list[dict[str, Any]]:
     rows = store.conn.execute(
-        "SELECT id, bucket, score, suppressed_count, coalesce(group_id, id) FROM signals "
+        "SELECT id, bucket, score, suppressed_count, coalesce(group_id, id), "
+        "json_extract(document, '$.destination.ip'), json_extract(document, '$.destination.port'), "
+        "json_extract(document, '$.user.name') FROM signals "
         "WHERE rule = ? AND host = ? AND (path = ? OR (path = '' AND name = ?)) "
         "ORDER BY bucket DESC LIMIT 20",
         (RULE_ID, host, exe, exe),
@@ -290,6 +293,10 @@ def _stored(store: Store, host: str, exe: str) -> list[dict[str, Any]]:
             "score": value,
             "suppressed_count": count,
             "group": group,
+            "destination": (
+                {"ip": ip, "port": port, "kind": destination_kind(ip)} if ip is not None else None
+            ),
+            "user": user,
         }
-        for sid, bucket, value, count, group in rows
+        for sid, bucket, value, count, group, ip, port, user in rows
     ]
