@@ -12,7 +12,9 @@ import pytest
 import requests
 from serve_process import ServerProcess
 
-from rarenet.baseline.console import views
+from rarenet.baseline.access.audit import cli_principal
+from rarenet.baseline.config import load_config
+from rarenet.baseline.console import pages, views
 from rarenet.baseline.console.inert import MAX_SHOWN, inert
 from rarenet.baseline.console.render import binary_anchor, render
 from rarenet.baseline.console.session import Sessions
@@ -140,6 +142,26 @@ def test_a_score_filter_alone_counts_as_any_other_filter(tmp_path: Path) -> None
                     for g in fast.groups}  # fmt: skip
             assert rows == {(g.id, g.signals, g.hosts, g.max_score, tuple(m.id for m in g.members))
                             for g in general.groups}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["rollout", "host"])
+def test_a_signal_page_says_what_is_counted_on_it_not_alone(tmp_path: Path, kind: str) -> None:
+    """A rollout's one signal has no other signal in its group and its further hosts
+    counted on it: the page says both, never "alone" beside "one signal for the whole
+    rollout"."""
+    with Store(tmp_path / "r.db") as store:
+        _signal(store, "s1", "web-1", "/opt/vector/bin/vector", "s1", 1_767_571_200.0)
+        store.conn.execute(
+            "UPDATE signals SET suppressed_count = 7, document = json_set(document, '$.kind', ?) "
+            "WHERE id = 's1'",
+            (kind,),
+        )
+        view = pages.signal_view(store, load_config(None, env={}), "s1")
+        html = render("signal.html", session=None, me=cli_principal(), view=view, trail=[],
+                      flash="", webhooks=())  # fmt: skip
+    group = html.split('<td id="group">', 1)[1].split("</td>", 1)[0]
+    assert "alone" not in group and "no other signal; 7 candidates counted on this one" in group
+    assert ("one signal for the whole rollout" in group) is (kind == "rollout")
 
 
 def test_the_allow_form_becomes_an_exception() -> None:

@@ -33,6 +33,7 @@ class SignalView:
     group: tuple[views.SignalRow, ...]  # the other signals of its group
     acknowledged_at: float | None
     verdict: str | None  # the acknowledgement's: benign, attack, or None
+    counted: int  # later uses (or a rollout's hosts) counted on this signal
     presence: Markup
     timeline: Markup
     parts: Markup
@@ -112,6 +113,7 @@ def signal_view(
         group=group,
         acknowledged_at=views.acknowledged_at(store, record.id),
         verdict=views.verdict_of(store, record.id),
+        counted=views.counted_on(store, record.id),
         presence=plots.presence_svg(
             series, marker=record.bucket, label=f"hosts using {executable} per bucket"
         ),

@@ -467,6 +467,13 @@ def verdict_of(store: Store, sid: str) -> str | None:
     return None if row is None else row[0]
 
 
+def counted_on(store: Store, sid: str) -> int:
+    """Candidates counted on the signal instead of raising their own (`suppressed_count`):
+    its binary's later use on the host, a rollout's or upgrade's further hosts."""
+    row = store.conn.execute("SELECT suppressed_count FROM signals WHERE id = ?", (sid,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
 def acknowledged_at(store: Store, sid: str) -> float | None:
     row = store.conn.execute(
         "SELECT acknowledged_at FROM signal_acks WHERE signal_id = ?", (sid,)
