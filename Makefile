@@ -26,9 +26,11 @@ demo: $(STAMP)
 	$(VENV)/bin/rarenet demo --workdir .run/demo
 
 # Tests drive a real headless Chromium: .ci/debian-deps installs it when missing.
+# Two workers (pytest-xdist), each running whole modules (their fixtures build once).
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	bash .ci/debian-deps
-	$(PY) -m pytest -W error
+	$(PY) -m pytest -W error -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(PY) -m pytest -W error -s tests/benchmarks -p no:cacheprovider -o testpaths=tests/benchmarks -o python_files='bench_*.py'
