@@ -206,7 +206,7 @@ def test_attacks_fire_and_routine_stays_quiet(store: Store, config: Config) -> N
     assert beacon["score"] == 100.0 and beacon["explanation"]["decided_by"] == "path"  # type: ignore[index]
     assert beacon["explanation"]["path"]["host_buckets"] == 0  # type: ignore[index]
     assert beacon["explanation"]["fleet"]["hosts"] == len(HOSTS)  # type: ignore[index]
-    assert beacon["destination"] == {"ip": "203.0.113.99", "port": 8443}
+    assert beacon["destination"] == {"ip": "203.0.113.99", "port": 8443, "kind": "external"}
     assert beacon["severity"] == "low" and beacon["risk_score"] == 21
     assert {t["tactic"]["id"] for t in beacon["threat"]} == {
         "TA0011",

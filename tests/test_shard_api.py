@@ -103,7 +103,7 @@ def test_bad_questions_are_400s_that_neither_refold_nor_fail_the_store(tmp_path:
 def test_a_question_past_shard_timeout_is_stopped_and_the_shard_stays_healthy(
     tmp_path: Path,
 ) -> None:
-    """A million valid keys take a shard ~6 s of SQL; with `shard_timeout = "1s"` the work
+    """A million valid keys take a shard seconds of SQL; with `shard_timeout = "1s"` the work
     stops at the limit (a 503 naming the setting), /healthz stays ok, the next question
     is answered, and questions beyond two at a time are turned away."""
     extra = '[detect]\nrole = "shard"\nshard_timeout = "1s"\n'
@@ -117,8 +117,8 @@ def test_a_question_past_shard_timeout_is_stopped_and_the_shard_stays_healthy(
         assert health.status_code == 200 and health.json()["status"] == "ok", health.text
         light = {"op": "hosts_in_bucket", "args": {"span": 900, "keys": keys[:3]}}
         assert ask(server, light).json()["result"] == [0, 0, 0]
-        with ThreadPoolExecutor(4) as pool:
-            answers = list(pool.map(lambda _: ask(server, heavy), range(4)))
+        with ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(lambda _: ask(server, heavy), range(3)))
         busy = [a for a in answers if "questions at a time" in a.text]
         assert busy and all(a.status_code == 503 for a in answers), [a.text for a in answers]
         assert server.get("/healthz").json()["status"] == "ok"
