@@ -162,6 +162,7 @@ def test_a_signal_page_says_what_is_counted_on_it_not_alone(tmp_path: Path, kind
     group = html.split('<td id="group">', 1)[1].split("</td>", 1)[0]
     assert "alone" not in group and "no other signal; 7 candidates counted on this one" in group
     assert ("one signal for the whole rollout" in group) is (kind == "rollout")
+    assert '<td id="peers">none: no host uses mostly the same paths' in html
 
 
 def test_the_allow_form_becomes_an_exception() -> None:

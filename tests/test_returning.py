@@ -232,12 +232,22 @@ def test_a_package_path_settles_when_a_peer_uses_it_routinely(
     use(store, host, JAVA17, back)
     again = docs_for(run(store, settings, back), JAVA17)
     assert bool(again) is signalled, [d["reason"] for d in again]
-    (finding,) = [
-        f
-        for f in why(store, settings, host, JAVA17, back - back % SPAN + 2 * SPAN).findings
-        if f.bucket == back - back % SPAN
-    ]
+    answer = why(store, settings, host, JAVA17, back - back % SPAN + 2 * SPAN)
+    (finding,) = [f for f in answer.findings if f.bucket == back - back % SPAN]
     assert (finding.score >= settings.threshold) is signalled, finding.reason
+    # explain names the host's peers and how they use the binary
+    if signalled:  # a web server's paths are all common here: it has no peers
+        assert answer.peers == [] and "  peers of web-03: none (no host uses" in "\n".join(
+            describe(answer)
+        )
+    else:
+        assert [(p.host, p.similarity) for p in answer.peers] == [("db-00", 1.0), ("db-01", 1.0)]
+        assert all(p.occasions >= 3 for p in answer.peers)
+        assert any(
+            line.startswith("  peers of db-02: db-00 (1, used it over ")
+            for line in describe(answer)
+        )
+        assert answer.as_json()["peers"][0]["host"] == "db-00"
 
 
 def test_peers_are_hosts_with_mostly_the_same_paths_where_paths_tell_hosts_apart() -> None:

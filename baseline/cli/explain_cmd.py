@@ -74,6 +74,25 @@ def _explain(
     return EXIT_OK
 
 
+def peer_sentence(answer: Why) -> str:
+    """The host's peers and which of them use the binary, in words."""
+    if not answer.peers:
+        return (
+            f"peers of {answer.host}: none (no host uses mostly the same paths where paths "
+            "tell hosts apart)"
+        )
+    named = ", ".join(
+        f"{p.host} ({p.similarity:g}"
+        + (
+            f", used it over {p.occasions} half-day{'s' if p.occasions != 1 else ''})"
+            if p.occasions
+            else ")"
+        )
+        for p in answer.peers
+    )
+    return f"peers of {answer.host}: {named}"
+
+
 def describe(answer: Why) -> list[str]:
     """The explanation as lines of text."""
     lines = [
@@ -100,6 +119,7 @@ def describe(answer: Why) -> list[str]:
             lines.append(
                 f"    rollout discount {discount:g} (without it: {finding.explanation['score_without_rollout']:g})"
             )
+    lines.append(f"  {peer_sentence(answer)}")
     for signal in answer.signals[:5]:
         lines.append(
             f"  stored signal {signal['id']} at {signal['bucket']} (score {signal['score']:g}, "

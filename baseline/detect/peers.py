@@ -23,7 +23,10 @@ import sqlite3
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rarenet.baseline.detect.source import PresenceSource
 
 PEER_SIMILARITY = 0.5  # Jaccard similarity of two hosts' paths that makes them peers
 PEER_OCCASIONS = 3  # half-days a peer's uses reach over that make a path its routine
@@ -167,6 +170,67 @@ def spread_occasions(buckets: Sequence[int], gap: int) -> int:
         if started is None or bucket - started >= gap:
             occasions, started = occasions + 1, bucket
     return occasions
+
+
+PEERS_SHOWN = 10  # peers `host_peers` names, most alike first
+
+
+def host_peers(
+    sources: Sequence[PresenceSource],
+    span: int,
+    history: int,
+    host: str,
+    path: str,
+    at: int,
+    fleet_hosts: float,
+) -> list[PeerUse]:
+    """The peers of `host` in the window before data time `at`, most alike first (at most
+    PEERS_SHOWN), each with the half-days over which it used `path` (0: not at all) —
+    what explain and the console show. Asked of the shards as the rule asks them: who
+    else uses each of the host's paths (a path on more than MAX_OTHER_HOSTS other hosts
+    makes no peer), and their paths."""
+
+    def ask(paths: list[str]) -> list[list[Any]]:
+        asks = [[host, p, [at]] for p in paths]
+        per_source = [source.peer_uses(span, history, asks) for source in sources]
+        return [merge_answers([answers[n] for answers in per_source]) for n in range(len(asks))]
+
+    (first,) = ask([path])
+    profiles = {who: set(paths) for who, paths in first[0]}
+    mine = profiles.get(host, set())
+    for answer in ask(sorted(mine - {path})):
+        profiles.update({who: set(paths) for who, paths in answer[0]})
+    weights = _weights(sources, span, history, at, fleet_hosts, profiles)
+    using = {other: occasions for other, occasions in (first[1][0] if first[1] else [])}
+    found = [
+        PeerUse(other, int(using.get(other, 0)), round(alike, 3))
+        for other, theirs in profiles.items()
+        if other != host
+        and (alike := similarity(mine - {path}, theirs - {path}, weights)) >= PEER_SIMILARITY
+    ]
+    found.sort(key=lambda peer: (-peer.similarity, peer.host))
+    return found[:PEERS_SHOWN]
+
+
+def _weights(
+    sources: Sequence[PresenceSource],
+    span: int,
+    history: int,
+    at: int,
+    fleet_hosts: float,
+    profiles: dict[str, set[str]],
+) -> dict[str, float]:
+    """`path_weights` of every path in `profiles`, counted over the shards."""
+    paths = sorted(set().union(*profiles.values())) if profiles else []
+    cap = common_hosts(fleet_hosts)
+    ranges = [("path", p, at - history, at, cap) for p in paths]
+    counts = [0] * len(paths)
+    if paths:
+        for source in sources:
+            counts = [
+                a + b for a, b in zip(counts, source.hosts_in_window(span, ranges), strict=True)
+            ]
+    return path_weights(dict(zip(paths, counts, strict=True)), fleet_hosts)
 
 
 def count_occasions(buckets: Sequence[int], gap: int) -> int:

@@ -27,6 +27,7 @@ from rarenet.baseline.detect.evaluate import (
 from rarenet.baseline.detect.exceptions import active_exceptions
 from rarenet.baseline.detect.features import Gathered, window_buckets
 from rarenet.baseline.detect.late import LATE_AFTER
+from rarenet.baseline.detect.peers import PeerUse, host_peers
 from rarenet.baseline.detect.signal import RULE_ID
 from rarenet.baseline.detect.source import LocalSource, PresenceSource
 from rarenet.baseline.store import Store
@@ -81,6 +82,7 @@ class Why:
     findings: list[Finding] = field(default_factory=list)
     last_seen: int | None = None
     signals: list[dict[str, Any]] = field(default_factory=list)  # stored, for this host
+    peers: list[PeerUse] = field(default_factory=list)  # the host's (baseline/detect/peers.py)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -96,6 +98,10 @@ class Why:
             "last_seen": format_time(self.last_seen) if self.last_seen is not None else None,
             "findings": [finding.as_json() for finding in self.findings],
             "signals": self.signals,
+            "peers": [
+                {"host": p.host, "similarity": p.similarity, "half_days_using": p.occasions}
+                for p in self.peers
+            ],
         }
 
 
@@ -150,6 +156,15 @@ def why(
         findings=findings,
         last_seen=_last_seen(shards, span, host, exe, buckets[-1] + span),
         signals=_stored(store, host, exe),
+        peers=host_peers(
+            shards,
+            span,
+            int(settings.history),
+            host,
+            exe if exe.startswith("/") else "",
+            buckets[-1],
+            float(latest.hosts),
+        ),
     )
 
 
