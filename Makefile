@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run demo test bench lint venv clean ext
+.PHONY: run demo test bench lint venv clean ext screenshots
 
 venv: $(STAMP)
 
@@ -31,6 +31,11 @@ TEST_WORKERS ?= 2
 test: $(STAMP)
 	bash .ci/debian-deps
 	$(PY) -m pytest -W error -n $(TEST_WORKERS) --dist loadfile
+
+# The README's console screenshots (docs/screenshots/*.png), from the browser test.
+screenshots: $(STAMP)
+	bash .ci/debian-deps
+	SCREENSHOTS_INTO_DOCS=1 $(PY) -m pytest -W error -q tests/test_console_browser.py -k every_page_loads_clean
 
 bench: $(STAMP)
 	$(PY) -m pytest -W error -s tests/benchmarks -p no:cacheprovider -o testpaths=tests/benchmarks -o python_files='bench_*.py'
