@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -38,17 +39,63 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 E2E_MODULE = "test_backtest_e2e.py"
+E2E_DIR_VARIABLE = "E2E_BACKTEST_DIR"  # where the one background job of a run writes
 E2E_JOB = pytest.StashKey[tuple[subprocess.Popen[bytes], Path]]()
+# Modules that take longest, started first so that with several workers (`make test`:
+# pytest-xdist, whole modules per worker) no long module is left running alone at the end.
+HEAVY_FIRST = (
+    "test_shards.py",
+    "test_quality_families.py",
+    "test_partitions.py",
+    "test_shard_api.py",
+    "test_consume.py",
+    "test_late_live.py",
+    "test_explain.py",
+    "test_serve_heartbeat.py",
+    "test_webhook_health.py",
+    "test_deliver_deadline.py",
+    "test_nats_faults.py",
+    "test_serve.py",
+    "test_serve_defences.py",
+    "test_late.py",
+    "test_access.py",
+)
+
+
+def _e2e_selected(config: pytest.Config) -> bool:
+    """Whether this run's paths include the end-to-end module (a directory above it or
+    the file itself), judged before collection."""
+    module = (Path(__file__).parent / E2E_MODULE).resolve()
+    paths = [str(a).split("::", 1)[0] for a in config.args] or ["."]
+    return any(
+        (config.invocation_params.dir / arg).resolve() in (module, *module.parents) for arg in paths
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Start the end-to-end backtest's data job once per run, in the process that runs
+    the session (pytest-xdist's controller, which starts its workers after this hook
+    with the directory in their environment), so its ~4 minutes overlap the suite."""
+    config = session.config
+    if hasattr(config, "workerinput") or not _e2e_selected(config):
+        return
+    directory = Path(tempfile.mkdtemp(prefix="rarenet-e2e-"))
+    config.stash[E2E_JOB] = (e2e_backtest.start(directory), directory)
+    os.environ[E2E_DIR_VARIABLE] = str(directory)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the end-to-end backtest last and start its data job now, in the background."""
-    e2e = [item for item in items if item.path.name == E2E_MODULE]
-    if not e2e:
-        return
-    items[:] = [item for item in items if item.path.name != E2E_MODULE] + e2e
-    directory = Path(tempfile.mkdtemp(prefix="rarenet-e2e-"))
-    config.stash[E2E_JOB] = (e2e_backtest.start(directory), directory)
+    """The slowest modules first, the end-to-end backtest last (its job runs meanwhile)."""
+    rank = {name: n for n, name in enumerate(HEAVY_FIRST)}
+    last = len(HEAVY_FIRST) + 1
+    order = {id(item): n for n, item in enumerate(items)}
+    items.sort(
+        key=lambda item: (
+            last + 1 if item.path.name == E2E_MODULE else rank.get(item.path.name, last),
+            order[id(item)],
+        )
+    )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -64,7 +111,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def e2e_backtest_dir(request: pytest.FixtureRequest) -> Path:
-    """The directory with the e2e fleet, its labels and `result.json` (see e2e_backtest)."""
-    process, directory = request.config.stash[E2E_JOB]
-    return e2e_backtest.wait(process, directory)
+def e2e_backtest_dir() -> Path:
+    """The directory with the e2e fleet, its labels and `result.json` (see e2e_backtest),
+    once the run's background job has finished."""
+    where = os.environ.get(E2E_DIR_VARIABLE)
+    assert where, "the end-to-end job was not started (run the module by its path)"
+    return e2e_backtest.wait(Path(where))
