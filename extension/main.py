@@ -72,6 +72,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def core_wait(timeout: float) -> float:
+    """How long the table waits for core's sockets: half of a generate's deadline
+    (`--timeout`), so a slow core leaves time to answer from /proc instead of an error."""
+    return max(timeout / 2, 0.25)
+
+
 def build(
     socket_path: str, timeout: float, settings: ExtensionSettings | None, problem: str = ""
 ) -> tuple[Registry, SnapshotSync]:
@@ -82,7 +88,7 @@ def build(
     tables = Registry(
         [
             UnusualNetworkActivity(
-                FallbackSockets(CoreSockets(socket_path, timeout), ProcSockets()), sync
+                FallbackSockets(CoreSockets(socket_path, core_wait(timeout)), ProcSockets()), sync
             ),
             NetworkBaseline(sync),
         ]

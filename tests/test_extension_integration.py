@@ -306,17 +306,20 @@ def test_a_core_without_json_functions_gets_the_plain_query(
 
 
 @pytest.mark.slow
-def test_a_slow_core_query_is_bounded(
+def test_a_slow_core_query_is_answered_from_proc_within_the_deadline(
     sock_dir: Path, launcher: list[str], spawn: Any, snapshot_env: dict[str, str]
 ) -> None:
+    """Core takes 6 s to answer; the table gives up on it after half of its 3 s deadline
+    (--timeout 3) and answers from this host's /proc, every time (it was a race between
+    two equal 3 s limits, an error or an answer)."""
     with FakeCore(str(sock_dir / "slow.em"), query_delay=6) as slow:
         spawn(launcher, slow.path, snapshot_env)
         uuid = slow.wait_for("rarenet")
-        started = time.monotonic()
-        response = slow.generate(uuid, "unusual_network_activity")
-        assert time.monotonic() - started < 5
-        assert response.status.code == 1
-        assert "timed out" in response.status.message or "longer than" in response.status.message
+        for _ in range(2):
+            started = time.monotonic()
+            response = slow.generate(uuid, "unusual_network_activity")
+            assert time.monotonic() - started < 3, response.status
+            assert response.status.code == 0, response.status.message
 
 
 # -- snapshot problems over Thrift ----------------------------------------------------------
