@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run demo test bench lint venv clean ext screenshots
+.PHONY: run demo test check bench lint venv clean ext screenshots
 
 venv: $(STAMP)
 
@@ -31,6 +31,11 @@ TEST_WORKERS ?= 2
 test: $(STAMP)
 	bash .ci/debian-deps
 	$(PY) -m pytest -W error -n $(TEST_WORKERS) --dist loadfile
+
+# The inner loop: lint, then every test not marked slow (real servers, fleets, browsers,
+# NATS clusters and their timeouts run in `make test`, which CI runs).
+check: lint
+	$(PY) -m pytest -W error -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 # The README's console screenshots (docs/screenshots/*.png), from the browser test.
 screenshots: $(STAMP)

@@ -18,6 +18,8 @@ from rarenet.baseline.deliver import deliver_once
 from rarenet.baseline.serve.jobs import DELIVER_EVERY
 from rarenet.baseline.store import Store
 
+pytestmark = pytest.mark.slow  # real servers and their timeouts: `make test`, not `make check`
+
 T = time.time()
 
 

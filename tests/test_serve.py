@@ -26,6 +26,8 @@ from rarenet.baseline.config import load_config
 from rarenet.baseline.detect.rule import detect_once
 from rarenet.baseline.store import Store
 
+pytestmark = pytest.mark.slow  # real servers and their timeouts: `make test`, not `make check`
+
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:

@@ -135,6 +135,7 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
         term.close()
 
 
+@pytest.mark.slow
 def test_compressed_schedule_beats_every_interval_in_plain_lines(
     terminal: Terminal, tmp_path: Path
 ) -> None:
