@@ -1,3 +1,3 @@
 """rarenet central service: ingest, store, baselines, scoring, delivery, CLI."""
 
-__version__ = "0.1.0"
+from rarenet.extension import __version__ as __version__

@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-from rarenet.extension import core
+from rarenet.extension import __version__, core
 from rarenet.extension.sdk import Handler, Registry
 from rarenet.extension.server import ExtensionServer
 from rarenet.extension.settings import ExtensionSettings, SettingsError, load_settings
@@ -37,7 +37,7 @@ from rarenet.extension.tables import (
 )
 
 NAME = "rarenet"
-VERSION = "0.1.0"
+VERSION = __version__
 DEFAULT_SOCKET = "/var/osquery/osquery.em"
 MAX_SECONDS = 86400.0
 

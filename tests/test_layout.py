@@ -49,3 +49,18 @@ def test_the_extension_never_imports_the_service_or_its_dependencies() -> None:
     ]
     assert crossing == []
     assert any(name.startswith("rarenet.extension") for _, name in imports("extension"))
+
+
+def test_the_version_is_written_once() -> None:
+    """extension/__init__.py holds rarenet's version; pyproject.toml and the service read it."""
+    from rarenet.baseline import __version__ as service
+    from rarenet.extension import __version__ as host
+
+    written = [
+        str(path.relative_to(ROOT))
+        for folder in ("baseline", "extension")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if f'"{host}"' in path.read_text()
+    ]
+    assert written == ["extension/__init__.py"] and service == host
+    assert f'version = "{host}"' not in (ROOT / "pyproject.toml").read_text()
