@@ -9,6 +9,7 @@ service or its dependencies: hosts install the extension without them.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,3 +65,22 @@ def test_the_version_is_written_once() -> None:
     ]
     assert written == ["extension/__init__.py"] and service == host
     assert f'version = "{host}"' not in (ROOT / "pyproject.toml").read_text()
+
+
+def test_the_tour_of_the_tree_names_every_module() -> None:
+    """docs/design.md names every module of baseline/ and extension/ (by file name or
+    stem) and every package folder, so the tour cannot fall behind the tree."""
+    tour = (ROOT / "docs" / "design.md").read_text()
+    missing = [
+        str(path.relative_to(ROOT))
+        for folder in ("baseline", "extension")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if path.name != "__init__.py"
+        and not re.search(rf"(?<![\w-]){re.escape(path.stem)}(\.py)?\b", tour)
+    ]
+    folders = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "baseline").iterdir())
+        if (path / "__init__.py").exists() and f"{path.name}/" not in tour
+    ]
+    assert missing == [] and folders == [], (missing, folders)
