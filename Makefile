@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run demo test check bench lint venv clean ext screenshots
+.PHONY: run demo test check bench lint venv clean ext screenshots cli-reference
 
 venv: $(STAMP)
 
@@ -49,6 +49,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check rarenet/__init__.py rarenet/__main__.py baseline extension tests
 	$(VENV)/bin/ruff format --check rarenet/__init__.py rarenet/__main__.py baseline extension tests
 	$(VENV)/bin/mypy
+	$(PY) -m rarenet.baseline.cli.reference --check docs/cli.md
+
+# docs/cli.md from every command's --help (lint fails when it is stale).
+cli-reference: $(STAMP)
+	$(PY) -m rarenet.baseline.cli.reference docs/cli.md
 
 # The osquery extension as one executable file (zipapp with its pure-Python
 # dependencies): osqueryi --extension dist/rarenet.ext (docs/extension.md).

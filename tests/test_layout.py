@@ -84,3 +84,17 @@ def test_the_tour_of_the_tree_names_every_module() -> None:
         if (path / "__init__.py").exists() and f"{path.name}/" not in tour
     ]
     assert missing == [] and folders == [], (missing, folders)
+
+
+def test_the_cli_reference_is_the_commands_own_help(tmp_path: Path) -> None:
+    """docs/cli.md is generated from click; `--check` (run by `make lint`) fails on a stale
+    copy and names the command that regenerates it."""
+    from rarenet.baseline.cli.reference import reference, run
+
+    text = reference()
+    assert (ROOT / "docs" / "cli.md").read_text() == text, "run `make cli-reference`"
+    assert "## `rarenet serve`" in text and "## `rarenet users add`" in text
+    stale = tmp_path / "cli.md"
+    stale.write_text(text.replace("Show this message and exit.", "Shows help.", 1))
+    assert run(["--check", str(stale)]) == 1
+    assert run([str(stale)]) == 0 and run(["--check", str(stale)]) == 0
