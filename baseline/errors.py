@@ -43,3 +43,10 @@ class StoreError(RarenetError):
     """The SQLite store cannot be opened, migrated or written."""
 
     exit_code = EXIT_RUNTIME
+
+
+class BindError(RarenetError):
+    """The server cannot listen on its address and port (in use, not this host's, or
+    not allowed)."""
+
+    exit_code = EXIT_RUNTIME

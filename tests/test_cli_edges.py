@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -194,3 +195,28 @@ def test_a_time_out_of_range_is_bad_input_naming_the_range(tmp_path: Path, args:
     assert done.returncode == 2, done.stderr
     assert "outside the times rarenet accepts: 1970-01-01T00:00:00Z" in done.stderr, done.stderr
     assert "internal error" not in done.stderr
+
+
+def test_a_port_in_use_is_a_bind_error_naming_the_address(tmp_path: Path) -> None:
+    """`rarenet serve` on a port another process listens on: exit 3, the address and the
+    hint, raised as a BindError (not a store error: the store is fine)."""
+    from rarenet.baseline.errors import BindError
+    from rarenet.baseline.serve.server import serve
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        toml = tmp_path / "rarenet.toml"
+        toml.write_text(
+            f'[store]\npath = "{tmp_path / "r.db"}"\n[server]\nhost = "127.0.0.1"\nport = {port}\n'
+        )
+        with pytest.raises(BindError, match=f"cannot listen on 127.0.0.1:{port}"):
+            serve(load_config(toml, env={}))
+        done = subprocess.run(
+            [sys.executable, "-m", "rarenet", "--config", str(toml), "serve"],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "is another rarenet serve running?" in done.stderr

@@ -25,7 +25,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from rarenet.baseline.access.credentials import Credentials
 from rarenet.baseline.config import Config, ServerSettings
 from rarenet.baseline.detect.rule import RunResult
-from rarenet.baseline.errors import StoreError
+from rarenet.baseline.errors import BindError, StoreError
 from rarenet.baseline.serve.app import Api
 from rarenet.baseline.serve.auth import check_bind
 from rarenet.baseline.serve.logs import log_config
@@ -270,7 +270,7 @@ def serve(
     try:
         sock = bind(host, port)
     except OSError as exc:
-        raise StoreError(
+        raise BindError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}",
             where="[server] host/port",
             hint="is another rarenet serve running? pick another --port",
