@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from contextlib import ExitStack
@@ -12,27 +11,19 @@ import click
 import orjson
 
 from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.cli.options import input_size, time_option
 from rarenet.baseline.cli.summary import echo_summary, plural
 from rarenet.baseline.config import override
 from rarenet.baseline.detect.backtest import backtest as run_backtest
 from rarenet.baseline.detect.rule import RunResult
 from rarenet.baseline.detect.shards import detect_configured
-from rarenet.baseline.errors import EXIT_FINDINGS, EXIT_OK, ConfigError, InputError
-from rarenet.baseline.units import format_age, format_time, parse_time
+from rarenet.baseline.errors import EXIT_FINDINGS, EXIT_OK, ConfigError
+from rarenet.baseline.units import format_age, format_time
 
 MAX_CATCH_UP_RUNS = 200  # runs one `rarenet detect` makes to empty the late-data queue
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
-
-
-def _time(value: str | None, option: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_time(value)
-    except ValueError as exc:
-        raise InputError(str(exc), where=option) from None
 
 
 def signal_line(doc: dict[str, Any]) -> str:
@@ -108,11 +99,11 @@ def _detect(state: Context, at: str | None, shards: tuple[str, ...], as_json: bo
         )
     sharded = bool(config.detect.shards)
     with open_store(config, create=sharded) as store:
-        runs = [detect_configured(store, config.detect, _time(at, "--at"))]
+        runs = [detect_configured(store, config.detect, time_option(at, "--at"))]
         # late data beyond one run's catch-up budget: go on until nothing waits
         while runs[-1].behind and len(runs) < MAX_CATCH_UP_RUNS:
             click.echo(run_line(runs[-1]), err=True)
-            runs.append(detect_configured(store, config.detect, _time(at, "--at")))
+            runs.append(detect_configured(store, config.detect, time_option(at, "--at")))
         run = runs[-1]
         # the "data ends at" hint reads this store's observations; over shards it has none
         newest = None
@@ -196,12 +187,12 @@ def _backtest(
     as_json: bool,
 ) -> int:
     config = state.config()
-    with _Progress(sum(_size(name) for name in files), enabled=not as_json) as progress:
+    with _Progress(sum(input_size(name) for name in files), enabled=not as_json) as progress:
         result = run_backtest(
             files,
             config,
-            start=_time(start, "--from"),
-            end=_time(end, "--to"),
+            start=time_option(start, "--from"),
+            end=time_option(end, "--to"),
             labels_path=labels,
             arrivals_path=arrivals,
             on_ingest=progress.ingested,
@@ -213,13 +204,6 @@ def _backtest(
     else:
         echo_summary(result)
     return EXIT_OK
-
-
-def _size(name: str) -> int:
-    try:
-        return os.path.getsize(name)
-    except OSError:
-        return 0
 
 
 class _Progress:

@@ -8,7 +8,7 @@ import click
 import orjson
 
 from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
-from rarenet.baseline.cli.detect_cmd import _time
+from rarenet.baseline.cli.options import time_option
 from rarenet.baseline.config import override
 from rarenet.baseline.detect.shards import configured_shards
 from rarenet.baseline.detect.why import Why, why
@@ -54,7 +54,7 @@ def _explain(
     if not host.strip() or not exe.strip():
         raise InputError("HOST and EXECUTABLE must not be empty", hint="e.g. web-07 /usr/bin/bash")
     config = override(state.config(), "detect", {"shards": list(shards) or None})
-    when = _time(at, "--at")
+    when = time_option(at, "--at")
     sharded = bool(config.detect.shards)
     sources = configured_shards(config.detect) if sharded else None
     with open_store(config, create=sharded) as store:

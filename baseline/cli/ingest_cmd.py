@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 import orjson
 
 from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.cli.options import input_size
 from rarenet.baseline.errors import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK
 from rarenet.baseline.ingest.pipeline import Ingester, IngestReport
 from rarenet.baseline.ingest.workers import default_workers
@@ -40,7 +40,7 @@ def ingest(state: Context, files: tuple[str, ...], workers: int | None, as_json:
 
 def _ingest(state: Context, files: tuple[str, ...], workers: int, as_json: bool) -> int:
     config = state.config()
-    total = sum(_size(name) for name in files)
+    total = sum(input_size(name) for name in files)
     show_progress = sys.stderr.isatty() and not as_json and total > 0
     with open_store(config, create=True) as store:
         if show_progress:
@@ -80,10 +80,3 @@ def summary_line(report: IngestReport) -> str:
     if report.pending_bytes:
         text += f"; {report.pending_bytes:,} bytes of an unfinished last line wait for more"
     return text
-
-
-def _size(name: str) -> int:
-    try:
-        return os.path.getsize(name) if name != "-" else 0
-    except OSError:
-        return 0

@@ -9,7 +9,7 @@ import click
 import orjson
 
 from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
-from rarenet.baseline.cli.detect_cmd import _time
+from rarenet.baseline.cli.options import time_option
 from rarenet.baseline.console.report import build_report, check_target, quality_of, write_report
 from rarenet.baseline.detect.backtest import backtest
 from rarenet.baseline.errors import EXIT_OK, InputError
@@ -62,7 +62,7 @@ def _report(
     if not out.parent.is_dir():
         raise InputError(f"{out.parent} is not a directory", where="--out")
     config = state.config()
-    start = _time(since, "--since")
+    start = time_option(since, "--since")
     span = max(1, int(config.detect.bucket_span))
     if replay:
         with tempfile.TemporaryDirectory(prefix="rarenet-report-") as scratch:
