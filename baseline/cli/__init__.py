@@ -99,9 +99,13 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 
 
 def run_guarded(action: Callable[[], int | None]) -> None:
-    """Run a command body, turning rarenet errors into a message and an exit code."""
+    """Run a command, turning rarenet errors into a message and an exit code — the one
+    place the CLI does so (`GuardedGroup` runs every command through it). click's own
+    usage errors, `--help` and aborts pass through to click."""
     try:
         code = action()
+    except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        raise
     except RarenetError as exc:
         click.echo(inert_line(f"rarenet: error: {exc}"), err=True)
         sys.exit(exc.exit_code)
@@ -132,7 +136,15 @@ def _quiet_stdout() -> None:
         pass
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class GuardedGroup(click.Group):
+    """The `rarenet` group: every command's body runs under `run_guarded`, and what it
+    returns is the process's exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        run_guarded(lambda: super(GuardedGroup, self).invoke(ctx))
+
+
+@click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @common_options
 @click.version_option(__version__, prog_name="rarenet")
 @click.pass_context

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import orjson
 
-from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.cli import Context, common_options, json_option, open_store
 from rarenet.baseline.detect.exceptions import (
     Exception_,
     add_exception,
@@ -51,7 +51,7 @@ def add(
     reason: str,
     broad: bool,
     as_json: bool,
-) -> None:
+) -> int | None:
     """Add an exception; every given field must match for it to apply.
 
     It is checked first: what it would have hidden over the baseline history is shown,
@@ -94,14 +94,14 @@ def add(
             click.echo(f"  broad ({added.broad}): flagged on Health", err=True)
         return 0
 
-    run_guarded(body)
+    return body()
 
 
 @allow.command("list")
 @common_options
 @json_option
 @click.pass_obj
-def list_(state: Context, as_json: bool) -> None:
+def list_(state: Context, as_json: bool) -> int | None:
     """Every exception with its match count."""
 
     def body() -> int:
@@ -127,7 +127,7 @@ def list_(state: Context, as_json: bool) -> None:
             )
         return 0
 
-    run_guarded(body)
+    return body()
 
 
 @allow.command("remove")
@@ -135,7 +135,7 @@ def list_(state: Context, as_json: bool) -> None:
 @common_options
 @json_option
 @click.pass_obj
-def remove(state: Context, exception_id: int, as_json: bool) -> None:
+def remove(state: Context, exception_id: int, as_json: bool) -> int | None:
     """Remove an exception (exit 1 if there was none with that id)."""
 
     def body() -> int:
@@ -149,4 +149,4 @@ def remove(state: Context, exception_id: int, as_json: bool) -> None:
             )
         return 0 if removed else EXIT_FINDINGS
 
-    run_guarded(body)
+    return body()

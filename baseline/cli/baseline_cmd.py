@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import orjson
 
-from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.cli import Context, common_options, json_option, open_store
 from rarenet.baseline.detect.snapshot import build_snapshot
 from rarenet.baseline.errors import EXIT_FINDINGS
 
@@ -25,10 +25,10 @@ def baseline_group() -> None:
 @common_options
 @json_option
 @click.pass_obj
-def show(state: Context, name: str | None, limit: int, as_json: bool) -> None:
+def show(state: Context, name: str | None, limit: int, as_json: bool) -> int | None:
     """Binaries in the baseline window (NAME: only that process name or path), rarest
     first; rarity 0-100 as scores are (100: never seen). Exit 1 when NAME is unknown."""
-    run_guarded(lambda: _show(state, name, limit, as_json))
+    return _show(state, name, limit, as_json)
 
 
 def _show(state: Context, name: str | None, limit: int, as_json: bool) -> int:
@@ -74,9 +74,9 @@ def _show(state: Context, name: str | None, limit: int, as_json: bool) -> int:
 @click.option("--out", "out", metavar="FILE", help="Write here (atomically) instead of stdout.")
 @common_options
 @click.pass_obj
-def export(state: Context, host: str | None, out: str | None) -> None:
+def export(state: Context, host: str | None, out: str | None) -> int | None:
     """Write the versioned extension snapshot JSON (docs/snapshot.md)."""
-    run_guarded(lambda: _export(state, host, out))
+    return _export(state, host, out)
 
 
 def _export(state: Context, host: str | None, out: str | None) -> int:

@@ -11,7 +11,7 @@ from types import FrameType
 import click
 import orjson
 
-from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.cli import Context, common_options, json_option, open_store
 from rarenet.baseline.collect import Collector, local_host_id
 from rarenet.baseline.config import Config
 from rarenet.baseline.errors import ConfigError
@@ -30,7 +30,7 @@ from rarenet.baseline.units import parse_duration
 @click.pass_obj
 def collect(
     state: Context, once: bool, interval: str | None, count: int | None, as_json: bool
-) -> None:
+) -> int | None:
     """Read this host's sockets from /proc (the rows of the pack query) into the store.
 
     Rows are stored as observations of this host (`[collect] host_id`, default
@@ -38,7 +38,7 @@ def collect(
     since the previous scan are stored. Runs until Ctrl-C / SIGTERM unless --once or
     --count is given; each scan commits before the next starts.
     """
-    run_guarded(lambda: _collect(state.config(), once, interval, count, as_json))
+    return _collect(state.config(), once, interval, count, as_json)
 
 
 def _collect(

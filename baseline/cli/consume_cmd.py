@@ -13,7 +13,6 @@ from rarenet.baseline.cli import (
     announce_new_store,
     common_options,
     json_option,
-    run_guarded,
 )
 from rarenet.baseline.errors import EXIT_OK
 from rarenet.baseline.stream.consume import (
@@ -81,7 +80,7 @@ def consume(
     connect_timeout: str,
     check_subject: str | None,
     as_json: bool,
-) -> None:
+) -> int | None:
     """Consume osquery results from NATS JetStream (Fleet's `nats` result-log destination)
     with a durable pull consumer: each batch is committed to the store, then acked.
     Redelivered messages store nothing new; a message that is not a result is quarantined
@@ -144,4 +143,4 @@ def consume(
             )
         return EXIT_OK
 
-    run_guarded(body)
+    return body()

@@ -27,7 +27,7 @@ import requests
 
 from rarenet.baseline.access.audit import cli_principal
 from rarenet.baseline.access.users import add_user, create_token, get_user
-from rarenet.baseline.cli import Context, common_options, json_option, run_guarded
+from rarenet.baseline.cli import Context, common_options, json_option
 from rarenet.baseline.cli.inert_output import echo_styled
 from rarenet.baseline.cli.summary import Columns, Look, echo_summary, fit, plural, signal_row
 from rarenet.baseline.config import DetectSettings
@@ -58,7 +58,7 @@ START_TIMEOUT = 60.0
 @click.pass_obj
 def demo(
     state: Context, hosts: int, days: float, seed: int, workdir: str | None, as_json: bool
-) -> None:
+) -> int | None:
     """Replay a SYNTHETIC fleet with attacks through `rarenet serve` and the rule.
 
     Everything runs on a scratch store (so it refuses --db), kept in --workdir DIR if
@@ -79,7 +79,7 @@ def demo(
         with tempfile.TemporaryDirectory(prefix="rarenet-demo-") as scratch:
             return _demo(state, hosts, days, seed, Path(scratch), kept=False, as_json=as_json)
 
-    run_guarded(body)
+    return body()
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import orjson
 
-from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.cli import Context, common_options, json_option, open_store
 from rarenet.baseline.cli.options import input_size, time_option
 from rarenet.baseline.cli.summary import echo_summary, plural
 from rarenet.baseline.config import override
@@ -72,7 +72,7 @@ def run_line(run: RunResult) -> str:
 @common_options
 @json_option
 @click.pass_obj
-def detect(state: Context, at: str | None, shards: tuple[str, ...], as_json: bool) -> None:
+def detect(state: Context, at: str | None, shards: tuple[str, ...], as_json: bool) -> int | None:
     """One run of the rule at data time TIME over the look-back; queue and print signals.
 
     Late data (older than the look-back, within history: an offline host's buffered
@@ -85,7 +85,7 @@ def detect(state: Context, at: str | None, shards: tuple[str, ...], as_json: boo
     Exit status: 0 no new signal, 1 new signals were queued, 2 bad input or config,
     3 the store failed.
     """
-    run_guarded(lambda: _detect(state, at, shards, as_json))
+    return _detect(state, at, shards, as_json)
 
 
 def _detect(state: Context, at: str | None, shards: tuple[str, ...], as_json: bool) -> int:
@@ -159,7 +159,7 @@ def backtest(
     labels: str | None,
     arrivals: str | None,
     as_json: bool,
-) -> None:
+) -> int | None:
     """Replay result logs in data time (or, with --arrivals, in arrival order) through
     ingest and the scheduled rule.
 
@@ -174,7 +174,7 @@ def backtest(
             "writes --db; drop --db (to fill a store: `rarenet ingest --db PATH FILE...`)",
             click.get_current_context(),
         )
-    run_guarded(lambda: _backtest(state, files, start, end, labels, arrivals, as_json))
+    return _backtest(state, files, start, end, labels, arrivals, as_json)
 
 
 def _backtest(

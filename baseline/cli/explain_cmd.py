@@ -7,7 +7,7 @@ import time
 import click
 import orjson
 
-from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.cli import Context, common_options, json_option, open_store
 from rarenet.baseline.cli.options import time_option
 from rarenet.baseline.config import override
 from rarenet.baseline.detect.shards import configured_shards
@@ -38,14 +38,14 @@ def explain(
     at: str | None,
     shards: tuple[str, ...],
     as_json: bool,
-) -> None:
+) -> int | None:
     """Why HOST's use of EXECUTABLE (a path, or a process name) did or did not fire in the
     run at TIME: learning, below threshold (with the score's parts), excepted by which
     exception, suppressed by which signal, one host of a rollout, grouped with which hosts.
 
     Writes no signal. Exit status: 0, or 2 for bad input.
     """
-    run_guarded(lambda: _explain(state, host, executable, at, shards, as_json))
+    return _explain(state, host, executable, at, shards, as_json)
 
 
 def _explain(

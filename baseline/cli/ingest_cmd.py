@@ -7,7 +7,7 @@ import sys
 import click
 import orjson
 
-from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.cli import Context, common_options, json_option, open_store
 from rarenet.baseline.cli.options import input_size
 from rarenet.baseline.errors import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK
 from rarenet.baseline.ingest.pipeline import Ingester, IngestReport
@@ -25,7 +25,9 @@ from rarenet.baseline.ingest.workers import default_workers
 @common_options
 @json_option
 @click.pass_obj
-def ingest(state: Context, files: tuple[str, ...], workers: int | None, as_json: bool) -> None:
+def ingest(
+    state: Context, files: tuple[str, ...], workers: int | None, as_json: bool
+) -> int | None:
     """Ingest osquery / Fleet result logs (any mix of formats, gzip ok).
 
     Idempotent: lines already stored are counted as duplicates, files resume from
@@ -35,7 +37,7 @@ def ingest(state: Context, files: tuple[str, ...], workers: int | None, as_json:
     Exit status: 0 all lines accepted, 1 some lines quarantined, 2 an input could not
     be read (or bad config), 3 the store failed.
     """
-    run_guarded(lambda: _ingest(state, files, workers or default_workers(), as_json))
+    return _ingest(state, files, workers or default_workers(), as_json)
 
 
 def _ingest(state: Context, files: tuple[str, ...], workers: int, as_json: bool) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import orjson
 
-from rarenet.baseline.cli import common_options, json_option, run_guarded
+from rarenet.baseline.cli import common_options, json_option
 from rarenet.baseline.errors import EXIT_FINDINGS, EXIT_OK
 from rarenet.baseline.packs import BuildReport, build
 from rarenet.baseline.packs.paths import resolve_dirs
@@ -41,7 +41,7 @@ def packs() -> None:
 @json_option
 def build_command(
     check: bool, queries_dir: Path | None, out_dir: Path | None, as_json: bool
-) -> None:
+) -> int | None:
     """Regenerate the packs (osquery JSON, Fleet GitOps, fleetctl, Kolide) from queries/.
 
     By default the project's own queries/ and packs/ (a checkout's top-level folders, or
@@ -52,7 +52,7 @@ def build_command(
     it), a default directory is missing, or a build without --out would rewrite an
     installed copy's packs (the error names the option).
     """
-    run_guarded(lambda: _build(check, queries_dir, out_dir, as_json))
+    return _build(check, queries_dir, out_dir, as_json)
 
 
 def _build(check: bool, queries: Path | None, out: Path | None, as_json: bool) -> int:

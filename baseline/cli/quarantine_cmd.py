@@ -8,7 +8,7 @@ import sys
 import click
 import orjson
 
-from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.cli import Context, common_options, json_option, open_store
 from rarenet.baseline.cli.inert_output import inert_line
 from rarenet.baseline.errors import InputError
 from rarenet.baseline.units import format_time
@@ -24,9 +24,9 @@ def quarantine() -> None:
 @common_options
 @json_option
 @click.pass_obj
-def list_(state: Context, limit: int, as_json: bool) -> None:
+def list_(state: Context, limit: int, as_json: bool) -> int | None:
     """The newest rejected lines: id, file:line, reason."""
-    run_guarded(lambda: _list(state, limit, as_json))
+    return _list(state, limit, as_json)
 
 
 def _list(state: Context, limit: int, as_json: bool) -> int:
@@ -52,12 +52,12 @@ def _list(state: Context, limit: int, as_json: bool) -> int:
 @common_options
 @json_option
 @click.pass_obj
-def show(state: Context, qid: int, as_json: bool) -> None:
+def show(state: Context, qid: int, as_json: bool) -> int | None:
     """Print the kept bytes of one rejected line (up to 64 KiB) to stdout — exactly when
     piped, with control characters escaped on a terminal; with --json one document whose
     `raw` is the bytes decoded as UTF-8 (invalid bytes replaced) and `raw_base64` the
     exact bytes."""
-    run_guarded(lambda: _show(state, qid, as_json))
+    return _show(state, qid, as_json)
 
 
 def _show(state: Context, qid: int, as_json: bool) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import orjson
 
-from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.cli import Context, common_options, json_option, open_store
 from rarenet.baseline.cli.options import time_option
 from rarenet.baseline.console.report import build_report, check_target, quality_of, write_report
 from rarenet.baseline.detect.backtest import backtest
@@ -38,14 +38,14 @@ def report(
     replay: tuple[str, ...],
     labels: str | None,
     as_json: bool,
-) -> None:
+) -> int | None:
     """Write one self-contained HTML page — signals, their explanations and plots, the
     binaries involved, and with --backtest --labels the quality (caught/missed per
     label, false signals) — for sharing in a ticket. It makes no request when opened.
 
     Reads the store (--db) unless --backtest is given. Exit status: 0, 2 bad input.
     """
-    run_guarded(lambda: _report(state, Path(out), since, replay, labels, as_json))
+    return _report(state, Path(out), since, replay, labels, as_json)
 
 
 def _report(

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import click
 
-from rarenet.baseline.cli import Context, announce_new_store, common_options, run_guarded
+from rarenet.baseline.cli import Context, announce_new_store, common_options
 from rarenet.baseline.cli.detect_cmd import signal_line
 from rarenet.baseline.detect.rule import RunResult
 
@@ -42,7 +42,7 @@ def console_line(line: str) -> None:
 @click.pass_obj
 def serve(
     state: Context, local: bool, host: str | None, port: int | None, access_log: bool
-) -> None:
+) -> int | None:
     """Serve the HTTP API and run the schedule: tail [ingest] files, detect every
     [detect] interval, deliver, prune; with --local also collect from this host.
 
@@ -93,4 +93,4 @@ def serve(
         click.echo("rarenet: stopped; every acknowledged request is committed")
         return code
 
-    run_guarded(body)
+    return body()

@@ -12,7 +12,7 @@ from typing import Any
 import click
 import orjson
 
-from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.cli import Context, common_options, json_option, open_store
 from rarenet.baseline.deliver import STATES, SignalRecord, deliver_once, get_signal, list_signals
 from rarenet.baseline.deliver import redeliver as redeliver_signal
 from rarenet.baseline.deliver.formats import printable
@@ -81,7 +81,7 @@ def _context_lines(doc: dict[str, Any]) -> list[tuple[str, str]]:
 @click.pass_obj
 def list_(
     state: Context, only_state: str | None, since: str | None, limit: int, as_json: bool
-) -> None:
+) -> int | None:
     """Newest signals first: id, data time (the signal's bucket), score, host, binary,
     delivery state per webhook."""
 
@@ -116,7 +116,7 @@ def list_(
             click.echo("  ".join([*cells, row[-1]]))
         return 0
 
-    run_guarded(body)
+    return body()
 
 
 @signals.command("show")
@@ -124,7 +124,7 @@ def list_(
 @common_options
 @json_option
 @click.pass_obj
-def show(state: Context, sid: str, as_json: bool) -> None:
+def show(state: Context, sid: str, as_json: bool) -> int | None:
     """One signal (ID or a unique prefix of at least 6 characters): delivery state,
     attempts and last error per webhook, then the full signal document."""
 
@@ -164,7 +164,7 @@ def show(state: Context, sid: str, as_json: bool) -> None:
         click.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
         return 0
 
-    run_guarded(body)
+    return body()
 
 
 @signals.command("redeliver")
@@ -173,7 +173,7 @@ def show(state: Context, sid: str, as_json: bool) -> None:
 @common_options
 @json_option
 @click.pass_obj
-def redeliver(state: Context, sid: str, webhook: str | None, as_json: bool) -> None:
+def redeliver(state: Context, sid: str, webhook: str | None, as_json: bool) -> int | None:
     """Queue a signal again (state pending, same Idempotency-Key); `rarenet serve` or
     `rarenet signals deliver` sends it."""
 
@@ -189,14 +189,14 @@ def redeliver(state: Context, sid: str, webhook: str | None, as_json: bool) -> N
             click.echo(f"queued {record.id} for {', '.join(queued)}")
         return 0
 
-    run_guarded(body)
+    return body()
 
 
 @signals.command("deliver")
 @common_options
 @json_option
 @click.pass_obj
-def deliver(state: Context, as_json: bool) -> None:
+def deliver(state: Context, as_json: bool) -> int | None:
     """One delivery pass now (what `rarenet serve` does every few seconds).
 
     Exit status: 0 nothing failed in this pass, 1 some delivery is retrying, failed or
@@ -215,4 +215,4 @@ def deliver(state: Context, as_json: bool) -> None:
             )
         return EXIT_FINDINGS if report.retrying or report.failed or report.dead else 0
 
-    run_guarded(body)
+    return body()

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import orjson
 
-from rarenet.baseline.cli import Context, common_options, json_option, run_guarded
+from rarenet.baseline.cli import Context, common_options, json_option
 from rarenet.baseline.cli.summary import plural
 from rarenet.baseline.errors import InputError
 from rarenet.baseline.simulate import (
@@ -163,7 +163,7 @@ def simulate(
     arrivals: str | None,
     out: str,
     as_json: bool,
-) -> None:
+) -> int | None:
     """Write a SYNTHETIC fleet result log and labels (see the help text)."""
     if state.db is not None:
         raise click.UsageError(
@@ -179,7 +179,7 @@ def simulate(
         _report(result, days, out, labels_path, as_json)
         return 0
 
-    run_guarded(body)
+    return body()
 
 
 __all__ = ["simulate"]

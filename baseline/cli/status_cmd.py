@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import orjson
 
-from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.cli import Context, common_options, json_option, open_store
 from rarenet.baseline.units import format_time
 
 
@@ -13,9 +13,9 @@ from rarenet.baseline.units import format_time
 @common_options
 @json_option
 @click.pass_obj
-def status(state: Context, as_json: bool) -> None:
+def status(state: Context, as_json: bool) -> int | None:
     """Summarise the store: observations, hosts, binaries, time range, quarantine."""
-    run_guarded(lambda: _status(state, as_json))
+    return _status(state, as_json)
 
 
 def _status(state: Context, as_json: bool) -> int:

@@ -20,7 +20,7 @@ from rarenet.baseline.access.users import (
     set_password,
     set_role,
 )
-from rarenet.baseline.cli import Context, common_options, json_option, open_store, run_guarded
+from rarenet.baseline.cli import Context, common_options, json_option, open_store
 from rarenet.baseline.errors import EXIT_FINDINGS, InputError
 from rarenet.baseline.units import format_time, parse_duration
 
@@ -67,7 +67,7 @@ def users() -> None:
 @click.pass_obj
 def users_add(
     state: Context, name: str, role: str, password_stdin: bool, no_password: bool, as_json: bool
-) -> None:
+) -> int | None:
     """Add a user (the first admin is made this way: never a default password)."""
 
     def body() -> int:
@@ -80,14 +80,14 @@ def users_add(
             click.echo(f"added {user.role} {user.name}")
         return 0
 
-    run_guarded(body)
+    return body()
 
 
 @users.command("list")
 @common_options
 @json_option
 @click.pass_obj
-def users_list(state: Context, as_json: bool) -> None:
+def users_list(state: Context, as_json: bool) -> int | None:
     """Every user with their role."""
 
     def body() -> int:
@@ -106,7 +106,7 @@ def users_list(state: Context, as_json: bool) -> None:
             )
         return 0
 
-    run_guarded(body)
+    return body()
 
 
 @users.command("passwd")
@@ -114,7 +114,7 @@ def users_list(state: Context, as_json: bool) -> None:
 @stdin_option
 @common_options
 @click.pass_obj
-def users_passwd(state: Context, name: str, password_stdin: bool) -> None:
+def users_passwd(state: Context, name: str, password_stdin: bool) -> int | None:
     """Set a user's password."""
 
     def body() -> int:
@@ -124,7 +124,7 @@ def users_passwd(state: Context, name: str, password_stdin: bool) -> None:
         click.echo(f"password of {name} changed")
         return 0
 
-    run_guarded(body)
+    return body()
 
 
 @users.command("role")
@@ -132,7 +132,7 @@ def users_passwd(state: Context, name: str, password_stdin: bool) -> None:
 @click.argument("role", type=click.Choice(ROLES))
 @common_options
 @click.pass_obj
-def users_role(state: Context, name: str, role: str) -> None:
+def users_role(state: Context, name: str, role: str) -> int | None:
     """Change a user's role (takes effect on their next request)."""
 
     def body() -> int:
@@ -141,14 +141,14 @@ def users_role(state: Context, name: str, role: str) -> None:
         click.echo(f"{name} is now {role}")
         return 0
 
-    run_guarded(body)
+    return body()
 
 
 @users.command("remove")
 @click.argument("name")
 @common_options
 @click.pass_obj
-def users_remove(state: Context, name: str) -> None:
+def users_remove(state: Context, name: str) -> int | None:
     """Remove a user and revoke their tokens (exit 1 if there was none)."""
 
     def body() -> int:
@@ -157,7 +157,7 @@ def users_remove(state: Context, name: str) -> None:
         click.echo(f"removed {name}" if removed else f"no user {name}")
         return 0 if removed else EXIT_FINDINGS
 
-    run_guarded(body)
+    return body()
 
 
 @click.group()
@@ -172,7 +172,9 @@ def tokens() -> None:
 @common_options
 @json_option
 @click.pass_obj
-def tokens_add(state: Context, user: str, label: str, expires: str | None, as_json: bool) -> None:
+def tokens_add(
+    state: Context, user: str, label: str, expires: str | None, as_json: bool
+) -> int | None:
     """Make a token; its secret is printed once, only its hash is stored."""
 
     def body() -> int:
@@ -191,14 +193,14 @@ def tokens_add(state: Context, user: str, label: str, expires: str | None, as_js
             click.echo(secret)
         return 0
 
-    run_guarded(body)
+    return body()
 
 
 @tokens.command("list")
 @common_options
 @json_option
 @click.pass_obj
-def tokens_list(state: Context, as_json: bool) -> None:
+def tokens_list(state: Context, as_json: bool) -> int | None:
     """Every token (never its secret)."""
 
     def body() -> int:
@@ -215,14 +217,14 @@ def tokens_list(state: Context, as_json: bool) -> None:
             click.echo(f"{t.id:>4}  {t.user:<20} {t.label:<16} {status}  last used {used}")
         return 0
 
-    run_guarded(body)
+    return body()
 
 
 @tokens.command("revoke")
 @click.argument("token_id", type=int, metavar="ID")
 @common_options
 @click.pass_obj
-def tokens_revoke(state: Context, token_id: int) -> None:
+def tokens_revoke(state: Context, token_id: int) -> int | None:
     """Revoke a token (exit 1 if there was no live one with that id)."""
 
     def body() -> int:
@@ -231,7 +233,7 @@ def tokens_revoke(state: Context, token_id: int) -> None:
         click.echo(f"revoked token {token_id}" if revoked else f"no live token {token_id}")
         return 0 if revoked else EXIT_FINDINGS
 
-    run_guarded(body)
+    return body()
 
 
 @click.group()
@@ -248,7 +250,7 @@ def audit() -> None:
 @click.pass_obj
 def audit_list(
     state: Context, limit: int, target: str | None, action: str | None, as_json: bool
-) -> None:
+) -> int | None:
     """Newest first."""
 
     def body() -> int:
@@ -265,4 +267,4 @@ def audit_list(
             )
         return 0
 
-    run_guarded(body)
+    return body()
