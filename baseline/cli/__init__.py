@@ -7,6 +7,7 @@ codes (README.md, "Exit codes").
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import sys
@@ -100,7 +101,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 
 def run_guarded(action: Callable[[], int | None]) -> None:
     """Run a command, turning rarenet errors into a message and an exit code — the one
-    place the CLI does so (`GuardedGroup` runs every command through it). click's own
+    place the CLI does so (`_guard` runs every command's body through it). click's own
     usage errors, `--help` and aborts pass through to click."""
     try:
         code = action()
@@ -136,15 +137,26 @@ def _quiet_stdout() -> None:
         pass
 
 
-class GuardedGroup(click.Group):
-    """The `rarenet` group: every command's body runs under `run_guarded`, and what it
-    returns is the process's exit code."""
+def _guard(command: click.Command) -> None:
+    """Run `command`'s body (and every subcommand's) under `run_guarded`, however it is
+    invoked — through `rarenet` or, in tests, on its own: what a body returns is the
+    process's exit code."""
+    body = command.callback
+    leaf = not isinstance(command, click.Group)  # a group's own callback runs on into its commands
+    if leaf and body is not None and not getattr(body, "guarded", False):
 
-    def invoke(self, ctx: click.Context) -> Any:
-        run_guarded(lambda: super(GuardedGroup, self).invoke(ctx))
+        @functools.wraps(body)
+        def guarded(*args: Any, **kwargs: Any) -> None:
+            run_guarded(lambda: body(*args, **kwargs))
+
+        guarded.guarded = True  # type: ignore[attr-defined]
+        command.callback = guarded
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _guard(sub)
 
 
-@click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @common_options
 @click.version_option(__version__, prog_name="rarenet")
 @click.pass_context
@@ -194,6 +206,8 @@ def _register() -> None:
     main.add_command(users_cmd.users)
     main.add_command(users_cmd.tokens)
     main.add_command(users_cmd.audit)
+    for command in main.commands.values():
+        _guard(command)
 
 
 _register()
