@@ -19,7 +19,6 @@ from rarenet.baseline.config import DetectSettings, load_config
 from rarenet.baseline.console import views
 from rarenet.baseline.detect.exceptions import Exception_, add_exception
 from rarenet.baseline.detect.peers import (
-    count_occasions,
     merge_answers,
     path_weights,
     routine_peer,
@@ -27,6 +26,7 @@ from rarenet.baseline.detect.peers import (
     spread_occasions,
 )
 from rarenet.baseline.detect.rule import RunResult, detect_once
+from rarenet.baseline.detect.suspects import count_occasions
 from rarenet.baseline.detect.why import why
 from rarenet.baseline.ingest.pipeline import Ingester
 from rarenet.baseline.store import Store

@@ -344,18 +344,27 @@ def signals_page(store: Store, filters: SignalFilter, per_page: int = PAGE_GROUP
     )
 
 
+def _keyset(cursor: Cursor | None, newer_first: bool, key: str) -> tuple[str, str, tuple[Any, ...]]:
+    """Keyset paging on `key`, an SQL (latest, group) row value: the condition past
+    `cursor` ("" without one), the order (older ones newest first, or — not
+    `newer_first` — newer ones oldest first) and the condition's parameters."""
+    side, order = ("<", "DESC") if newer_first else (">", "ASC")
+    if cursor is None:
+        return "", order, ()
+    return f"{key} {side} (?, ?)", order, (cursor.latest, cursor.group)
+
+
 def _unfiltered_heads(
     store: Store, cursor: Cursor | None, newer_first: bool, limit: int
 ) -> list[Any]:
     """Up to `limit` groups from `signal_group` past `cursor`: older ones, newest first,
     or (not `newer_first`) newer ones, oldest first."""
-    side, order = ("<", "DESC") if newer_first else (">", "ASC")
-    where = f"(g.latest, g.group_id) {side} (?, ?)" if cursor else NO_FILTER
+    past, order, params = _keyset(cursor, newer_first, "(g.latest, g.group_id)")
     return store.conn.execute(
         "SELECT g.group_id, g.signals, (SELECT count(*) FROM signal_group_host AS h "
         f"WHERE h.group_id = g.group_id), g.latest, g.max_score FROM signal_group AS g "
-        f"WHERE {where} ORDER BY g.latest {order}, g.group_id {order} LIMIT ?",
-        (*((cursor.latest, cursor.group) if cursor else ()), limit),
+        f"WHERE {past or NO_FILTER} ORDER BY g.latest {order}, g.group_id {order} LIMIT ?",
+        (*params, limit),
     ).fetchall()
 
 
@@ -371,12 +380,11 @@ def _score_heads(
     total_groups = store.conn.execute(
         "SELECT count(*) FROM signal_group WHERE max_score >= ?", (min_score,)
     ).fetchone()[0]
-    side, order = ("<", "DESC") if newer_first else (">", "ASC")
-    where = f"(g.latest, g.group_id) {side} (?, ?)" if cursor else NO_FILTER
+    past, order, params = _keyset(cursor, newer_first, "(g.latest, g.group_id)")
     groups = store.conn.execute(
-        f"SELECT g.group_id, g.latest FROM signal_group AS g WHERE g.max_score >= ? AND {where} "
-        f"ORDER BY g.latest {order}, g.group_id {order} LIMIT ?",
-        (min_score, *((cursor.latest, cursor.group) if cursor else ()), limit),
+        "SELECT g.group_id, g.latest FROM signal_group AS g WHERE g.max_score >= ? AND "
+        f"{past or NO_FILTER} ORDER BY g.latest {order}, g.group_id {order} LIMIT ?",
+        (min_score, *params, limit),
     ).fetchall()
     heads = []
     for group, latest in groups:
@@ -398,13 +406,13 @@ def _filtered_heads(
     limit: int,
 ) -> list[Any]:
     """As `_unfiltered_heads`, for the groups of the signals matching `where`."""
-    side, order = ("<", "DESC") if newer_first else (">", "ASC")
-    having = f"HAVING (max(s.created_at), g) {side} (?, ?)" if cursor else ""
+    past, order, cursor_params = _keyset(cursor, newer_first, "(max(s.created_at), g)")
+    having = f"HAVING {past}" if past else ""
     return store.conn.execute(
         f"SELECT coalesce(s.group_id, s.id) AS g, count(*), count(DISTINCT s.host), "
         f"max(s.created_at), max(s.score) FROM signals AS s WHERE {where} "
         f"GROUP BY g {having} ORDER BY max(s.created_at) {order}, g {order} LIMIT ?",
-        (*params, *((cursor.latest, cursor.group) if cursor else ()), limit),
+        (*params, *cursor_params, limit),
     ).fetchall()
 
 

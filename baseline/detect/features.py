@@ -19,13 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rarenet.baseline.detect.detail import detail_from_row
-from rarenet.baseline.detect.peers import (
-    PeerUse,
-    common_hosts,
-    merge_answers,
-    path_weights,
-    routine_peer,
-)
+from rarenet.baseline.detect.peers import PeerUse, asked, routine_peer, weights_over
 from rarenet.baseline.detect.scoring import (
     MIN_ROLLOUT_HOSTS,
     MIN_ROUTINE_HOSTS,
@@ -182,9 +176,7 @@ def gather_from(
         tenure=np.where(path_at >= 0, keys.values[own, 7], 1.0),
         recent_hosts=keys.values[own, 5],
         wave_hosts=np.where(path_at >= 0, keys.values[own, 6], 1.0),
-        package_managed=np.fromiter(
-            (float(may_roll_out(r[2], r[3])) for r in rows), float, len(rows)
-        ),
+        package_managed=_per_binary(rows, lambda name, path: float(may_roll_out(name, path))),
         suspicion=_per_path(rows, suspicion),
         fresh_destination=_fresh_destinations(merged, span, history, active < mature),
         adopting=np.where(path_at >= 0, keys.values[own, 8], 0.0),
@@ -312,6 +304,12 @@ def _rare(
     known = ~np.isnan(path_f)
     by_path = key_rarity(np.nan_to_num(path_f), np.nan_to_num(path_h), fleet_f, fleet_n)
     return np.asarray((by_name > 0) | (known & (by_path > 0)))
+
+
+def _per_binary(rows: list[Any], value: Callable[[str, str], float]) -> Array:
+    """`value(name, path)` for every candidate, computed once per distinct binary."""
+    cache = {binary: value(*binary) for binary in {(r[2], r[3]) for r in rows}}
+    return np.fromiter((cache[r[2], r[3]] for r in rows), float, len(rows))
 
 
 def _per_path(rows: list[Any], value: Callable[[str], float]) -> Array:
@@ -454,8 +452,7 @@ class _Exclusion:
         if not suspects:
             return {}
         asks = [[s.host, s.path, buckets[s]] for s in suspects]
-        per_source = [source.peer_uses(self.span, self.history, asks) for source in self.sources]
-        answers = [merge_answers([answer[n] for answer in per_source]) for n in range(len(asks))]
+        answers = asked(self.sources, self.span, self.history, asks)
         weights = self._path_weights(answers, [b for s in suspects for b in buckets[s]])
         rows = {key: row for row, key in enumerate(self.keys)}
         found: dict[tuple[Suspect, int], PeerUse] = {}
@@ -472,15 +469,11 @@ class _Exclusion:
 
     def _path_weights(self, answers: list[list[Any]], buckets: list[int]) -> dict[str, float]:
         """The weight of every path in the answers' profiles (peers.path_weights): the
-        fleet's hosts using it over the windows, counted up to the routine level."""
+        fleet's hosts using it over the windows, counted up to the common level."""
         paths = sorted({p for answer in answers for _, profile in answer[0] for p in profile})
-        if not paths:
-            return {}
         fleet_hosts = max(float(self.fleet[b].hosts) for b in buckets)
-        low, high, cap = min(buckets) - self.history, max(buckets), common_hosts(fleet_hosts)
-        ranges: list[CappedRange] = [("path", p, low, high, cap) for p in paths]
-        counts = _summed(self.sources, lambda s: s.hosts_in_window(self.span, ranges), len(ranges))
-        return path_weights(dict(zip(paths, counts, strict=True)), fleet_hosts)
+        low, high = min(buckets) - self.history, max(buckets)
+        return weights_over(self.sources, self.span, low, high, fleet_hosts, paths)
 
     def _usage(self, pairs: list[tuple[Suspect, int]]) -> dict[tuple[Suspect, int], Usage]:
         """One ask per suspect for all its buckets, merged over the shards."""

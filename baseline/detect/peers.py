@@ -115,6 +115,37 @@ def merge_answers(answers: Sequence[list[Any]]) -> list[Any]:
     return [profiles, uses or [], others]
 
 
+def asked(
+    sources: Sequence[PresenceSource], span: int, history: int, asks: list[list[Any]]
+) -> list[list[Any]]:
+    """`peer_uses` of every source for `asks`, merged per ask (`merge_answers`)."""
+    if not asks:
+        return []
+    per_source = [source.peer_uses(span, history, asks) for source in sources]
+    return [merge_answers([answers[n] for answers in per_source]) for n in range(len(asks))]
+
+
+def weights_over(
+    sources: Sequence[PresenceSource],
+    span: int,
+    low: int,
+    high: int,
+    fleet_hosts: float,
+    paths: Sequence[str],
+) -> dict[str, float]:
+    """`path_weights` of `paths`, the hosts using each in [low, high) counted over the
+    sources up to the common level."""
+    if not paths:
+        return {}
+    cap = common_hosts(fleet_hosts)
+    ranges = [("path", p, low, high, cap) for p in paths]
+    counts = [0] * len(paths)
+    for source in sources:
+        found = source.hosts_in_window(span, ranges)
+        counts = [a + b for a, b in zip(counts, found, strict=True)]
+    return path_weights(dict(zip(paths, counts, strict=True)), fleet_hosts)
+
+
 def common_hosts(fleet_hosts: float) -> int:
     """Hosts using a path that make it common, saying nothing of a host's role."""
     return max(math.ceil(COMMON_SHARE * fleet_hosts), MIN_COMMON_HOSTS)
@@ -189,18 +220,14 @@ def host_peers(
     what explain and the console show. Asked of the shards as the rule asks them: who
     else uses each of the host's paths (a path on more than MAX_OTHER_HOSTS other hosts
     makes no peer), and their paths."""
-
-    def ask(paths: list[str]) -> list[list[Any]]:
-        asks = [[host, p, [at]] for p in paths]
-        per_source = [source.peer_uses(span, history, asks) for source in sources]
-        return [merge_answers([answers[n] for answers in per_source]) for n in range(len(asks))]
-
-    (first,) = ask([path])
+    (first,) = asked(sources, span, history, [[host, path, [at]]])
     profiles = {who: set(paths) for who, paths in first[0]}
     mine = profiles.get(host, set())
-    for answer in ask(sorted(mine - {path})):
+    others = asked(sources, span, history, [[host, p, [at]] for p in sorted(mine - {path})])
+    for answer in others:
         profiles.update({who: set(paths) for who, paths in answer[0]})
-    weights = _weights(sources, span, history, at, fleet_hosts, profiles)
+    every_path = sorted(set[str]().union(*profiles.values()))
+    weights = weights_over(sources, span, at - history, at, fleet_hosts, every_path)
     using = {other: occasions for other, occasions in (first[1][0] if first[1] else [])}
     found = [
         PeerUse(other, int(using.get(other, 0)), round(alike, 3))
@@ -210,29 +237,3 @@ def host_peers(
     ]
     found.sort(key=lambda peer: (-peer.similarity, peer.host))
     return found[:PEERS_SHOWN]
-
-
-def _weights(
-    sources: Sequence[PresenceSource],
-    span: int,
-    history: int,
-    at: int,
-    fleet_hosts: float,
-    profiles: dict[str, set[str]],
-) -> dict[str, float]:
-    """`path_weights` of every path in `profiles`, counted over the shards."""
-    paths = sorted(set().union(*profiles.values())) if profiles else []
-    cap = common_hosts(fleet_hosts)
-    ranges = [("path", p, at - history, at, cap) for p in paths]
-    counts = [0] * len(paths)
-    if paths:
-        for source in sources:
-            counts = [
-                a + b for a, b in zip(counts, source.hosts_in_window(span, ranges), strict=True)
-            ]
-    return path_weights(dict(zip(paths, counts, strict=True)), fleet_hosts)
-
-
-def count_occasions(buckets: Sequence[int], gap: int) -> int:
-    """Uses in sorted buckets that come at least `gap` after the use before them."""
-    return sum(1 for i, b in enumerate(buckets) if i == 0 or b - buckets[i - 1] >= gap)

@@ -41,7 +41,6 @@ from typing import Any
 import orjson
 
 from rarenet.baseline.detect.exceptions import Exception_, matches_document
-from rarenet.baseline.detect.peers import count_occasions
 from rarenet.baseline.detect.signal import RULE_ID
 from rarenet.extension.locations import Location, classify
 
@@ -275,6 +274,11 @@ def _window_usage(
         after_name[0] if after_name else None,
         after_name[-1] if after_name else None,
     ]
+
+
+def count_occasions(buckets: Sequence[int], gap: int) -> int:
+    """Uses in sorted buckets that come at least `gap` after the use before them."""
+    return sum(1 for i, b in enumerate(buckets) if i == 0 or b - buckets[i - 1] >= gap)
 
 
 def _between(ordered: list[int], low: int, high: int) -> list[int]:
