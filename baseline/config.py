@@ -116,6 +116,13 @@ class DetectSettings:
     history: float = setting(
         14 * 86400.0, "Baseline window before the look-back.", "duration", low=1
     )
+    memory: float = setting(
+        400 * 86400.0,
+        "How long the days a binary used the network on a host are remembered (its "
+        "schedule: weekly, monthly, quarterly), beyond `history`.",
+        "duration",
+        low=0,
+    )
     warmup_buckets: int = setting(
         20, "Buckets of fleet history needed before any signal.", "int", low=0
     )

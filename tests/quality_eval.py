@@ -26,6 +26,7 @@ from rarenet.baseline.config import load_config
 from rarenet.baseline.detect.backtest import arrive, backtest
 from rarenet.baseline.ingest.pipeline import Ingester
 from rarenet.baseline.simulate import Label, SimulationSpec, read_labels, simulate_to_path
+from rarenet.baseline.simulate.catalogue import SCHEDULED_JOBS
 from rarenet.baseline.simulate.delivery import Delay, read_delivery
 from rarenet.baseline.simulate.families import benign_paths
 from rarenet.baseline.store import Store
@@ -36,6 +37,7 @@ WARMUP = 20
 HISTORY = 14 * 86400 // SPAN
 SUPPRESS = 86400 // SPAN
 LOOKBACK = 2700  # the references' look-back after a bucket ends (Elastic's rule: 45 min)
+FIRST_RUN = 12 * 3600  # a scheduled job's signal this soon after its first use is of that run
 FAMILIES = (
     "never-seen",
     "masquerade",
@@ -117,6 +119,23 @@ class FleetQuality:
         return counts
 
     present: set[str] = field(default_factory=set)  # benign scenario paths in this fleet
+    # (host, path) of a scheduled job → the bucket of its first use on that host
+    first_runs: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def scheduled_signals(self, detector: str) -> tuple[int, int]:
+        """Signals of scheduled jobs (SCHEDULED_JOBS): (at a host's first run of the job,
+        at a later run: its second occurrence on)."""
+        scored = self.detectors[detector]
+        first = later = 0
+        for hit in scored.signals:
+            for (host, path), start in self.first_runs.items():
+                same = hit.name == path.rsplit("/", 1)[-1] if scored.by_name else hit.path == path
+                if hit.host == host and same:
+                    if hit.bucket - start < FIRST_RUN:
+                        first += 1
+                    else:
+                        later += 1
+        return first, later
 
     def false_documents(self) -> list[dict[str, Any]]:
         """rarenet's false signals as documents (to say what they are)."""
@@ -176,6 +195,10 @@ def measure(hosts: int, days: float, seed: int, workdir: Path, late: bool = Fals
     }
     quality.documents = result.signals
     quality.present = {path for _, _, _, path in presence if path in benign_paths()}
+    scheduled = {program.path for program, *_ in SCHEDULED_JOBS.values()}
+    for bucket, host, _, path in presence:  # sorted by bucket: the first use stays
+        if path in scheduled:
+            quality.first_runs.setdefault((host, path), bucket)
     return quality
 
 
@@ -249,8 +272,15 @@ def per_100_host_days(count: int, host_days: float) -> float:
 
 def summarise(fleets: Sequence[FleetQuality]) -> dict[str, Any]:
     """Totals over fleets: per family and detector (caught, labelled); false signals per
-    100 host-days; the worst rollout and weekly job (most signals for one program)."""
-    out: dict[str, Any] = {"recall": {}, "false": {}, "rollout_max": {}, "weekly_max": {}}
+    100 host-days; the worst rollout and weekly job (most signals for one program);
+    scheduled jobs' signals at a host's first run and from its second run on."""
+    out: dict[str, Any] = {
+        "recall": {},
+        "false": {},
+        "rollout_max": {},
+        "weekly_max": {},
+        "scheduled": {},
+    }
     host_days = sum(f.host_days for f in fleets)
     for detector in DETECTORS:
         for family in FAMILIES:
@@ -267,5 +297,8 @@ def summarise(fleets: Sequence[FleetQuality]) -> dict[str, Any]:
                 default=0,
             )
             out[f"{kind}_max"][detector] = worst
+        runs = [f.scheduled_signals(detector) for f in fleets]
+        out["scheduled"][detector] = (sum(a for a, _ in runs), sum(b for _, b in runs))
+    out["scheduled_jobs"] = sum(len(f.first_runs) for f in fleets)
     out["host_days"] = host_days
     return out

@@ -119,6 +119,12 @@ def describe(answer: Why) -> list[str]:
             lines.append(
                 f"    rollout discount {discount:g} (without it: {finding.explanation['score_without_rollout']:g})"
             )
+        schedule = finding.explanation.get("schedule")
+        if schedule:
+            lines.append(
+                f"    schedule: recurs {schedule['every']}, occurrence {schedule['occurrence']} "
+                f"(before: {schedule['previous']}): score × {1 - schedule['discount']:g}"
+            )
     lines.append(f"  {peer_sentence(answer)}")
     for signal in answer.signals[:5]:
         lines.append(

@@ -91,6 +91,7 @@ def example_document(**overrides: Any) -> dict[str, Any]:
             "discount": 0.0,
         },
         "parts": {"rarity": 1.0, "after_habit_and_location": 0.8, "host_novelty": 0.0},
+        "schedule": None,
         "score": 80.0,
         "score_without_rollout": 80.0,
     }

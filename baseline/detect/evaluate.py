@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from rarenet.baseline.config import DetectSettings
 from rarenet.baseline.detect.decide import (
     ROLLOUT_SCORE,
@@ -39,6 +41,7 @@ from rarenet.baseline.detect.features import (
     rollout_hosts,
 )
 from rarenet.baseline.detect.lineage import name_the_shell
+from rarenet.baseline.detect.recurring import find_recurring, with_recurring
 from rarenet.baseline.detect.scoring import Scores, score
 from rarenet.baseline.detect.source import PresenceSource
 from rarenet.baseline.detect.suspects import Suspect, open_suspects
@@ -89,6 +92,11 @@ def evaluate(
     )
     scores = score(gathered.features)
     wanted = pick(gathered) if pick is not None else None
+    could_fire = np.flatnonzero(scores.score >= settings.threshold).tolist()
+    recurring = find_recurring(gathered, [*could_fire, *(wanted or ())], span, int(settings.memory))
+    if recurring:
+        gathered = with_recurring(gathered, recurring)
+        scores = score(gathered.features)
     decisions = decide(
         store.conn, settings, gathered, scores, exceptions, gathered.detail, only=wanted
     )

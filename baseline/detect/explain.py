@@ -90,9 +90,15 @@ def explain(
             "after_habit_and_location": round(rarity_part, 3),
             "host_novelty": round(NOVELTY_WEIGHT * novelty, 3),
         },
+        "schedule": None,
         "score": float(scores.score[index]),
         "score_without_rollout": float(scores.unrolled[index]),
     }
+    recurring = gathered.recurring.get(index)
+    if recurring is not None:
+        explanation["schedule"] = recurring.as_json() | {
+            "discount": round(float(scores.schedule[index]), 3)
+        }
     if cand.path:
         explanation["path"] = {
             "value": cand.path,
@@ -103,7 +109,10 @@ def explain(
             "last_seen": _when(gathered.path_last_bucket[index]),
             "rarity": round(r_path, 3),
         }
-    return explanation, _reason(cand.host, cand.name, cand.path, decided, explanation)
+    reason = _reason(cand.host, cand.name, cand.path, decided, explanation)
+    if recurring is not None:
+        reason = f"{reason}; {recurring.sentence()}: scored as routine"
+    return explanation, reason
 
 
 def _reason(host: str, name: str, path: str, decided: str, exp: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from rarenet.baseline.detect.detail import detail_from_row
 from rarenet.baseline.detect.peers import PeerUse, asked, routine_peer, weights_over
+from rarenet.baseline.detect.schedule import Recurrence
 from rarenet.baseline.detect.scoring import (
     MIN_ROLLOUT_HOSTS,
     MIN_ROUTINE_HOSTS,
@@ -91,6 +92,8 @@ class Gathered:
     # per candidate: the open suspect it continues (its binary on its host has an open
     # signal from an earlier bucket, not settled), else None
     held: tuple[Suspect | None, ...] = ()
+    # per candidate index: its use recurs on a schedule (baseline/detect/recurring.py)
+    recurring: dict[int, Recurrence] = field(default_factory=dict)
 
     def suspect(self, i: int) -> Suspect | None:
         """The open suspect candidate i continues, if any (baseline/detect/suspects.py)."""

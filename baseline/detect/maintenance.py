@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from apscheduler.schedulers.base import BaseScheduler
 
 from rarenet.baseline.config import Config
+from rarenet.baseline.detect.memory import forget_before
 from rarenet.baseline.detect.presence import prune_presence
 from rarenet.baseline.store import Store
 
@@ -28,7 +29,8 @@ class Pruned:
 
 def prune_once(store: Store, config: Config, now: int | None = None) -> Pruned:
     """Delete observations older than `[store] retention` and presence older than the
-    baseline needs (history + look-back), at data time `now`; quarantined lines received
+    baseline needs (history + look-back), and the memory of binaries not used on a host
+    within `[detect] memory`, at data time `now`; quarantined lines received
     longer than `retention` ago and signals raised longer than `signal_retention` ago
     (wall time: neither carries a data time of its own)."""
     wall = int(time.time())
@@ -37,6 +39,8 @@ def prune_once(store: Store, config: Config, now: int | None = None) -> Pruned:
     span = max(1, int(config.detect.bucket_span))
     keep_from = now - int(config.detect.history) - int(config.detect.lookback) - span
     presence = prune_presence(store, span, (keep_from // span) * span)
+    with store.transaction() as conn:
+        forget_before(conn, span, now - int(config.detect.memory))
     quarantine = store.prune_quarantine(wall - int(config.store.retention))
     keep = int(config.store.signal_retention)
     signals = prune_signals(store, wall - keep) if keep else 0

@@ -11,6 +11,8 @@ history. Alongside presence it maintains, incrementally and exactly:
 * `key_host` — which hosts ever used a path / name, with first and last bucket
 * `shell_destination` — the addresses shells held sockets to (the first connection of
   each host's shell in a bucket), with first and last bucket
+* `usage_memory` — the days each host used each binary, kept far longer
+  (baseline/detect/memory.py)
 * `host_last` — each host's newest bucket with data (silent hosts)
 * `pending_host_bucket` — the host-buckets this fold added data to, queued for scoring
   (baseline/detect/late.py)
@@ -21,6 +23,7 @@ from __future__ import annotations
 import sqlite3
 
 from rarenet.baseline.detect.late import remember_pending
+from rarenet.baseline.detect.memory import remember_days
 from rarenet.baseline.shells import SHELL_NAMES, UNSET_REMOTES, sql_list
 from rarenet.baseline.store import Store
 
@@ -64,6 +67,7 @@ def refresh_presence(store: Store, span: int, upto_id: int | None = None) -> int
         _count_new_key_buckets(store, span)
         _remember_key_hosts(store, span)
         _remember_shell_destinations(store, span)
+        remember_days(conn, span)
         conn.execute(
             "INSERT OR IGNORE INTO name_path (span, name, path) "
             "SELECT DISTINCT :span, name, path FROM temp.new_presence",

@@ -30,6 +30,7 @@ SHARD_OPS = frozenset(
         "name_elsewhere",
         "clean_bounds",
         "first_remotes",
+        "remembered",
         "shell_destinations",
         "detail",
         "observations_in",
@@ -107,6 +108,9 @@ class RemoteSource:
 
     def first_remotes(self, first_ids: Any) -> Any:
         return self._ask("first_remotes", first_ids=first_ids)
+
+    def remembered(self, span: int, pairs: Any) -> Any:
+        return self._ask("remembered", span=span, pairs=pairs)
 
     def shell_destinations(self, span: int, pairs: Any) -> Any:
         return self._ask("shell_destinations", span=span, pairs=pairs)

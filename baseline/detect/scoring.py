@@ -18,6 +18,8 @@ binary (name, path) in bucket b — every input counts presence in the baseline 
   d   1 when a shell holds a socket to an address no shell used in the fleet's window, else 0
   a   1 while a package-managed path is in its first week (appeared after the baseline's
       first day), else 0
+  r   1 when this use recurs on a schedule (daily, weekly, monthly, quarterly: the long
+      memory, baseline/detect/schedule.py) and a schedule may explain the binary, else 0
 
   rarity(key)  = min(1 - ln(1+2f)/ln(1+2·0.05·F),  1 - ln(1+2h)/ln(1+2·max(0.05·N, 3))), in [0, 1]
   t            the path's tenure: age since first seen / (history/14), at most 1; 1 while the
@@ -34,7 +36,7 @@ binary (name, path) in bucket b — every input counts presence in the baseline 
   R'           = R · (1 - 0.5·familiarity)
   weight       = 0.8 + 0.2·s                                 where it runs from tops the scale
   novelty      = exp(-2·hk) · max(m, d) · k                 new on a mature host, known in the fleet
-  score        = 100 · (1 - (1 - R'·weight) · (1 - 0.6 · novelty)) · (1 - rollout)
+  score        = 100 · (1 - (1 - R'·weight) · (1 - 0.6 · novelty)) · (1 - rollout) · (1 - 0.75·r)
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ RARITY_WEIGHT = 0.8  # fleet rarity alone scores at most 80 …
 LOCATION_WEIGHT = 0.2  # … and a volatile or hidden location adds the last 20
 ROLLOUT_SHARE = 0.1  # a young package-managed path on 10 % of the fleet within a day …
 MIN_ROLLOUT_HOSTS = 5.0  # … and on at least 5 hosts is a rollout (two at once already are)
+SCHEDULE_WEIGHT = 0.75  # a use on its schedule keeps a quarter of its score: routine
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,8 @@ class Features:
     # 1 where this host used the binary's name from another path in its window (its own
     # program, now at a new path); None: not known (the name must be routine in the fleet)
     name_here: Array | None = None
+    # r: 1 where the use recurs on a schedule a schedule may explain; None: none does
+    recurring: Array | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ class Scores:
     familiarity: Array
     novelty: Array
     unrolled: Array  # the score had no rollout discounted it (what a rollout signal shows)
+    schedule: Array  # how much of the score a schedule explains, in [0, 1]
 
 
 def routine_hosts(fleet_hosts: Array) -> Array:
@@ -152,7 +158,9 @@ def score(features: Features) -> Scores:
     habit = rarity * (1 - HABIT_WEIGHT * familiarity) * weight
     novel = 1 - NOVELTY_WEIGHT * novelty
     unrolled = 100 * (1 - (1 - habit) * novel)
-    total = unrolled * (1 - rollout)
+    recurring = np.zeros_like(unrolled) if features.recurring is None else features.recurring
+    schedule = SCHEDULE_WEIGHT * np.clip(recurring, 0, 1)
+    total = unrolled * (1 - rollout) * (1 - schedule)
     return Scores(
         score=np.round(np.clip(total, 0, 100), 1),
         rarity_path=rarity_path,
@@ -164,6 +172,7 @@ def score(features: Features) -> Scores:
         familiarity=familiarity,
         novelty=novelty,
         unrolled=np.round(np.clip(unrolled, 0, 100), 1),
+        schedule=schedule,
     )
 
 

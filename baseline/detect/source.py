@@ -22,6 +22,7 @@ import orjson
 
 from rarenet.baseline.detect import late
 from rarenet.baseline.detect.detail import detail_row
+from rarenet.baseline.detect.memory import remembered
 from rarenet.baseline.detect.peers import peer_uses_in
 from rarenet.baseline.detect.presence import (
     USED_SOURCE,
@@ -116,6 +117,11 @@ class PresenceSource(Protocol):
 
     def first_remotes(self, first_ids: list[int]) -> list[tuple[bool, str | None]]:
         """Per observation: (still stored, its remote address, which may be NULL)."""
+        ...
+
+    def remembered(self, span: int, pairs: list[list[str]]) -> list[str | None]:
+        """Per (host, name, path): the days the host used the binary, as stored in the
+        long memory (baseline/detect/memory.py), None where nothing is kept."""
         ...
 
     def shell_destinations(self, span: int, pairs: list[tuple[str, str]]) -> list[tuple[Any, Any]]:
@@ -363,6 +369,9 @@ class LocalSource:
             ).fetchall()
         )
         return [(i in found, found.get(i)) for i in first_ids]
+
+    def remembered(self, span: int, pairs: list[list[str]]) -> list[str | None]:
+        return remembered(self.store.conn, span, pairs)
 
     def shell_destinations(self, span: int, pairs: list[tuple[str, str]]) -> list[tuple[Any, Any]]:
         conn = self.store.conn

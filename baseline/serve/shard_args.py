@@ -125,6 +125,7 @@ OPS: dict[str, dict[str, Check | str]] = {
         "asks": _list(_row(_kind, _text, _time, _time, _list(_row(_text, _text, _time)))),
     },
     "first_remotes": {"first_ids": _list(_count)},
+    "remembered": {"span": SPAN, "pairs": _list(_row(_text, _text, _text))},
     "shell_destinations": {"span": SPAN, "pairs": _list(_row(_text, _text))},
     "detail": {"first_id": _count},
     "observations_in": {"start": _time, "end": _time},

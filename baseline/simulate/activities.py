@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from rarenet.baseline.simulate.attacks import AttackPlan
@@ -14,8 +15,10 @@ from rarenet.baseline.simulate.roles import (
     DAILY,
     FIXED,
     FLAT,
+    MONTHLY,
     OFFICE,
     PERIODIC,
+    QUARTERLY,
     RATE,
     WEEKLY,
     ActivitySpec,
@@ -112,6 +115,39 @@ class Daily(Activity):
             day += 1
 
 
+class Monthly(Activity):
+    """A job at a fixed local time on one day of the month (1–28), every month or every
+    third month, ± 3 minutes: each host draws its own day, hour and month."""
+
+    __slots__ = ("at", "day", "every", "phase")
+
+    def __init__(self, spec: ActivitySpec, rng: random.Random) -> None:
+        super().__init__(spec)
+        low, high = spec.window
+        self.at = rng.uniform(low, high) * 3600
+        self.day = rng.randint(1, 28)
+        self.every = 3 if spec.kind == QUARTERLY else 1
+        self.phase = rng.randrange(self.every)
+
+    def first(self, sim: HostSim, begin: float) -> float:
+        return self._next(sim, begin)
+
+    def after(self, sim: HostSim, t: float) -> float:
+        return self._next(sim, t + 86400)
+
+    def _next(self, sim: HostSim, not_before: float) -> float:
+        local = datetime.fromtimestamp(not_before + sim.host.tz, UTC)
+        year, month = local.year, local.month
+        for _ in range(30):  # bounded: the next month of the schedule is ≤ 3 months on
+            if (year * 12 + month - 1) % self.every == self.phase:
+                midnight = datetime(year, month, self.day, tzinfo=UTC).timestamp()
+                when = midnight - sim.host.tz + self.at + sim.rng.uniform(-180, 180)
+                if when >= not_before:
+                    return when
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        return math.inf
+
+
 class Fixed(Activity):
     """At its start, then every `every` seconds ± 3 minutes (a job several hosts start
     at the same moment, e.g. a new weekly cron job)."""
@@ -155,6 +191,8 @@ _KINDS: dict[str, Callable[[ActivitySpec, random.Random], Activity]] = {
     PERIODIC: lambda spec, _rng: Periodic(spec),
     DAILY: Daily,
     WEEKLY: Daily,
+    MONTHLY: Monthly,
+    QUARTERLY: Monthly,
     FIXED: lambda spec, _rng: Fixed(spec),
 }
 

@@ -609,6 +609,62 @@ WEEKLY_JOBS: dict[str, tuple[Program, Flow]] = {
         Flow("weekly:rkhunter", "rkhunter-mirror", 80),
     ),
 }
+# Jobs on a calendar (weekly, monthly, quarterly) that reach the hosts of some roles
+# one by one: key → (program, flow, schedule kind, host flavors).
+SCHEDULED_JOBS: dict[str, tuple[Program, Flow, str, tuple[str, ...]]] = {
+    "pgbackrest": (
+        Program(
+            "pgbackrest",
+            "/usr/bin/pgbackrest",
+            "pgbackrest --stanza=main --type=full backup",
+            "postgres",
+            "cron",
+        ),
+        Flow("scheduled:pgbackrest", "backup", 443),
+        "weekly",
+        ("db", "cache", "queue"),
+    ),
+    "archive-logs": (
+        Program(
+            "archive-logs",
+            "/usr/local/sbin/archive-logs",
+            "/usr/local/sbin/archive-logs --upload --older-than 30d",
+            "root",
+            "cron",
+        ),
+        Flow("scheduled:archive-logs", "s3", 443),
+        "monthly",
+        ("web", "k8s", "mail"),
+    ),
+    "borg": (
+        Program(
+            "borg",
+            "/usr/bin/borg",
+            "borg create --stats ssh://borg@backup/./host::{now} /etc /srv",
+            "root",
+            "cron",
+        ),
+        Flow("scheduled:borg", "backup", 22),
+        "monthly",
+        ("db", "cache", "queue", "bastion", "ci"),
+    ),
+    "lego": (
+        Program(
+            "lego",
+            "/usr/bin/lego",
+            "lego --path /etc/lego --http renew --days 45",
+            "root",
+            "cron",
+        ),
+        Flow("scheduled:lego", "letsencrypt", 443),
+        "quarterly",
+        ("web", "mail", "bastion", "k8s"),
+    ),
+}
+for _key, (_program, _flow, _kind, _flavors) in SCHEDULED_JOBS.items():
+    PROGRAMS[f"scheduled:{_key}"] = _program
+    FLOWS[f"scheduled:{_key}"] = _flow
+
 for _key, (_program, _flow) in (ROLLOUT_PACKAGES | WEEKLY_JOBS).items():
     _kind = "rollout" if _key in ROLLOUT_PACKAGES else "weekly"
     PROGRAMS[f"{_kind}:{_key}"] = _program

@@ -18,6 +18,9 @@ Benign (no labels; docs/quality.md counts their signals):
 * rollout: a package (ROLLOUT_PACKAGES) reaching 30–100 % of the hosts in 3 to 5
   waves within 20 hours, then running as a daemon;
 * weekly: a new weekly job (WEEKLY_JOBS) starting on several hosts at the same moment;
+* scheduled: a job on a calendar (SCHEDULED_JOBS: weekly, monthly, quarterly) reaching
+  the hosts of some roles one by one over the run's first weeks, each host at its own
+  weekday or day of the month and hour (a backup, a log archive, a certificate renewal);
 * re-imaged hosts (fleet.build_fleet): a host vanishes and a new host id of the same
   role takes over; user-installed tools come with every run (fleet.ToolInstall).
 """
@@ -40,6 +43,7 @@ from rarenet.baseline.simulate.attacks import (
 from rarenet.baseline.simulate.catalogue import (
     PROGRAMS,
     ROLLOUT_PACKAGES,
+    SCHEDULED_JOBS,
     UPGRADES,
     WEEKLY_JOBS,
     Program,
@@ -112,6 +116,7 @@ def plan_scenarios(fleet: Fleet, seed: int, classic: Sequence[AttackPlan]) -> Sc
             out.plans.append(plan)
     _rollouts(fleet, founders, rng, out)
     _weekly_jobs(fleet, founders, rng, out)
+    _scheduled_jobs(fleet, founders, rng, out)
     out.plans.sort(key=lambda plan: plan.start)
     return out
 
@@ -266,10 +271,24 @@ def _weekly_jobs(
             out.extras[host.index].append((spec, at))
 
 
+def _scheduled_jobs(
+    fleet: Fleet, founders: Sequence[Host], rng: random.Random, out: Scenarios
+) -> None:
+    period = fleet.end - fleet.start
+    for key, (_program, _flow, kind, flavors) in sorted(SCHEDULED_JOBS.items()):
+        hosts = [host for host in founders if host.flavor in flavors]
+        spec = ActivitySpec((f"scheduled:{key}",), kind, window=(0.0, 6.0))
+        for host in rng.sample(hosts, min(len(hosts), 6)):
+            # installed on each host on its own day within the run's first quarter
+            begin = fleet.start + int(rng.uniform(0.0, 0.25) * period)
+            out.extras[host.index].append((spec, begin))
+
+
 def benign_paths() -> dict[str, str]:
     """Executable path → family of the benign scenario programs: rollout (the packages
-    above, the classic run's agent rollout and JDK upgrade) or weekly."""
+    above, the classic run's agent rollout and JDK upgrade), weekly or scheduled."""
     paths = {program.path: "rollout" for program, _ in ROLLOUT_PACKAGES.values()}
     for key in ("acme-agent", UPGRADES["java17"]):
         paths[PROGRAMS[key].path] = "rollout"
-    return paths | {program.path: "weekly" for program, _ in WEEKLY_JOBS.values()}
+    paths |= {program.path: "weekly" for program, _ in WEEKLY_JOBS.values()}
+    return paths | {job[0].path: "scheduled" for job in SCHEDULED_JOBS.values()}

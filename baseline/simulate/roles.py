@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 RATE, PERIODIC, DAILY, WEEKLY, FIXED = "rate", "periodic", "daily", "weekly", "fixed"
+MONTHLY, QUARTERLY = "monthly", "quarterly"
 FLAT, WEB, OFFICE, OPS, CI = "flat", "web", "office", "ops", "ci"
 
 
@@ -22,7 +23,7 @@ class ActivitySpec:
     every: float = 3600.0  # mean seconds between occurrences (RATE, PERIODIC)
     profile: str = FLAT  # time-of-day weighting (RATE)
     burst: tuple[int, int] = (1, 1)  # sockets per flow per occurrence
-    window: tuple[float, float] = (0.0, 24.0)  # local hours in which DAILY/WEEKLY runs
+    window: tuple[float, float] = (0.0, 24.0)  # local hours in which DAILY/WEEKLY/… runs
     choose: tuple[str, ...] = ()  # one of these flows is added to each occurrence
     open_at_start: bool = False  # a long-lived socket already open at the host's first poll
     restart: float = 0.0  # chance per daemon of a restart (new pid) at each occurrence

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from sqlite_utils import Database
 
+from rarenet.baseline.detect.schedule import decode, encode
 from rarenet.baseline.shells import SHELL_NAMES, UNSET_REMOTES, sql_list
 
 Migration = tuple[str, Callable[[Database], None]]
@@ -553,6 +554,35 @@ def _peers(db: Database) -> None:
     )
 
 
+def _usage_memory(db: Database) -> None:
+    """The long memory (baseline/detect/memory.py): per (host, name, path), the first
+    bucket of each of the latest days it used the network, beyond `history`; filled
+    from the presence still kept."""
+    db.execute(
+        """CREATE TABLE usage_memory (
+            span INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            name TEXT NOT NULL,
+            path TEXT NOT NULL,
+            last_time INTEGER NOT NULL,
+            days TEXT NOT NULL,
+            PRIMARY KEY (span, host, name, path)
+        ) WITHOUT ROWID"""
+    )
+    rows = db.execute(
+        "SELECT span, host, name, path, min(bucket) FROM presence "
+        "GROUP BY span, host, name, path, bucket / 86400 ORDER BY span, host, name, path"
+    ).fetchall()
+    days: dict[tuple[int, str, str, str], list[int]] = {}
+    for span, host, name, path, first in rows:
+        days.setdefault((span, host, name, path), []).append(int(first))
+    encoded = {key: encode(times) for key, times in days.items()}
+    db.conn.executemany(
+        "INSERT INTO usage_memory VALUES (?, ?, ?, ?, ?, ?)",
+        [(*key, decode(text)[-1], text) for key, text in encoded.items()],
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_initial", _initial),
     ("0002_detection", _detection),
@@ -569,6 +599,7 @@ MIGRATIONS: list[Migration] = [
     ("0014_signal_scale", _signal_scale),
     ("0015_signal_score", _signal_score),
     ("0016_peers", _peers),
+    ("0017_usage_memory", _usage_memory),
 ]
 
 
