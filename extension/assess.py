@@ -18,6 +18,7 @@ from rarenet.extension.scoring import (
     Inputs,
     Score,
     adopting,
+    baseline_cover,
     key_rarity,
     known,
     score,
@@ -81,6 +82,7 @@ def assess(snapshot: Snapshot, name: str, path: str) -> Assessment:
             if path and first is not None
             else 0.0
         ),
+        baseline_cover=baseline_cover(day, snapshot.data_time, fleet.since),
     )
     result = score(inputs)
     reason = _reason(snapshot, name, path, inputs, result, on_host)

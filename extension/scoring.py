@@ -46,6 +46,7 @@ class Inputs:
     tenure: float = 1.0  # t (see `tenure`)
     fresh_destination: float = 0.0  # d (the rule's; a host cannot know fleet destinations)
     adopting: float = 0.0  # a (see `adopting`)
+    baseline_cover: float = 1.0  # y (see `baseline_cover`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,15 @@ def known(age: float, day: float, at: float, baseline_since: float | None) -> fl
     return 1.0 if baseline < day else min(1.0, age / day)
 
 
+def baseline_cover(day: float, at: float, baseline_since: float | None) -> float:
+    """y: how much of a day the fleet's baseline covers, in [0, 1]. On a deployment's
+    first day a package-managed program not seen yet has most likely not had its daily
+    run yet, so its fleet rarity counts only this much."""
+    if baseline_since is None:
+        return 0.0
+    return min(1.0, max(0.0, (at - baseline_since) / day))
+
+
 def adopting(age: float, day: float, at: float, baseline_since: float | None) -> float:
     """1 while a key is in its first week (ADOPTION_SHARE of the history, `day` being
     1/14 of it) and appeared after the baseline's first day (a key there since the start
@@ -131,6 +141,7 @@ def score(x: Inputs) -> Score:
         tenure = _clip(x.tenure, 0, 1)
         rarity_path = 1 - tenure * (1 - rarity_path)  # a young path: not yet a baseline
     rarity = max(rarity_path, rarity_name)
+    rarity *= 1 - _clip(x.package_managed, 0, 1) * (1 - _clip(x.baseline_cover, 0, 1))
     rollout = max(rollout_share(x), upgrade_share(x, rarity_name))
     host_buckets = max(x.host_path_buckets, 0.0)
     maturity = max(_clip(x.host_maturity, 0, 1), _clip(x.fresh_destination, 0, 1))

@@ -20,6 +20,7 @@ from test_detect import END, SPAN, START, WEB, routine_lines
 
 from rarenet.baseline.config import Config, load_config
 from rarenet.baseline.detect.backtest import backtest
+from rarenet.baseline.detect.why import why
 from rarenet.baseline.store import Store
 
 pytestmark = pytest.mark.slow
@@ -192,3 +193,29 @@ def test_a_shell_is_never_a_rollout(tmp_path: Path, config: Config) -> None:
         rollout = signal["explanation"]["rollout"]
         assert rollout["discount"] == 0.0 and rollout["may_roll_out"] is False
         assert rollout["package_managed"] is True
+
+
+def test_a_deployments_first_day_discounts_package_programs_only(
+    tmp_path: Path, config: Config
+) -> None:
+    """Seven hours after rarenet first saw the fleet, a package program never seen yet
+    (a daily job's first run, or nc) keeps 7/24 of its fleet rarity and is not signalled;
+    a dropper in /tmp at the same time is; the same nc on the second day is."""
+    early, later = START + 7 * HOUR, START + 31 * HOUR
+    nc = "/usr/bin/nc.openbsd"
+    extra = [
+        _row("web-03", early + 20, pid=4100, name="nc", path=nc, remote_port=4444),
+        _row("web-04", early + 20, pid=4101, name="beacon", path="/tmp/.x/beacon"),
+        _row("web-05", later + 20, pid=4102, name="nc", path=nc, remote_port=4444),
+    ]
+    signals = replay(tmp_path, config, extra, START)
+    found = {(s["host"]["name"], s["process"]["executable"]): s for s in signals}
+    assert ("web-03", nc) not in found
+    assert ("web-04", "/tmp/.x/beacon") in found
+    assert found["web-04", "/tmp/.x/beacon"]["score"] >= 90
+    assert found["web-05", nc]["explanation"]["fleet"]["day_covered"] == 1.0
+    with Store(tmp_path / "r.db") as store:
+        answer = why(store, config.detect, "web-03", nc, early - early % SPAN + 2 * SPAN)
+    (finding,) = answer.findings
+    assert finding.explanation["fleet"]["day_covered"] == pytest.approx(7 / 24, abs=0.02)
+    assert finding.score < 50 and "of its first day" in finding.reason

@@ -56,6 +56,7 @@ def inputs(draw: st.DrawFn) -> ext_scoring.Inputs:
         tenure=draw(unit),
         fresh_destination=draw(st.sampled_from([0.0, 1.0])),
         adopting=draw(st.sampled_from([0.0, 1.0])),
+        baseline_cover=draw(st.one_of(unit, st.just(1.0))),
     )
 
 
@@ -82,6 +83,7 @@ def numpy_score(x: ext_scoring.Inputs) -> rule_scoring.Scores:
             tenure=arr(x.tenure),
             fresh_destination=arr(x.fresh_destination),
             adopting=arr(x.adopting),
+            baseline_cover=arr(x.baseline_cover),
         )
     )
 

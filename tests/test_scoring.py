@@ -205,6 +205,19 @@ def test_monotone_in_rarity(
     # an upgrade in its first week discounts; a shell's fresh destination only adds
     assert one(**{**base, "adopting": 1.0}) <= reference
     assert one(**{**base, "fresh_destination": 1.0}) >= reference
+    # a younger baseline (first day) or a recurrence never raise a score
+    assert one(**{**base, "baseline_cover": 0.3}) <= reference
+    assert one(**{**base, "recurring": 1.0}) <= reference
+
+
+def test_a_package_program_unseen_on_the_first_day_counts_as_much_as_the_day_covered() -> None:
+    """y: at 6 h of baseline a never-seen package binary keeps a quarter of its fleet
+    rarity; a dropper (not package-managed) keeps all of it; a whole day is no discount."""
+    package = {"package_managed": 1.0, "suspicion": 0.0}
+    assert one(**package) == 80.0
+    assert one(**package, baseline_cover=1.0) == 80.0
+    assert one(**package, baseline_cover=0.25) == 20.0
+    assert one(baseline_cover=0.25) == one() == 100.0
 
 
 @settings(max_examples=100, deadline=None)

@@ -61,6 +61,7 @@ def example_document(**overrides: Any) -> dict[str, Any]:
             "warmup_buckets": 20,
             "baseline_since": "2025-12-29T10:00:00Z",
             "baseline_age": "14.0d",
+            "day_covered": 1.0,
         },
         "name": {
             "value": name,

@@ -49,6 +49,7 @@ def explain(
             "warmup_buckets": warmup,
             "baseline_since": _when(fleet.first_bucket),
             "baseline_age": format_age(baseline_age),
+            "day_covered": round(_cover(feats.baseline_cover, index), 3),
         },
         "name": {
             "value": cand.name,
@@ -115,6 +116,11 @@ def explain(
     return explanation, reason
 
 
+def _cover(cover: Any, index: int) -> float:
+    """y of candidate `index` (1 when the features carry none)."""
+    return 1.0 if cover is None else float(cover[index])
+
+
 def _reason(host: str, name: str, path: str, decided: str, exp: dict[str, Any]) -> str:
     fleet = exp["fleet"]
     window = f"{fleet['host_buckets']:,} fleet host-buckets over {fleet['baseline_age']}"
@@ -146,6 +152,11 @@ def _reason(host: str, name: str, path: str, decided: str, exp: dict[str, Any]) 
         extra = f"; the name {name} itself is common ({_hosts(exp['name'])}): {doubt}"
     if exp["location"]["class"] == Location.VOLATILE.value:
         extra += "; runs from a volatile or hidden location"
+    if exp["fleet"]["day_covered"] < 1 and exp["rollout"]["may_roll_out"]:
+        extra += (
+            f"; the fleet's baseline covers {exp['fleet']['baseline_age']} of its first day "
+            "(a daily job may not have run yet)"
+        )
     return f"{label} on {host}: {seen}{extra}"
 
 

@@ -48,7 +48,13 @@ from rarenet.baseline.errors import ConfigError
 from rarenet.baseline.shells import UNSET_REMOTES, is_plain_shell
 from rarenet.baseline.store import Store
 from rarenet.extension.locations import Location, classify, may_roll_out, suspicion
-from rarenet.extension.scoring import adopting, known, mature_buckets, tenure
+from rarenet.extension.scoring import (
+    adopting,
+    baseline_cover,
+    known,
+    mature_buckets,
+    tenure,
+)
 
 # Time scales follow `history` (14 days by default), so compressed drills behave alike:
 ESTABLISHED_SHARE = 1 / 14  # a path seen in the fleet this long (1 day) is established
@@ -185,7 +191,15 @@ def gather_from(
         adopting=np.where(path_at >= 0, keys.values[own, 8], 0.0),
         path_elsewhere=keys.values[path_at, 10],
     )
-    features = replace(features, name_here=_name_here(merged, span, history, features))
+    day = max(span, int(history * ESTABLISHED_SHARE))
+    cover = np.array([baseline_cover(day, b, fleet[b].first_bucket) for b in buckets], dtype=float)[
+        bucket_at
+    ]
+    features = replace(
+        features,
+        name_here=_name_here(merged, span, history, features),
+        baseline_cover=cover,
+    )
     warm_buckets = np.array([fleet[b].buckets >= warmup for b in buckets], dtype=bool)
     return Gathered(
         candidates,

@@ -18,6 +18,8 @@ binary (name, path) in bucket b — every input counts presence in the baseline 
   d   1 when a shell holds a socket to an address no shell used in the fleet's window, else 0
   a   1 while a package-managed path is in its first week (appeared after the baseline's
       first day), else 0
+  y   how much of a day the fleet's baseline covers: (b - baseline since) / (history/14),
+      in [0, 1] (a deployment's first day: daily jobs have not all run yet)
   r   1 when this use recurs on a schedule (daily, weekly, monthly, quarterly: the long
       memory, baseline/detect/schedule.py) and a schedule may explain the binary, else 0
 
@@ -25,7 +27,8 @@ binary (name, path) in bucket b — every input counts presence in the baseline 
   t            the path's tenure: age since first seen / (history/14), at most 1; 1 while the
                baseline itself is younger than history/14 (every key is young then)
   Rp           = 1 - t·(1 - rarity(path))                  a young path is not yet a baseline
-  R            = max(Rp, rarity(name))                     the rarer key decides (masquerade)
+  R            = max(Rp, rarity(name)) · (1 - p·(1 - y))   the rarer key decides (masquerade);
+                 a package program unseen on the baseline's first day counts y of it
   wave         = p · (1 - e) · max(clip(w - 1, 0, 1), clip((c-1)/(max(0.1·N, 5) - 1), 0, 1))
                  a young package-managed path on several hosts at once, or on 10 % of the fleet
   upgrade      = p · a · [rarity(name) = 0 or n] · [h ≥ 1]   (n: this host used the name
@@ -89,6 +92,8 @@ class Features:
     name_here: Array | None = None
     # r: 1 where the use recurs on a schedule a schedule may explain; None: none does
     recurring: Array | None = None
+    # y: how much of a day the fleet's baseline covers; None: a whole day (y = 1)
+    baseline_cover: Array | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,9 @@ def score(features: Features) -> Scores:
         known_path, young_rarity(rarity_path, np.clip(features.tenure, 0, 1)), 0.0
     )
     rarity = np.maximum(rarity_path, rarity_name)
+    if features.baseline_cover is not None:
+        young = 1 - np.clip(features.baseline_cover, 0, 1)
+        rarity = rarity * (1 - np.clip(features.package_managed, 0, 1) * young)
     upgrade = upgrade_share(features, rarity_name)
     rollout = np.maximum(rollout_share(features), upgrade)
     maturity = np.maximum(
