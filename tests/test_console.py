@@ -4,8 +4,10 @@ real `rarenet serve` without tokens (loopback only)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -297,3 +299,33 @@ def test_without_tokens_the_first_visit_opens_a_session(tmp_path: Path) -> None:
         # Even without tokens a state change needs the session's CSRF token.
         refused = requests.post(f"{server.url}/logout", cookies=page.cookies, timeout=30)
         assert refused.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("history", "schedule", "said"),
+    [
+        ({"days_on_host_before": 0, "days_at_least": False, "first_used_on_host": None}, None,
+         "first use on this host (memory: a year)"),
+        ({"days_on_host_before": 32, "days_at_least": True,
+          "first_used_on_host": "2026-01-01T02:00:00Z"},
+         {"every": "monthly", "occurrence": 4}, "used on this host on 32+ day(s) since "
+         "2026-01-01T02:00:00Z; recurs monthly, occurrence 4"),
+        (None, None, "not asked"),
+    ],
+)  # fmt: skip
+def test_a_signal_page_answers_new_or_on_a_schedule(
+    tmp_path: Path, history: Any, schedule: Any, said: str
+) -> None:
+    """The investigation guide's "history of execution": the page says what the long
+    memory knew of this binary on this host (docs/scoring.md "Schedules")."""
+    with Store(tmp_path / "r.db") as store:
+        _signal(store, "s1", "db-1", "/usr/bin/pgbackrest", "s1", 1_767_571_200.0)
+        store.conn.execute(
+            "UPDATE signals SET document = json_set(document, '$.explanation', json(?)) "
+            "WHERE id = 's1'",
+            (json.dumps({"history": history, "schedule": schedule}),),
+        )
+        view = pages.signal_view(store, load_config(None, env={}), "s1")
+        html = render("signal.html", session=None, me=cli_principal(), view=view, trail=[],
+                      flash="", webhooks=())  # fmt: skip
+    assert html.split('<td id="history">', 1)[1].split("</td>", 1)[0] == said

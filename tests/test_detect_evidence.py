@@ -214,8 +214,30 @@ def test_a_deployments_first_day_discounts_package_programs_only(
     assert ("web-04", "/tmp/.x/beacon") in found
     assert found["web-04", "/tmp/.x/beacon"]["score"] >= 90
     assert found["web-05", nc]["explanation"]["fleet"]["day_covered"] == 1.0
+    # nc is on every host and only now talks: never "newly installed?"
+    assert found["web-05", nc]["explanation"]["newly_installed"] is False
     with Store(tmp_path / "r.db") as store:
         answer = why(store, config.detect, "web-03", nc, early - early % SPAN + 2 * SPAN)
     (finding,) = answer.findings
     assert finding.explanation["fleet"]["day_covered"] == pytest.approx(7 / 24, abs=0.02)
     assert finding.score < 50 and "of its first day" in finding.reason
+
+
+def test_a_fresh_install_is_said_plainly_and_ranked_below_a_dropper(
+    tmp_path: Path, config: Config
+) -> None:
+    """A new program at a package-managed path (an app in /opt) is "newly installed?",
+    scored below a never-seen dropper in a hidden directory at the same moment."""
+    at = START + 60 * HOUR
+    extra = [
+        _row("web-06", at + 20, pid=4200, name="zoom", path="/opt/zoom/zoom", remote_port=443),
+        _row("web-07", at + 20, pid=4201, name="zoomd", path="/var/tmp/.z/zoomd"),
+    ]
+    signals = replay(tmp_path, config, extra, at - 4 * HOUR)
+    found = {s["process"]["executable"]: s for s in signals}
+    app, dropper = found["/opt/zoom/zoom"], found["/var/tmp/.z/zoomd"]
+    assert app["explanation"]["newly_installed"] is True
+    assert app["reason"].startswith("newly installed? /opt/zoom/zoom on web-06: first seen in")
+    assert dropper["explanation"]["newly_installed"] is False
+    assert "newly installed" not in dropper["reason"]
+    assert app["score"] < dropper["score"]

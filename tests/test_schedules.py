@@ -29,7 +29,7 @@ from rarenet.baseline.detect.schedule import (
 from rarenet.baseline.detect.why import why
 from rarenet.baseline.ingest.pipeline import Ingester
 from rarenet.baseline.store import Store
-from rarenet.baseline.units import parse_time
+from rarenet.baseline.units import format_time, parse_time
 
 SPAN, HOUR, DAY = 900, 3600, 86400
 START = (T0 // DAY) * DAY  # Mon 2026-01-05
@@ -224,11 +224,21 @@ def test_a_weekly_job_is_signalled_on_its_first_run_only(
         found.append(signals_for(run(store, settings, t), PGBACKREST))
     assert [len(f) for f in found] == [1, 0, 0]
     assert found[0][0]["score"] >= 50
+    # every signal says what the long memory knows: here, the first use on this host
+    assert found[0][0]["explanation"]["history"] == {
+        "days_on_host_before": 0,
+        "days_at_least": False,
+        "first_used_on_host": None,
+    }
     later = schedule_of(store, settings, "db-01", PGBACKREST, runs[2])
     assert later.outcome.value == "below threshold"
     assert later.explanation["schedule"]["every"] == "weekly"
     assert later.explanation["schedule"]["occurrence"] == 3
     assert "recurs weekly, 3rd time" in later.reason
+    assert later.explanation["history"]["days_on_host_before"] == 2
+    assert later.explanation["history"]["first_used_on_host"] == format_time(
+        runs[0] - runs[0] % SPAN
+    )
     assert later.score < 25 <= later.explanation["score_without_rollout"]
     text = "\n".join(describe(why(store, settings, "db-01", PGBACKREST, runs[2] + 2 * SPAN)))
     assert "schedule: recurs weekly, occurrence 3" in text and "score × 0.25" in text

@@ -92,7 +92,13 @@ def example_document(**overrides: Any) -> dict[str, Any]:
             "discount": 0.0,
         },
         "parts": {"rarity": 1.0, "after_habit_and_location": 0.8, "host_novelty": 0.0},
+        "history": {
+            "days_on_host_before": 0,
+            "days_at_least": False,
+            "first_used_on_host": None,
+        },
         "schedule": None,
+        "newly_installed": False,
         "score": 80.0,
         "score_without_rollout": 80.0,
     }

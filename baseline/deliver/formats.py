@@ -195,7 +195,8 @@ def slack_text(record: SignalRecord) -> str:
         f"{_count(key.get('host_buckets'))} of {_count(fleet.get('host_buckets'))} "
         f"host-buckets on {_count(key.get('hosts'))} hosts · baseline "
         f"{e(fleet.get('baseline_age') or '?')} over {_count(fleet.get('hosts'))} hosts · "
-        f"this host: {_count(host.get('buckets_with_binary'))} buckets with it before",
+        f"this host: {_count(host.get('buckets_with_binary'))} buckets with it before"
+        f"{_history_words(exp, e)}",
         f"process: pid {e(proc.get('pid'))} · parent {e(parent.get('name') or '?')} "
         f"({e(parent.get('pid'))}) · cwd {e(proc.get('working_directory') or '?')} · "
         f"{e(net.get('transport') or '?')}/{e(net.get('type') or '?')} "
@@ -207,6 +208,19 @@ def slack_text(record: SignalRecord) -> str:
         f"{_late_words(doc, e)}",
     ]
     return "\n".join(lines)
+
+
+def _history_words(exp: dict[str, Any], e: Callable[..., str]) -> str:
+    """ " · first use on this host in a year" or " · used on 5 day(s) since …" from the
+    long memory (explanation.history); empty when the signal carries none."""
+    history = exp.get("history")
+    if not isinstance(history, dict):
+        return ""
+    days = _int(history.get("days_on_host_before"))
+    if not days:
+        return " · first use on this host (memory: a year)"
+    more = "+" if history.get("days_at_least") else ""
+    return f" · used on {days}{more} day(s) since {e(history.get('first_used_on_host') or '?')}"
 
 
 def _late_words(doc: dict[str, Any], e: Callable[..., str]) -> str:

@@ -41,7 +41,7 @@ from rarenet.baseline.detect.features import (
     rollout_hosts,
 )
 from rarenet.baseline.detect.lineage import name_the_shell
-from rarenet.baseline.detect.recurring import find_recurring, with_recurring
+from rarenet.baseline.detect.recurring import use_histories, with_histories
 from rarenet.baseline.detect.scoring import Scores, score
 from rarenet.baseline.detect.source import PresenceSource
 from rarenet.baseline.detect.suspects import Suspect, open_suspects
@@ -93,9 +93,9 @@ def evaluate(
     scores = score(gathered.features)
     wanted = pick(gathered) if pick is not None else None
     could_fire = np.flatnonzero(scores.score >= settings.threshold).tolist()
-    recurring = find_recurring(gathered, [*could_fire, *(wanted or ())], span, int(settings.memory))
-    if recurring:
-        gathered = with_recurring(gathered, recurring)
+    histories = use_histories(gathered, [*could_fire, *(wanted or ())], span, int(settings.memory))
+    if histories:
+        gathered = with_histories(gathered, histories)
         scores = score(gathered.features)
     decisions = decide(
         store.conn, settings, gathered, scores, exceptions, gathered.detail, only=wanted

@@ -6,10 +6,20 @@ import math
 from typing import Any
 
 from rarenet.baseline.detect.features import Gathered, rollout_cap, routine_cap
+from rarenet.baseline.detect.lineage import is_shell
 from rarenet.baseline.detect.scoring import HABIT_WEIGHT, NOVELTY_WEIGHT, Scores
 from rarenet.baseline.detect.suspects import Suspect
 from rarenet.baseline.units import format_age, format_time
 from rarenet.extension.locations import Location, classify, package_managed
+
+# Network tools attackers use where they find them (never "newly installed?").
+DUAL_USE_TOOLS = frozenset(
+    {
+        "nc", "nc.openbsd", "nc.traditional", "ncat", "netcat", "socat", "telnet",
+        "openssl", "curl", "wget", "ssh", "scp", "sftp", "ftp", "tftp", "nmap", "rsync",
+        "xterm", "busybox", "nohup", "sleep", "base64", "dd",
+    }
+)  # fmt: skip
 
 
 def _when(bucket: float | int | None) -> str | None:
@@ -91,11 +101,14 @@ def explain(
             "after_habit_and_location": round(rarity_part, 3),
             "host_novelty": round(NOVELTY_WEIGHT * novelty, 3),
         },
+        "history": None,
         "schedule": None,
         "score": float(scores.score[index]),
         "score_without_rollout": float(scores.unrolled[index]),
     }
-    recurring = gathered.recurring.get(index)
+    history = gathered.histories.get(index)
+    recurring = None if history is None else history.recurring
+    explanation["history"] = None if history is None else history.as_json()
     if recurring is not None:
         explanation["schedule"] = recurring.as_json() | {
             "discount": round(float(scores.schedule[index]), 3)
@@ -110,10 +123,28 @@ def explain(
             "last_seen": _when(gathered.path_last_bucket[index]),
             "rarity": round(r_path, 3),
         }
+    explanation["newly_installed"] = newly_installed(decided, explanation)
     reason = _reason(cand.host, cand.name, cand.path, decided, explanation)
     if recurring is not None:
         reason = f"{reason}; {recurring.sentence()}: scored as routine"
     return explanation, reason
+
+
+def newly_installed(decided: str, exp: dict[str, Any]) -> bool:
+    """A new program (its name rare too) at a package-managed path first seen in the
+    fleet within a day — not a shell, a script interpreter or a dual-use network tool,
+    which are on every host and only now talk: most likely just installed
+    (docs/scoring.md "Fresh installs")."""
+    name = exp["name"]["value"]
+    return (
+        decided in ("path", "name")
+        and bool(exp["path"])
+        and exp["rollout"]["may_roll_out"]
+        and exp["rollout"]["established"] < 1
+        and exp["name"]["rarity"] >= 0.5
+        and not is_shell(name)
+        and name not in DUAL_USE_TOOLS
+    )
 
 
 def _cover(cover: Any, index: int) -> float:
@@ -157,6 +188,10 @@ def _reason(host: str, name: str, path: str, decided: str, exp: dict[str, Any]) 
             f"; the fleet's baseline covers {exp['fleet']['baseline_age']} of its first day "
             "(a daily job may not have run yet)"
         )
+    if exp["newly_installed"]:
+        first = exp["path"]["first_seen"]
+        since = f"first seen in the fleet {first}" if first else "first seen in this bucket"
+        return f"newly installed? {label} on {host}: {since}, {seen}{extra}"
     return f"{label} on {host}: {seen}{extra}"
 
 

@@ -13,14 +13,13 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from rarenet.baseline.detect.detail import detail_from_row
 from rarenet.baseline.detect.peers import PeerUse, asked, routine_peer, weights_over
-from rarenet.baseline.detect.schedule import Recurrence
 from rarenet.baseline.detect.scoring import (
     MIN_ROLLOUT_HOSTS,
     MIN_ROUTINE_HOSTS,
@@ -55,6 +54,9 @@ from rarenet.extension.scoring import (
     mature_buckets,
     tenure,
 )
+
+if TYPE_CHECKING:
+    from rarenet.baseline.detect.recurring import UseHistory
 
 # Time scales follow `history` (14 days by default), so compressed drills behave alike:
 ESTABLISHED_SHARE = 1 / 14  # a path seen in the fleet this long (1 day) is established
@@ -98,8 +100,8 @@ class Gathered:
     # per candidate: the open suspect it continues (its binary on its host has an open
     # signal from an earlier bucket, not settled), else None
     held: tuple[Suspect | None, ...] = ()
-    # per candidate index: its use recurs on a schedule (baseline/detect/recurring.py)
-    recurring: dict[int, Recurrence] = field(default_factory=dict)
+    # per candidate index asked: its history on its host (baseline/detect/recurring.py)
+    histories: dict[int, UseHistory] = field(default_factory=dict)
 
     def suspect(self, i: int) -> Suspect | None:
         """The open suspect candidate i continues, if any (baseline/detect/suspects.py)."""

@@ -1,60 +1,91 @@
-"""Which candidates recur on a schedule, asked of the long memory.
+"""A candidate's history on its host, asked of the long memory: the days it used the
+network before, and whether this use recurs on a schedule.
 
-Only candidates a schedule could change are asked: those at or above the threshold
-(and any `explain` picked), of binaries a schedule may explain (baseline/detect/
-schedule.py `eligible`). A binary with an open signal on its host (a suspect: an
-attacker's tool until a person says otherwise) is credited only when a scheduler
-started this use (cron, anacron, atd, systemd among its ancestors) — an attacker who
-comes back by hand a week later to the hour is signalled again.
+Only candidates a schedule could change or a signal will show are asked: those at or
+above the threshold (and any `explain` picked). A schedule counts for binaries it may
+explain (baseline/detect/schedule.py `eligible`); for a binary with an open signal on
+its host (a suspect: an attacker's tool until a person says otherwise) only when a
+scheduler started this use (cron, anacron, atd, systemd among its ancestors) — an
+attacker who comes back by hand a week later to the hour is signalled again.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from rarenet.baseline.detect.features import Gathered
 from rarenet.baseline.detect.schedule import (
+    DAY,
+    MEMORY_DAYS,
     Recurrence,
     decode,
     eligible,
     recurrence,
     started_by_scheduler,
 )
+from rarenet.baseline.units import format_time
 
 
-def find_recurring(
+@dataclass(frozen=True)
+class UseHistory:
+    """What the long memory says of a candidate's binary on its host before its day."""
+
+    days: int  # days with network use before this one (the memory keeps MEMORY_DAYS)
+    first: int | None  # the earliest of them still remembered
+    recurring: Recurrence | None  # this use recurs on a schedule that may explain it
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "days_on_host_before": self.days,
+            "days_at_least": self.days >= MEMORY_DAYS,
+            "first_used_on_host": None if self.first is None else format_time(self.first),
+        }
+
+    def sentence(self) -> str:
+        """ "first use on this host" or "used on this host on 5 days since …"."""
+        if not self.days or self.first is None:
+            return "first use on this host"
+        more = "+" if self.days >= MEMORY_DAYS else ""
+        return f"used on this host on {self.days}{more} day(s) since {format_time(self.first)}"
+
+
+def use_histories(
     gathered: Gathered, asked: Iterable[int], span: int, memory: int
-) -> dict[int, Recurrence]:
-    """Per candidate index in `asked` whose use recurs on a schedule that may explain it:
-    the recurrence (remembered days within `memory` before its bucket)."""
+) -> dict[int, UseHistory]:
+    """Per candidate index in `asked`: its history on its host (remembered days within
+    `memory` before its bucket's day) and whether it recurs."""
     by_shard: dict[int, list[int]] = defaultdict(list)
     for i in sorted(set(asked)):
-        cand = gathered.candidates[i]
-        if eligible(cand.name, cand.path):
-            by_shard[0 if gathered.owner is None else int(gathered.owner[i])].append(i)
-    found: dict[int, Recurrence] = {}
+        by_shard[0 if gathered.owner is None else int(gathered.owner[i])].append(i)
+    found: dict[int, UseHistory] = {}
     for shard, indices in by_shard.items():
         pairs = [[c.host, c.name, c.path] for c in (gathered.candidates[i] for i in indices)]
         for i, days in zip(indices, gathered.sources[shard].remembered(span, pairs), strict=True):
-            bucket = gathered.candidates[i].bucket
-            found_here = recurrence(bucket, decode(days), since=bucket - memory)
-            if found_here is not None and _credited(gathered, i):
-                found[i] = found_here
+            cand = gathered.candidates[i]
+            since, today = cand.bucket - memory, cand.bucket - cand.bucket % DAY
+            before = [t for t in decode(days) if since <= t < today]
+            recurs = None
+            if eligible(cand.name, cand.path):
+                recurs = recurrence(cand.bucket, before)
+                if recurs is not None and not _credited(gathered, i):
+                    recurs = None
+            found[i] = UseHistory(len(before), min(before, default=None), recurs)
     return found
 
 
-def with_recurring(gathered: Gathered, found: dict[int, Recurrence]) -> Gathered:
-    """`gathered` with r = 1 for the candidates in `found`, and their recurrences."""
+def with_histories(gathered: Gathered, found: dict[int, UseHistory]) -> Gathered:
+    """`gathered` with the histories, and r = 1 for the candidates that recur."""
     if not found:
         return gathered
     recurring = np.zeros(len(gathered.candidates))
-    recurring[list(found)] = 1.0
+    recurring[[i for i, h in found.items() if h.recurring is not None]] = 1.0
     features = replace(gathered.features, recurring=recurring)
-    return replace(gathered, features=features, recurring=found)
+    return replace(gathered, features=features, histories=found)
 
 
 def _credited(gathered: Gathered, i: int) -> bool:
