@@ -10,6 +10,16 @@ from __future__ import annotations
 
 from rarenet.extension.locations import SHELL_NAMES as SHELL_NAMES
 
+# Network tools attackers use where they find them: never "newly installed?", and no
+# familiar destination speaks for them (baseline/detect/explain.py, destinations.py).
+DUAL_USE_TOOLS = frozenset(
+    {
+        "nc", "nc.openbsd", "nc.traditional", "ncat", "netcat", "socat", "telnet",
+        "openssl", "curl", "wget", "ssh", "scp", "sftp", "ftp", "tftp", "nmap", "rsync",
+        "xterm", "busybox", "nohup", "sleep", "base64", "dd",
+    }
+)  # fmt: skip
+
 # Addresses that are no destination: a listening or unconnected socket.
 UNSET_REMOTES = ("", "0.0.0.0", "::")
 

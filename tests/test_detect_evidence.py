@@ -241,3 +241,45 @@ def test_a_fresh_install_is_said_plainly_and_ranked_below_a_dropper(
     assert dropper["explanation"]["newly_installed"] is False
     assert "newly installed" not in dropper["reason"]
     assert app["score"] < dropper["score"]
+
+
+def test_a_tool_a_person_installs_talking_where_the_fleet_talks_is_not_a_shell_to_4444(
+    tmp_path: Path, config: Config
+) -> None:
+    """A new tool in a home directory whose first connection goes to the address and port
+    every host's curl uses is scored at half (0 signals, the reason says why); the same
+    tool on another host talking to a never-seen address, a dropper, and a dual-use tool
+    to the familiar address are signalled in full (docs/scoring.md "Fresh installs")."""
+    at = START + 60 * HOUR
+    familiar = {"remote_address": "203.0.113.80", "remote_port": 443}
+    gh = "/home/alice/.local/bin/gh"
+    extra = [
+        _row("web-08", at + 20, pid=4300, name="gh", path=gh, **familiar),
+        _row("web-09", at + 20, pid=4301, name="gh", path=gh.replace("alice", "bob")),
+        _row("web-10", at + 20, pid=4302, name="kswapd", path="/dev/shm/.k/kswapd", **familiar),
+        _row("web-11", at + 20, pid=4303, name="socat", path="/home/eve/socat", **familiar),
+    ]
+    signals = replay(tmp_path, config, extra, at - 4 * HOUR)
+    found = {s["host"]["name"]: s for s in signals if s["process"]["name"] != "nginx"}
+    assert "web-08" not in found
+    assert {"web-09", "web-10", "web-11"} <= set(found)
+    assert found["web-09"]["explanation"]["destination"]["familiar"] is False
+    assert found["web-09"]["explanation"]["destination"]["other_hosts_before"] == 0
+    assert found["web-10"]["explanation"]["destination"]["other_hosts_at_least"] is True
+    assert found["web-10"]["explanation"]["destination"]["familiar"] is False  # a dropper
+    assert found["web-11"]["explanation"]["destination"]["familiar"] is False  # dual-use
+    with Store(tmp_path / "r.db") as store:
+        answer = why(store, config.detect, "web-08", gh, at - at % SPAN + 2 * SPAN)
+    (finding,) = answer.findings
+    assert finding.explanation["destination"] == {
+        "address": "203.0.113.80",
+        "port": 443,
+        "kind": "external",
+        "other_hosts_before": 2,
+        "other_hosts_at_least": True,
+        "this_host_before": True,
+        "familiar": True,
+        "discount": 0.5,
+    }
+    assert finding.score == pytest.approx(finding.explanation["score_without_rollout"] / 2, abs=0.1)
+    assert "is one 2+ other host(s) use: a fresh install?" in finding.reason

@@ -179,3 +179,36 @@ def test_a_binary_with_unknown_path_is_known_to_its_host_by_name(tmp_path: Path)
     assert found[("a", "curl")] == 1  # routine name: "used before" (by its known path)
     assert found[("a", "agentx")] == 10  # rare: its 10 earlier buckets on this host
     assert found[("b", "agentx")] == 0  # never on b
+
+
+def test_destinations_are_folded_per_outbound_address_port_and_host(tmp_path: Path) -> None:
+    """`destination_host` holds every outbound connection's address and port per host
+    (not only a bucket's first), never an inbound client or an unset address, in any
+    arrival order, and is pruned with presence."""
+    rows = [  # host, bucket, remote, port, direction
+        ("a", 5, "192.0.2.1", 443, "outbound"),
+        ("a", 5, "192.0.2.2", 443, "outbound"),  # the bucket's second connection
+        ("b", 9, "192.0.2.1", 443, "outbound"),
+        ("b", 2, "192.0.2.1", 443, "outbound"),  # late: an earlier bucket
+        ("c", 3, "198.51.100.7", 51000, "inbound"),  # a client: no destination
+        ("c", 4, "0.0.0.0", 0, "outbound"),  # unset
+    ]
+    with Store(tmp_path / "d.db") as store:
+        for n, (host, bucket, remote, port, direction) in enumerate(rows):
+            store.conn.execute(
+                "INSERT INTO observations (time, host, host_uuid, name, path, digest, "
+                "remote_address, remote_port, direction) VALUES (?, ?, '', 'x', '/x', ?, ?, ?, ?)",
+                (bucket * SPAN + 1, host, n, remote, port, direction),
+            )
+            refresh_presence(store, SPAN)
+        found = store.conn.execute(
+            "SELECT remote, port, host, first_bucket, last_bucket FROM destination_host "
+            "ORDER BY remote, host"
+        ).fetchall()
+        assert found == [
+            ("192.0.2.1", 443, "a", 50, 50),
+            ("192.0.2.1", 443, "b", 20, 90),
+            ("192.0.2.2", 443, "a", 50, 50),
+        ]
+        prune_presence(store, SPAN, 60)
+        assert store.conn.execute("SELECT host FROM destination_host").fetchall() == [("b",)]

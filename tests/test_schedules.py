@@ -18,6 +18,7 @@ from rarenet.baseline.cli.explain_cmd import describe
 from rarenet.baseline.config import DetectSettings, load_config
 from rarenet.baseline.detect.maintenance import prune_once
 from rarenet.baseline.detect.memory import remembered
+from rarenet.baseline.detect.presence import refresh_presence
 from rarenet.baseline.detect.rule import RunResult, detect_once
 from rarenet.baseline.detect.schedule import (
     MEMORY_DAYS,
@@ -99,6 +100,9 @@ def base_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = directory / "fleet.db"
     with Store(db) as store:
         assert Ingester(store, load_config(None, env={})).ingest([str(log)]).rejected == 0
+        refresh_presence(store, SPAN)
+        with store.transaction() as conn:  # a service that has been running: all scored
+            conn.execute("DELETE FROM pending_host_bucket")
     return db
 
 

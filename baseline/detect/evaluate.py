@@ -26,6 +26,7 @@ from rarenet.baseline.detect.decide import (
     decide,
     group_sentence,
 )
+from rarenet.baseline.detect.destinations import ask_destinations, with_destinations
 from rarenet.baseline.detect.exceptions import Exception_
 from rarenet.baseline.detect.explain import (
     explain,
@@ -93,9 +94,11 @@ def evaluate(
     scores = score(gathered.features)
     wanted = pick(gathered) if pick is not None else None
     could_fire = np.flatnonzero(scores.score >= settings.threshold).tolist()
-    histories = use_histories(gathered, [*could_fire, *(wanted or ())], span, int(settings.memory))
-    if histories:
-        gathered = with_histories(gathered, histories)
+    asked = [*could_fire, *(wanted or ())]
+    histories = use_histories(gathered, asked, span, int(settings.memory))
+    destinations = ask_destinations(gathered, asked, span, int(settings.history))
+    if histories or destinations:
+        gathered = with_destinations(with_histories(gathered, histories), destinations)
         scores = score(gathered.features)
     decisions = decide(
         store.conn, settings, gathered, scores, exceptions, gathered.detail, only=wanted

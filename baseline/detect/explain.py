@@ -9,17 +9,9 @@ from rarenet.baseline.detect.features import Gathered, rollout_cap, routine_cap
 from rarenet.baseline.detect.lineage import is_shell
 from rarenet.baseline.detect.scoring import HABIT_WEIGHT, NOVELTY_WEIGHT, Scores
 from rarenet.baseline.detect.suspects import Suspect
+from rarenet.baseline.shells import DUAL_USE_TOOLS
 from rarenet.baseline.units import format_age, format_time
 from rarenet.extension.locations import Location, classify, package_managed
-
-# Network tools attackers use where they find them (never "newly installed?").
-DUAL_USE_TOOLS = frozenset(
-    {
-        "nc", "nc.openbsd", "nc.traditional", "ncat", "netcat", "socat", "telnet",
-        "openssl", "curl", "wget", "ssh", "scp", "sftp", "ftp", "tftp", "nmap", "rsync",
-        "xterm", "busybox", "nohup", "sleep", "base64", "dd",
-    }
-)  # fmt: skip
 
 
 def _when(bucket: float | int | None) -> str | None:
@@ -102,6 +94,7 @@ def explain(
             "host_novelty": round(NOVELTY_WEIGHT * novelty, 3),
         },
         "history": None,
+        "destination": None,
         "schedule": None,
         "score": float(scores.score[index]),
         "score_without_rollout": float(scores.unrolled[index]),
@@ -109,6 +102,10 @@ def explain(
     history = gathered.histories.get(index)
     recurring = None if history is None else history.recurring
     explanation["history"] = None if history is None else history.as_json()
+    known = gathered.destinations.get(index)
+    explanation["destination"] = None if known is None else known.as_json()
+    if known is not None and known.evidence:
+        explanation["destination"]["discount"] = round(float(scores.familiar[index]), 3)
     if recurring is not None:
         explanation["schedule"] = recurring.as_json() | {
             "discount": round(float(scores.schedule[index]), 3)
@@ -127,6 +124,8 @@ def explain(
     reason = _reason(cand.host, cand.name, cand.path, decided, explanation)
     if recurring is not None:
         reason = f"{reason}; {recurring.sentence()}: scored as routine"
+    if known is not None and known.evidence:
+        reason = f"{reason}; {known.sentence()}: a fresh install?"
     return explanation, reason
 
 

@@ -56,6 +56,7 @@ from rarenet.extension.scoring import (
 )
 
 if TYPE_CHECKING:
+    from rarenet.baseline.detect.destinations import KnownDestination
     from rarenet.baseline.detect.recurring import UseHistory
 
 # Time scales follow `history` (14 days by default), so compressed drills behave alike:
@@ -102,6 +103,8 @@ class Gathered:
     held: tuple[Suspect | None, ...] = ()
     # per candidate index asked: its history on its host (baseline/detect/recurring.py)
     histories: dict[int, UseHistory] = field(default_factory=dict)
+    # per candidate index asked: its first destination and who used it before
+    destinations: dict[int, KnownDestination] = field(default_factory=dict)
 
     def suspect(self, i: int) -> Suspect | None:
         """The open suspect candidate i continues, if any (baseline/detect/suspects.py)."""

@@ -31,6 +31,8 @@ SHARD_OPS = frozenset(
         "clean_bounds",
         "first_remotes",
         "remembered",
+        "first_endpoints",
+        "destination_hosts",
         "shell_destinations",
         "detail",
         "observations_in",
@@ -108,6 +110,12 @@ class RemoteSource:
 
     def first_remotes(self, first_ids: Any) -> Any:
         return self._ask("first_remotes", first_ids=first_ids)
+
+    def first_endpoints(self, first_ids: Any) -> Any:
+        return self._ask("first_endpoints", first_ids=first_ids)
+
+    def destination_hosts(self, span: int, asks: Any) -> Any:
+        return self._ask("destination_hosts", span=span, asks=asks)
 
     def remembered(self, span: int, pairs: Any) -> Any:
         return self._ask("remembered", span=span, pairs=pairs)

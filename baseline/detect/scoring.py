@@ -20,6 +20,9 @@ binary (name, path) in bucket b — every input counts presence in the baseline 
       first day), else 0
   y   how much of a day the fleet's baseline covers: (b - baseline since) / (history/14),
       in [0, 1] (a deployment's first day: daily jobs have not all run yet)
+  v   1 when a familiar destination vouches for a program a person or a package put on the
+      host (baseline/detect/destinations.py `may_vouch`): its first connection goes to an
+      address and port at least 2 other hosts used in the window, else 0
   r   1 when this use recurs on a schedule (daily, weekly, monthly, quarterly: the long
       memory, baseline/detect/schedule.py) and a schedule may explain the binary, else 0
 
@@ -40,6 +43,7 @@ binary (name, path) in bucket b — every input counts presence in the baseline 
   weight       = 0.8 + 0.2·s                                 where it runs from tops the scale
   novelty      = exp(-2·hk) · max(m, d) · k                 new on a mature host, known in the fleet
   score        = 100 · (1 - (1 - R'·weight) · (1 - 0.6 · novelty)) · (1 - rollout) · (1 - 0.75·r)
+                 · (1 - 0.5·v)
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ LOCATION_WEIGHT = 0.2  # … and a volatile or hidden location adds the last 20
 ROLLOUT_SHARE = 0.1  # a young package-managed path on 10 % of the fleet within a day …
 MIN_ROLLOUT_HOSTS = 5.0  # … and on at least 5 hosts is a rollout (two at once already are)
 SCHEDULE_WEIGHT = 0.75  # a use on its schedule keeps a quarter of its score: routine
+FAMILIAR_WEIGHT = 0.5  # a fresh install talking where the fleet talks keeps half
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,8 @@ class Features:
     recurring: Array | None = None
     # y: how much of a day the fleet's baseline covers; None: a whole day (y = 1)
     baseline_cover: Array | None = None
+    # v: 1 where a familiar destination vouches for the binary; None: nowhere
+    familiar_destination: Array | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,7 @@ class Scores:
     novelty: Array
     unrolled: Array  # the score had no rollout discounted it (what a rollout signal shows)
     schedule: Array  # how much of the score a schedule explains, in [0, 1]
+    familiar: Array  # how much of the score a familiar destination takes, in [0, 1]
 
 
 def routine_hosts(fleet_hosts: Array) -> Array:
@@ -168,7 +176,11 @@ def score(features: Features) -> Scores:
     unrolled = 100 * (1 - (1 - habit) * novel)
     recurring = np.zeros_like(unrolled) if features.recurring is None else features.recurring
     schedule = SCHEDULE_WEIGHT * np.clip(recurring, 0, 1)
-    total = unrolled * (1 - rollout) * (1 - schedule)
+    vouched = np.zeros_like(unrolled)
+    if features.familiar_destination is not None:
+        vouched = np.clip(features.familiar_destination, 0, 1)
+    familiar = FAMILIAR_WEIGHT * vouched
+    total = unrolled * (1 - rollout) * (1 - schedule) * (1 - familiar)
     return Scores(
         score=np.round(np.clip(total, 0, 100), 1),
         rarity_path=rarity_path,
@@ -181,6 +193,7 @@ def score(features: Features) -> Scores:
         novelty=novelty,
         unrolled=np.round(np.clip(unrolled, 0, 100), 1),
         schedule=schedule,
+        familiar=familiar,
     )
 
 

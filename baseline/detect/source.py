@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import orjson
 
 from rarenet.baseline.detect import late
+from rarenet.baseline.detect.destinations import hosts_before
 from rarenet.baseline.detect.detail import detail_row
 from rarenet.baseline.detect.memory import remembered
 from rarenet.baseline.detect.peers import peer_uses_in
@@ -117,6 +118,15 @@ class PresenceSource(Protocol):
 
     def first_remotes(self, first_ids: list[int]) -> list[tuple[bool, str | None]]:
         """Per observation: (still stored, its remote address, which may be NULL)."""
+        ...
+
+    def first_endpoints(self, first_ids: list[int]) -> list[list[Any] | None]:
+        """Per observation: [remote address, remote port, direction], None once pruned."""
+        ...
+
+    def destination_hosts(self, span: int, asks: list[list[Any]]) -> list[list[Any]]:
+        """Per [host, remote, port, low, high]: [other hosts of this store that connected
+        to remote:port within [low, high) (up to 2), whether `host` did]."""
         ...
 
     def remembered(self, span: int, pairs: list[list[str]]) -> list[str | None]:
@@ -372,6 +382,20 @@ class LocalSource:
 
     def remembered(self, span: int, pairs: list[list[str]]) -> list[str | None]:
         return remembered(self.store.conn, span, pairs)
+
+    def first_endpoints(self, first_ids: list[int]) -> list[list[Any] | None]:
+        found = {
+            row[0]: [row[1], row[2], row[3]]
+            for row in self.store.conn.execute(
+                "SELECT o.id, o.remote_address, o.remote_port, o.direction FROM json_each(?) AS j "
+                "JOIN observations AS o ON o.id = j.value",
+                (_json(first_ids),),
+            )
+        }
+        return [found.get(i) for i in first_ids]
+
+    def destination_hosts(self, span: int, asks: list[list[Any]]) -> list[list[Any]]:
+        return hosts_before(self.store.conn, span, asks)
 
     def shell_destinations(self, span: int, pairs: list[tuple[str, str]]) -> list[tuple[Any, Any]]:
         conn = self.store.conn

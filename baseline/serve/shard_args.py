@@ -126,6 +126,11 @@ OPS: dict[str, dict[str, Check | str]] = {
     },
     "first_remotes": {"first_ids": _list(_count)},
     "remembered": {"span": SPAN, "pairs": _list(_row(_text, _text, _text))},
+    "first_endpoints": {"first_ids": _list(_count)},
+    "destination_hosts": {
+        "span": SPAN,
+        "asks": _list(_row(_text, _text, _int, _time, _time)),
+    },
     "shell_destinations": {"span": SPAN, "pairs": _list(_row(_text, _text))},
     "detail": {"first_id": _count},
     "observations_in": {"start": _time, "end": _time},

@@ -583,6 +583,32 @@ def _usage_memory(db: Database) -> None:
     )
 
 
+def _destinations(db: Database) -> None:
+    """Where the fleet already talks (baseline/detect/destinations.py): per outbound
+    address and port, every host that connected there, with first and last bucket;
+    filled from the observations still kept."""
+    db.execute(
+        """CREATE TABLE destination_host (
+            span INTEGER NOT NULL,
+            remote TEXT NOT NULL,
+            port INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            first_bucket INTEGER NOT NULL,
+            last_bucket INTEGER NOT NULL,
+            PRIMARY KEY (span, remote, port, host)
+        ) WITHOUT ROWID"""
+    )
+    for (span,) in db.execute("SELECT DISTINCT span FROM presence").fetchall():
+        db.execute(
+            "INSERT INTO destination_host SELECT ?, remote_address, remote_port, host, "
+            "min(time / ?) * ?, max(time / ?) * ? FROM observations "
+            "WHERE direction = 'outbound' AND remote_address IS NOT NULL "
+            f"AND remote_address NOT IN ({sql_list(UNSET_REMOTES)}) "
+            "GROUP BY remote_address, remote_port, host",
+            (span, span, span, span, span),
+        )
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_initial", _initial),
     ("0002_detection", _detection),
@@ -600,6 +626,7 @@ MIGRATIONS: list[Migration] = [
     ("0015_signal_score", _signal_score),
     ("0016_peers", _peers),
     ("0017_usage_memory", _usage_memory),
+    ("0018_destinations", _destinations),
 ]
 
 

@@ -114,6 +114,11 @@ def replicate(base: Path, target: Path, copies: int, first_copy: int = 0) -> int
                     "days FROM base.usage_memory",
                     (suffix,),
                 )
+                conn.execute(
+                    "INSERT INTO destination_host SELECT span, remote, port, host || ?, "
+                    "first_bucket, last_bucket FROM base.destination_host",
+                    (suffix,),
+                )
         with store.transaction():
             for _, sql in indexes:
                 conn.execute(sql)
@@ -201,10 +206,11 @@ def measure(db: Path, at: int) -> tuple[dict[str, object], list[float], float, f
     return results[0][0], walls, cpus[len(cpus) // 2], max(r[3] for r in results)
 
 
-def memory_size(db: Path, year: bool = False) -> list[str]:
-    """The long memory's size (docs/scoring.md "Schedules"): rows, MiB on disk (its
-    b-tree pages), bytes per host and per (host, binary). `year`: first every row
-    holds the most days kept (MEMORY_DAYS), as a year of daily use would."""
+def memory_size(db: Path, year: bool = False, table: str = "usage_memory") -> list[str]:
+    """A table's size: rows, MiB on disk (its b-tree pages), bytes per host and per row
+    (for the long memory, docs/scoring.md "Schedules": per host and binary). `year`:
+    first every memory row holds the most days kept (MEMORY_DAYS), as a year of daily
+    use would."""
     with Store(db) as store:
         conn = store.conn
         if year:
@@ -213,12 +219,8 @@ def memory_size(db: Path, year: bool = False) -> list[str]:
                     "UPDATE usage_memory SET days = substr(printf('%.*c', ?, 'a'), 1, ?)",
                     (RECORD * MEMORY_DAYS, RECORD * MEMORY_DAYS),
                 )
-        rows, hosts = conn.execute(
-            "SELECT count(*), count(DISTINCT host) FROM usage_memory"
-        ).fetchone()
-        size = conn.execute(
-            "SELECT sum(pgsize) FROM dbstat WHERE name = 'usage_memory'"
-        ).fetchone()[0]
+        rows, hosts = conn.execute(f"SELECT count(*), count(DISTINCT host) FROM {table}").fetchone()
+        size = conn.execute("SELECT sum(pgsize) FROM dbstat WHERE name = ?", (table,)).fetchone()[0]
     return [
         f"{rows:,}",
         f"{size / 2**20:.0f}",
@@ -274,8 +276,8 @@ def test_detection_run(tmp_path: Path) -> None:
     busy = end - BUSY_BEFORE_END
     late_rows = [["hosts", "late host-buckets", "runs to catch up", "signals", "s (all runs)",
                   "s (slowest run)", "peak RSS MiB"]]  # fmt: skip
-    memory_rows = [["hosts", "days remembered", "rows (host × binary)", "MiB", "bytes per host",
-                    "bytes per host and binary"]]  # fmt: skip
+    memory_rows = [["hosts", "table", "rows", "MiB", "bytes per host",
+                    "bytes per row (host × binary, or host × destination)"]]  # fmt: skip
     for hosts in SIZES:
         db = tmp_path / f"fleet-{hosts}.db"
         presence = replicate(base, db, hosts // BASE_HOSTS)
@@ -290,8 +292,13 @@ def test_detection_run(tmp_path: Path) -> None:
         )
         queued = queue_late(db, end)
         late_rows.append([f"{hosts:,}", f"{queued:,}", *catch_up(db, end)])
-        memory_rows.append([f"{hosts:,}", "14 days, as simulated", *memory_size(db)])
-        memory_rows.append([f"{hosts:,}", "a year: 32 days kept per row", *memory_size(db, True)])
+        memory_rows.append([f"{hosts:,}", "usage_memory, 14 days as simulated", *memory_size(db)])
+        memory_rows.append(
+            [f"{hosts:,}", "usage_memory, a year: 32 days per row", *memory_size(db, True)]
+        )
+        memory_rows.append(
+            [f"{hosts:,}", "destination_host, 14 days", *memory_size(db, table="destination_host")]
+        )
         db.unlink()
     body = [
         f"Base: `rarenet simulate --hosts {BASE_HOSTS} --days {DAYS} --attacks` ingested and folded "
@@ -325,7 +332,9 @@ def test_detection_run(tmp_path: Path) -> None:
         'for `[detect] memory`, 400 days; docs/scoring.md "Schedules"), measured on the '
         "same stores with SQLite's dbstat (b-tree pages): as the 14 days simulated left it, "
         "and with every row holding the 32 days kept at most, as a year of daily use leaves "
-        "it. A run reads it only for candidates at or above the threshold.",
+        "it; and `destination_host` (which hosts connected out to each address and port, "
+        'pruned with presence; docs/scoring.md "Fresh installs and familiar '
+        'destinations"). A run reads both only for candidates at or above the threshold.',
         "",
         table(memory_rows),
     ]

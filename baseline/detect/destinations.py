@@ -1,0 +1,165 @@
+"""Where the fleet already talks: which hosts connected out to an address and port.
+
+`destination_host (span, remote, port, host) → first_bucket, last_bucket` is folded with
+presence from every outbound connection (not only a bucket's first), and pruned with
+it. For a candidate that could fire, the rule asks of its first connection's address
+and port: how many *other* hosts used it within the baseline window (counted up to
+`KNOWN_BY`), and whether this host did. It answers the investigation guide ("is the
+destination used by normal workflows?") on every signal, and is evidence for one kind
+of binary (docs/scoring.md "Fresh installs and familiar destinations"): a program a
+person or a package put on the host — a home directory or a package-managed path, no
+shell, interpreter or dual-use tool — whose first connection goes where at least two
+other hosts already talk, on that port. A tool installed today talking 443 to the
+code host the CI runners use is not a reverse shell to a never-seen address on 4444.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rarenet.baseline.detect.destination import destination_kind
+from rarenet.baseline.detect.lineage import is_shell
+from rarenet.baseline.shells import DUAL_USE_TOOLS, UNSET_REMOTES, sql_list
+from rarenet.extension.locations import Location, classify, may_roll_out
+
+if TYPE_CHECKING:
+    from rarenet.baseline.detect.features import Gathered
+
+KNOWN_BY = 2  # other hosts that make a destination one the fleet talks to
+
+
+@dataclass(frozen=True)
+class KnownDestination:
+    """A candidate's first connection and who used its address and port before."""
+
+    address: str
+    port: int
+    others: int  # other hosts that used it in the window (counted up to KNOWN_BY)
+    here: bool  # this host used it in the window (any binary)
+    evidence: bool  # it lowered the score (the binary is one it may speak for)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "port": self.port,
+            "kind": destination_kind(self.address),
+            "other_hosts_before": self.others,
+            "other_hosts_at_least": self.others >= KNOWN_BY,
+            "this_host_before": self.here,
+            "familiar": self.evidence,
+        }
+
+    def sentence(self) -> str:
+        """ "its destination 192.0.2.12:443 is one 2+ other hosts use" (or never used)."""
+        where = f"{self.address}:{self.port}"
+        if not self.others:
+            return f"no other host used its destination {where} before"
+        more = "+" if self.others >= KNOWN_BY else ""
+        return f"its destination {where} is one {self.others}{more} other host(s) use"
+
+
+def remember_destinations(conn: sqlite3.Connection, span: int, low: int, high: int) -> None:
+    """Fold the outbound connections of observations with id in (low, high]."""
+    conn.execute(
+        "INSERT INTO destination_host (span, remote, port, host, first_bucket, last_bucket) "
+        "SELECT :span, remote_address, remote_port, host, min(time / :span) * :span, "
+        "max(time / :span) * :span FROM observations WHERE id > :low AND id <= :high "
+        "AND direction = 'outbound' AND remote_address IS NOT NULL "
+        f"AND remote_address NOT IN ({sql_list(UNSET_REMOTES)}) "
+        "GROUP BY remote_address, remote_port, host "
+        "ON CONFLICT (span, remote, port, host) DO UPDATE SET "
+        "first_bucket = min(first_bucket, excluded.first_bucket), "
+        "last_bucket = max(last_bucket, excluded.last_bucket)",
+        {"span": span, "low": low, "high": high},
+    )
+
+
+def hosts_before(
+    conn: sqlite3.Connection, span: int, asks: Sequence[Sequence[Any]]
+) -> list[list[Any]]:
+    """Per [host, remote, port, low, high]: [other hosts that used remote:port within
+    [low, high) (up to KNOWN_BY), whether `host` did]."""
+    out = []
+    for host, remote, port, low, high in asks:
+        others = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM destination_host WHERE span = ? AND remote = ? "
+            "AND port = ? AND host != ? AND first_bucket < ? AND last_bucket >= ? LIMIT ?)",
+            (span, remote, port, host, high, low, KNOWN_BY),
+        ).fetchone()[0]
+        here = conn.execute(
+            "SELECT 1 FROM destination_host WHERE span = ? AND remote = ? AND port = ? "
+            "AND host = ? AND first_bucket < ? AND last_bucket >= ?",
+            (span, remote, port, host, high, low),
+        ).fetchone()
+        out.append([int(others), here is not None])
+    return out
+
+
+def forget_destinations(conn: sqlite3.Connection, span: int, before: int) -> None:
+    """Drop destinations no host used since `before` (pruned with presence)."""
+    conn.execute("DELETE FROM destination_host WHERE span = ? AND last_bucket < ?", (span, before))
+
+
+def may_vouch(name: str, path: str) -> bool:
+    """Whether a familiar destination may speak for this binary: one a person (home
+    directory) or a package put on the host — never a shell, a script interpreter, a
+    dual-use network tool, or anything in a volatile, hidden or unknown place."""
+    if name in DUAL_USE_TOOLS or is_shell(name):
+        return False
+    return classify(path) is Location.USER or may_roll_out(name, path)
+
+
+def ask_destinations(
+    gathered: Gathered, asked: Iterable[int], span: int, history: int
+) -> dict[int, KnownDestination]:
+    """Per candidate index in `asked`: its first connection's destination and who used
+    it in the candidate's baseline window (outbound connections with an address only)."""
+    indices = sorted(set(asked))
+    by_shard: dict[int, list[int]] = defaultdict(list)
+    for i in indices:
+        by_shard[0 if gathered.owner is None else int(gathered.owner[i])].append(i)
+    endpoints: dict[int, tuple[str, int]] = {}
+    for shard, mine in by_shard.items():
+        firsts = [gathered.candidates[i].first_id for i in mine]
+        for i, found in zip(mine, gathered.sources[shard].first_endpoints(firsts), strict=True):
+            if found is not None and found[2] == "outbound" and found[0] not in UNSET_REMOTES:
+                endpoints[i] = (str(found[0]), int(found[1]))
+    if not endpoints:
+        return {}
+    order = sorted(endpoints)
+    asks = [
+        [
+            gathered.candidates[i].host,
+            *endpoints[i],
+            gathered.candidates[i].bucket - history,
+            gathered.candidates[i].bucket,
+        ]
+        for i in order
+    ]
+    others, here = [0] * len(order), [False] * len(order)
+    for source in gathered.sources:
+        for n, (count, used) in enumerate(source.destination_hosts(span, asks)):
+            others[n] = min(KNOWN_BY, others[n] + int(count))
+            here[n] = here[n] or bool(used)
+    found_all = {}
+    for n, i in enumerate(order):
+        cand = gathered.candidates[i]
+        familiar = others[n] >= KNOWN_BY and may_vouch(cand.name, cand.path)
+        found_all[i] = KnownDestination(*endpoints[i], others[n], here[n], familiar)
+    return found_all
+
+
+def with_destinations(gathered: Gathered, found: dict[int, KnownDestination]) -> Gathered:
+    """`gathered` with the destinations, and v = 1 where a familiar one vouches."""
+    if not found:
+        return gathered
+    vouched = np.zeros(len(gathered.candidates))
+    vouched[[i for i, d in found.items() if d.evidence]] = 1.0
+    features = replace(gathered.features, familiar_destination=vouched)
+    return replace(gathered, features=features, destinations=found)
