@@ -222,12 +222,13 @@ def test_a_package_path_settles_when_a_peer_uses_it_routinely(
     store: Store, settings: DetectSettings, host: str, signalled: bool
 ) -> None:
     """The JDK the two build hosts use all day, new on the third database host (their
-    peer: the same bash and curl), is signalled once; back after a quiet day it is that
-    peer group's routine, not a return. On a web server (whose peers never run java) the
-    same return is signalled again."""
+    peer: the same bash and curl), is that peer group's routine: weak evidence, no
+    signal on its first use nor back after a quiet day. On a web server (whose peers
+    never run java) it is signalled, and the same return is signalled again."""
     use(store, host, JAVA17, FIRST)
-    (first,) = docs_for(run(store, settings, FIRST), JAVA17)
-    assert first["host"]["name"] == host
+    first = docs_for(run(store, settings, FIRST), JAVA17)
+    assert bool(first) is signalled, [d["reason"] for d in first]
+    assert all(d["host"]["name"] == host for d in first)
     back = FIRST + DAY + 4 * HOUR
     use(store, host, JAVA17, back)
     again = docs_for(run(store, settings, back), JAVA17)
@@ -241,6 +242,8 @@ def test_a_package_path_settles_when_a_peer_uses_it_routinely(
             describe(answer)
         )
     else:
+        assert "its peer db-00 (1 alike) uses it routinely" in finding.reason
+        assert finding.explanation["peer_routine"]["discount"] == 0.5
         assert [(p.host, p.similarity) for p in answer.peers] == [("db-00", 1.0), ("db-01", 1.0)]
         assert all(p.occasions >= 3 for p in answer.peers)
         assert any(

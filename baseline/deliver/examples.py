@@ -106,6 +106,7 @@ def example_document(**overrides: Any) -> dict[str, Any]:
             "this_host_before": False,
             "familiar": False,
         },
+        "peer_routine": None,
         "schedule": None,
         "newly_installed": False,
         "score": 80.0,

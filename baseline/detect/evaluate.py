@@ -42,6 +42,7 @@ from rarenet.baseline.detect.features import (
     rollout_hosts,
 )
 from rarenet.baseline.detect.lineage import name_the_shell
+from rarenet.baseline.detect.peer_evidence import ask_peers, with_peers
 from rarenet.baseline.detect.recurring import use_histories, with_histories
 from rarenet.baseline.detect.scoring import Scores, score
 from rarenet.baseline.detect.source import PresenceSource
@@ -93,12 +94,14 @@ def evaluate(
     )
     scores = score(gathered.features)
     wanted = pick(gathered) if pick is not None else None
-    could_fire = np.flatnonzero(scores.score >= settings.threshold).tolist()
+    could_fire = np.flatnonzero(scores.unrolled >= settings.threshold).tolist()
     asked = [*could_fire, *(wanted or ())]
     histories = use_histories(gathered, asked, span, int(settings.memory))
     destinations = ask_destinations(gathered, asked, span, int(settings.history))
-    if histories or destinations:
-        gathered = with_destinations(with_histories(gathered, histories), destinations)
+    peers = ask_peers(gathered, asked, span, int(settings.history), suspects)
+    if histories or destinations or peers:
+        gathered = with_histories(gathered, histories)
+        gathered = with_peers(with_destinations(gathered, destinations), peers)
         scores = score(gathered.features)
     decisions = decide(
         store.conn, settings, gathered, scores, exceptions, gathered.detail, only=wanted

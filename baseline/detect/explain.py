@@ -106,6 +106,15 @@ def explain(
     explanation["destination"] = None if known is None else known.as_json()
     if known is not None and known.evidence:
         explanation["destination"]["discount"] = round(float(scores.familiar[index]), 3)
+    peer = gathered.peer_uses.get(index)
+    explanation["peer_routine"] = None
+    if peer is not None:
+        explanation["peer_routine"] = {
+            "host": peer.host,
+            "similarity": peer.similarity,
+            "half_days": peer.occasions,
+            "discount": round(float(scores.peers[index]), 3),
+        }
     if recurring is not None:
         explanation["schedule"] = recurring.as_json() | {
             "discount": round(float(scores.schedule[index]), 3)
@@ -126,6 +135,11 @@ def explain(
         reason = f"{reason}; {recurring.sentence()}: scored as routine"
     if known is not None and known.evidence:
         reason = f"{reason}; {known.sentence()}: a fresh install?"
+    if peer is not None:
+        reason = (
+            f"{reason}; its peer {peer.host} ({peer.similarity:g} alike) uses it routinely "
+            f"(over {peer.occasions} half-days): weak evidence here"
+        )
     return explanation, reason
 
 

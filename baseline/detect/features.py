@@ -105,6 +105,8 @@ class Gathered:
     histories: dict[int, UseHistory] = field(default_factory=dict)
     # per candidate index asked: its first destination and who used it before
     destinations: dict[int, KnownDestination] = field(default_factory=dict)
+    # per candidate index asked: a peer that uses its path routinely (peer_evidence.py)
+    peer_uses: dict[int, PeerUse] = field(default_factory=dict)
 
     def suspect(self, i: int) -> Suspect | None:
         """The open suspect candidate i continues, if any (baseline/detect/suspects.py)."""

@@ -23,6 +23,8 @@ binary (name, path) in bucket b — every input counts presence in the baseline 
   v   1 when a familiar destination vouches for a program a person or a package put on the
       host (baseline/detect/destinations.py `may_vouch`): its first connection goes to an
       address and port at least 2 other hosts used in the window, else 0
+  q   1 when a peer of the host without an open signal for the path uses it routinely and
+      the binary is one a person or a package put there (baseline/detect/peer_evidence.py)
   r   1 when this use recurs on a schedule (daily, weekly, monthly, quarterly: the long
       memory, baseline/detect/schedule.py) and a schedule may explain the binary, else 0
 
@@ -43,7 +45,7 @@ binary (name, path) in bucket b — every input counts presence in the baseline 
   weight       = 0.8 + 0.2·s                                 where it runs from tops the scale
   novelty      = exp(-2·hk) · max(m, d) · k                 new on a mature host, known in the fleet
   score        = 100 · (1 - (1 - R'·weight) · (1 - 0.6 · novelty)) · (1 - rollout) · (1 - 0.75·r)
-                 · (1 - 0.5·v)
+                 · (1 - 0.5·v) · (1 - 0.5·q)
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ ROLLOUT_SHARE = 0.1  # a young package-managed path on 10 % of the fleet within 
 MIN_ROLLOUT_HOSTS = 5.0  # … and on at least 5 hosts is a rollout (two at once already are)
 SCHEDULE_WEIGHT = 0.75  # a use on its schedule keeps a quarter of its score: routine
 FAMILIAR_WEIGHT = 0.5  # a fresh install talking where the fleet talks keeps half
+PEER_WEIGHT = 0.5  # a program the host's peers use routinely keeps half
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,8 @@ class Features:
     baseline_cover: Array | None = None
     # v: 1 where a familiar destination vouches for the binary; None: nowhere
     familiar_destination: Array | None = None
+    # q: 1 where a peer's routine speaks for the binary; None: nowhere
+    peer_routine: Array | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,7 @@ class Scores:
     unrolled: Array  # the score had no rollout discounted it (what a rollout signal shows)
     schedule: Array  # how much of the score a schedule explains, in [0, 1]
     familiar: Array  # how much of the score a familiar destination takes, in [0, 1]
+    peers: Array  # how much of the score a peer's routine takes, in [0, 1]
 
 
 def routine_hosts(fleet_hosts: Array) -> Array:
@@ -180,7 +186,11 @@ def score(features: Features) -> Scores:
     if features.familiar_destination is not None:
         vouched = np.clip(features.familiar_destination, 0, 1)
     familiar = FAMILIAR_WEIGHT * vouched
-    total = unrolled * (1 - rollout) * (1 - schedule) * (1 - familiar)
+    routine = np.zeros_like(unrolled)
+    if features.peer_routine is not None:
+        routine = np.clip(features.peer_routine, 0, 1)
+    peers = PEER_WEIGHT * routine
+    total = unrolled * (1 - rollout) * (1 - schedule) * (1 - familiar) * (1 - peers)
     return Scores(
         score=np.round(np.clip(total, 0, 100), 1),
         rarity_path=rarity_path,
@@ -194,6 +204,7 @@ def score(features: Features) -> Scores:
         unrolled=np.round(np.clip(unrolled, 0, 100), 1),
         schedule=schedule,
         familiar=familiar,
+        peers=peers,
     )
 
 
