@@ -121,6 +121,7 @@ class FleetQuality:
     present: set[str] = field(default_factory=set)  # benign scenario paths in this fleet
     # (host, path) of a scheduled job → the bucket of its first use on that host
     first_runs: dict[tuple[str, str], int] = field(default_factory=dict)
+    run_days: dict[tuple[str, str], set[int]] = field(default_factory=dict)  # UTC days used
 
     def scheduled_signals(self, detector: str) -> tuple[int, int]:
         """Signals of scheduled jobs (SCHEDULED_JOBS): (at a host's first run of the job,
@@ -154,18 +155,26 @@ def _benign(hit: Hit, benign: dict[str, str], by_name: bool) -> str | None:
     return next((path for path in benign if path.rsplit("/", 1)[-1] == hit.name), None)
 
 
-def measure(hosts: int, days: float, seed: int, workdir: Path, late: bool = False) -> FleetQuality:
+def measure(
+    hosts: int,
+    days: float,
+    seed: int,
+    workdir: Path,
+    late: bool = False,
+    env: dict[str, str] | None = None,
+) -> FleetQuality:
     """Simulate one fleet with every scenario family, backtest rarenet, run both
     references on the same observations. `late`: the lines arrive as the simulated
     delivery plan says (laptops offline, attacks whose results arrive hours late, a
     rarenet and a Fleet outage) and everything is replayed in arrival order; the
     references, like Elastic's rules, score a bucket only with the data that arrived
-    within their look-back after it (late data is never analysed)."""
+    within their look-back after it (late data is never analysed). `env`: settings for
+    rarenet as RARENET_* variables (default: every default)."""
     log, labels_path = workdir / f"fleet-{hosts}-{seed}.log.gz", workdir / f"labels-{seed}.jsonl"
     arrivals = workdir / f"arrivals-{hosts}-{seed}.jsonl" if late else None
     spec = SimulationSpec(hosts=hosts, days=days, attacks=True, seed=seed, scenarios="all")
     simulate_to_path(spec, log, labels_path, arrivals)
-    config = load_config(None, env={})
+    config = load_config(None, env=env or {})
     result = backtest(
         [str(log)],
         config,
@@ -199,6 +208,7 @@ def measure(hosts: int, days: float, seed: int, workdir: Path, late: bool = Fals
     for bucket, host, _, path in presence:  # sorted by bucket: the first use stays
         if path in scheduled:
             quality.first_runs.setdefault((host, path), bucket)
+            quality.run_days.setdefault((host, path), set()).add(bucket // 86400)
     return quality
 
 
