@@ -282,4 +282,24 @@ def test_a_tool_a_person_installs_talking_where_the_fleet_talks_is_not_a_shell_t
         "discount": 0.5,
     }
     assert finding.score == pytest.approx(finding.explanation["score_without_rollout"] / 2, abs=0.1)
-    assert "is one 2+ other host(s) use: a fresh install?" in finding.reason
+    assert "is one 2+ other host(s) use for other programs: a fresh install?" in finding.reason
+
+
+def test_a_binary_spreading_to_one_address_never_makes_it_familiar(
+    tmp_path: Path, config: Config
+) -> None:
+    """A new program at a package path (no dual-use name) reaching three hosts hours
+    apart, each calling the same address: that address is familiar only through the
+    binary's own spread, so no host's signal is discounted — each is signalled."""
+    first = START + 60 * HOUR
+    path = "/usr/lib/x86_64-linux-gnu/kmod-helper"
+    extra = [
+        _row(host, first + n * 3 * HOUR + 20, pid=4400 + n, name="kmod-helper", path=path,
+             remote_address="198.51.100.99", remote_port=8443)
+        for n, host in enumerate(WEB[12:15])
+    ]  # fmt: skip
+    signals = replay(tmp_path, config, extra, first - 4 * HOUR)
+    reached = {s["host"]["name"]: s for s in signals if s["process"]["executable"] == path}
+    assert sorted(reached) == WEB[12:15]
+    assert all(not s["explanation"]["destination"]["familiar"] for s in reached.values())
+    assert reached[WEB[14]]["explanation"]["destination"]["other_hosts_before"] == 0

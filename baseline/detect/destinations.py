@@ -4,7 +4,7 @@
 presence from every outbound connection (not only a bucket's first), and pruned with
 it. For a candidate that could fire, the rule asks of its first connection's address
 and port: how many *other* hosts used it within the baseline window (counted up to
-`KNOWN_BY`), and whether this host did. It answers the investigation guide ("is the
+`KNOWN_BY`) that never ran this binary's path, and whether this host did. It answers the investigation guide ("is the
 destination used by normal workflows?") on every signal, and is evidence for one kind
 of binary (docs/scoring.md "Fresh installs and familiar destinations"): a program a
 person or a package put on the host — a home directory or a package-managed path, no
@@ -61,7 +61,7 @@ class KnownDestination:
         if not self.others:
             return f"no other host used its destination {where} before"
         more = "+" if self.others >= KNOWN_BY else ""
-        return f"its destination {where} is one {self.others}{more} other host(s) use"
+        return f"its destination {where} is one {self.others}{more} other host(s) use for other programs"
 
 
 def remember_destinations(conn: sqlite3.Connection, span: int, low: int, high: int) -> None:
@@ -83,14 +83,18 @@ def remember_destinations(conn: sqlite3.Connection, span: int, low: int, high: i
 def hosts_before(
     conn: sqlite3.Connection, span: int, asks: Sequence[Sequence[Any]]
 ) -> list[list[Any]]:
-    """Per [host, remote, port, low, high]: [other hosts that used remote:port within
-    [low, high) (up to KNOWN_BY), whether `host` did]."""
+    """Per [host, remote, port, low, high, path]: [other hosts that used remote:port
+    within [low, high) and never ran `path` (up to KNOWN_BY) — the fleet talks there for
+    reasons of its own, not because this binary spread there — and whether `host` did]."""
     out = []
-    for host, remote, port, low, high in asks:
+    for host, remote, port, low, high, path in asks:
         others = conn.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM destination_host WHERE span = ? AND remote = ? "
-            "AND port = ? AND host != ? AND first_bucket < ? AND last_bucket >= ? LIMIT ?)",
-            (span, remote, port, host, high, low, KNOWN_BY),
+            "SELECT count(*) FROM (SELECT 1 FROM destination_host AS d WHERE d.span = ? "
+            "AND d.remote = ? AND d.port = ? AND d.host != ? AND d.first_bucket < ? "
+            "AND d.last_bucket >= ? AND NOT EXISTS (SELECT 1 FROM key_host AS k "
+            "WHERE k.span = d.span AND k.kind = 'path' AND k.key = ? AND k.host = d.host) "
+            "LIMIT ?)",
+            (span, remote, port, host, high, low, path, KNOWN_BY),
         ).fetchone()[0]
         here = conn.execute(
             "SELECT 1 FROM destination_host WHERE span = ? AND remote = ? AND port = ? "
@@ -139,6 +143,7 @@ def ask_destinations(
             *endpoints[i],
             gathered.candidates[i].bucket - history,
             gathered.candidates[i].bucket,
+            gathered.candidates[i].path,
         ]
         for i in order
     ]

@@ -125,8 +125,9 @@ class PresenceSource(Protocol):
         ...
 
     def destination_hosts(self, span: int, asks: list[list[Any]]) -> list[list[Any]]:
-        """Per [host, remote, port, low, high]: [other hosts of this store that connected
-        to remote:port within [low, high) (up to 2), whether `host` did]."""
+        """Per [host, remote, port, low, high, path]: [other hosts of this store that
+        connected to remote:port within [low, high) and never ran `path` (up to 2),
+        whether `host` did]."""
         ...
 
     def remembered(self, span: int, pairs: list[list[str]]) -> list[str | None]:

@@ -129,7 +129,7 @@ OPS: dict[str, dict[str, Check | str]] = {
     "first_endpoints": {"first_ids": _list(_count)},
     "destination_hosts": {
         "span": SPAN,
-        "asks": _list(_row(_text, _text, _int, _time, _time)),
+        "asks": _list(_row(_text, _text, _int, _time, _time, _text)),
     },
     "shell_destinations": {"span": SPAN, "pairs": _list(_row(_text, _text))},
     "detail": {"first_id": _count},
