@@ -27,7 +27,15 @@ from report import table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from quality_eval import DETECTORS, FAMILIES, FleetQuality, Hit, measure, summarise
+from quality_eval import (
+    DETECTORS,
+    FAMILIES,
+    FleetQuality,
+    Hit,
+    measure,
+    per_100_host_days,
+    summarise,
+)
 
 from rarenet.baseline.units import parse_time
 
@@ -309,16 +317,23 @@ def _goals(everything: list[FleetQuality], small: list[FleetQuality]) -> list[st
     return missed
 
 
-def _open_goals(small: list[FleetQuality]) -> str:
-    """The goal still open on the small, long-running fleets (issue 31), with its number."""
-    rate = summarise(small)["false"]["rarenet"][1]
-    if rate <= 0.5:
-        return "none"
-    hosts, _, days = SMALL
+FALSE_GOAL = 0.3  # false signals per 100 host-days on every fleet (issue 31)
+
+
+def _open_goals(everything: list[FleetQuality]) -> str:
+    """Issue 31's goal, fleet by fleet: at most FALSE_GOAL false signals per 100
+    host-days; the fleets over it, with their rates."""
+    over = [
+        f"{f.hosts} hosts seed {f.seed}: {per_100_host_days(f.false_signals('rarenet'), f.host_days):.2f}"
+        for f in everything
+        if per_100_host_days(f.false_signals("rarenet"), f.host_days) > FALSE_GOAL
+    ]
+    if not over:
+        return f"none (every fleet at or under {FALSE_GOAL} false signals per 100 host-days)"
     return (
-        f"false signals on the {hosts}-host, {days:g}-day fleets: {rate:.2f} per 100 "
-        "host-days (goal 0.5; most are a deployment's first day, when every binary is new, "
-        "and a person's tools: issue 31)"
+        f"at most {FALSE_GOAL} false signals per 100 host-days on every fleet: "
+        f"{len(everything) - len(over)} of {len(everything)} fleets meet it; over it: "
+        + ", ".join(over)
     )
 
 
@@ -360,10 +375,14 @@ def test_quality(tmp_path: Path) -> None:
         "visit: a dropper or masquerade in a volatile or hidden place, a system binary, the "
         "bash web shell). Benign: package "
         "rollouts in 3–5 waves within 20 h to 30–100 % of the hosts, new weekly jobs on "
-        "several hosts at once, re-imaged hosts (new id, same role), user-installed tools, "
-        "the classic agent rollout and a JDK path upgrade on CI runners. A signal is false "
-        "when it matches no label and no benign scenario program; rollout and weekly-job "
-        "signals are counted on their own rows.",
+        "several hosts at once, scheduled jobs (a weekly backup, a monthly log archive from "
+        "/usr/local, a monthly borg backup, a quarterly certificate renewal) reaching up to "
+        "6 hosts of some roles one by one over the run's first quarter, each host at its own "
+        "weekday or day of the month and hour, re-imaged hosts (new id, same role), "
+        "user-installed tools in home directories, the classic agent rollout and a JDK path "
+        "upgrade on CI runners. A signal is false when it matches no label and no benign "
+        "scenario program; rollout, weekly-job and scheduled-job signals are counted on "
+        "their own rows (a scheduled job's: at a host's first run / from its second run on).",
         "",
         *_section("All fleets", everything),
         *(line for title, fleets in sections.items() for line in _section(title, fleets)),
@@ -371,7 +390,7 @@ def test_quality(tmp_path: Path) -> None:
         *_reading(everything),
         f"Goals missed in this run: {'; '.join(missed) or 'none'}.",
         "",
-        f"Goals still open: {_open_goals(small_fleets)}.",
+        f"Goals still open: {_open_goals(everything)}.",
         "",
         f"Wall time of the whole benchmark (two fleets at a time): {seconds:.0f} s.",
         "",
