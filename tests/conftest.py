@@ -11,7 +11,7 @@ from pathlib import Path
 import e2e_backtest
 import pytest
 
-from rarenet.baseline.config import Config, load_config
+from rarenet.baseline.config import Config, DetectSettings, load_config
 from rarenet.baseline.store import Store
 
 
@@ -19,6 +19,12 @@ from rarenet.baseline.store import Store
 def config() -> Config:
     """The built-in defaults, untouched by the caller's environment or ./rarenet.toml."""
     return load_config(None, env={})
+
+
+@pytest.fixture
+def settings(config: Config) -> DetectSettings:
+    """The built-in detection settings."""
+    return config.detect
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 from osquery_lines import T0, event, line, socket_row
+from store_copy import opened_copy
 
 from rarenet.baseline.access.audit import list_audit
 from rarenet.baseline.cli import main
@@ -173,10 +174,7 @@ def fleet_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def store(fleet_db: Path, tmp_path: Path) -> Iterator[Store]:
-    copy = tmp_path / "fleet.db"
-    shutil.copy(fleet_db, copy)
-    with Store(copy) as opened:
-        yield opened
+    yield from opened_copy(fleet_db, tmp_path)
 
 
 def signalled(run_docs: list[dict[str, object]]) -> dict[tuple[str, str], dict[str, object]]:

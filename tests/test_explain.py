@@ -11,6 +11,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 from osquery_lines import event, line, socket_row
+from store_copy import opened_copy
 from test_detect import ATTACK_AT, RUN_AT, SPAN, fleet_db  # noqa: F401  (fixture)
 
 from rarenet.baseline.cli import main
@@ -28,16 +29,8 @@ BEACON = "/tmp/.x/beacon"
 
 
 @pytest.fixture
-def config() -> Config:
-    return load_config(None, env={})
-
-
-@pytest.fixture
 def store(fleet_db: Path, tmp_path: Path) -> Iterator[Store]:  # noqa: F811
-    copy = tmp_path / "fleet.db"
-    shutil.copy(fleet_db, copy)
-    with Store(copy) as opened:
-        yield opened
+    yield from opened_copy(fleet_db, tmp_path)
 
 
 def beacon_on(host: str, unix: int, tmp_path: Path) -> Path:

@@ -54,11 +54,6 @@ def lines() -> list[Line]:
     return fleet()
 
 
-@pytest.fixture
-def settings() -> DetectSettings:
-    return load_config(None, env={}).detect
-
-
 def ingest(store: Store, directory: Path, chunk: list[bytes], name: str) -> None:
     log = directory / f"{name}.log"
     log.write_bytes(b"".join(chunk))

@@ -6,13 +6,13 @@ signal as benign (or an exception) makes the binary routine there again."""
 from __future__ import annotations
 
 import random
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from osquery_lines import T0, connection_line
+from store_copy import opened_copy
 
 from rarenet.baseline.cli.explain_cmd import describe
 from rarenet.baseline.config import DetectSettings, load_config
@@ -83,15 +83,7 @@ def base_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def store(base_db: Path, tmp_path: Path) -> Iterator[Store]:
-    db = tmp_path / "fleet.db"
-    shutil.copy(base_db, db)
-    with Store(db) as opened:
-        yield opened
-
-
-@pytest.fixture
-def settings() -> DetectSettings:
-    return load_config(None, env={}).detect
+    yield from opened_copy(base_db, tmp_path)
 
 
 def use(store: Store, host: str, path: str, at: int, remote: str = "198.51.100.23") -> None:

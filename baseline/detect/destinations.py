@@ -84,7 +84,7 @@ def hosts_before(
     conn: sqlite3.Connection, span: int, asks: Sequence[Sequence[Any]]
 ) -> list[list[Any]]:
     """Per [host, remote, port, low, high, path]: [other hosts that used remote:port
-    within [low, high) and never ran `path` (up to KNOWN_BY) — the fleet talks there for
+    within [low, high) and had not run `path` before `high` (up to KNOWN_BY) — the fleet talks there for
     reasons of its own, not because this binary spread there — and whether `host` did]."""
     out = []
     for host, remote, port, low, high, path in asks:
@@ -92,9 +92,9 @@ def hosts_before(
             "SELECT count(*) FROM (SELECT 1 FROM destination_host AS d WHERE d.span = ? "
             "AND d.remote = ? AND d.port = ? AND d.host != ? AND d.first_bucket < ? "
             "AND d.last_bucket >= ? AND NOT EXISTS (SELECT 1 FROM key_host AS k "
-            "WHERE k.span = d.span AND k.kind = 'path' AND k.key = ? AND k.host = d.host) "
-            "LIMIT ?)",
-            (span, remote, port, host, high, low, path, KNOWN_BY),
+            "WHERE k.span = d.span AND k.kind = 'path' AND k.key = ? AND k.host = d.host "
+            "AND k.first_bucket < ?) LIMIT ?)",
+            (span, remote, port, host, high, low, path, high, KNOWN_BY),
         ).fetchone()[0]
         here = conn.execute(
             "SELECT 1 FROM destination_host WHERE span = ? AND remote = ? AND port = ? "
