@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -106,7 +107,7 @@ class FleetQuality:
         )
 
     def benign_signals(self, detector: str, family: str) -> dict[str, int]:
-        """Signals per program of a benign family (rollout, weekly)."""
+        """Signals per program of a benign family (rollout, weekly, user-app)."""
         scored = self.detectors[detector]
         benign = benign_paths()
         counts: dict[str, int] = {
@@ -150,9 +151,16 @@ class FleetQuality:
 
 
 def _benign(hit: Hit, benign: dict[str, str], by_name: bool) -> str | None:
-    if not by_name:
-        return hit.path if hit.path in benign else None
-    return next((path for path in benign if path.rsplit("/", 1)[-1] == hit.name), None)
+    """The benign scenario program (its catalogue path; "{user}" stands for any user) a
+    hit is of, if any."""
+    if by_name:
+        return next((path for path in benign if path.rsplit("/", 1)[-1] == hit.name), None)
+    if hit.path in benign:
+        return hit.path
+    return next(
+        (p for p in benign if "{user}" in p and fnmatch(hit.path, p.replace("{user}", "*"))),
+        None,
+    )
 
 
 def measure(
@@ -203,7 +211,12 @@ def measure(
         "new terms (path)": Scored(new_terms(presence)),
     }
     quality.documents = result.signals
-    quality.present = {path for _, _, _, path in presence if path in benign_paths()}
+    benign = benign_paths()
+    quality.present = {
+        found
+        for bucket, host, name, path in presence
+        if (found := _benign(Hit(host, name, path, bucket), benign, False)) is not None
+    }
     scheduled = {program.path for program, *_ in SCHEDULED_JOBS.values()}
     for bucket, host, _, path in presence:  # sorted by bucket: the first use stays
         if path in scheduled:
@@ -289,6 +302,7 @@ def summarise(fleets: Sequence[FleetQuality]) -> dict[str, Any]:
         "false": {},
         "rollout_max": {},
         "weekly_max": {},
+        "user-app_max": {},
         "scheduled": {},
     }
     host_days = sum(f.host_days for f in fleets)
@@ -301,7 +315,7 @@ def summarise(fleets: Sequence[FleetQuality]) -> dict[str, Any]:
             )
         false = sum(f.false_signals(detector) for f in fleets)
         out["false"][detector] = (false, per_100_host_days(false, host_days))
-        for kind in ("rollout", "weekly"):
+        for kind in ("rollout", "weekly", "user-app"):
             worst = max(
                 (max(f.benign_signals(detector, kind).values(), default=0) for f in fleets),
                 default=0,

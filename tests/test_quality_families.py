@@ -113,6 +113,21 @@ def test_rollouts_and_weekly_jobs_raise_at_most_one_signal_each(
         assert weekly and max(weekly.values()) <= 1, weekly
 
 
+def test_an_app_users_install_raises_at_most_one_signal_across_the_fleet(
+    fleets: list[FleetQuality],
+) -> None:
+    """zoom and obsidian in /opt, the JetBrains toolbox in each developer's home, reaching
+    2–5 workstations over four days: new terms signals the toolbox on every workstation
+    (a new path each time), rarenet at most once per app."""
+    for fleet in fleets:
+        apps = fleet.benign_signals("rarenet", "user-app")
+        assert len(apps) >= 2, apps  # the apps are in the run
+        assert max(apps.values()) <= 1, apps
+        assert sum(fleet.benign_signals("new terms (path)", "user-app").values()) > sum(
+            apps.values()
+        )
+
+
 def test_re_imaged_hosts_stay_quiet(fleets: list[FleetQuality]) -> None:
     for fleet in fleets:
         reimaged = [d for d in fleet.documents if d["host"]["name"].endswith("-r")]

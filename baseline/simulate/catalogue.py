@@ -661,6 +661,34 @@ SCHEDULED_JOBS: dict[str, tuple[Program, Flow, str, tuple[str, ...]]] = {
         ("web", "mail", "bastion", "k8s"),
     ),
 }
+# Apps developers install on their workstations over days (a package in /opt, or into
+# their home directory), each talking to its vendor: key → (program, flow).
+USER_APPS: dict[str, tuple[Program, Flow]] = {
+    "zoom": (
+        Program("zoom", "/opt/zoom/zoom", "/opt/zoom/zoom", "{user}", "dev-shell"),
+        Flow("app:zoom", "zoom-cloud", 443),
+    ),
+    "obsidian": (
+        Program(
+            "obsidian", "/opt/Obsidian/obsidian", "/opt/Obsidian/obsidian", "{user}", "dev-shell"
+        ),
+        Flow("app:obsidian", "obsidian-sync", 443),
+    ),
+    "jetbrains-toolbox": (
+        Program(
+            "jetbrains-toolbox",
+            "/home/{user}/.local/share/JetBrains/Toolbox/bin/jetbrains-toolbox",
+            "jetbrains-toolbox --minimize",
+            "{user}",
+            "dev-shell",
+        ),
+        Flow("app:jetbrains-toolbox", "jetbrains", 443),
+    ),
+}
+for _key, (_program, _flow) in USER_APPS.items():
+    PROGRAMS[f"app:{_key}"] = _program
+    FLOWS[f"app:{_key}"] = _flow
+
 for _key, (_program, _flow, _kind, _flavors) in SCHEDULED_JOBS.items():
     PROGRAMS[f"scheduled:{_key}"] = _program
     FLOWS[f"scheduled:{_key}"] = _flow

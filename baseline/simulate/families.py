@@ -18,6 +18,9 @@ Benign (no labels; docs/quality.md counts their signals):
 * rollout: a package (ROLLOUT_PACKAGES) reaching 30–100 % of the hosts in 3 to 5
   waves within 20 hours, then running as a daemon;
 * weekly: a new weekly job (WEEKLY_JOBS) starting on several hosts at the same moment;
+* user-app: an app developers install on their workstations (USER_APPS: a package in
+  /opt, or into a home directory), each on its own day over four days mid-run, used in
+  office hours, talking to its vendor;
 * scheduled: a job on a calendar (SCHEDULED_JOBS: weekly, monthly, quarterly) reaching
   the hosts of some roles one by one over the run's first weeks, each host at its own
   weekday or day of the month and hour (a backup, a log archive, a certificate renewal);
@@ -45,11 +48,12 @@ from rarenet.baseline.simulate.catalogue import (
     ROLLOUT_PACKAGES,
     SCHEDULED_JOBS,
     UPGRADES,
+    USER_APPS,
     WEEKLY_JOBS,
     Program,
 )
 from rarenet.baseline.simulate.fleet import Fleet, Host
-from rarenet.baseline.simulate.roles import FIXED, PERIODIC, ActivitySpec
+from rarenet.baseline.simulate.roles import FIXED, OFFICE, PERIODIC, RATE, ActivitySpec
 
 HOUR, DAY = 3600, 86400
 WEEK = 7 * DAY
@@ -117,6 +121,7 @@ def plan_scenarios(fleet: Fleet, seed: int, classic: Sequence[AttackPlan]) -> Sc
     _rollouts(fleet, founders, rng, out)
     _weekly_jobs(fleet, founders, rng, out)
     _scheduled_jobs(fleet, founders, rng, out)
+    _user_apps(fleet, rng, out)
     out.plans.sort(key=lambda plan: plan.start)
     return out
 
@@ -284,6 +289,18 @@ def _scheduled_jobs(
             out.extras[host.index].append((spec, begin))
 
 
+def _user_apps(fleet: Fleet, rng: random.Random, out: Scenarios) -> None:
+    period = fleet.end - fleet.start
+    workstations = [h for h in fleet.hosts if h.role == "dev" and h.leave > fleet.end]
+    for key in sorted(USER_APPS):
+        if len(workstations) < 2:
+            return
+        begin = fleet.start + int(rng.uniform(0.3, 0.5) * period)
+        spec = ActivitySpec((f"app:{key}",), RATE, 5400.0, OFFICE, open_at_start=True)
+        for host in rng.sample(workstations, min(len(workstations), rng.randint(2, 5))):
+            out.extras[host.index].append((spec, max(host.join, begin + rng.randrange(4 * DAY))))
+
+
 def benign_paths() -> dict[str, str]:
     """Executable path → family of the benign scenario programs: rollout (the packages
     above, the classic run's agent rollout and JDK upgrade), weekly or scheduled."""
@@ -291,4 +308,5 @@ def benign_paths() -> dict[str, str]:
     for key in ("acme-agent", UPGRADES["java17"]):
         paths[PROGRAMS[key].path] = "rollout"
     paths |= {program.path: "weekly" for program, _ in WEEKLY_JOBS.values()}
+    paths |= {program.path: "user-app" for program, _ in USER_APPS.values()}
     return paths | {job[0].path: "scheduled" for job in SCHEDULED_JOBS.values()}

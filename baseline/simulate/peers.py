@@ -47,6 +47,10 @@ STATIC_PEERS: dict[str, Pool] = {
     "vector-aggregator": (("10.0.0.70",), ()),
     "cisofy": (("198.51.100.170",), ()),
     "rkhunter-mirror": (("192.0.2.110",), ()),
+    # --scenarios all: apps developers install (families.USER_APPS)
+    "zoom-cloud": (("198.51.100.180", "198.51.100.181"), ()),
+    "obsidian-sync": (("192.0.2.120",), ()),
+    "jetbrains": (("198.51.100.190",), ()),
 }
 
 # Fleet peers: pool key → (host flavors whose addresses form it, "*" = every host;

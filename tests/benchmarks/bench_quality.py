@@ -75,6 +75,12 @@ def _section(title: str, fleets: list[FleetQuality]) -> list[str]:
     )
     rows.append(
         [
+            "most signals for one app users installed",
+            *(str(summary["user-app_max"][d]) for d in DETECTORS),
+        ]
+    )
+    rows.append(
+        [
             f"scheduled jobs ({summary['scheduled_jobs']} host-jobs): signals at a first run "
             "/ from the second run on",
             *(" / ".join(map(str, summary["scheduled"][d])) for d in DETECTORS),
@@ -378,7 +384,9 @@ def test_quality(tmp_path: Path) -> None:
         "several hosts at once, scheduled jobs (a weekly backup, a monthly log archive from "
         "/usr/local, a monthly borg backup, a quarterly certificate renewal) reaching up to "
         "6 hosts of some roles one by one over the run's first quarter, each host at its own "
-        "weekday or day of the month and hour, re-imaged hosts (new id, same role), "
+        "weekday or day of the month and hour, apps developers install on 2–5 workstations "
+        "each on its own day (zoom and obsidian in /opt, the JetBrains toolbox in a home "
+        "directory), re-imaged hosts (new id, same role), "
         "user-installed tools in home directories, the classic agent rollout and a JDK path "
         "upgrade on CI runners. A signal is false when it matches no label and no benign "
         "scenario program; rollout, weekly-job and scheduled-job signals are counted on "
