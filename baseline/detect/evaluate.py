@@ -85,7 +85,9 @@ def evaluate(
     pick: Callable[[Gathered], set[int]] | None = None,
 ) -> Evaluation:
     """Gather `buckets` over `sources` (with `queued`: a catch-up step's queued hosts),
-    score, and decide against `store`'s signals. `pick(gathered)`: the candidates to
+    score; for the candidates that could fire (and those picked) ask the long memory,
+    the destinations and the peers, and score again with that evidence; decide against
+    `store`'s signals. `pick(gathered)`: the candidates to
     decide whatever their score (explain's host and binary)."""
     span = max(1, int(settings.bucket_span))
     suspects = open_suspects(store.conn, exceptions)

@@ -46,13 +46,6 @@ class UseHistory:
             "first_used_on_host": None if self.first is None else format_time(self.first),
         }
 
-    def sentence(self) -> str:
-        """ "first use on this host" or "used on this host on 5 days since …"."""
-        if not self.days or self.first is None:
-            return "first use on this host"
-        more = "+" if self.days >= MEMORY_DAYS else ""
-        return f"used on this host on {self.days}{more} day(s) since {format_time(self.first)}"
-
 
 def use_histories(
     gathered: Gathered, asked: Iterable[int], span: int, memory: int

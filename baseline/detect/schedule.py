@@ -13,10 +13,11 @@ earlier day's use, and that earlier day is
   before) is monthly too.
 
 The second occurrence already recurs; a first-ever run never does. How the rule uses
-it (docs/scoring.md "Schedules"): a recurring use of a binary that may roll out (a
-package-managed path, no shell) is scored as routine; a recurring use of a binary with
-an open signal on the host (an attacker's tool) counts only when a scheduler started it
-(cron, anacron, atd, systemd among its ancestors).
+it (docs/scoring.md "Schedules"): a recurring use of a binary a schedule may explain
+(`eligible`: no shell, and a package-managed, /usr/local or home path — never a
+volatile, hidden or unknown one) is scored as routine; for a binary with an open signal
+on the host (an attacker's tool) only when a scheduler started it (cron, anacron, atd,
+systemd among its ancestors: baseline/detect/recurring.py).
 """
 
 from __future__ import annotations
