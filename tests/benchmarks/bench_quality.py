@@ -219,6 +219,7 @@ def _reading(everything: list[FleetQuality]) -> list[str]:
     young = sum(d["explanation"]["host"]["maturity"] < 1 for d in bash)
     fresh = sum(bool(d["explanation"]["host"]["fresh_destination"]) for d in bash)
     caught, labelled = summary["recall"][("rarenet", "host-novelty")]
+    scheduled = summary["scheduled"]["rarenet"]
     jdk = [
         n
         for fleet in everything
@@ -256,10 +257,23 @@ def _reading(everything: list[FleetQuality]) -> list[str]:
         f"rollout. The JDK upgrade, which reaches CI runners one by one over days, raised "
         f"{jdk} signals per fleet: its first runner signals, later runners are counted on it "
         "(an *upgrade*: a known program at a new package path in its first week).",
+        f"* **scheduled jobs**: rarenet raised {scheduled[0]} signals at a host's first run "
+        f"of a job and {scheduled[1]} from its second run on ({summary['scheduled_jobs']} "
+        "host-jobs): the long memory recognises a weekly, monthly or quarterly run from the "
+        "second one, and a familiar destination or a peer's routine often quiets the first "
+        '(docs/scoring.md "Schedules", "Peers"). Name-only rare signals '
+        f"{summary['scheduled']['name-only rare'][1]} later runs; new terms fires once per "
+        "path for the whole fleet.",
+        f"* **apps users install**: at most {summary['user-app_max']['rarenet']} signal(s) "
+        "for one app across a fleet (new terms: "
+        f"{summary['user-app_max']['new terms (path)']}, a new path per developer's home): "
+        'an app\'s first workstations are signalled ("newly installed?" for /opt), later '
+        "ones talk where two other hosts already talk or are peers of hosts that use it "
+        "routinely.",
         f"* **false signals**: rarenet {rate:.2f} per 100 host-days over all fleets (goal "
-        f"0.5), beside {summary['false']['name-only rare'][1]:.2f} for name-only rare and "
+        f"{FALSE_GOAL} on every fleet), beside {summary['false']['name-only rare'][1]:.2f} for name-only rare and "
         f"{summary['false']['new terms (path)'][1]:.2f} for new terms, whose counts exclude "
-        f"their rollout and weekly-job signals. rarenet's {len(false)}: never-seen tools "
+        f"their signals of benign scenario programs. rarenet's {len(false)}: never-seen tools "
         f"users installed in their home directories, {home} (score 88; the references raise "
         f"these too); host novelty — a binary common on some hosts used for the first time "
         f"on a mature one — {len(novelty)} (`sshd` accepting a first session: {sshd}); "
