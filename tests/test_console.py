@@ -329,3 +329,28 @@ def test_a_signal_page_answers_new_or_on_a_schedule(
         html = render("signal.html", session=None, me=cli_principal(), view=view, trail=[],
                       flash="", webhooks=())  # fmt: skip
     assert html.split('<td id="history">', 1)[1].split("</td>", 1)[0] == said
+
+
+@pytest.mark.parametrize(
+    ("user", "said"),
+    [
+        ({"name": "www-data", "ran_it_before": True, "usual": ["www-data"]},
+         "— ran it on this host before"),
+        ({"name": "www-data", "ran_it_before": False, "usual": ["root", "backup"]},
+         "— a first for this user here; usual: root, backup"),
+    ],
+)  # fmt: skip
+def test_a_signal_page_says_whether_the_user_ran_it_before(
+    tmp_path: Path, user: dict[str, Any], said: str
+) -> None:
+    with Store(tmp_path / "r.db") as store:
+        _signal(store, "s1", "web-1", "/usr/bin/perl", "s1", 1_767_571_200.0)
+        store.conn.execute(
+            "UPDATE signals SET document = json_set(document, '$.explanation', json(?)) "
+            "WHERE id = 's1'",
+            (json.dumps({"user": user}),),
+        )
+        view = pages.signal_view(store, load_config(None, env={}), "s1")
+        html = render("signal.html", session=None, me=cli_principal(), view=view, trail=[],
+                      flash="", webhooks=())  # fmt: skip
+    assert html.split('<td id="user">', 1)[1].split("</td>", 1)[0].endswith(said)

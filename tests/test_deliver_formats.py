@@ -281,8 +281,8 @@ def test_slack_first_line_says_who_what_where_why() -> None:
     message = slack_message(example_record())
     first, *rest = message["text"].split("\n")
     assert first == (
-        "rarenet: perl (/usr/bin/perl) on web-017 connected to 203.0.113.9:4444 (external) as "
-        "www-data"
+        "rarenet: perl (/usr/bin/perl) on web-017 connected to 203.0.113.9:4444 (external, "
+        "no other host before) as www-data (a first)"
         " — score 80: never seen in 40,320 fleet host-buckets over 14.0d"
     )
     assert rest[0].startswith("score 80.0 (initial 80.0)")
@@ -312,3 +312,21 @@ def test_hostile_strings_render_safely(fmt: str) -> None:
     if fmt == "ecs":
         check_ecs(doc)
         assert "ip" not in doc["destination"] and doc["destination"]["address"] == "not-an-ip"
+
+
+def test_slack_answers_who_used_the_destination_and_the_user_before() -> None:
+    """The guide's questions on the first line: did other hosts talk there, did this user
+    run it here before (explanation.destination / .user, when the signal carries them)."""
+    record = example_record()
+    doc = record.document
+    doc["explanation"]["destination"] |= {"other_hosts_before": 2, "other_hosts_at_least": True}
+    doc["explanation"]["user"] = {"name": "www-data", "ran_it_before": False, "usual": ["root"]}
+    first = slack_message(record)["text"].split("\n")[0]
+    assert (
+        "203.0.113.9:4444 (external, 2+ other hosts before) as www-data (a first: usual root)"
+        in first
+    )
+    doc["explanation"]["user"]["ran_it_before"] = True
+    del doc["explanation"]["destination"]
+    first = slack_message(record)["text"].split("\n")[0]
+    assert "203.0.113.9:4444 (external) as www-data (who ran it here before)" in first

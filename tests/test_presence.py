@@ -212,3 +212,31 @@ def test_destinations_are_folded_per_outbound_address_port_and_host(tmp_path: Pa
         ]
         prune_presence(store, SPAN, 60)
         assert store.conn.execute("SELECT host FROM destination_host").fetchall() == [("b",)]
+
+
+def test_users_are_folded_per_host_and_binary(tmp_path: Path) -> None:
+    """`binary_user` holds who ran each binary on each host, with first and last bucket
+    (no user: ""), and answers "did this user run it in the window, and who did"."""
+    from rarenet.baseline.detect.binary_users import users_before
+
+    rows = [("a", 5, "www-data"), ("a", 7, "root"), ("a", 2, "www-data"), ("b", 3, None)]
+    with Store(tmp_path / "u.db") as store:
+        for n, (host, bucket, user) in enumerate(rows):
+            store.conn.execute(
+                "INSERT INTO observations (time, host, host_uuid, name, path, digest, username) "
+                "VALUES (?, ?, '', 'nc', '/usr/bin/nc', ?, ?)",
+                (bucket * SPAN + 1, host, n, user),
+            )
+            refresh_presence(store, SPAN)
+        found = store.conn.execute(
+            "SELECT host, user, first_bucket, last_bucket FROM binary_user ORDER BY host, user"
+        ).fetchall()
+        assert found == [("a", "root", 70, 70), ("a", "www-data", 20, 50), ("b", "", 30, 30)]
+        asks = [
+            ["a", "nc", "/usr/bin/nc", "root", 0, 60],  # root only from bucket 70 on
+            ["a", "nc", "/usr/bin/nc", "www-data", 0, 80],
+        ]
+        assert users_before(store.conn, SPAN, asks) == [
+            [False, ["www-data"]],
+            [True, ["root", "www-data"]],
+        ]

@@ -270,9 +270,20 @@ def test_an_attacker_back_by_hand_a_week_later_to_the_hour_is_signalled_again(
         use(store, "web-05", NC, t, parent=parent, port=4444)
         found.append(signals_for(run(store, settings, t), NC))
     assert [len(s) for s in found] == signals
+    assert found[0][0]["explanation"]["user"] == {
+        "name": "root",
+        "ran_it_before": False,
+        "usual": [],
+    }
     if parent == "sh":
         assert found[1][0]["explanation"]["returning"]["signal"] == found[0][0]["id"]
         assert found[1][0]["explanation"]["schedule"] is None
+        # the guide's "is this user expected?": root ran nc here a week before
+        assert found[1][0]["explanation"]["user"] == {
+            "name": "root",
+            "ran_it_before": True,
+            "usual": ["root"],
+        }
 
 
 def test_a_dropper_or_a_shell_is_never_on_a_schedule(

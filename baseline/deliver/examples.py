@@ -106,6 +106,7 @@ def example_document(**overrides: Any) -> dict[str, Any]:
             "this_host_before": False,
             "familiar": False,
         },
+        "user": {"name": "www-data", "ran_it_before": False, "usual": []},
         "peer_routine": None,
         "schedule": None,
         "newly_installed": False,

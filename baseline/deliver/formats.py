@@ -168,15 +168,18 @@ def slack_text(record: SignalRecord) -> str:
     proc, dest, net = doc["process"], doc["destination"], doc["network"]
     what = f"{e(proc.get('name'))} ({e(proc.get('executable') or 'path unknown')})"
     where = e(_endpoint(dest.get("ip"), dest.get("port")))
+    seen = _seen_words((doc.get("explanation") or {}).get("destination"))
     if dest.get("kind") not in (None, "none"):
-        where += f" ({e(dest['kind'])})"
+        where += f" ({e(dest['kind'])}{seen})"
+    elif seen:
+        where += f" ({seen.removeprefix(', ')})"
     action = (
         f"accepted a connection from {where}"
         if net.get("direction") == "inbound"
         else f"connected to {where}"
     )
     user = doc["user"].get("name")
-    who = f" as {e(user)}" if user else ""
+    who = f" as {e(user)}{_user_words(doc.get('explanation') or {}, e)}" if user else ""
     first = (
         f"rarenet: {what} on {e(_get(doc, 'host.name'))} {action}{who} — "
         f"score {_score(doc['score'])}: {e(_why(doc.get('reason'), _get(doc, 'host.name')), 400)}"
@@ -208,6 +211,30 @@ def slack_text(record: SignalRecord) -> str:
         f"{_late_words(doc, e)}",
     ]
     return "\n".join(lines)
+
+
+def _seen_words(known: Any) -> str:
+    """ ", no other host before" or ", 2+ other hosts before" from
+    explanation.destination; empty when the signal carries none."""
+    if not isinstance(known, dict):
+        return ""
+    count = _int(known.get("other_hosts_before")) or 0
+    if not count:
+        return ", no other host before"
+    more = "+" if known.get("other_hosts_at_least") else ""
+    return f", {count}{more} other host{'s' if count > 1 or more else ''} before"
+
+
+def _user_words(exp: dict[str, Any], e: Callable[..., str]) -> str:
+    """ " (who ran it here before)" or " (a first: usual root, backup)" from
+    explanation.user; empty when the signal carries none."""
+    user = exp.get("user")
+    if not isinstance(user, dict):
+        return ""
+    if user.get("ran_it_before"):
+        return " (who ran it here before)"
+    usual = [str(u) for u in user.get("usual") or []]
+    return f" (a first: usual {e(', '.join(usual))})" if usual else " (a first)"
 
 
 def _history_words(exp: dict[str, Any], e: Callable[..., str]) -> str:

@@ -119,21 +119,44 @@ def may_vouch(name: str, path: str) -> bool:
     return classify(path) is Location.USER or may_roll_out(name, path)
 
 
-def ask_destinations(
-    gathered: Gathered, asked: Iterable[int], span: int, history: int
-) -> dict[int, KnownDestination]:
-    """Per candidate index in `asked`: its first connection's destination and who used
-    it in the candidate's baseline window (outbound connections with an address only)."""
-    indices = sorted(set(asked))
+@dataclass(frozen=True)
+class FirstConnection:
+    """A candidate's first connection in its bucket: where to, which way, as whom."""
+
+    remote: str
+    port: int
+    direction: str
+    user: str
+
+
+def first_connections(gathered: Gathered, asked: Iterable[int]) -> dict[int, FirstConnection]:
+    """Per candidate index in `asked`: its first connection (none once retention pruned
+    the observation), read from the shard that holds its host."""
     by_shard: dict[int, list[int]] = defaultdict(list)
-    for i in indices:
+    for i in sorted(set(asked)):
         by_shard[0 if gathered.owner is None else int(gathered.owner[i])].append(i)
-    endpoints: dict[int, tuple[str, int]] = {}
+    found: dict[int, FirstConnection] = {}
     for shard, mine in by_shard.items():
         firsts = [gathered.candidates[i].first_id for i in mine]
-        for i, found in zip(mine, gathered.sources[shard].first_endpoints(firsts), strict=True):
-            if found is not None and found[2] == "outbound" and found[0] not in UNSET_REMOTES:
-                endpoints[i] = (str(found[0]), int(found[1]))
+        for i, row in zip(mine, gathered.sources[shard].first_endpoints(firsts), strict=True):
+            if row is not None:
+                remote, port, direction, user = row
+                found[i] = FirstConnection(
+                    str(remote or ""), int(port or 0), str(direction), str(user or "")
+                )
+    return found
+
+
+def ask_destinations(
+    gathered: Gathered, firsts: dict[int, FirstConnection], span: int, history: int
+) -> dict[int, KnownDestination]:
+    """Per candidate in `firsts`: its first connection's destination and who used it in
+    the candidate's baseline window (outbound connections with an address only)."""
+    endpoints = {
+        i: (first.remote, first.port)
+        for i, first in firsts.items()
+        if first.direction == "outbound" and first.remote not in UNSET_REMOTES
+    }
     if not endpoints:
         return {}
     order = sorted(endpoints)

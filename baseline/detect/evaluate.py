@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from rarenet.baseline.config import DetectSettings
+from rarenet.baseline.detect.binary_users import ask_users, with_users
 from rarenet.baseline.detect.decide import (
     ROLLOUT_SCORE,
     Decisions,
@@ -26,7 +27,11 @@ from rarenet.baseline.detect.decide import (
     decide,
     group_sentence,
 )
-from rarenet.baseline.detect.destinations import ask_destinations, with_destinations
+from rarenet.baseline.detect.destinations import (
+    ask_destinations,
+    first_connections,
+    with_destinations,
+)
 from rarenet.baseline.detect.exceptions import Exception_
 from rarenet.baseline.detect.explain import (
     explain,
@@ -99,10 +104,13 @@ def evaluate(
     could_fire = np.flatnonzero(scores.unrolled >= settings.threshold).tolist()
     asked = [*could_fire, *(wanted or ())]
     histories = use_histories(gathered, asked, span, int(settings.memory))
-    destinations = ask_destinations(gathered, asked, span, int(settings.history))
+    firsts = first_connections(gathered, asked)
+    destinations = ask_destinations(gathered, firsts, span, int(settings.history))
+    users = {i: first.user for i, first in firsts.items()}
+    who = ask_users(gathered, asked, span, int(settings.history), users)
     peers = ask_peers(gathered, asked, span, int(settings.history), suspects)
-    if histories or destinations or peers:
-        gathered = with_histories(gathered, histories)
+    if histories or destinations or peers or who:
+        gathered = with_users(with_histories(gathered, histories), who)
         gathered = with_peers(with_destinations(gathered, destinations), peers)
         scores = score(gathered.features)
     decisions = decide(

@@ -95,6 +95,7 @@ def explain(
         },
         "history": None,
         "destination": None,
+        "user": None,
         "schedule": None,
         "score": float(scores.score[index]),
         "score_without_rollout": float(scores.unrolled[index]),
@@ -106,6 +107,8 @@ def explain(
     explanation["destination"] = None if known is None else known.as_json()
     if known is not None and known.evidence:
         explanation["destination"]["discount"] = round(float(scores.familiar[index]), 3)
+    user = gathered.users.get(index)
+    explanation["user"] = None if user is None else user.as_json()
     peer = gathered.peer_uses.get(index)
     explanation["peer_routine"] = None
     if peer is not None:

@@ -56,6 +56,7 @@ from rarenet.extension.scoring import (
 )
 
 if TYPE_CHECKING:
+    from rarenet.baseline.detect.binary_users import UserHistory
     from rarenet.baseline.detect.destinations import KnownDestination
     from rarenet.baseline.detect.recurring import UseHistory
 
@@ -107,6 +108,8 @@ class Gathered:
     destinations: dict[int, KnownDestination] = field(default_factory=dict)
     # per candidate index asked: a peer that uses its path routinely (peer_evidence.py)
     peer_uses: dict[int, PeerUse] = field(default_factory=dict)
+    # per candidate index asked: its first connection's user, and who ran it before
+    users: dict[int, UserHistory] = field(default_factory=dict)
 
     def suspect(self, i: int) -> Suspect | None:
         """The open suspect candidate i continues, if any (baseline/detect/suspects.py)."""

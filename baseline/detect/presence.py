@@ -13,6 +13,8 @@ history. Alongside presence it maintains, incrementally and exactly:
   each host's shell in a bucket), with first and last bucket
 * `destination_host` — which hosts connected out to each address and port, with first
   and last bucket (baseline/detect/destinations.py)
+* `binary_user` — which users ran each binary on each host (baseline/detect/
+  binary_users.py)
 * `usage_memory` — the days each host used each binary, kept far longer
   (baseline/detect/memory.py)
 * `host_last` — each host's newest bucket with data (silent hosts)
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from rarenet.baseline.detect.binary_users import forget_users, remember_users
 from rarenet.baseline.detect.destinations import forget_destinations, remember_destinations
 from rarenet.baseline.detect.late import remember_pending
 from rarenet.baseline.detect.memory import remember_days
@@ -72,6 +75,7 @@ def refresh_presence(store: Store, span: int, upto_id: int | None = None) -> int
         _remember_shell_destinations(store, span)
         remember_days(conn, span)
         remember_destinations(conn, span, watermark, int(top))
+        remember_users(conn, span, watermark, int(top))
         conn.execute(
             "INSERT OR IGNORE INTO name_path (span, name, path) "
             "SELECT DISTINCT :span, name, path FROM temp.new_presence",
@@ -285,6 +289,7 @@ def prune_presence(store: Store, span: int, before_bucket: int) -> int:
             "DELETE FROM host_last WHERE span = ? AND last_bucket < ?", (span, before_bucket)
         )
         forget_destinations(conn, span, before_bucket)
+        forget_users(conn, span, before_bucket)
         # A pair's first bucket may now predate what is kept (a lower bound from here on).
         conn.execute(
             "DELETE FROM key_host WHERE span = ? AND last_bucket < ?", (span, before_bucket)

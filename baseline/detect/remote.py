@@ -33,6 +33,7 @@ SHARD_OPS = frozenset(
         "remembered",
         "first_endpoints",
         "destination_hosts",
+        "binary_users",
         "shell_destinations",
         "detail",
         "observations_in",
@@ -116,6 +117,9 @@ class RemoteSource:
 
     def destination_hosts(self, span: int, asks: Any) -> Any:
         return self._ask("destination_hosts", span=span, asks=asks)
+
+    def binary_users(self, span: int, asks: Any) -> Any:
+        return self._ask("binary_users", span=span, asks=asks)
 
     def remembered(self, span: int, pairs: Any) -> Any:
         return self._ask("remembered", span=span, pairs=pairs)

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import orjson
 
 from rarenet.baseline.detect import late
+from rarenet.baseline.detect.binary_users import users_before
 from rarenet.baseline.detect.destinations import hosts_before
 from rarenet.baseline.detect.detail import detail_row
 from rarenet.baseline.detect.memory import remembered
@@ -121,13 +122,19 @@ class PresenceSource(Protocol):
         ...
 
     def first_endpoints(self, first_ids: list[int]) -> list[list[Any] | None]:
-        """Per observation: [remote address, remote port, direction], None once pruned."""
+        """Per observation: [remote address, remote port, direction, user name], None
+        once pruned."""
         ...
 
     def destination_hosts(self, span: int, asks: list[list[Any]]) -> list[list[Any]]:
         """Per [host, remote, port, low, high, path]: [other hosts of this store that
         connected to remote:port within [low, high) and never ran `path` (up to 2),
         whether `host` did]."""
+        ...
+
+    def binary_users(self, span: int, asks: list[list[Any]]) -> list[list[Any]]:
+        """Per [host, name, path, user, low, high]: [whether `user` ran the binary on
+        `host` in [low, high), the users that did] (baseline/detect/binary_users.py)."""
         ...
 
     def remembered(self, span: int, pairs: list[list[str]]) -> list[str | None]:
@@ -386,9 +393,10 @@ class LocalSource:
 
     def first_endpoints(self, first_ids: list[int]) -> list[list[Any] | None]:
         found = {
-            row[0]: [row[1], row[2], row[3]]
+            row[0]: [row[1], row[2], row[3], row[4]]
             for row in self.store.conn.execute(
-                "SELECT o.id, o.remote_address, o.remote_port, o.direction FROM json_each(?) AS j "
+                "SELECT o.id, o.remote_address, o.remote_port, o.direction, o.username "
+                "FROM json_each(?) AS j "
                 "JOIN observations AS o ON o.id = j.value",
                 (_json(first_ids),),
             )
@@ -397,6 +405,9 @@ class LocalSource:
 
     def destination_hosts(self, span: int, asks: list[list[Any]]) -> list[list[Any]]:
         return hosts_before(self.store.conn, span, asks)
+
+    def binary_users(self, span: int, asks: list[list[Any]]) -> list[list[Any]]:
+        return users_before(self.store.conn, span, asks)
 
     def shell_destinations(self, span: int, pairs: list[tuple[str, str]]) -> list[tuple[Any, Any]]:
         conn = self.store.conn

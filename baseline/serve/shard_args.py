@@ -127,6 +127,10 @@ OPS: dict[str, dict[str, Check | str]] = {
     "first_remotes": {"first_ids": _list(_count)},
     "remembered": {"span": SPAN, "pairs": _list(_row(_text, _text, _text))},
     "first_endpoints": {"first_ids": _list(_count)},
+    "binary_users": {
+        "span": SPAN,
+        "asks": _list(_row(_text, _text, _text, _text, _time, _time)),
+    },
     "destination_hosts": {
         "span": SPAN,
         "asks": _list(_row(_text, _text, _int, _time, _time, _text)),

@@ -609,6 +609,30 @@ def _destinations(db: Database) -> None:
         )
 
 
+def _binary_users(db: Database) -> None:
+    """Which users ran each binary with the network on each host (baseline/detect/
+    binary_users.py); filled from the observations still kept."""
+    db.execute(
+        """CREATE TABLE binary_user (
+            span INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            name TEXT NOT NULL,
+            path TEXT NOT NULL,
+            user TEXT NOT NULL,
+            first_bucket INTEGER NOT NULL,
+            last_bucket INTEGER NOT NULL,
+            PRIMARY KEY (span, host, name, path, user)
+        ) WITHOUT ROWID"""
+    )
+    for (span,) in db.execute("SELECT DISTINCT span FROM presence").fetchall():
+        db.execute(
+            "INSERT INTO binary_user SELECT ?, host, name, path, coalesce(username, ''), "
+            "min(time / ?) * ?, max(time / ?) * ? FROM observations "
+            "GROUP BY host, name, path, coalesce(username, '')",
+            (span, span, span, span, span),
+        )
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_initial", _initial),
     ("0002_detection", _detection),
@@ -627,6 +651,7 @@ MIGRATIONS: list[Migration] = [
     ("0016_peers", _peers),
     ("0017_usage_memory", _usage_memory),
     ("0018_destinations", _destinations),
+    ("0019_binary_users", _binary_users),
 ]
 
 

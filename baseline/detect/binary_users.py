@@ -1,0 +1,96 @@
+"""Which users ran a binary with the network on a host: the investigation guide's "is
+this user expected for this program?", answered on every signal.
+
+`binary_user (span, host, name, path, user) → first_bucket, last_bucket` is folded with
+presence from every connection and pruned with it. For a candidate that could fire, the
+rule asks whether the user of its first connection ran this binary on this host in the
+baseline window before, and which users did (at most `USUAL_SHOWN`). An answer, not
+evidence: the score does not change (docs/scoring.md "What a signal says").
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rarenet.baseline.detect.features import Gathered
+
+USUAL_SHOWN = 3  # users named as this binary's usual ones on the host
+
+
+@dataclass(frozen=True)
+class UserHistory:
+    """The user of a candidate's first connection, and who ran the binary there before."""
+
+    user: str
+    before: bool  # this user ran this binary on this host in the window before
+    usual: tuple[str, ...]  # users that did (at most USUAL_SHOWN), most recent first
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.user, "ran_it_before": self.before, "usual": list(self.usual)}
+
+
+def remember_users(conn: sqlite3.Connection, span: int, low: int, high: int) -> None:
+    """Fold the users of observations with id in (low, high]."""
+    conn.execute(
+        "INSERT INTO binary_user (span, host, name, path, user, first_bucket, last_bucket) "
+        "SELECT :span, host, name, path, coalesce(username, ''), min(time / :span) * :span, "
+        "max(time / :span) * :span FROM observations WHERE id > :low AND id <= :high "
+        "GROUP BY host, name, path, coalesce(username, '') "
+        "ON CONFLICT (span, host, name, path, user) DO UPDATE SET "
+        "first_bucket = min(first_bucket, excluded.first_bucket), "
+        "last_bucket = max(last_bucket, excluded.last_bucket)",
+        {"span": span, "low": low, "high": high},
+    )
+
+
+def users_before(
+    conn: sqlite3.Connection, span: int, asks: Sequence[Sequence[Any]]
+) -> list[list[Any]]:
+    """Per [host, name, path, user, low, high]: [whether `user` ran the binary on `host`
+    within [low, high), the users that did (most recent first, at most USUAL_SHOWN)]."""
+    out = []
+    for host, name, path, user, low, high in asks:
+        rows = conn.execute(
+            "SELECT user FROM binary_user WHERE span = ? AND host = ? AND name = ? AND path = ? "
+            "AND first_bucket < ? AND last_bucket >= ? ORDER BY last_bucket DESC, user",
+            (span, host, name, path, high, low),
+        ).fetchall()
+        users = [str(row[0]) for row in rows]
+        out.append([user in users, users[:USUAL_SHOWN]])
+    return out
+
+
+def forget_users(conn: sqlite3.Connection, span: int, before: int) -> None:
+    """Drop users of binaries not run since `before` (pruned with presence)."""
+    conn.execute("DELETE FROM binary_user WHERE span = ? AND last_bucket < ?", (span, before))
+
+
+def ask_users(
+    gathered: Gathered, asked: Iterable[int], span: int, history: int, users: dict[int, str]
+) -> dict[int, UserHistory]:
+    """Per candidate index in `asked` whose first connection's user is in `users`: did
+    that user run it on this host before, and who did (asked of the host's shard)."""
+    by_shard: dict[int, list[int]] = defaultdict(list)
+    for i in sorted(set(asked) & set(users)):
+        by_shard[0 if gathered.owner is None else int(gathered.owner[i])].append(i)
+    found: dict[int, UserHistory] = {}
+    for shard, mine in by_shard.items():
+        asks = []
+        for i in mine:
+            c = gathered.candidates[i]
+            asks.append([c.host, c.name, c.path, users[i], c.bucket - history, c.bucket])
+        for i, (before, usual) in zip(
+            mine, gathered.sources[shard].binary_users(span, asks), strict=True
+        ):
+            found[i] = UserHistory(users[i], bool(before), tuple(usual))
+    return found
+
+
+def with_users(gathered: Gathered, found: dict[int, UserHistory]) -> Gathered:
+    """`gathered` with the users' histories (no score changes)."""
+    return replace(gathered, users=found) if found else gathered
