@@ -119,6 +119,11 @@ def replicate(base: Path, target: Path, copies: int, first_copy: int = 0) -> int
                     "first_bucket, last_bucket FROM base.destination_host",
                     (suffix,),
                 )
+                conn.execute(
+                    "INSERT INTO binary_user SELECT span, host || ?, name, path, user, "
+                    "first_bucket, last_bucket FROM base.binary_user",
+                    (suffix,),
+                )
         with store.transaction():
             for _, sql in indexes:
                 conn.execute(sql)
@@ -299,6 +304,9 @@ def test_detection_run(tmp_path: Path) -> None:
         memory_rows.append(
             [f"{hosts:,}", "destination_host, 14 days", *memory_size(db, table="destination_host")]
         )
+        memory_rows.append(
+            [f"{hosts:,}", "binary_user, 14 days", *memory_size(db, table="binary_user")]
+        )
         db.unlink()
     body = [
         f"Base: `rarenet simulate --hosts {BASE_HOSTS} --days {DAYS} --attacks` ingested and folded "
@@ -334,7 +342,8 @@ def test_detection_run(tmp_path: Path) -> None:
         "and with every row holding the 32 days kept at most, as a year of daily use leaves "
         "it; and `destination_host` (which hosts connected out to each address and port, "
         'pruned with presence; docs/scoring.md "Fresh installs and familiar '
-        'destinations"). A run reads both only for candidates at or above the threshold.',
+        'destinations"), and `binary_user` (who ran each binary on each host, pruned with '
+        "presence). A run reads them only for candidates at or above the threshold.",
         "",
         table(memory_rows),
     ]
