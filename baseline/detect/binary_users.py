@@ -34,17 +34,17 @@ class UserHistory:
         return {"name": self.user, "ran_it_before": self.before, "usual": list(self.usual)}
 
 
-def remember_users(conn: sqlite3.Connection, span: int, low: int, high: int) -> None:
-    """Fold the users of observations with id in (low, high]."""
+def remember_users(conn: sqlite3.Connection, span: int) -> None:
+    """Fold the users of `temp.new_links` (the fold's new observations, baseline/detect/
+    presence.py) into `binary_user`."""
     conn.execute(
         "INSERT INTO binary_user (span, host, name, path, user, first_bucket, last_bucket) "
-        "SELECT :span, host, name, path, coalesce(username, ''), min(time / :span) * :span, "
-        "max(time / :span) * :span FROM observations WHERE id > :low AND id <= :high "
-        "GROUP BY host, name, path, coalesce(username, '') "
+        "SELECT :span, host, name, path, user, min(first_bucket), max(last_bucket) "
+        "FROM temp.new_links GROUP BY host, name, path, user "
         "ON CONFLICT (span, host, name, path, user) DO UPDATE SET "
         "first_bucket = min(first_bucket, excluded.first_bucket), "
         "last_bucket = max(last_bucket, excluded.last_bucket)",
-        {"span": span, "low": low, "high": high},
+        {"span": span},
     )
 
 

@@ -64,19 +64,19 @@ class KnownDestination:
         return f"its destination {where} is one {self.others}{more} other host(s) use for other programs"
 
 
-def remember_destinations(conn: sqlite3.Connection, span: int, low: int, high: int) -> None:
-    """Fold the outbound connections of observations with id in (low, high]."""
+def remember_destinations(conn: sqlite3.Connection, span: int) -> None:
+    """Fold the outbound connections of `temp.new_links` (the fold's new observations,
+    baseline/detect/presence.py) into `destination_host`."""
     conn.execute(
         "INSERT INTO destination_host (span, remote, port, host, first_bucket, last_bucket) "
-        "SELECT :span, remote_address, remote_port, host, min(time / :span) * :span, "
-        "max(time / :span) * :span FROM observations WHERE id > :low AND id <= :high "
-        "AND direction = 'outbound' AND remote_address IS NOT NULL "
-        f"AND remote_address NOT IN ({sql_list(UNSET_REMOTES)}) "
-        "GROUP BY remote_address, remote_port, host "
+        "SELECT :span, remote, port, host, min(first_bucket), max(last_bucket) "
+        "FROM temp.new_links WHERE direction = 'outbound' AND remote IS NOT NULL "
+        f"AND remote NOT IN ({sql_list(UNSET_REMOTES)}) "
+        "GROUP BY remote, port, host "
         "ON CONFLICT (span, remote, port, host) DO UPDATE SET "
         "first_bucket = min(first_bucket, excluded.first_bucket), "
         "last_bucket = max(last_bucket, excluded.last_bucket)",
-        {"span": span, "low": low, "high": high},
+        {"span": span},
     )
 
 

@@ -74,8 +74,10 @@ def refresh_presence(store: Store, span: int, upto_id: int | None = None) -> int
         _remember_key_hosts(store, span)
         _remember_shell_destinations(store, span)
         remember_days(conn, span)
-        remember_destinations(conn, span, watermark, int(top))
-        remember_users(conn, span, watermark, int(top))
+        _gather_links(conn, span, watermark, int(top))
+        remember_destinations(conn, span)
+        remember_users(conn, span)
+        conn.execute("DROP TABLE temp.new_links")
         conn.execute(
             "INSERT OR IGNORE INTO name_path (span, name, path) "
             "SELECT DISTINCT :span, name, path FROM temp.new_presence",
@@ -98,6 +100,21 @@ def refresh_presence(store: Store, span: int, upto_id: int | None = None) -> int
         )
         conn.execute("DROP TABLE temp.new_presence")
         return int(folded)
+
+
+def _gather_links(conn: sqlite3.Connection, span: int, low: int, high: int) -> None:
+    """`temp.new_links`: the new observations (id in (low, high]) per host, binary, user,
+    remote address, port and direction, with first and last bucket — read once for the
+    destination and user folds, which reduce it further."""
+    conn.execute("DROP TABLE IF EXISTS temp.new_links")
+    conn.execute(
+        "CREATE TEMP TABLE new_links AS SELECT host, name, path, "
+        "coalesce(username, '') AS user, remote_address AS remote, remote_port AS port, "
+        "direction, min(time / :span) * :span AS first_bucket, "
+        "max(time / :span) * :span AS last_bucket FROM observations "
+        "WHERE id > :low AND id <= :high GROUP BY 1, 2, 3, 4, 5, 6, 7",
+        {"span": span, "low": low, "high": high},
+    )
 
 
 def _count_new_host_buckets(store: Store, span: int) -> None:
