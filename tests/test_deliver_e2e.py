@@ -85,8 +85,8 @@ def test_a_rule_signal_reaches_every_format(tmp_path: Path, config: Config) -> N
         (chat,) = [r for r in slack_rx.requests if r.key == sid]
         first = orjson.loads(chat.body)["text"].split("\n")[0]
         assert first.startswith(
-            "rarenet: beacon (/tmp/.x/beacon) on web-03 connected to 203.0.113.99:8443 (external) "
-            "as www-data"
+            "rarenet: beacon (/tmp/.x/beacon) on web-03 connected to 203.0.113.99:8443 "
+            "(external, no other host before) as www-data (a first)"
         )
         (siem,) = [r for r in ecs_rx.requests if r.key == sid]
         check_ecs(orjson.loads(siem.body))

@@ -44,7 +44,9 @@ def test_every_format_says_the_kind_and_old_documents_get_it_from_the_address() 
     record = example_record(remote_address="10.20.30.40")
     assert native_document(record)["destination"]["kind"] == "private"
     assert ecs_document(record)["rarenet"]["destination_kind"] == "private"
-    assert "connected to 10.20.30.40:4444 (private) as www-data" in slack_text(record)
+    assert "connected to 10.20.30.40:4444 (private, no other host before) as www-data" in (
+        slack_text(record)
+    )
     stored_before = example_record()
     del stored_before.document["destination"]["kind"]
     assert native_document(stored_before)["destination"]["kind"] == "external"
