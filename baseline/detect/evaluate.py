@@ -101,7 +101,7 @@ def evaluate(
     )
     scores = score(gathered.features)
     wanted = pick(gathered) if pick is not None else None
-    could_fire = np.flatnonzero(scores.unrolled >= settings.threshold).tolist()
+    could_fire = np.flatnonzero(gathered.warm & (scores.unrolled >= settings.threshold)).tolist()
     asked = [*could_fire, *(wanted or ())]
     histories = use_histories(gathered, asked, span, int(settings.memory))
     firsts = first_connections(gathered, asked)
