@@ -11,7 +11,6 @@ evidence: the score does not change (docs/scoring.md "What a signal says").
 from __future__ import annotations
 
 import sqlite3
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -75,18 +74,13 @@ def ask_users(
 ) -> dict[int, UserHistory]:
     """Per candidate index in `asked` whose first connection's user is in `users`: did
     that user run it on this host before, and who did (asked of the host's shard)."""
-    by_shard: dict[int, list[int]] = defaultdict(list)
-    for i in sorted(set(asked) & set(users)):
-        by_shard[0 if gathered.owner is None else int(gathered.owner[i])].append(i)
     found: dict[int, UserHistory] = {}
-    for shard, mine in by_shard.items():
+    for source, mine in gathered.by_source(set(asked) & set(users)):
         asks = []
         for i in mine:
             c = gathered.candidates[i]
             asks.append([c.host, c.name, c.path, users[i], c.bucket - history, c.bucket])
-        for i, (before, usual) in zip(
-            mine, gathered.sources[shard].binary_users(span, asks), strict=True
-        ):
+        for i, (before, usual) in zip(mine, source.binary_users(span, asks), strict=True):
             found[i] = UserHistory(users[i], bool(before), tuple(usual))
     return found
 

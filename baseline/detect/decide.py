@@ -216,10 +216,8 @@ class _Walk:
 
     def going_on(self, i: int, cand: Candidate, exe: str) -> bool:
         """Whether the host used `exe` within `suppress_for` before this bucket."""
-        gathered = self.gathered
-        shard = 0 if gathered.owner is None else int(gathered.owner[i])
         span = max(1, int(self.settings.bucket_span))
-        last = gathered.sources[shard].last_seen(span, cand.host, exe, cand.bucket)
+        last = self.gathered.source_of(i).last_seen(span, cand.host, exe, cand.bucket)
         return last is not None and last >= cand.bucket - self.window
 
     def rollout_member(

@@ -16,16 +16,14 @@ code host the CI runners use is not a reverse shell to a never-seen address on 4
 from __future__ import annotations
 
 import sqlite3
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from rarenet.baseline.detect.destination import destination_kind
-from rarenet.baseline.detect.lineage import is_shell
-from rarenet.baseline.shells import DUAL_USE_TOOLS, UNSET_REMOTES, sql_list
+from rarenet.baseline.detect.lineage import lives_off_the_land
+from rarenet.baseline.detect.scoring import indicator
+from rarenet.baseline.shells import UNSET_REMOTES, sql_list
 from rarenet.extension.locations import Location, classify, may_roll_out
 
 if TYPE_CHECKING:
@@ -84,8 +82,9 @@ def hosts_before(
     conn: sqlite3.Connection, span: int, asks: Sequence[Sequence[Any]]
 ) -> list[list[Any]]:
     """Per [host, remote, port, low, high, path]: [other hosts that used remote:port
-    within [low, high) and had not run `path` before `high` (up to KNOWN_BY) — the fleet talks there for
-    reasons of its own, not because this binary spread there — and whether `host` did]."""
+    within [low, high) and had not run `path` before `high` (up to KNOWN_BY) — the fleet
+    talks there for reasons of its own, not because this binary spread there — and
+    whether `host` did]."""
     out = []
     for host, remote, port, low, high, path in asks:
         others = conn.execute(
@@ -114,7 +113,7 @@ def may_vouch(name: str, path: str) -> bool:
     """Whether a familiar destination may speak for this binary: one a person (home
     directory) or a package put on the host — never a shell, a script interpreter, a
     dual-use network tool, or anything in a volatile, hidden or unknown place."""
-    if name in DUAL_USE_TOOLS or is_shell(name):
+    if lives_off_the_land(name):
         return False
     return classify(path) is Location.USER or may_roll_out(name, path)
 
@@ -132,13 +131,10 @@ class FirstConnection:
 def first_connections(gathered: Gathered, asked: Iterable[int]) -> dict[int, FirstConnection]:
     """Per candidate index in `asked`: its first connection (none once retention pruned
     the observation), read from the shard that holds its host."""
-    by_shard: dict[int, list[int]] = defaultdict(list)
-    for i in sorted(set(asked)):
-        by_shard[0 if gathered.owner is None else int(gathered.owner[i])].append(i)
     found: dict[int, FirstConnection] = {}
-    for shard, mine in by_shard.items():
+    for source, mine in gathered.by_source(asked):
         firsts = [gathered.candidates[i].first_id for i in mine]
-        for i, row in zip(mine, gathered.sources[shard].first_endpoints(firsts), strict=True):
+        for i, row in zip(mine, source.first_endpoints(firsts), strict=True):
             if row is not None:
                 remote, port, direction, user = row
                 found[i] = FirstConnection(
@@ -187,7 +183,6 @@ def with_destinations(gathered: Gathered, found: dict[int, KnownDestination]) ->
     """`gathered` with the destinations, and v = 1 where a familiar one vouches."""
     if not found:
         return gathered
-    vouched = np.zeros(len(gathered.candidates))
-    vouched[[i for i, d in found.items() if d.evidence]] = 1.0
+    vouched = indicator(len(gathered.candidates), (i for i, d in found.items() if d.evidence))
     features = replace(gathered.features, familiar_destination=vouched)
     return replace(gathered, features=features, destinations=found)

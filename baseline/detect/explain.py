@@ -6,10 +6,9 @@ import math
 from typing import Any
 
 from rarenet.baseline.detect.features import Gathered, rollout_cap, routine_cap
-from rarenet.baseline.detect.lineage import is_shell
+from rarenet.baseline.detect.lineage import lives_off_the_land
 from rarenet.baseline.detect.scoring import HABIT_WEIGHT, NOVELTY_WEIGHT, Scores
 from rarenet.baseline.detect.suspects import Suspect
-from rarenet.baseline.shells import DUAL_USE_TOOLS
 from rarenet.baseline.units import format_age, format_time
 from rarenet.extension.locations import Location, classify, package_managed
 
@@ -158,8 +157,7 @@ def newly_installed(decided: str, exp: dict[str, Any]) -> bool:
         and exp["rollout"]["may_roll_out"]
         and exp["rollout"]["established"] < 1
         and exp["name"]["rarity"] >= 0.5
-        and not is_shell(name)
-        and name not in DUAL_USE_TOOLS
+        and not lives_off_the_land(name)
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -115,10 +115,21 @@ class Gathered:
         """The open suspect candidate i continues, if any (baseline/detect/suspects.py)."""
         return self.held[i] if self.held else None
 
+    def source_of(self, i: int) -> PresenceSource:
+        """The shard that holds candidate i's host (one node: its store)."""
+        return self.sources[0 if self.owner is None else int(self.owner[i])]
+
+    def by_source(self, indices: Iterable[int]) -> list[tuple[PresenceSource, list[int]]]:
+        """Candidate indices grouped by the shard that holds their hosts, each group in
+        index order: one batched ask per shard."""
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i in sorted(set(indices)):
+            groups[0 if self.owner is None else int(self.owner[i])].append(i)
+        return [(self.sources[shard], mine) for shard, mine in groups.items()]
+
     def detail(self, i: int) -> Detail | None:
         """Candidate i's first connection, read from the shard that holds its host."""
-        shard = 0 if self.owner is None else int(self.owner[i])
-        return detail_from_row(self.sources[shard].detail(self.candidates[i].first_id))
+        return detail_from_row(self.source_of(i).detail(self.candidates[i].first_id))
 
     def observations_in(self, start: int, end: int) -> int:
         """Observations with time in [start, end) over all shards."""

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from rarenet.baseline.shells import DUAL_USE_TOOLS
+
 # Shells and interpreters whose children holding a socket deserve to be named.
 _SHELL = re.compile(
     r"^(?:ba|da|z|k|mk|c|tc|a|fi|yash|busybox|)sh$|^busybox$|^fish$"
@@ -68,6 +70,12 @@ def parse_chain(
 def is_shell(name: str) -> bool:
     """A shell or script interpreter, by process name."""
     return bool(_SHELL.match(name))
+
+
+def lives_off_the_land(name: str) -> bool:
+    """A shell, a script interpreter or a dual-use network tool (nc, curl, openssl, …):
+    on every host, so being new to the network says nothing of how it got there."""
+    return is_shell(name) or name in DUAL_USE_TOOLS
 
 
 def shell_behind(name: str, chain: tuple[Ancestor, ...]) -> Ancestor | None:

@@ -21,6 +21,7 @@ import numpy as np
 
 from rarenet.baseline.detect.destinations import may_vouch
 from rarenet.baseline.detect.peers import PeerUse, asked, routine_peer, weights_over
+from rarenet.baseline.detect.scoring import indicator
 from rarenet.baseline.detect.suspects import Suspects
 
 if TYPE_CHECKING:
@@ -65,7 +66,5 @@ def with_peers(gathered: Gathered, found: dict[int, PeerUse]) -> Gathered:
     """`gathered` with q = 1 where a peer's routine speaks for the candidate."""
     if not found:
         return gathered
-    routine = np.zeros(len(gathered.candidates))
-    routine[list(found)] = 1.0
-    features = replace(gathered.features, peer_routine=routine)
+    features = replace(gathered.features, peer_routine=indicator(len(gathered.candidates), found))
     return replace(gathered, features=features, peer_uses=found)

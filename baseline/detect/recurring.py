@@ -11,12 +11,9 @@ attacker who comes back by hand a week later to the hour is signalled again.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
-
-import numpy as np
 
 from rarenet.baseline.detect.features import Gathered
 from rarenet.baseline.detect.schedule import (
@@ -28,6 +25,7 @@ from rarenet.baseline.detect.schedule import (
     recurrence,
     started_by_scheduler,
 )
+from rarenet.baseline.detect.scoring import indicator
 from rarenet.baseline.units import format_time
 
 
@@ -52,13 +50,10 @@ def use_histories(
 ) -> dict[int, UseHistory]:
     """Per candidate index in `asked`: its history on its host (remembered days within
     `memory` before its bucket's day) and whether it recurs."""
-    by_shard: dict[int, list[int]] = defaultdict(list)
-    for i in sorted(set(asked)):
-        by_shard[0 if gathered.owner is None else int(gathered.owner[i])].append(i)
     found: dict[int, UseHistory] = {}
-    for shard, indices in by_shard.items():
+    for source, indices in gathered.by_source(asked):
         pairs = [[c.host, c.name, c.path] for c in (gathered.candidates[i] for i in indices)]
-        for i, days in zip(indices, gathered.sources[shard].remembered(span, pairs), strict=True):
+        for i, days in zip(indices, source.remembered(span, pairs), strict=True):
             cand = gathered.candidates[i]
             since, today = cand.bucket - memory, cand.bucket - cand.bucket % DAY
             before = [t for t in decode(days) if since <= t < today]
@@ -75,9 +70,8 @@ def with_histories(gathered: Gathered, found: dict[int, UseHistory]) -> Gathered
     """`gathered` with the histories, and r = 1 for the candidates that recur."""
     if not found:
         return gathered
-    recurring = np.zeros(len(gathered.candidates))
-    recurring[[i for i, h in found.items() if h.recurring is not None]] = 1.0
-    features = replace(gathered.features, recurring=recurring)
+    recurs = [i for i, history in found.items() if history.recurring is not None]
+    features = replace(gathered.features, recurring=indicator(len(gathered.candidates), recurs))
     return replace(gathered, features=features, histories=found)
 
 

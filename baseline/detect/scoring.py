@@ -50,6 +50,7 @@ binary (name, path) in bucket b — every input counts presence in the baseline 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,6 +128,13 @@ class Scores:
     peers: Array  # how much of the score a peer's routine takes, in [0, 1]
 
 
+def indicator(size: int, indices: Iterable[int]) -> Array:
+    """1.0 at `indices`, 0.0 elsewhere: a 0/1 feature (r, v, q) for `size` candidates."""
+    flags = np.zeros(size)
+    flags[list(indices)] = 1.0
+    return flags
+
+
 def routine_hosts(fleet_hosts: Array) -> Array:
     """How many hosts make a key routine: 5 % of the fleet, at least 3."""
     return np.maximum(ROUTINE_SHARE * fleet_hosts, MIN_ROUTINE_HOSTS)
@@ -180,16 +188,9 @@ def score(features: Features) -> Scores:
     habit = rarity * (1 - HABIT_WEIGHT * familiarity) * weight
     novel = 1 - NOVELTY_WEIGHT * novelty
     unrolled = 100 * (1 - (1 - habit) * novel)
-    recurring = np.zeros_like(unrolled) if features.recurring is None else features.recurring
-    schedule = SCHEDULE_WEIGHT * np.clip(recurring, 0, 1)
-    vouched = np.zeros_like(unrolled)
-    if features.familiar_destination is not None:
-        vouched = np.clip(features.familiar_destination, 0, 1)
-    familiar = FAMILIAR_WEIGHT * vouched
-    routine = np.zeros_like(unrolled)
-    if features.peer_routine is not None:
-        routine = np.clip(features.peer_routine, 0, 1)
-    peers = PEER_WEIGHT * routine
+    schedule = SCHEDULE_WEIGHT * _flag(features.recurring, unrolled)
+    familiar = FAMILIAR_WEIGHT * _flag(features.familiar_destination, unrolled)
+    peers = PEER_WEIGHT * _flag(features.peer_routine, unrolled)
     total = unrolled * (1 - rollout) * (1 - schedule) * (1 - familiar) * (1 - peers)
     return Scores(
         score=np.round(np.clip(total, 0, 100), 1),
@@ -206,6 +207,11 @@ def score(features: Features) -> Scores:
         familiar=familiar,
         peers=peers,
     )
+
+
+def _flag(values: Array | None, like: Array) -> Array:
+    """An optional 0/1 feature clipped to [0, 1]; zeros shaped like `like` when absent."""
+    return np.zeros_like(like) if values is None else np.clip(values, 0, 1)
 
 
 def young_rarity(rarity: Array, tenure: Array) -> Array:
