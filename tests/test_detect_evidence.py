@@ -20,6 +20,7 @@ from test_detect import END, SPAN, START, WEB, routine_lines
 
 from rarenet.baseline.config import Config, load_config
 from rarenet.baseline.detect.backtest import backtest
+from rarenet.baseline.detect.decide import Outcome
 from rarenet.baseline.detect.why import why
 from rarenet.baseline.store import Store
 
@@ -303,3 +304,48 @@ def test_a_binary_spreading_to_one_address_never_makes_it_familiar(
     assert sorted(reached) == WEB[12:15]
     assert all(not s["explanation"]["destination"]["familiar"] for s in reached.values())
     assert reached[WEB[14]]["explanation"]["destination"]["other_hosts_before"] == 0
+
+
+def _app_hops(path: str, hosts: list[str], first: int, uid: int, user: str) -> list[bytes]:
+    """`path` (notes, to 192.0.2.77:443) started on one more host every 6¼ hours by
+    `user`, each host then using it hourly until the end."""
+    out = []
+    for number, host in enumerate(hosts):
+        for bucket in range(first + number * (6 * HOUR + SPAN), END, 4 * SPAN):
+            out.append(
+                _row(host, bucket + 29, pid=5200 + number, name="notes", path=path,
+                     cmdline=path, remote_address="192.0.2.77", remote_port=443,
+                     uid=str(uid), username=user)
+            )  # fmt: skip
+    return out
+
+
+APP = "/opt/notes/notes"
+
+
+def test_an_app_people_install_pages_once_and_the_same_hops_as_a_service_on_every_host(
+    tmp_path: Path, config: Config
+) -> None:
+    """A new program in /opt that a person starts on one more host every 6 hours (an app
+    people install: later hosts counted on the first host's signal, saying why), and the
+    same hops started by www-data — a service account, as an implant behind a web server
+    would run: a signal on every host."""
+    first = START + 60 * HOUR
+    hosts = WEB[12:15]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    by_people = replay(tmp_path / "a", config, _app_hops(APP, hosts, first, 1000, "dev"), first)
+    app = [s for s in by_people if s["process"]["executable"] == APP]
+    assert [s["host"]["name"] for s in app] == [hosts[0]], [
+        (s["host"]["name"], s["score"], s["reason"]) for s in app
+    ]
+    assert counted_on(tmp_path / "a", app[0]["id"]) >= len(hosts) - 1
+    with Store(tmp_path / "a" / "r.db") as store:
+        finding = why(store, config.detect, hosts[1], APP, first + 6 * HOUR + 2 * SPAN).findings[0]
+    assert finding.explanation["rollout"]["app"] is True
+    assert finding.explanation["rollout"]["discount"] == 1.0
+    assert finding.outcome is Outcome.ROLLOUT and finding.signal == app[0]["id"]
+    assert finding.sentence.startswith(f"one host of an app people install ({APP}): counted")
+    by_service = replay(tmp_path / "b", config, _app_hops(APP, hosts, first, 33, "www-data"), first)
+    reached = [s["host"]["name"] for s in by_service if s["process"]["executable"] == APP]
+    assert sorted(reached) == hosts

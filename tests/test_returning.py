@@ -19,6 +19,7 @@ from rarenet.baseline.config import DetectSettings, load_config
 from rarenet.baseline.console import views
 from rarenet.baseline.detect.exceptions import Exception_, add_exception
 from rarenet.baseline.detect.peers import (
+    APP_OCCASIONS,
     merge_answers,
     path_weights,
     routine_peer,
@@ -258,6 +259,12 @@ def test_peers_are_hosts_with_mostly_the_same_paths_where_paths_tell_hosts_apart
     peer = routine_peer(answer, "db-02", JAVA17, 0, {"db-02"}, weights)
     assert peer is not None and (peer.host, peer.similarity) == ("db-00", 1.0)
     assert routine_peer(answer, "db-02", JAVA17, 1, {"db-02"}, weights) is None  # 2 half-days
+    # an app a person runs: a peer that ran it at all speaks for it
+    app_peer = routine_peer(answer, "db-02", JAVA17, 1, {"db-02"}, weights, APP_OCCASIONS)
+    assert app_peer is not None and app_peer.occasions == 2
+    # on a small fleet a role of four hosts (the developers' workstations of 14 hosts)
+    # still tells hosts apart
+    assert path_weights({"/usr/lib/slack/slack": 4}, 14)["/usr/lib/slack/slack"] > 0
     assert routine_peer(answer, "db-02", JAVA17, 0, {"db-02", "db-00"}, weights) is None
     assert similarity({nginx, curl}, {bash, curl}, weights) == 0.0  # only the common curl
     assert spread_occasions([0, 8, 16, 24, 32, 40, 48], 24) == 3  # every 2 h for a day

@@ -6,6 +6,10 @@ presence from every connection and pruned with it. For a candidate that could fi
 rule asks whether the user of its first connection ran this binary on this host in the
 baseline window before, and which users did (at most `USUAL_SHOWN`). An answer, not
 evidence: the score does not change (docs/scoring.md "What a signal says").
+
+One thing about the user is evidence: whether a person (a login account) started the
+process (`with_people`, the score's u), for a program a person or a package put on the
+host — an app reaching one more workstation (scoring.py `app_share`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,10 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
+
+from rarenet.baseline.detect.destinations import FirstConnection, may_vouch
+from rarenet.baseline.detect.lineage import started_by_a_person
+from rarenet.baseline.detect.scoring import indicator
 
 if TYPE_CHECKING:
     from rarenet.baseline.detect.features import Gathered
@@ -88,3 +96,26 @@ def ask_users(
 def with_users(gathered: Gathered, found: dict[int, UserHistory]) -> Gathered:
     """`gathered` with the users' histories (no score changes)."""
     return replace(gathered, users=found) if found else gathered
+
+
+def people_among(gathered: Gathered, firsts: dict[int, FirstConnection]) -> set[int]:
+    """The candidates in `firsts` whose first connection a person's process made, for a
+    program a person or a package put on the host (never a shell, interpreter or
+    dual-use tool: destinations.py `may_vouch`) that has no open signal on its host (a
+    binary coming back to its signal is a return, not an app reaching one more host)."""
+    cands = gathered.candidates
+    return {
+        i
+        for i, first in firsts.items()
+        if started_by_a_person(first.uid)
+        and may_vouch(cands[i].name, cands[i].path)
+        and gathered.suspect(i) is None
+    }
+
+
+def with_people(gathered: Gathered, people: set[int]) -> Gathered:
+    """`gathered` with u = 1 for the candidates in `people`."""
+    if not people:
+        return gathered
+    person = indicator(len(gathered.candidates), people)
+    return replace(gathered, features=replace(gathered.features, person=person))

@@ -118,8 +118,9 @@ def decide(
     `detail_of(i)`: candidate i's first connection. Reads the store; writes nothing."""
     walk = _Walk(conn, settings, gathered, scores, exceptions, detail_of)
     cands, threshold = gathered.candidates, settings.threshold
-    # A rollout host: only the rollout discount keeps it under the threshold.
-    member = (scores.rollout > 0) & (scores.unrolled >= threshold) & (scores.score < threshold)
+    # A rollout host: only the rollout discount keeps it under the threshold (a schedule,
+    # a familiar destination or a peer's use may already have).
+    member = (scores.rollout > 0) & (scores.evidenced >= threshold) & (scores.score < threshold)
     worth = gathered.warm & ((scores.score >= threshold) | member)
     for i in set(only or ()) - set(np.flatnonzero(worth).tolist()):
         walk.decisions.verdicts[i] = Verdict(
@@ -225,7 +226,7 @@ class _Walk:
     ) -> None:
         """One host of a rollout: counted on the rollout's signal, or raising it."""
         leader = self.latest_any(exe, cand.bucket)
-        unrolled = float(self.scores.unrolled[i])
+        unrolled = float(self.scores.evidenced[i])
         if leader is not None:
             self.decisions.bumps[leader[0]] += 1
             self.decisions.verdicts[i] = Verdict(

@@ -126,6 +126,7 @@ class FirstConnection:
     port: int
     direction: str
     user: str
+    uid: int = -1  # -1: osquery gave none
 
 
 def first_connections(gathered: Gathered, asked: Iterable[int]) -> dict[int, FirstConnection]:
@@ -136,9 +137,13 @@ def first_connections(gathered: Gathered, asked: Iterable[int]) -> dict[int, Fir
         firsts = [gathered.candidates[i].first_id for i in mine]
         for i, row in zip(mine, source.first_endpoints(firsts), strict=True):
             if row is not None:
-                remote, port, direction, user = row
+                remote, port, direction, user, uid = row
                 found[i] = FirstConnection(
-                    str(remote or ""), int(port or 0), str(direction), str(user or "")
+                    str(remote or ""),
+                    int(port or 0),
+                    str(direction),
+                    str(user or ""),
+                    -1 if uid is None else int(uid),
                 )
     return found
 

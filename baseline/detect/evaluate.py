@@ -18,7 +18,12 @@ from typing import Any
 import numpy as np
 
 from rarenet.baseline.config import DetectSettings
-from rarenet.baseline.detect.binary_users import ask_users, with_users
+from rarenet.baseline.detect.binary_users import (
+    ask_users,
+    people_among,
+    with_people,
+    with_users,
+)
 from rarenet.baseline.detect.decide import (
     ROLLOUT_SCORE,
     Decisions,
@@ -108,9 +113,11 @@ def evaluate(
     destinations = ask_destinations(gathered, firsts, span, int(settings.history))
     users = {i: first.user for i, first in firsts.items()}
     who = ask_users(gathered, asked, span, int(settings.history), users)
-    peers = ask_peers(gathered, asked, span, int(settings.history), suspects)
-    if histories or destinations or peers or who:
+    people = people_among(gathered, firsts)
+    peers = ask_peers(gathered, asked, span, int(settings.history), suspects, people)
+    if histories or destinations or peers or who or people:
         gathered = with_users(with_histories(gathered, histories), who)
+        gathered = with_people(gathered, people)
         gathered = with_peers(with_destinations(gathered, destinations), peers)
         scores = score(gathered.features)
     decisions = decide(
@@ -140,7 +147,7 @@ def describe(
         hosts = rollout_hosts(gathered.sources, span, history, cand.path, cand.bucket)
         explanation["rollout"] |= {"hosts_last_day": hosts, "hosts_last_day_at_least": False}
         reason = rollout_reason(cand.path, explanation)
-        value = min(float(scores.unrolled[i]), ROLLOUT_SCORE)
+        value = min(float(scores.evidenced[i]), ROLLOUT_SCORE)
     detail = gathered.detail(i)
     if detail is not None:
         reason = name_the_shell(reason, explanation, cand.name, detail.chain)

@@ -7,6 +7,7 @@ from typing import Any
 
 from rarenet.baseline.detect.features import Gathered, rollout_cap, routine_cap
 from rarenet.baseline.detect.lineage import lives_off_the_land
+from rarenet.baseline.detect.peers import PEER_OCCASIONS, PeerUse
 from rarenet.baseline.detect.scoring import HABIT_WEIGHT, NOVELTY_WEIGHT, Scores
 from rarenet.baseline.detect.suspects import Suspect
 from rarenet.baseline.units import format_age, format_time
@@ -85,6 +86,7 @@ def explain(
             "may_roll_out": bool(feats.package_managed[index]),  # p: never for a shell
             "first_week": bool(feats.adopting[index]),
             "upgrade": bool(scores.upgrade[index]),
+            "app": bool(scores.app[index]),
             "discount": round(rollout, 3),
         },
         "parts": {
@@ -115,6 +117,7 @@ def explain(
             "host": peer.host,
             "similarity": peer.similarity,
             "half_days": peer.occasions,
+            "routine": peer.occasions >= PEER_OCCASIONS,
             "discount": round(float(scores.peers[index]), 3),
         }
     if recurring is not None:
@@ -138,11 +141,20 @@ def explain(
     if known is not None and known.evidence:
         reason = f"{reason}; {known.sentence()}: a fresh install?"
     if peer is not None:
-        reason = (
-            f"{reason}; its peer {peer.host} ({peer.similarity:g} alike) uses it routinely "
-            f"(over {peer.occasions} half-days): weak evidence here"
-        )
+        reason = f"{reason}; {_peer_sentence(peer)}"
     return explanation, reason
+
+
+def _peer_sentence(peer: PeerUse) -> str:
+    """The reason's words for a peer's use that weakened the evidence."""
+    alike = f"its peer {peer.host} ({peer.similarity:g} alike)"
+    if peer.occasions >= PEER_OCCASIONS:
+        return f"{alike} uses it routinely (over {peer.occasions} half-days): weak evidence here"
+    days = "half-day" if peer.occasions == 1 else "half-days"
+    return (
+        f"{alike} runs it too (over {peer.occasions} {days}) and a person runs it here: "
+        "an app people install?"
+    )
 
 
 def newly_installed(decided: str, exp: dict[str, Any]) -> bool:
@@ -212,6 +224,13 @@ def _reason(host: str, name: str, path: str, decided: str, exp: dict[str, Any]) 
 def rollout_reason(path: str, exp: dict[str, Any]) -> str:
     """The reason of a rollout's one signal: which path, on how many hosts."""
     roll = exp["rollout"]
+    if roll.get("app") and not roll["upgrade"]:
+        hosts = _hosts(exp["path"])
+        return (
+            f"an app people install? {path} is a new package-managed program a person runs "
+            f"here, already on {hosts} in its first week: one signal for the whole "
+            "install, later hosts are counted on it"
+        )
     if roll["upgrade"]:
         name, hosts = exp["name"]["value"], _hosts(exp["path"])
         return (

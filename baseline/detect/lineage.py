@@ -78,6 +78,16 @@ def lives_off_the_land(name: str) -> bool:
     return is_shell(name) or name in DUAL_USE_TOOLS
 
 
+FIRST_LOGIN_UID = 1000  # Debian's and Red Hat's UID_MIN: the first account of a person
+NOBODY_UID = 65534
+
+
+def started_by_a_person(uid: int) -> bool:
+    """Whether a process runs as a login account (uid from UID_MIN, not nobody) rather
+    than root or a service account: an app someone installed and runs themselves."""
+    return FIRST_LOGIN_UID <= uid != NOBODY_UID
+
+
 def shell_behind(name: str, chain: tuple[Ancestor, ...]) -> Ancestor | None:
     """The nearest shell or interpreter above a socket holder that is not one itself."""
     if is_shell(name):

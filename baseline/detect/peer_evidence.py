@@ -9,18 +9,32 @@ for that path and used it over `PEER_OCCASIONS` half-days of the window (peers.p
 `routine_peer`): the backup job another database host runs, the app the other
 developers' workstations use. The same binary new to a host *and* to its peers stays
 strong — and bash holding a socket on a web server is never asked.
+
+An app a person runs (the candidate's first connection is a login account's:
+lineage.py `started_by_a_person`) needs less: a peer without an open signal that ran it
+at all in the window (`APP_OCCASIONS`). The third developer to install Obsidian is not
+the first; the first is still judged on its own, and a root or service process on a
+server still needs a peer's routine.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rarenet.baseline.detect.destinations import may_vouch
-from rarenet.baseline.detect.peers import PeerUse, asked, routine_peer, weights_over
+from rarenet.baseline.detect.peers import (
+    APP_OCCASIONS,
+    PEER_OCCASIONS,
+    PeerUse,
+    asked,
+    routine_peer,
+    weights_over,
+)
 from rarenet.baseline.detect.scoring import indicator
 from rarenet.baseline.detect.suspects import Suspects
 
@@ -29,10 +43,16 @@ if TYPE_CHECKING:
 
 
 def ask_peers(
-    gathered: Gathered, asked_for: Iterable[int], span: int, history: int, suspects: Suspects
+    gathered: Gathered,
+    asked_for: Iterable[int],
+    span: int,
+    history: int,
+    suspects: Suspects,
+    people: AbstractSet[int] = frozenset(),
 ) -> dict[int, PeerUse]:
     """Per candidate index in `asked_for` that a peer's routine may speak for: the most
-    alike peer that uses its path routinely, where there is one."""
+    alike peer that uses its path routinely (for those in `people`, started by a login
+    account: that uses it at all), where there is one."""
     feats = gathered.features
     wanted = [
         i
@@ -56,7 +76,8 @@ def ask_peers(
         if not answer[1]:  # more other hosts use it than peers are sought among
             continue
         left_out = {s.host for s in suspects.on_key("path", cand.path)} | {cand.host}
-        peer = routine_peer(answer, cand.host, cand.path, 0, left_out, weights)
+        least = APP_OCCASIONS if i in people else PEER_OCCASIONS
+        peer = routine_peer(answer, cand.host, cand.path, 0, left_out, weights, least)
         if peer is not None:
             found[i] = peer
     return found

@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 
 PEER_SIMILARITY = 0.5  # Jaccard similarity of two hosts' paths that makes them peers
 PEER_OCCASIONS = 3  # half-days a peer's uses reach over that make a path its routine
+APP_OCCASIONS = 1  # … for an app a person runs: a peer that runs it at all
 COMMON_SHARE = 0.25  # a path on this share of the fleet's hosts is common …
-MIN_COMMON_HOSTS = 4  # … and on at least this many
+MIN_COMMON_HOSTS = 6  # … and on at least this many
 MAX_OTHER_HOSTS = 16  # other hosts using a path that peers are sought among (more: none)
 
 
@@ -175,15 +176,17 @@ def routine_peer(
     at: int,
     left_out: set[str],
     weights: dict[str, float],
+    least: int = PEER_OCCASIONS,
 ) -> PeerUse | None:
-    """The most alike peer of `host` that used `path` routinely in bucket `at`'s window
-    (answer of `peer_uses_in`, merged), not counting hosts in `left_out` (those with an
-    open signal for the binary); None when there is none."""
+    """The most alike peer of `host` that used `path` routinely (over `least` half-days
+    or more) in bucket `at`'s window (answer of `peer_uses_in`, merged), not counting
+    hosts in `left_out` (those with an open signal for the binary); None when there is
+    none."""
     profiles = {who: set(paths) - {path} for who, paths in answer[0]}
     mine = profiles.get(host, set())
     best: PeerUse | None = None
     for other, occasions in answer[1][at]:
-        if other in left_out or occasions < PEER_OCCASIONS:
+        if other in left_out or occasions < least:
             continue
         alike = similarity(mine, profiles.get(other, set()), weights)
         if alike >= PEER_SIMILARITY and (best is None or alike > best.similarity):

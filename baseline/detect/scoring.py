@@ -107,6 +107,9 @@ class Features:
     familiar_destination: Array | None = None
     # q: 1 where a peer's routine speaks for the binary; None: nowhere
     peer_routine: Array | None = None
+    # u: 1 where a login account (a person, not root or a service) started the process
+    # of the candidate's first connection; None: nowhere known
+    person: Array | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ class Scores:
     rarity: Array  # R
     rollout: Array  # how much of the rarity a rollout explains, in [0, 1]
     upgrade: Array  # 1 where the rollout is an upgrade reaching one more host
+    app: Array  # 1 where it is an app people install reaching one more host
     weight: Array  # the location's weight on the fleet part
     familiarity: Array
     novelty: Array
@@ -126,6 +130,7 @@ class Scores:
     schedule: Array  # how much of the score a schedule explains, in [0, 1]
     familiar: Array  # how much of the score a familiar destination takes, in [0, 1]
     peers: Array  # how much of the score a peer's routine takes, in [0, 1]
+    evidenced: Array  # the score with every discount but the rollout's
 
 
 def indicator(size: int, indices: Iterable[int]) -> Array:
@@ -176,7 +181,8 @@ def score(features: Features) -> Scores:
         young = 1 - np.clip(features.baseline_cover, 0, 1)
         rarity = rarity * (1 - np.clip(features.package_managed, 0, 1) * young)
     upgrade = upgrade_share(features, rarity_name)
-    rollout = np.maximum(rollout_share(features), upgrade)
+    app = app_share(features)
+    rollout = np.maximum(rollout_share(features), np.maximum(upgrade, app))
     maturity = np.maximum(
         np.clip(features.host_maturity, 0, 1), np.clip(features.fresh_destination, 0, 1)
     )
@@ -191,7 +197,8 @@ def score(features: Features) -> Scores:
     schedule = SCHEDULE_WEIGHT * _flag(features.recurring, unrolled)
     familiar = FAMILIAR_WEIGHT * _flag(features.familiar_destination, unrolled)
     peers = PEER_WEIGHT * _flag(features.peer_routine, unrolled)
-    total = unrolled * (1 - rollout) * (1 - schedule) * (1 - familiar) * (1 - peers)
+    evidenced = unrolled * (1 - schedule) * (1 - familiar) * (1 - peers)
+    total = evidenced * (1 - rollout)
     return Scores(
         score=np.round(np.clip(total, 0, 100), 1),
         rarity_path=rarity_path,
@@ -199,6 +206,7 @@ def score(features: Features) -> Scores:
         rarity=rarity,
         rollout=rollout,
         upgrade=upgrade,
+        app=app,
         weight=weight,
         familiarity=familiarity,
         novelty=novelty,
@@ -206,6 +214,7 @@ def score(features: Features) -> Scores:
         schedule=schedule,
         familiar=familiar,
         peers=peers,
+        evidenced=np.round(np.clip(evidenced, 0, 100), 1),
     )
 
 
@@ -231,6 +240,19 @@ def rollout_share(features: Features) -> Array:
     share = np.clip((features.recent_hosts - 1) / (hosts - 1), 0, 1)
     package = np.clip(features.package_managed, 0, 1)
     return np.asarray(package * young * np.maximum(at_once, share))
+
+
+def app_share(features: Features) -> Array:
+    """1 for a program at a package-managed path in its first week that another host
+    already used, started by a person here (u): an app people install on their
+    workstations reaching one more of them (Obsidian, the third developer), counted on
+    its first host's signal like an upgrade (docs/scoring.md "Apps people install").
+    Never for a shell or a dual-use tool, which are never package-managed here (p)."""
+    elsewhere = features.path_hosts if features.path_elsewhere is None else features.path_elsewhere
+    seen = np.nan_to_num(elsewhere) >= 1
+    person = _flag(features.person, features.adopting) > 0
+    adopting = np.clip(features.adopting, 0, 1) * np.clip(features.package_managed, 0, 1)
+    return np.asarray(adopting * (person & seen))
 
 
 def upgrade_share(features: Features, rarity_name: Array) -> Array:

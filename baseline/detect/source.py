@@ -122,8 +122,8 @@ class PresenceSource(Protocol):
         ...
 
     def first_endpoints(self, first_ids: list[int]) -> list[list[Any] | None]:
-        """Per observation: [remote address, remote port, direction, user name], None
-        once pruned."""
+        """Per observation: [remote address, remote port, direction, user name, uid],
+        None once pruned."""
         ...
 
     def destination_hosts(self, span: int, asks: list[list[Any]]) -> list[list[Any]]:
@@ -393,9 +393,9 @@ class LocalSource:
 
     def first_endpoints(self, first_ids: list[int]) -> list[list[Any] | None]:
         found = {
-            row[0]: [row[1], row[2], row[3], row[4]]
+            row[0]: [row[1], row[2], row[3], row[4], row[5]]
             for row in self.store.conn.execute(
-                "SELECT o.id, o.remote_address, o.remote_port, o.direction, o.username "
+                "SELECT o.id, o.remote_address, o.remote_port, o.direction, o.username, o.uid "
                 "FROM json_each(?) AS j "
                 "JOIN observations AS o ON o.id = j.value",
                 (_json(first_ids),),

@@ -218,7 +218,7 @@ def _as_finding(
         outcome=verdict.outcome,
         score=said.score,
         threshold=settings.threshold,
-        sentence=_sentence(store, settings, verdict, executable(cand), exception),
+        sentence=_sentence(store, settings, verdict, executable(cand), exception, said),
         reason=said.reason,
         explanation=said.explanation,
         signal=verdict.signal,
@@ -234,6 +234,7 @@ def _sentence(
     verdict: Verdict,
     exe: str,
     exception: dict[str, Any] | None,
+    said: Described,
 ) -> str:
     together = group_sentence(verdict.others)
     tail = f"; {together}" if together else ""
@@ -252,8 +253,10 @@ def _sentence(
             f"{going_on}"
         )
     if outcome is Outcome.ROLLOUT:
+        roll = said.explanation["rollout"]
+        what = "an app people install" if roll["app"] and not roll["upgrade"] else "a rollout"
         return (
-            f"one host of a rollout of {exe}: counted on the rollout's signal "
+            f"one host of {what} ({exe}): counted on the first host's signal "
             f"{verdict.signal} ({_when(store, verdict.signal)})"
         )
     if outcome is Outcome.TRUNCATED:
