@@ -326,6 +326,9 @@ def test_slack_answers_who_used_the_destination_and_the_user_before() -> None:
         "203.0.113.9:4444 (external, 2+ other hosts before) as www-data (a first: usual root)"
         in first
     )
+    doc["explanation"]["destination"] |= {"other_hosts_before": 0, "binary_elsewhere_before": 2}
+    first = slack_message(record)["text"].split("\n")[0]
+    assert "(external, before only by 2 other hosts of this binary)" in first
     doc["explanation"]["user"]["ran_it_before"] = True
     del doc["explanation"]["destination"]
     first = slack_message(record)["text"].split("\n")[0]

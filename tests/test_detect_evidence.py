@@ -279,6 +279,8 @@ def test_a_tool_a_person_installs_talking_where_the_fleet_talks_is_not_a_shell_t
         "other_hosts_before": 2,
         "other_hosts_at_least": True,
         "this_host_before": True,
+        "binary_elsewhere_before": 0,
+        "binary_elsewhere_at_least": False,
         "familiar": True,
         "discount": 0.5,
     }
@@ -304,6 +306,9 @@ def test_a_binary_spreading_to_one_address_never_makes_it_familiar(
     assert sorted(reached) == WEB[12:15]
     assert all(not s["explanation"]["destination"]["familiar"] for s in reached.values())
     assert reached[WEB[14]]["explanation"]["destination"]["other_hosts_before"] == 0
+    # … and says that the binary's own earlier hosts talked there
+    assert reached[WEB[14]]["explanation"]["destination"]["binary_elsewhere_before"] == 2
+    assert reached[WEB[12]]["explanation"]["destination"]["binary_elsewhere_before"] == 0
 
 
 def _app_hops(path: str, hosts: list[str], first: int, uid: int, user: str) -> list[bytes]:

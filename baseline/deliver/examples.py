@@ -104,6 +104,8 @@ def example_document(**overrides: Any) -> dict[str, Any]:
             "other_hosts_before": 0,
             "other_hosts_at_least": False,
             "this_host_before": False,
+            "binary_elsewhere_before": 0,
+            "binary_elsewhere_at_least": False,
             "familiar": False,
         },
         "user": {"name": "www-data", "ran_it_before": False, "usual": []},

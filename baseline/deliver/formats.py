@@ -214,11 +214,16 @@ def slack_text(record: SignalRecord) -> str:
 
 
 def _seen_words(known: Any) -> str:
-    """ ", no other host before" or ", 2+ other hosts before" from
+    """ ", no other host before", ", 2+ other hosts before" or ", before only by 2
+    other hosts of this binary" (an implant's own earlier hosts) from
     explanation.destination; empty when the signal carries none."""
     if not isinstance(known, dict):
         return ""
     count = _int(known.get("other_hosts_before")) or 0
+    spread = _int(known.get("binary_elsewhere_before")) or 0
+    if not count and spread:
+        more = "+" if known.get("binary_elsewhere_at_least") else ""
+        return f", before only by {spread}{more} other host{'s' if spread > 1 or more else ''} of this binary"
     if not count:
         return ", no other host before"
     more = "+" if known.get("other_hosts_at_least") else ""

@@ -4,7 +4,9 @@
 presence from every outbound connection (not only a bucket's first), and pruned with
 it. For a candidate that could fire, the rule asks of its first connection's address
 and port: how many *other* hosts used it within the baseline window (counted up to
-`KNOWN_BY`) that never ran this binary's path, and whether this host did. It answers the investigation guide ("is the
+`KNOWN_BY`) that never ran this binary's path, whether this host did, and how many other
+hosts that ran this path talked there (by this binary or another: hosts, not processes,
+are remembered per destination). It answers the investigation guide ("is the
 destination used by normal workflows?") on every signal, and is evidence for one kind
 of binary (docs/scoring.md "Fresh installs and familiar destinations"): a program a
 person or a package put on the host — a home directory or a package-managed path, no
@@ -41,6 +43,7 @@ class KnownDestination:
     others: int  # other hosts that used it in the window (counted up to KNOWN_BY)
     here: bool  # this host used it in the window (any binary)
     evidence: bool  # it lowered the score (the binary is one it may speak for)
+    binary_elsewhere: int = 0  # other hosts that ran this path and used it (up to KNOWN_BY)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +53,8 @@ class KnownDestination:
             "other_hosts_before": self.others,
             "other_hosts_at_least": self.others >= KNOWN_BY,
             "this_host_before": self.here,
+            "binary_elsewhere_before": self.binary_elsewhere,
+            "binary_elsewhere_at_least": self.binary_elsewhere >= KNOWN_BY,
             "familiar": self.evidence,
         }
 
@@ -83,24 +88,27 @@ def hosts_before(
 ) -> list[list[Any]]:
     """Per [host, remote, port, low, high, path]: [other hosts that used remote:port
     within [low, high) and had not run `path` before `high` (up to KNOWN_BY) — the fleet
-    talks there for reasons of its own, not because this binary spread there — and
-    whether `host` did]."""
+    talks there for reasons of its own, not because this binary spread there — whether
+    `host` did, and other hosts that had run `path` and used it (up to KNOWN_BY)]."""
     out = []
     for host, remote, port, low, high, path in asks:
-        others = conn.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM destination_host AS d WHERE d.span = ? "
-            "AND d.remote = ? AND d.port = ? AND d.host != ? AND d.first_bucket < ? "
-            "AND d.last_bucket >= ? AND NOT EXISTS (SELECT 1 FROM key_host AS k "
-            "WHERE k.span = d.span AND k.kind = 'path' AND k.key = ? AND k.host = d.host "
-            "AND k.first_bucket < ?) LIMIT ?)",
-            (span, remote, port, host, high, low, path, high, KNOWN_BY),
-        ).fetchone()[0]
+        counted = [
+            conn.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM destination_host AS d WHERE d.span = ? "
+                "AND d.remote = ? AND d.port = ? AND d.host != ? AND d.first_bucket < ? "
+                f"AND d.last_bucket >= ? AND {negate} EXISTS (SELECT 1 FROM key_host AS k "
+                "WHERE k.span = d.span AND k.kind = 'path' AND k.key = ? AND k.host = d.host "
+                "AND k.first_bucket < ?) LIMIT ?)",
+                (span, remote, port, host, high, low, path, high, KNOWN_BY),
+            ).fetchone()[0]
+            for negate in ("NOT", "")
+        ]
         here = conn.execute(
             "SELECT 1 FROM destination_host WHERE span = ? AND remote = ? AND port = ? "
             "AND host = ? AND first_bucket < ? AND last_bucket >= ?",
             (span, remote, port, host, high, low),
         ).fetchone()
-        out.append([int(others), here is not None])
+        out.append([int(counted[0]), here is not None, int(counted[1])])
     return out
 
 
@@ -171,16 +179,17 @@ def ask_destinations(
         ]
         for i in order
     ]
-    others, here = [0] * len(order), [False] * len(order)
+    others, here, binary = [0] * len(order), [False] * len(order), [0] * len(order)
     for source in gathered.sources:
-        for n, (count, used) in enumerate(source.destination_hosts(span, asks)):
+        for n, (count, used, *same) in enumerate(source.destination_hosts(span, asks)):
             others[n] = min(KNOWN_BY, others[n] + int(count))
             here[n] = here[n] or bool(used)
+            binary[n] = min(KNOWN_BY, binary[n] + int(same[0] if same else 0))
     found_all = {}
     for n, i in enumerate(order):
         cand = gathered.candidates[i]
         familiar = others[n] >= KNOWN_BY and may_vouch(cand.name, cand.path)
-        found_all[i] = KnownDestination(*endpoints[i], others[n], here[n], familiar)
+        found_all[i] = KnownDestination(*endpoints[i], others[n], here[n], familiar, binary[n])
     return found_all
 
 

@@ -129,7 +129,7 @@ class PresenceSource(Protocol):
     def destination_hosts(self, span: int, asks: list[list[Any]]) -> list[list[Any]]:
         """Per [host, remote, port, low, high, path]: [other hosts of this store that
         connected to remote:port within [low, high) and never ran `path` (up to 2),
-        whether `host` did]."""
+        whether `host` did, other hosts that ran `path` and connected there (up to 2)]."""
         ...
 
     def binary_users(self, span: int, asks: list[list[Any]]) -> list[list[Any]]:
