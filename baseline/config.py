@@ -394,8 +394,11 @@ def _apply(
     settings: Any,
     values: Mapping[str, Any],
     where: Callable[[str], str],
+    toml: bool = False,
 ) -> Any:
-    """A copy of a section dataclass with `values` converted and applied."""
+    """A copy of a section dataclass with `values` converted and applied. From a TOML
+    file (`toml`) a value must have the setting's shape: a list as a TOML array, a
+    duration with its unit (environment variables and options are strings)."""
     known = {f.name: f for f in fields(settings)}
     changes: dict[str, Any] = {}
     for key, raw in values.items():
@@ -406,6 +409,8 @@ def _apply(
                 where=where(key),
                 hint=f"known: {', '.join(sorted(known))}",
             )
+        if toml:
+            _check_shape(spec.metadata["kind"], raw, key, where(key))
         try:
             value = _convert(spec.metadata["kind"], raw)
             _check_range(value, spec.metadata["low"], spec.metadata["high"])
@@ -418,6 +423,22 @@ def _apply(
             check_tokens(value if isinstance(value, list) else [value] if value else [], where(key))
         changes[key] = value
     return replace(settings, **changes)
+
+
+def _check_shape(kind: str, raw: Any, key: str, where: str) -> None:
+    """Refuse a TOML value whose shape is a slip (said without echoing the value): a
+    string where a list is meant (`tokens = "x"`), a bare number where a duration is
+    (`retention = 30` would be 30 seconds)."""
+    if kind.startswith("list") and isinstance(raw, str):
+        raise ConfigError(
+            "is a string, not a list", where=where, hint=f'write {key} = ["…", "…"] (a TOML array)'
+        )
+    if kind == "duration" and isinstance(raw, int | float) and not isinstance(raw, bool) and raw:
+        raise ConfigError(
+            "is a number without a unit (it would be seconds)",
+            where=where,
+            hint=f'write {key} = "{raw:g}s", "{raw:g}m", "{raw:g}h" or "{raw:g}d"',
+        )
 
 
 MIN_TOKEN_LENGTH = 16
@@ -481,7 +502,7 @@ def _from_file(config: Config, path: Path) -> Config:
                 raise ConfigError("use [[webhooks]] tables", where=f"{path}: webhooks")
             hooks = []
             for index, table in enumerate(values):
-                hook = _apply(WebhookSettings(), table, where_in("webhooks", index))
+                hook = _apply(WebhookSettings(), table, where_in("webhooks", index), toml=True)
                 if not hook.url:
                     raise ConfigError(
                         "a webhook needs a url", where=f"{path}: [[webhooks]] #{index + 1}"
@@ -495,7 +516,7 @@ def _from_file(config: Config, path: Path) -> Config:
                 where=str(path),
                 hint=f"known: {', '.join([*SECTIONS, 'webhooks'])}",
             )
-        changes[section] = _apply(getattr(config, section), values, where_in(section))
+        changes[section] = _apply(getattr(config, section), values, where_in(section), toml=True)
     return replace(config, source=str(path), **changes)
 
 

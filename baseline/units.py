@@ -22,6 +22,22 @@ _SIZE_UNITS = {
 }
 
 
+_RELATIVE = re.compile(r"^\s*\d+(?:\.\d+)?\s*[smhdw]\s*$")
+
+
+def parse_expiry(value: str, now: float) -> int:
+    """An expiry as unix seconds: a duration from `now` with its unit (`30d`, `12h`,
+    `2w`) or a time (unix seconds, ISO 8601); raises ValueError naming both forms."""
+    if _RELATIVE.match(value):
+        return int(now + parse_duration(value.strip()))
+    try:
+        return parse_time(value)
+    except (ValueError, OverflowError):
+        raise ValueError(
+            f"{value!r} is neither a duration (30d, 12h) nor a time (unix seconds, ISO 8601)"
+        ) from None
+
+
 def parse_duration(value: str | int | float) -> float:
     """Seconds from `90`, `90s`, `15m`, `1.5h`, `14d` or `2w`; raises ValueError."""
     if isinstance(value, bool):

@@ -99,7 +99,7 @@ def test_commands_that_fill_a_store_create_it_and_say_so(tmp_path: Path) -> None
     code, _, err = run("ingest", "--db", str(db), str(log))
     assert code == 0 and "created" not in err  # the second time it exists
     other = tmp_path / "allow.db"
-    code, _, err = run("allow", "add", "--db", str(other), "--name", "nginx")
+    code, _, err = run("allow", "add", "--db", str(other), "--name", "nginx", "--reason", "web")
     assert code == 0 and "created a new store" in err
 
 
@@ -153,7 +153,7 @@ def test_baseline_show_an_unknown_binary_and_the_rarity_scale(signalled_db: Path
 
 def test_json_on_allow_remove_and_quarantine_show(tmp_path: Path) -> None:
     db = tmp_path / "j.db"
-    assert run("allow", "add", "--db", str(db), "--name", "nginx")[0] == 0
+    assert run("allow", "add", "--db", str(db), "--name", "nginx", "--reason", "web")[0] == 0
     code, out, _ = run("allow", "remove", "--db", str(db), "1", "--json")
     assert code == 0 and orjson.loads(out) == {"id": 1, "removed": True}
     code, out, _ = run("allow", "remove", "--db", str(db), "1", "--json")

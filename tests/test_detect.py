@@ -359,9 +359,9 @@ def test_allow_commands(tmp_path: Path) -> None:
     assert document["id"] == 1 and document["broad"] is False
     assert document["preview"]["signals"] == 0  # an empty store: nothing it would hide
     assert 89 * 86400 < document["expires_at"] - time.time() <= 90 * 86400  # the default cap
-    bad = runner.invoke(main, ["allow", "add", "--db", db, "--cidr", "not-a-net"])
+    bad = runner.invoke(main, ["allow", "add", "--db", db, "--cidr", "not-a-net", "--reason", "x"])
     assert bad.exit_code == 2 and "--cidr: 'not-a-net' is not an IP network" in bad.stderr
-    empty = runner.invoke(main, ["allow", "add", "--db", db])
+    empty = runner.invoke(main, ["allow", "add", "--db", db, "--reason", "x"])
     assert empty.exit_code == 2 and "needs at least one of" in empty.stderr
     listed = runner.invoke(main, ["allow", "list", "--db", db])
     assert "path_glob=/opt/agent/*" in listed.stdout and "our agent" in listed.stdout
@@ -457,7 +457,7 @@ def test_a_broad_exception_is_refused_with_what_it_would_hide(
     )  # fmt: skip
     assert narrow.exit_code == 0, narrow.output
     assert orjson.loads(narrow.stdout)["preview"]["signals"] == 1
-    too_long = allow("--path", "/opt/x/agent", "--expires", "2100-01-01T00:00:00Z")
+    too_long = allow("--path", "/opt/x/agent", "--expires", "2100-01-01T00:00:00Z", "--reason", "x")
     assert too_long.exit_code == 2 and "exception_max_age" in too_long.stderr
     confirmed = allow("--user", "www-data", "--reason", "db", "--broad")
     assert confirmed.exit_code == 0 and "flagged on Health" in confirmed.stderr

@@ -79,10 +79,21 @@ def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]
 
 def common_options(func: F) -> F:
     """`--db` and `--config`, valid on the group and on every subcommand."""
+    return _with_options(func, show_db=True)
+
+
+def scratch_store_options(func: F) -> F:
+    """`--config`, and a `--db` left out of the help: a command on its own scratch store
+    (demo, backtest) accepts it only to refuse it with a sentence saying why."""
+    return _with_options(func, show_db=False)
+
+
+def _with_options(func: F, show_db: bool) -> F:
     func = click.option(
         "--db",
         metavar="PATH",
         expose_value=False,
+        hidden=not show_db,
         callback=_remember("db"),
         help="SQLite store (default: $RARENET_DB, [store] path, ./rarenet.db).",
     )(func)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 import orjson
 
@@ -13,7 +15,7 @@ from rarenet.baseline.detect.exceptions import (
     remove_exception,
 )
 from rarenet.baseline.errors import EXIT_FINDINGS, InputError
-from rarenet.baseline.units import format_time, parse_time
+from rarenet.baseline.units import format_time, parse_expiry
 
 
 @click.group()
@@ -28,8 +30,17 @@ def allow() -> None:
 @click.option("--user", help="User name.")
 @click.option("--cidr", help="Destination network, e.g. 10.20.0.0/16.")
 @click.option("--port", type=int, help="Destination port.")
-@click.option("--expires", metavar="TIME", help="Data time after which it no longer applies.")
-@click.option("--reason", default="", help="Why (shown in `allow list`).")
+@click.option(
+    "--expires",
+    metavar="WHEN",
+    help="When it no longer applies: a duration from now (30d, 12h) or a time (unix "
+    "seconds, ISO 8601).",
+)
+@click.option(
+    "--reason",
+    required=True,
+    help="Why it is allowed (required: shown in `allow list` and on every match).",
+)
 @click.option(
     "--broad",
     is_flag=True,
@@ -60,9 +71,13 @@ def add(
 
     def body() -> int:
         try:
-            expires_at = parse_time(expires) if expires else None
+            expires_at = parse_expiry(expires, time.time()) if expires else None
         except ValueError as exc:
             raise InputError(str(exc), where="--expires") from None
+        if not reason.strip():
+            raise InputError(
+                "say why this is allowed (it is shown on every match)", where="--reason"
+            )
         entry = Exception_(0, name, path_glob, host, user, cidr, port, expires_at, reason)
         config = state.config()
         # Exceptions may be set up before any data arrives: this one may create the store.

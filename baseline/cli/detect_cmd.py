@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 import click
 import orjson
 
-from rarenet.baseline.cli import Context, common_options, json_option, open_store
+from rarenet.baseline.cli import (
+    Context,
+    common_options,
+    json_option,
+    open_store,
+    scratch_store_options,
+)
 from rarenet.baseline.cli.options import input_size, time_option
 from rarenet.baseline.cli.summary import echo_summary, plural
 from rarenet.baseline.config import override
@@ -148,7 +154,7 @@ def _detect(state: Context, at: str | None, shards: tuple[str, ...], as_json: bo
     help="When the lines arrived (JSON Lines of delays, as `rarenet simulate --arrivals` "
     "writes): replay in arrival order, as the live service would have seen them.",
 )
-@common_options
+@scratch_store_options
 @json_option
 @click.pass_obj
 def backtest(

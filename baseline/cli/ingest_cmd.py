@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -9,7 +10,7 @@ import orjson
 
 from rarenet.baseline.cli import Context, common_options, json_option, open_store
 from rarenet.baseline.cli.options import input_size
-from rarenet.baseline.errors import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK
+from rarenet.baseline.errors import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, InputError
 from rarenet.baseline.ingest.pipeline import Ingester, IngestReport
 from rarenet.baseline.ingest.workers import default_workers
 
@@ -42,6 +43,9 @@ def ingest(
 
 def _ingest(state: Context, files: tuple[str, ...], workers: int, as_json: bool) -> int:
     config = state.config()
+    missing = [name for name in files if name != "-" and not os.path.exists(name)]
+    if len(missing) == len(files):  # nothing to read: no store is created for it
+        raise InputError("no such file", where=missing[0])
     total = sum(input_size(name) for name in files)
     show_progress = sys.stderr.isatty() and not as_json and total > 0
     with open_store(config, create=True) as store:

@@ -13,6 +13,7 @@ import click
 import orjson
 
 from rarenet.baseline.cli import Context, common_options, json_option, open_store
+from rarenet.baseline.cli.summary import plural
 from rarenet.baseline.deliver import STATES, SignalRecord, deliver_once, get_signal, list_signals
 from rarenet.baseline.deliver import redeliver as redeliver_signal
 from rarenet.baseline.deliver.formats import printable
@@ -82,8 +83,8 @@ def _context_lines(doc: dict[str, Any]) -> list[tuple[str, str]]:
 def list_(
     state: Context, only_state: str | None, since: str | None, limit: int, as_json: bool
 ) -> int | None:
-    """Newest signals first: id, data time (the signal's bucket), score, host, binary,
-    delivery state per webhook."""
+    """Newest signals first in data time (the signal's bucket): id, data time, score,
+    host, binary, delivery state per webhook."""
 
     def body() -> int:
         try:
@@ -156,7 +157,9 @@ def show(state: Context, sid: str, as_json: bool) -> int | None:
             )
             status = f"HTTP {d.last_status}" if d.last_status is not None else "-"
             click.echo(
-                f"  {d.webhook}: {d.state}, {d.attempts} attempts, {status}, {when}".rstrip(", ")
+                f"  {d.webhook}: {d.state}, {plural(d.attempts, 'attempt')}, {status}, {when}".rstrip(
+                    ", "
+                )
             )
             if d.last_error:
                 click.echo(f"    last error: {printable(d.last_error)}")

@@ -42,7 +42,7 @@ from rarenet.baseline.detect.exceptions import (
 )
 from rarenet.baseline.errors import InputError
 from rarenet.baseline.store import Store
-from rarenet.baseline.units import parse_duration, parse_time
+from rarenet.baseline.units import parse_expiry
 
 MAX_FORM = 64 * 1024
 SECURITY_HEADERS = {
@@ -454,14 +454,9 @@ def exception_from_form(form: dict[str, str], now: float) -> Exception_:
     expires_at = None
     if expires is not None:
         try:
-            expires_at = int(now + parse_duration(expires))
-        except (ValueError, InputError):
-            try:
-                expires_at = parse_time(expires)
-            except (ValueError, OverflowError):
-                raise InputError(
-                    f"{expires!r} is neither a duration (30d) nor a time", where="expires"
-                ) from None
+            expires_at = parse_expiry(expires, now)
+        except ValueError as exc:
+            raise InputError(str(exc), where="expires") from None
     return Exception_(
         id=0,
         name=text("name"),

@@ -150,8 +150,9 @@ def deliveries_of(store: Store, sid: str) -> tuple[DeliveryState, ...]:
 def list_signals(
     store: Store, *, limit: int = 100, since: float | None = None, state: str | None = None
 ) -> list[SignalRecord]:
-    """Signals newest first (by creation), optionally created at/after `since` and with at
-    least one delivery in `state` (`none`: signals without any delivery row)."""
+    """Signals newest first in data time (their bucket; then by creation), optionally
+    created at/after `since` and with at least one delivery in `state` (`none`: signals
+    without any delivery row). A late host's signal sorts where its data belongs."""
     where: list[str] = []
     params: list[Any] = []
     if since is not None:
@@ -167,7 +168,7 @@ def list_signals(
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     rows = store.conn.execute(
         f"SELECT {', '.join('s.' + c for c in _SIGNAL_COLUMNS.split(', '))} FROM signals s "
-        f"{clause} ORDER BY s.created_at DESC, s.id LIMIT ?",
+        f"{clause} ORDER BY s.bucket DESC, s.created_at DESC, s.id LIMIT ?",
         (*params, max(0, limit)),
     ).fetchall()
     return [_record(row, deliveries_of(store, str(row[0]))) for row in rows]

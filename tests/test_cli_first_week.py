@@ -1,0 +1,123 @@
+"""A fleet admin's first week (issue 32): each sharp edge found on the first day, as a
+command that once did the wrong thing and now does what the rest of rarenet does."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+from deliver_helpers import add_signal
+
+from rarenet.baseline.cli import main
+from rarenet.baseline.config import load_config
+from rarenet.baseline.errors import ConfigError
+from rarenet.baseline.store import Store
+from rarenet.baseline.units import parse_expiry
+
+DAY = 86400
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_allow_add_takes_a_duration_as_the_console_does(tmp_path: Path) -> None:
+    """`--expires 30d` was "not a time" while the console's form took `30d`."""
+    db = str(tmp_path / "a.db")
+    before = time.time()
+    code, out, err = run("allow", "add", "--db", db, "--path", "/opt/agent/*",
+                         "--expires", "30d", "--reason", "our agent", "--json")  # fmt: skip
+    assert code == 0, err
+    expires = orjson.loads(out)["expires_at"]
+    assert before + 30 * DAY - 1 <= expires <= time.time() + 30 * DAY
+    code, _, err = run("allow", "add", "--db", db, "--path", "/opt/b/*",
+                       "--expires", "soon", "--reason", "b")  # fmt: skip
+    assert code == 2 and "--expires" in err and "neither a duration (30d, 12h) nor a time" in err
+    # one parser for both: a bare number is a unix time, never a duration in seconds
+    assert parse_expiry("1767225600", now=0) == 1767225600
+    assert parse_expiry("12h", now=100) == 100 + 12 * 3600
+    assert parse_expiry("2026-01-01T00:00:00Z", now=0) == 1767225600
+
+
+def test_allow_add_needs_a_reason(tmp_path: Path) -> None:
+    """An exception hides signals from everyone: it says why, on every match."""
+    db = str(tmp_path / "r.db")
+    code, _, err = run("allow", "add", "--db", db, "--path", "/opt/agent/*")
+    assert code == 2 and "--reason" in err
+    code, _, err = run("allow", "add", "--db", db, "--path", "/opt/agent/*", "--reason", "  ")
+    assert code == 2 and "--reason: say why this is allowed" in err
+    assert run("allow", "list", "--db", db)[1].strip() in ("", "no exceptions")
+
+
+def test_signals_list_sorts_by_data_time_and_says_1_attempt(tmp_path: Path) -> None:
+    """A laptop's late signal (created last, its data a day old) sorts by its data time;
+    one attempt is "1 attempt"."""
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        recent = add_signal(store, 1_000.0, host="web-001")
+        late = add_signal(store, 2_000.0, host="laptop-07")
+        with store.transaction() as conn:
+            conn.execute("UPDATE signals SET bucket = bucket - 86400 WHERE id = ?", (late,))
+            conn.execute(
+                "INSERT INTO deliveries (signal_id, webhook, state, attempts, last_status) "
+                "VALUES (?, 'siem', 'retrying', 1, 503)",
+                (recent,),
+            )
+    code, out, _ = run("signals", "list", "--db", str(db), "--json")
+    assert code == 0
+    assert [s["id"] for s in orjson.loads(out)["signals"]] == [recent, late]
+    code, out, _ = run("signals", "show", "--db", str(db), recent)
+    assert code == 0 and "siem: retrying, 1 attempt, HTTP 503" in out
+
+
+@pytest.mark.parametrize(
+    ("toml", "said"),
+    [
+        ('[ingest]\ntokens = "a-long-enough-token-1234"\n', "is a string, not a list"),
+        ("[store]\nretention = 30\n", "is a number without a unit (it would be seconds)"),
+        ('[[webhooks]]\ntimeout = 5\nurl = "http://127.0.0.1:9/"\n', "without a unit"),
+    ],
+)
+def test_a_setting_of_the_wrong_shape_is_refused_with_file_and_line(
+    tmp_path: Path, toml: str, said: str
+) -> None:
+    path = tmp_path / "rarenet.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path), env={})
+    assert said in str(caught.value) and f"{path}:2" in str(caught.value)
+    assert "a-long-enough-token-1234" not in str(caught.value)  # a secret is never echoed
+
+
+def test_a_shaped_setting_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "rarenet.toml"
+    path.write_text('[store]\nretention = "30d"\nsignal_retention = 0\n')
+    assert load_config(str(path), env={}).store.retention == 30 * DAY
+    assert load_config(None, env={"RARENET_STORE_RETENTION": "60"}).store.retention == 60
+
+
+def test_ingest_of_a_missing_file_creates_no_store(tmp_path: Path) -> None:
+    db = tmp_path / "never.db"
+    code, _, err = run("ingest", "--db", str(db), str(tmp_path / "nope.log"))
+    assert code == 2 and "nope.log: no such file" in err
+    assert not db.exists() and "created a new store" not in err
+
+
+@pytest.mark.parametrize("command", ["demo", "backtest"])
+def test_scratch_store_commands_do_not_offer_db(tmp_path: Path, command: str) -> None:
+    """demo and backtest run on their own scratch store: --db is not in their help, and
+    given anyway it is refused with a sentence saying why."""
+    code, out, _ = run(command, "--help")
+    assert code == 0 and "--db PATH" not in out and "--config FILE" in out
+    args = [command, "--db", str(tmp_path / "x.db")]
+    if command == "backtest":
+        log = tmp_path / "x.log"
+        log.write_text("")
+        args.append(str(log))
+    code, _, err = run(*args)
+    assert code == 2 and "--db" in err and "scratch" in err
+    assert not (tmp_path / "x.db").exists()
