@@ -121,3 +121,28 @@ def test_scratch_store_commands_do_not_offer_db(tmp_path: Path, command: str) ->
     code, _, err = run(*args)
     assert code == 2 and "--db" in err and "scratch" in err
     assert not (tmp_path / "x.db").exists()
+
+
+def test_status_says_signals_learning_and_the_last_run(tmp_path: Path) -> None:
+    """`rarenet status` showed the store's rows and nothing of detection."""
+    db = tmp_path / "st.db"
+    with Store(db) as store:
+        add_signal(store, 1_000.0, host="web-001")
+        with store.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO fleet_bucket (span, bucket, hosts) VALUES (900, ?, 3)",
+                [(1768212000 + n * 900,) for n in range(7)],
+            )
+            conn.execute(
+                "INSERT INTO runs (id, started_at, data_time, status, signals) "
+                "VALUES (4, 1768300000, 1768299300, 'learning', 0)"
+            )
+    code, out, _ = run("status", "--db", str(db))
+    assert code == 0
+    assert "signals      1 (1 not acknowledged)" in out
+    assert "learning     7/20 buckets of fleet history: no signal before 20" in out
+    assert "last run     #4 at 2026-01-13T10:26:40Z, data time 2026-01-13T10:15:00Z" in out
+    assert "learning, 0 signals" in out
+    document = orjson.loads(run("status", "--db", str(db), "--json")[1])
+    assert document["learning"] == {"buckets": 7, "needed": 20, "done": False}
+    assert document["last_run"]["status"] == "learning" and document["signals"] == 1

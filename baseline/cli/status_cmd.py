@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 import orjson
 
 from rarenet.baseline.cli import Context, common_options, json_option, open_store
-from rarenet.baseline.units import format_time
+from rarenet.baseline.cli.summary import plural
+from rarenet.baseline.units import format_age, format_time
 
 
 @click.command()
@@ -14,23 +17,31 @@ from rarenet.baseline.units import format_time
 @json_option
 @click.pass_obj
 def status(state: Context, as_json: bool) -> int | None:
-    """Summarise the store: observations, hosts, binaries, time range, quarantine."""
+    """Summarise the store: observations, hosts, binaries, time range, quarantine,
+    signals (how many nobody acknowledged), learning and the last detection run."""
     return _status(state, as_json)
 
 
 def _status(state: Context, as_json: bool) -> int:
-    with open_store(state.config()) as store:
+    config = state.config()
+    with open_store(config) as store:
         summary = store.summary()
+    span = max(1, int(config.detect.bucket_span))
+    learned, needed = summary.fleet_buckets.get(span, 0), config.detect.warmup_buckets
     if as_json:
-        click.echo(orjson.dumps(summary.__dict__).decode())
+        document = summary.__dict__ | {
+            "fleet_buckets": learned,
+            "learning": {"buckets": learned, "needed": needed, "done": learned >= needed},
+        }
+        click.echo(orjson.dumps(document).decode())
         return 0
-    span = (
+    data_range = (
         f"{format_time(summary.first_time)} … {format_time(summary.last_time)}"
         if summary.first_time is not None and summary.last_time is not None
         else "no data yet"
     )
     click.echo(f"store        {summary.path} (schema {summary.schema[-1]})")
-    click.echo(f"observations {summary.observations:,}  ({span})")
+    click.echo(f"observations {summary.observations:,}  ({data_range})")
     click.echo(f"hosts        {summary.hosts:,}")
     click.echo(f"binaries     {summary.names:,} names, {summary.paths:,} paths")
     dropped = (
@@ -40,4 +51,24 @@ def _status(state: Context, as_json: bool) -> int:
     )
     click.echo(f"quarantine   {summary.quarantined:,} lines{dropped}")
     click.echo(f"files read   {summary.files:,}")
+    click.echo(f"signals      {summary.signals:,} ({summary.unacknowledged:,} not acknowledged)")
+    if learned < needed:
+        click.echo(
+            f"learning     {learned}/{needed} buckets of fleet history: no signal before "
+            f"{needed} (about {format_age((needed - learned) * span)} of data to go)"
+        )
+    else:
+        click.echo(f"learning     done ({learned:,} buckets of fleet history)")
+    click.echo(f"last run     {_run_line(summary.last_run)}")
     return 0
+
+
+def _run_line(run: dict[str, Any] | None) -> str:
+    """ "#12 at 2026-…, data time 2026-…: ok, 2 signals" (or: none yet)."""
+    if run is None:
+        return "none yet (`rarenet detect`, or `rarenet serve` runs it every 15 minutes)"
+    when = format_time(int(run["started_at"])) if run["started_at"] is not None else "?"
+    data = format_time(int(run["data_time"])) if run["data_time"] is not None else "?"
+    error = f" ({run['error']})" if run["error"] else ""
+    signals = plural(int(run["signals"] or 0), "signal")
+    return f"#{run['id']} at {when}, data time {data}: {run['status']}{error}, {signals}"

@@ -12,8 +12,9 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlite_utils import Database
 
@@ -67,6 +68,10 @@ class StoreSummary:
     quarantine_dropped: int  # rejected lines counted but not kept (over a cap)
     files: int
     schema: list[str]
+    signals: int = 0
+    unacknowledged: int = 0  # signals nobody acknowledged in the console
+    fleet_buckets: dict[int, int] = field(default_factory=dict)  # bucket span → buckets
+    last_run: dict[str, Any] | None = None  # the newest detection run
 
 
 class Store:
@@ -274,4 +279,25 @@ class Store:
             quarantine_dropped=scalar("SELECT sum(dropped) FROM quarantine_overflow"),
             files=scalar("SELECT count(*) FROM checkpoints"),
             schema=self.applied_migrations(),
+            signals=scalar("SELECT count(*) FROM signals"),
+            unacknowledged=scalar(
+                "SELECT count(*) FROM signals WHERE id NOT IN (SELECT signal_id FROM signal_acks)"
+            ),
+            fleet_buckets={
+                int(span): int(count)
+                for span, count in self.conn.execute(
+                    "SELECT span, count(*) FROM fleet_bucket GROUP BY span"
+                )
+            },
+            last_run=self._last_run(),
         )
+
+    def _last_run(self) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT id, started_at, data_time, status, signals, error FROM runs "
+            "ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        keys = ("id", "started_at", "data_time", "status", "signals", "error")
+        return dict(zip(keys, row, strict=True))
