@@ -3,6 +3,8 @@ command that once did the wrong thing and now does what the rest of rarenet does
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 from deliver_helpers import add_signal
+from serve_process import ServerProcess
 
 from rarenet.baseline.cli import main
 from rarenet.baseline.config import load_config
@@ -146,3 +149,24 @@ def test_status_says_signals_learning_and_the_last_run(tmp_path: Path) -> None:
     document = orjson.loads(run("status", "--db", str(db), "--json")[1])
     assert document["learning"] == {"buckets": 7, "needed": 20, "done": False}
     assert document["last_run"]["status"] == "learning" and document["signals"] == 1
+
+
+@pytest.mark.slow
+def test_a_second_serve_on_the_same_store_is_refused_naming_the_first(tmp_path: Path) -> None:
+    """Two servers on one store would both detect, deliver and prune; the second one is
+    refused with the first one's pid and address, and after a kill -9 of the first the
+    store is free again (the kernel drops the lock)."""
+    first = ServerProcess(tmp_path).start()
+    try:
+        second = subprocess.run(
+            ServerProcess(tmp_path).command(), capture_output=True, timeout=60, check=False,
+            env={k: v for k, v in os.environ.items() if not k.startswith("RARENET_")},
+        )  # fmt: skip
+        assert second.returncode == 3
+        said = second.stderr.decode()
+        assert f"another rarenet serve (pid {first.proc.pid}, 127.0.0.1:0) is serving" in said
+        assert "give this one its own --db" in said
+    finally:
+        first.kill()
+    with ServerProcess(tmp_path) as again:
+        assert again.get("/healthz").status_code in (200, 503)

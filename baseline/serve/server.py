@@ -29,6 +29,7 @@ from rarenet.baseline.errors import BindError, StoreError
 from rarenet.baseline.serve.app import Api
 from rarenet.baseline.serve.auth import check_bind
 from rarenet.baseline.serve.logs import log_config
+from rarenet.baseline.serve.store_lock import serving_alone
 from rarenet.baseline.store import Store
 from rarenet.baseline.store.health import RECOVER_HINT, WHOLE_CHECK_MAX_BYTES, check_summary
 
@@ -258,6 +259,21 @@ def serve(
             "GET /v1/snapshot accepts the [ingest] tokens because [server] snapshot_tokens "
             "is not set: give the hosts a snapshot token of their own (docs/operations.md)"
         )
+    with serving_alone(config.store.path, f"{host}:{port}"):
+        return _serve_alone(config, local, access_log, on_run, on_ready, on_line)
+
+
+def _serve_alone(
+    config: Config,
+    local: bool,
+    access_log: bool,
+    on_run: Callable[[RunResult], None] | None,
+    on_ready: Callable[[str], None] | None,
+    on_line: Callable[[str], None] | None,
+) -> int:
+    """`serve` once it holds the store's serve lock."""
+    host, port = config.server.host, config.server.port
+    credentials = Credentials.from_config(config)
     with Store(config.store.path) as store:  # migrate, and fail here (exit 3) if unusable
         large = _file_size(config.store.path) > WHOLE_CHECK_MAX_BYTES
         problems = store.check_small_tables() if large else store.check()
