@@ -170,3 +170,22 @@ def test_a_second_serve_on_the_same_store_is_refused_naming_the_first(tmp_path: 
         first.kill()
     with ServerProcess(tmp_path) as again:
         assert again.get("/healthz").status_code in (200, 503)
+
+
+def test_packs_build_without_the_optional_event_query(tmp_path: Path) -> None:
+    """Leaving out `rarenet_socket_events` meant editing a "do not edit" file."""
+    out = tmp_path / "packs"
+    code, _, err = run("packs", "build", "--without", "socket_events", "--out", str(out))
+    assert code == 0, err
+    conf = orjson.loads((out / "unusual-network-activity.conf").read_bytes())
+    assert sorted(conf["queries"]) == ["rarenet_open_sockets"]
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert "socket_events" not in path.read_text(), path
+    code, _, err = run("packs", "build", "--without", "open_sockets", "--out", str(out))
+    assert code == 2 and "rarenet_open_sockets is required" in err
+    assert "optional queries: rarenet_socket_events" in err
+    code, _, err = run("packs", "build", "--without", "nope", "--out", str(out))
+    assert code == 2 and "--without: no query named 'nope'" in err
+    code, _, err = run("packs", "build", "--without", "socket_events")
+    assert code == 2 and "add --out DIR" in err

@@ -8,7 +8,7 @@ import click
 import orjson
 
 from rarenet.baseline.cli import common_options, json_option
-from rarenet.baseline.errors import EXIT_FINDINGS, EXIT_OK
+from rarenet.baseline.errors import EXIT_FINDINGS, EXIT_OK, InputError
 from rarenet.baseline.packs import BuildReport, build
 from rarenet.baseline.packs.paths import resolve_dirs
 
@@ -37,10 +37,21 @@ def packs() -> None:
     show_default="the project's packs/",
     help="Directory the packs are written to.",
 )
+@click.option(
+    "--without",
+    metavar="QUERY",
+    multiple=True,
+    help="Leave out an optional query (repeat for each), e.g. socket_events for hosts "
+    "without osquery's audit events; needs --out (the project's packs/ hold every query).",
+)
 @common_options
 @json_option
 def build_command(
-    check: bool, queries_dir: Path | None, out_dir: Path | None, as_json: bool
+    check: bool,
+    queries_dir: Path | None,
+    out_dir: Path | None,
+    without: tuple[str, ...],
+    as_json: bool,
 ) -> int | None:
     """Regenerate the packs (osquery JSON, Fleet GitOps, fleetctl, Kolide) from queries/.
 
@@ -52,13 +63,21 @@ def build_command(
     it), a default directory is missing, or a build without --out would rewrite an
     installed copy's packs (the error names the option).
     """
-    return _build(check, queries_dir, out_dir, as_json)
+    return _build(check, queries_dir, out_dir, without, as_json)
 
 
-def _build(check: bool, queries: Path | None, out: Path | None, as_json: bool) -> int:
+def _build(
+    check: bool, queries: Path | None, out: Path | None, without: tuple[str, ...], as_json: bool
+) -> int:
+    if without and out is None:
+        raise InputError(
+            "a pack without some queries needs its own directory",
+            where="--without",
+            hint="add --out DIR (the project's packs/ hold every query)",
+        )
     dirs = resolve_dirs(queries, out, check=check)
     out_dir = dirs.out
-    report = build(dirs.queries, out_dir, check=check)
+    report = build(dirs.queries, out_dir, check=check, without=without)
     failed = check and bool(report.stale)
     if as_json:
         document = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rarenet.baseline.packs.queries import load_queries
+from rarenet.baseline.packs.queries import leave_out, load_queries
 from rarenet.baseline.packs.render import GENERATED, render_all
 
 # Every generated text file except the JSON pack starts with one of these.
@@ -22,14 +22,17 @@ class BuildReport:
     problems: dict[str, str] = field(default_factory=dict)  # check: path -> why it is stale
 
 
-def build(queries_dir: Path, out_dir: Path, *, check: bool = False) -> BuildReport:
-    """Render every pack from `queries_dir`; write into `out_dir` unless `check`.
+def build(
+    queries_dir: Path, out_dir: Path, *, check: bool = False, without: tuple[str, ...] = ()
+) -> BuildReport:
+    """Render every pack from `queries_dir` (but the optional queries named in
+    `without`); write into `out_dir` unless `check`.
 
     A leftover file in `out_dir` that starts with the generated header but is no
     longer produced is "extra": `check` reports it, a build removes it. Other files are
     never touched.
     """
-    expected = render_all(load_queries(queries_dir))
+    expected = render_all(leave_out(load_queries(queries_dir), without))
     report = BuildReport()
     for rel, text in sorted(expected.items()):
         target = out_dir / rel

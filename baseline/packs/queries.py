@@ -43,6 +43,28 @@ class Query:
     path: Path
 
 
+def leave_out(queries: list[Query], names: tuple[str, ...]) -> list[Query]:
+    """`queries` without the optional ones named (`socket_events` or
+    `rarenet_socket_events`); InputError for an unknown name or a required query."""
+    by_name = {q.name: q for q in queries}
+    dropped: set[str] = set()
+    optional = ", ".join(q.name for q in queries if q.optional) or "none"
+    for name in names:
+        query = by_name.get(name) or by_name.get(f"rarenet_{name}")
+        if query is None:
+            raise InputError(
+                f"no query named {name!r}", where="--without", hint=f"optional queries: {optional}"
+            )
+        if not query.optional:
+            raise InputError(
+                f"{query.name} is required (rarenet's rule reads it), not optional",
+                where="--without",
+                hint=f"optional queries: {optional}",
+            )
+        dropped.add(query.name)
+    return [q for q in queries if q.name not in dropped]
+
+
 def load_queries(directory: Path | str) -> list[Query]:
     """Every `*.sql` in `directory`, sorted by name; InputError names the bad file."""
     folder = Path(directory)
