@@ -189,3 +189,46 @@ def test_packs_build_without_the_optional_event_query(tmp_path: Path) -> None:
     assert code == 2 and "--without: no query named 'nope'" in err
     code, _, err = run("packs", "build", "--without", "socket_events")
     assert code == 2 and "add --out DIR" in err
+
+
+def test_a_file_that_is_no_result_log_is_named_once(tmp_path: Path) -> None:
+    """A syslog file or a pretty-printed Fleet body was "2,111 rejected", line by line;
+    now the file is named once and nothing of it is quarantined. Broken JSON lines are
+    still quarantined one by one (to be fixed and ingested again)."""
+    db = tmp_path / "q.db"
+    syslog = tmp_path / "syslog"
+    syslog.write_text(
+        "".join(f"Dec  5 10:00:{n % 60:02d} host cron[{n}]: job\n" for n in range(300))
+    )
+    pretty = tmp_path / "fleet-body.json"
+    body = {"data": [{"name": "pack/x/rarenet_open_sockets", "hostIdentifier": "h"}]}
+    pretty.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2))
+    broken = tmp_path / "broken.log"
+    broken.write_bytes(b'{"name": "x", "columns": \n')
+    code, out, err = run("ingest", "--db", str(db), str(syslog), str(pretty), str(broken))
+    assert code == 2
+    assert f"{syslog}: not an osquery result log: none of its first 20 non-empty lines" in err
+    assert f"{pretty}: not an osquery result log: one JSON document spread over" in err
+    assert "jq -c" in err
+    assert "1 rejected" in out  # only the broken JSON line
+    listed = orjson.loads(run("quarantine", "list", "--db", str(db), "--json")[1])
+    assert [row["source"] for row in listed] == [str(broken.resolve())]
+
+
+def test_quarantine_clear_by_source_or_all_and_audited(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    first, second = tmp_path / "a.log", tmp_path / "b.log"
+    first.write_bytes(b'{"broken": \n' * 3)
+    second.write_bytes(b'{"also": \n' * 2)
+    run("ingest", "--db", str(db), str(first), str(second))
+    code, _, err = run("quarantine", "clear", "--db", str(db))
+    assert code == 2 and "--source FILE or --all" in err
+    code, out, _ = run("quarantine", "clear", "--db", str(db), "--source", str(first.resolve()))
+    assert code == 0 and out.strip() == f"cleared 3 quarantined lines of {first.resolve()}"
+    remaining = orjson.loads(run("quarantine", "list", "--db", str(db), "--json")[1])
+    assert {row["source"] for row in remaining} == {str(second.resolve())}
+    code, out, _ = run("quarantine", "clear", "--db", str(db), "--all", "--json")
+    assert code == 0 and orjson.loads(out)["removed"] == 2
+    assert orjson.loads(run("quarantine", "list", "--db", str(db), "--json")[1]) == []
+    audit = run("audit", "list", "--db", str(db))[1]
+    assert audit.count("quarantine.clear") == 2

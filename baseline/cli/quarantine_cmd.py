@@ -1,4 +1,5 @@
-"""`rarenet quarantine list|show ID`: rejected input lines, where they came from and why."""
+"""`rarenet quarantine list|show ID|clear`: rejected input lines, where they came from
+and why."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import sys
 import click
 import orjson
 
+from rarenet.baseline.access.audit import cli_principal
 from rarenet.baseline.cli import Context, common_options, json_option, open_store
 from rarenet.baseline.cli.inert_output import inert_line
+from rarenet.baseline.cli.summary import plural
 from rarenet.baseline.errors import InputError
+from rarenet.baseline.ingest.quarantine import clear_quarantine
 from rarenet.baseline.units import format_time
 
 
@@ -44,6 +48,29 @@ def _list(state: Context, limit: int, as_json: bool) -> int:
         click.echo("quarantine is empty")
     for qid, received, source, line, reason, size in rows:
         click.echo(f"{qid:>6}  {format_time(received)}  {source}:{line}  ({size} bytes)  {reason}")
+    return 0
+
+
+@quarantine.command("clear")
+@click.option("--source", metavar="FILE", help="Only the lines rejected from FILE (as listed).")
+@click.option("--all", "everything", is_flag=True, help="Every quarantined line.")
+@common_options
+@json_option
+@click.pass_obj
+def clear(state: Context, source: str | None, everything: bool, as_json: bool) -> int | None:
+    """Delete quarantined lines — once fixed and ingested again, or not worth keeping —
+    from one source (--source) or all (--all), with their overflow counts; the audit
+    trail records who cleared what."""
+    if bool(source) == everything:
+        raise InputError("say what to clear: --source FILE or --all (not both)")
+    with open_store(state.config()) as store:
+        removed = clear_quarantine(store, source, cli_principal())
+    if as_json:
+        click.echo(orjson.dumps({"removed": removed, "source": source}).decode())
+    else:
+        click.echo(
+            f"cleared {plural(removed, 'quarantined line')}" + (f" of {source}" if source else "")
+        )
     return 0
 
 

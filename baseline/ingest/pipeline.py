@@ -26,6 +26,7 @@ from rarenet.baseline.ingest.reader import (
     read_chunks,
     stdin_stream,
 )
+from rarenet.baseline.ingest.sniff import not_a_result_log
 from rarenet.baseline.ingest.workers import Job, LinesJob, RangeJob, WorkerPool
 from rarenet.baseline.store import Checkpoint, Store
 
@@ -179,6 +180,10 @@ class Ingester:
             mark.offset, mark.line = chunk.end_offset, chunk.end_line
 
         parallel = self.workers > 1 and identity.size - offset >= PARALLEL_MIN_BYTES
+        if offset == 0:  # a new file: named once if it is no result log at all
+            problem = not_a_result_log(opened.stream_at(0))
+            if problem is not None:
+                raise InputError(problem, where=str(opened.path))
         try:
             if parallel and not opened.compressed:
                 self._commit_ranges(opened, source, mark, committed)
