@@ -12,10 +12,13 @@ import orjson
 import pytest
 from click.testing import CliRunner
 from deliver_helpers import add_signal
+from osquery_lines import event as result_event
+from osquery_lines import line, socket_row
 from serve_process import ServerProcess
 
 from rarenet.baseline.cli import main
 from rarenet.baseline.config import load_config
+from rarenet.baseline.detect.maintenance import mark_replay, prune_once
 from rarenet.baseline.errors import ConfigError
 from rarenet.baseline.store import Store
 from rarenet.baseline.units import parse_expiry
@@ -232,3 +235,26 @@ def test_quarantine_clear_by_source_or_all_and_audited(tmp_path: Path) -> None:
     assert orjson.loads(run("quarantine", "list", "--db", str(db), "--json")[1]) == []
     audit = run("audit", "list", "--db", str(db))[1]
     assert audit.count("quarantine.clear") == 2
+
+
+def test_a_live_store_is_pruned_from_now_and_a_replay_from_its_newest_data(
+    tmp_path: Path,
+) -> None:
+    """The same January observations: pruned at once from a live store (30 days of
+    retention from now), kept in a store marked as a replay (retention counted back
+    from its newest data time)."""
+    log = tmp_path / "jan.log"
+    jan = 1768212000  # 2026-01-12
+    log.write_bytes(b"".join(
+        line(result_event(socket_row(pid=100 + n), host="web-01", unix=jan + n * 60))
+        for n in range(10)
+    ))  # fmt: skip
+    config = load_config(None, env={})
+    for name, replay in (("live.db", False), ("replay.db", True)):
+        db = tmp_path / name
+        assert run("ingest", "--db", str(db), str(log))[0] == 0
+        with Store(db) as store:
+            if replay:
+                mark_replay(store, "rarenet demo")
+            pruned = prune_once(store, config, now=jan + 400 * DAY)
+            assert pruned.observations == (0 if replay else 10), name

@@ -22,10 +22,13 @@ from click.testing import CliRunner
 
 from rarenet.baseline.cli import main
 from rarenet.baseline.cli.summary import Look, plural, summary_lines
+from rarenet.baseline.config import load_config
 from rarenet.baseline.detect.backtest import Backtest
+from rarenet.baseline.detect.maintenance import prune_once, replay_of
 from rarenet.baseline.detect.rule import RunResult
 from rarenet.baseline.ingest.pipeline import IngestReport
 from rarenet.baseline.simulate import Label, SimulationSpec, read_labels, simulate_to_path
+from rarenet.baseline.store import Store
 from rarenet.baseline.units import format_time
 
 RARENET = Path(sys.executable).with_name("rarenet")
@@ -297,5 +300,13 @@ def test_demo_summary_names_misses_and_says_what_to_run_next(tmp_path: Path) -> 
     assert f"rarenet backtest {work}/fleet.log --labels {work}/fleet.labels.jsonl" in out
     assert "make run" in out and "README.md" in out
     assert (work / "rarenet.db").exists()
+    assert f"rarenet serve --db {work}/rarenet.db --port 8081" in out
+    # a serve opened on the demo's store later (default settings: 30 days of retention
+    # from now, and the demo's data is older) keeps what the demo shows
+    with Store(work / "rarenet.db") as store:
+        held = store.summary().observations
+        assert held > 0 and replay_of(store) == "rarenet demo"
+        pruned = prune_once(store, load_config(None, env={}))
+        assert pruned.observations == 0 and store.summary().observations == held
     table = [line for line in out.splitlines() if str(work) not in line]
     assert max(len(line) for line in table) <= 100

@@ -32,6 +32,7 @@ from rarenet.baseline.cli.inert_output import echo_styled
 from rarenet.baseline.cli.summary import Columns, Look, echo_summary, fit, plural, signal_row
 from rarenet.baseline.config import DetectSettings
 from rarenet.baseline.detect.backtest import Backtest, evaluate
+from rarenet.baseline.detect.maintenance import mark_replay
 from rarenet.baseline.detect.rule import detect_once
 from rarenet.baseline.errors import StoreError
 from rarenet.baseline.ingest.pipeline import IngestReport
@@ -111,6 +112,8 @@ def _demo(
     result = Backtest(IngestReport(), labels=labels, span=span, start=sim.start, stop=sim.end)
     totals = _Totals()
     token = secrets.token_urlsafe(16)
+    with Store(db) as store:  # a serve opened on it later keeps what the demo shows
+        mark_replay(store, "rarenet demo")
     server, url = _start_server(_demo_config(work, db, token), db, work)
     say(f"rarenet demo: `rarenet serve` listening on {url}")
     say(
@@ -258,6 +261,10 @@ def _next_steps(work: Path, kept: bool) -> list[str]:
         steps = [
             ("replay the same fleet offline:", f"rarenet backtest {log} --labels {labels}"),
             ("the demo's signal outbox:", f"rarenet signals list --db {db}"),
+            (
+                "its console (a store holding a replay keeps its data):",
+                f"rarenet serve --db {db} --port 8081",
+            ),
             (
                 "caught and missed per label, as one HTML page:",
                 f"rarenet report --backtest {log} --labels {labels} --out demo.html",

@@ -9,6 +9,7 @@ import orjson
 
 from rarenet.baseline.cli import Context, common_options, json_option, open_store
 from rarenet.baseline.cli.summary import plural
+from rarenet.baseline.detect.maintenance import replay_of
 from rarenet.baseline.units import format_age, format_time
 
 
@@ -26,12 +27,14 @@ def _status(state: Context, as_json: bool) -> int:
     config = state.config()
     with open_store(config) as store:
         summary = store.summary()
+        replay = replay_of(store)
     span = max(1, int(config.detect.bucket_span))
     learned, needed = summary.fleet_buckets.get(span, 0), config.detect.warmup_buckets
     if as_json:
         document = summary.__dict__ | {
             "fleet_buckets": learned,
             "learning": {"buckets": learned, "needed": needed, "done": learned >= needed},
+            "replay": replay,
         }
         click.echo(orjson.dumps(document).decode())
         return 0
@@ -41,6 +44,11 @@ def _status(state: Context, as_json: bool) -> int:
         else "no data yet"
     )
     click.echo(f"store        {summary.path} (schema {summary.schema[-1]})")
+    if replay is not None:
+        click.echo(
+            f"replay       written by {replay}: its data is pruned back from its newest data "
+            "time, not from now"
+        )
     click.echo(f"observations {summary.observations:,}  ({data_range})")
     click.echo(f"hosts        {summary.hosts:,}")
     click.echo(f"binaries     {summary.names:,} names, {summary.paths:,} paths")

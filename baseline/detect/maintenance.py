@@ -18,6 +18,28 @@ from rarenet.baseline.detect.memory import forget_before
 from rarenet.baseline.detect.presence import prune_presence
 from rarenet.baseline.store import Store
 
+REPLAY_KEY = "replay"  # store_state: this store holds a replay (rarenet demo)
+
+
+def mark_replay(store: Store, what: str) -> None:
+    """Say in the store that it holds a replay of old data (`what`: which command wrote
+    it): its data is then pruned back from its own newest data time, not from now, so a
+    `rarenet serve` opened on it later keeps what it shows."""
+    with store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO store_state (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (REPLAY_KEY, what),
+        )
+
+
+def replay_of(store: Store) -> str | None:
+    """Which command wrote the replay this store holds; None for a live store."""
+    row = store.conn.execute(
+        "SELECT value FROM store_state WHERE key = ?", (REPLAY_KEY,)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
 
 @dataclass(frozen=True)
 class Pruned:
@@ -30,11 +52,15 @@ class Pruned:
 def prune_once(store: Store, config: Config, now: int | None = None) -> Pruned:
     """Delete observations older than `[store] retention` and presence older than the
     baseline needs (history + look-back), and the memory of binaries not used on a host
-    within `[detect] memory`, at data time `now`; quarantined lines received
+    within `[detect] memory`, at data time `now` (for a replay's store, `mark_replay`:
+    at its newest data time, if older); quarantined lines received
     longer than `retention` ago and signals raised longer than `signal_retention` ago
     (wall time: neither carries a data time of its own)."""
     wall = int(time.time())
     now = wall if now is None else int(now)
+    if replay_of(store) is not None:  # old data on purpose: kept back from its newest
+        newest = store.conn.execute("SELECT max(time) FROM observations").fetchone()[0]
+        now = min(now, int(newest)) if newest is not None else now
     observations = store.prune_observations(now - int(config.store.retention))
     span = max(1, int(config.detect.bucket_span))
     keep_from = now - int(config.detect.history) - int(config.detect.lookback) - span
