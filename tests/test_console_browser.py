@@ -486,6 +486,16 @@ def test_a_broad_exception_needs_confirming_and_is_flagged(
         page.fill(f"input[name={field}]", "")
     page.fill("input[name=user]", "www-data")  # a user alone: pins no binary
     page.fill("input[name=reason]", "web team said so")
+    page.fill("input[name=expires]", "soon")  # neither a duration nor a time
+    page.click("form.allow button[type=submit]")
+    page.wait_for_load_state()
+    # the form comes back with what was typed and what is wrong (not a bare 400 page)
+    assert "expires: 'soon' is neither a duration (30d, 12h) nor a time" in page.inner_text(
+        ".error-line"
+    )
+    assert page.input_value("input[name=user]") == "www-data"
+    assert page.input_value("input[name=reason]") == "web team said so"
+    page.fill("input[name=expires]", "30d")
     page.click("form.allow button[type=submit]")
     page.wait_for_load_state()
     message = page.inner_text("main")
@@ -494,7 +504,7 @@ def test_a_broad_exception_needs_confirming_and_is_flagged(
         assert conn.execute(
             "SELECT count(*) FROM exceptions WHERE user = 'www-data'"
         ).fetchone() == (0,)
-    page.go_back()
+    assert page.input_value("input[name=path]") == ""  # still the form as typed
     page.check("input[name=broad]")
     page.click("form.allow button[type=submit]")
     page.wait_for_url(f"**/signals/{sid}?**")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from markupsafe import Markup
@@ -161,6 +161,27 @@ def allow_form(record: SignalRecord) -> AllowForm:
             "cidr": f"{ip}/{128 if ':' in ip else 32}" if ip else "",
             "port": str(destination.get("port") or ""),
         },
+    )
+
+
+def allow_form_again(record: SignalRecord, typed: dict[str, str]) -> AllowForm:
+    """The form as the analyst sent it (each field cut to what the form takes), to show
+    again with what was wrong."""
+    offered = allow_form(record)
+
+    def field(key: str) -> str:
+        return str(typed.get(key, ""))[:500]
+
+    return replace(
+        offered,
+        name=field("name"),
+        path=field("path"),
+        host=field("host"),
+        user=field("user"),
+        cidr=field("cidr"),
+        port=field("port"),
+        expires=field("expires"),
+        reason=field("reason"),
     )
 
 

@@ -70,6 +70,16 @@ class Refused(Exception):
         self.message = message
 
 
+class Redisplay(Exception):
+    """A form sent back to its page with what was typed and what is wrong (not a bare
+    error page that loses the form): `page(session)` renders it."""
+
+    def __init__(self, status: int, page: Callable[[Session | None], str]) -> None:
+        super().__init__(status)
+        self.status = status
+        self.page = page
+
+
 class Console:
     """The console's routes for one server."""
 
@@ -201,6 +211,8 @@ class Console:
                 target = await run_in_threadpool(act, request, form, who)
             except Refused as exc:
                 return self._refused_page(exc, session, who)
+            except Redisplay as shown:
+                return _secure(HTMLResponse(shown.page(session), status_code=shown.status))
             return _secure(RedirectResponse(target, status_code=303))
 
         return handler
@@ -412,7 +424,18 @@ class Console:
                     about=f"signal:{record_.id}",
                 )
             except InputError as exc:
-                raise Refused(400, str(exc)) from None
+                typed, wrong = pages.allow_form_again(record_, form), str(exc)
+                raise Redisplay(
+                    400,
+                    lambda session: render(
+                        "allow.html",
+                        session=session,
+                        me=who,
+                        form=typed,
+                        record=record_,
+                        error=wrong,
+                    ),
+                ) from None
         done = (
             f"exception #{added.id} created: {added.entry.describe()}; {added.preview.describe()}"
         )
