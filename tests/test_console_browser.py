@@ -520,3 +520,32 @@ def test_a_broad_exception_needs_confirming_and_is_flagged(
             "SELECT created_by, broad FROM exceptions WHERE user = 'www-data'"
         ).fetchone() == ("ada", 1)
     assert [p for p in watch.problems() if "400" not in p] == []
+
+
+def test_the_home_page_says_learning_and_what_to_do(
+    context: BrowserContext, tmp_path: Path
+) -> None:
+    """A new deployment's home page: "no data yet", then "Learning: 7/20 buckets" with
+    the time left and what to do — not "0 signals in 0 groups" alone."""
+    workdir = tmp_path / "learning"
+    workdir.mkdir()
+    with ServerProcess(workdir, tokens=()) as server:
+        page = context.new_page()
+        watch = Watch().attach(page)
+        page.goto(f"{server.url}/")
+        assert "No data yet." in page.inner_text("#learning")
+        start = 1767225600  # 2026-01-01
+        body = b"".join(
+            line(event(socket_row(pid=700 + n, name="nginx", path="/usr/sbin/nginx"),
+                       host=f"web-{n % 3}", unix=start + n * 900 + 30))
+            for n in range(7)
+        )  # fmt: skip
+        assert server.post(body, headers={}).status_code == 200
+        with Store(server.db) as store:  # the scheduled run's fold, at the newest data
+            detect_once(store, load_config(None, env={}).detect, start + 7 * 900)
+        page.reload()
+        said = page.inner_text("#learning")
+        assert "Learning: 7/20 buckets of fleet history from 3 hosts" in said
+        assert "no signal before 20 (about 3.2h of data to go)" in said
+        assert "deploy the pack to the rest of the fleet" in said
+        assert watch.problems() == []

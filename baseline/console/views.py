@@ -673,6 +673,37 @@ def binary_page(store: Store, span: int, history: int, key: str) -> BinaryPage:
     )
 
 
+# -- learning --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Learning:
+    """How far the rule is from its first possible signal: shown on the home page."""
+
+    buckets: int  # buckets of fleet history so far
+    needed: int  # [detect] warmup_buckets
+    span: int  # seconds per bucket
+    hosts: int
+
+    @property
+    def done(self) -> bool:
+        return self.buckets >= self.needed
+
+    @property
+    def seconds_left(self) -> int:
+        return max(0, self.needed - self.buckets) * self.span
+
+
+def learning_state(store: Store, span: int, warmup_buckets: int) -> Learning:
+    """Buckets of fleet history against the warm-up, and the hosts seen."""
+    buckets, hosts = store.conn.execute(
+        "SELECT (SELECT count(*) FROM fleet_bucket WHERE span = :span), "
+        "(SELECT count(DISTINCT host) FROM host_bucket WHERE span = :span)",
+        {"span": span},
+    ).fetchone()
+    return Learning(int(buckets), warmup_buckets, span, int(hosts))
+
+
 # -- health ------------------------------------------------------------------------------
 
 

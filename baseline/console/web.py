@@ -302,11 +302,15 @@ class Console:
             raise Refused(400, str(exc)) from None
         with self.open_store() as store:
             page = views.signals_page(store, filters)
+            learning = views.learning_state(
+                store, self._span(), self.config.detect.warmup_buckets
+            )
         return render(
             "signals.html",
             session=session,
             me=who,
             page=page,
+            learning=learning,
             webhooks=self.webhooks,
             states=("none", *STATES),
         )
