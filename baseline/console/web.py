@@ -302,9 +302,7 @@ class Console:
             raise Refused(400, str(exc)) from None
         with self.open_store() as store:
             page = views.signals_page(store, filters)
-            learning = views.learning_state(
-                store, self._span(), self.config.detect.warmup_buckets
-            )
+            learning = views.learning_state(store, self._span(), self.config.detect.warmup_buckets)
         return render(
             "signals.html",
             session=session,
