@@ -258,6 +258,18 @@ class ServerSettings:
         "Health and /healthz: nothing is arriving, or only old logs are (0: never).",
         "duration",
     )
+    public_url: str = setting(
+        "",
+        "The console's address as people reach it (e.g. https://rarenet.example.com): every "
+        "delivered signal links to its page there (none: no link).",
+        "url",
+    )
+    fleet_url: str = setting(
+        "",
+        "Fleet's address (e.g. https://fleet.example.com): every delivered signal links to "
+        "its host in Fleet (none: no link).",
+        "url",
+    )
 
 
 @dataclass(frozen=True)
@@ -337,7 +349,7 @@ def _convert(kind: str, raw: Any) -> Any:
             return list(raw)
         raise ValueError(f"{raw!r} is not a list of strings")
     if kind == "url":
-        return _check_url(raw)
+        return "" if raw == "" else _check_url(raw)  # "": not set
     if kind.startswith("choice:"):
         choices = kind.removeprefix("choice:").split(",")
         if raw not in choices:

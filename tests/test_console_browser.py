@@ -24,6 +24,9 @@ from serve_process import PASSWORD, TOKEN, ServerProcess
 from test_detect import ATTACK_AT, BASH_SHELL, BEACON, MASQUERADE, ROLLOUT, RUN_AT, routine_lines
 
 from rarenet.baseline.config import load_config
+from rarenet.baseline.deliver import get_signal
+from rarenet.baseline.deliver.formats import slack_message
+from rarenet.baseline.deliver.links import Links
 from rarenet.baseline.detect.rule import detect_once
 from rarenet.baseline.ingest.pipeline import Ingester
 from rarenet.baseline.store import Store
@@ -549,3 +552,20 @@ def test_the_home_page_says_learning_and_what_to_do(
         assert "no signal before 20 (about 3.2h of data to go)" in said
         assert "deploy the pack to the rest of the fleet" in said
         assert watch.problems() == []
+
+
+def test_a_slack_messages_link_opens_its_signal_page(
+    context: BrowserContext, server: ServerProcess
+) -> None:
+    """The `open:` link of the Slack message rarenet would send (`[server] public_url`
+    set to this server) opens that very signal's page for a signed-in analyst."""
+    sid = signal_id(server, "/usr/bin/bash")
+    with Store(server.db) as store:
+        message = slack_message(get_signal(store, sid), Links(server.url))["text"]
+    opened = message.split("\n")[-1]
+    assert opened.startswith("open: ")
+    page, watch = signed_in(context, server, "ann")
+    page.goto(opened.removeprefix("open: "))
+    assert page.url == f"{server.url}/signals/{sid}"
+    assert sid in page.inner_text("main") and "/usr/bin/bash" in page.inner_text("h1")
+    assert watch.problems() == []

@@ -7,8 +7,10 @@ from __future__ import annotations
 import email.utils
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
+import orjson
 import pytest
 from deliver_helpers import add_signal, add_signals, states, with_webhooks
 from deliver_receiver import Reply, Seen, receiving, refused_port, statuses
@@ -95,6 +97,23 @@ def test_no_secret_no_signature_header(store: Store, config: Config) -> None:
     with receiving() as receiver:
         deliver_once(store, with_webhooks(config, hook(receiver.url)), now=T)
     assert "x-rarenet-signature" not in receiver.requests[0].headers
+
+
+def test_delivered_signals_link_to_the_console_and_fleet(store: Store, config: Config) -> None:
+    """`[server] public_url` / `fleet_url` reach the receiver in the delivered body."""
+    sid = add_signal(store, T)
+    server = replace(
+        config.server,
+        public_url="https://rarenet.example.com",
+        fleet_url="https://fleet.example.com",
+    )
+    with receiving() as receiver:
+        deliver_once(
+            store, with_webhooks(replace(config, server=server), hook(receiver.url)), now=T
+        )
+    links = orjson.loads(receiver.requests[0].body)["links"]
+    assert links["signal"] == f"https://rarenet.example.com/signals/{sid}"
+    assert links["fleet_host"].startswith("https://fleet.example.com/hosts/manage?query=")
 
 
 def test_500s_then_success_backs_off_exponentially(store: Store, config: Config) -> None:

@@ -12,7 +12,13 @@ from typing import Any
 import orjson
 import pytest
 
-from rarenet.baseline.deliver.examples import example_record, golden, golden_signature, rewrite
+from rarenet.baseline.deliver.examples import (
+    EXAMPLE_LINKS,
+    example_record,
+    golden,
+    golden_signature,
+    rewrite,
+)
 from rarenet.baseline.deliver.formats import (
     ECS_VERSION,
     RENDERERS,
@@ -21,6 +27,7 @@ from rarenet.baseline.deliver.formats import (
     render,
     slack_message,
 )
+from rarenet.baseline.deliver.links import Links
 from rarenet.baseline.deliver.outbox import SignalRecord
 from rarenet.baseline.deliver.signing import verify
 
@@ -218,7 +225,7 @@ def test_golden_examples_in_the_docs_are_current() -> None:
 
 
 def test_the_documented_signature_verifies() -> None:
-    body = render("json", example_record())
+    body = render("json", example_record(), EXAMPLE_LINKS)
     assert verify("example-secret", body, golden_signature())
     assert not verify("other-secret", body, golden_signature())
 
@@ -333,3 +340,26 @@ def test_slack_answers_who_used_the_destination_and_the_user_before() -> None:
     del doc["explanation"]["destination"]
     first = slack_message(record)["text"].split("\n")[0]
     assert "203.0.113.9:4444 (external) as www-data (who ran it here before)" in first
+
+
+def test_links_lead_to_the_signal_page_and_the_host_in_fleet() -> None:
+    """`[server] public_url` and `fleet_url`: every format links to the signal's console
+    page and its host in Fleet; a hostile host name is percent-encoded, never a second
+    URL or a Slack link; without the settings the links are null and Slack says none."""
+    record = example_record()
+    links = Links("https://rarenet.example.com/", "https://fleet.example.com")
+    doc = native_document(record, links)
+    assert doc["links"]["signal"] == f"https://rarenet.example.com/signals/{record.id}"
+    assert doc["links"]["fleet_host"].endswith(
+        "/hosts/manage?query=4c4c4544-0042-3510-8057-b4c04f4e3732"
+    )
+    assert ecs_document(record, links)["event"]["url"] == doc["links"]["signal"]
+    last = slack_message(record, links)["text"].split("\n")[-1]
+    assert last == f"open: {doc['links']['signal']} · in Fleet: {doc['links']['fleet_host']}"
+    hostile = SignalRecord(**{**record.__dict__, "document": {**record.document,
+                           "host": {"name": "a b<!channel>|x&y=1#z"}}})  # fmt: skip
+    fleet = native_document(hostile, links)["links"]["fleet_host"]
+    assert fleet.endswith("query=a%20b%3C%21channel%3E%7Cx%26y%3D1%23z")
+    assert native_document(record)["links"] == {"signal": None, "fleet_host": None}
+    assert "open:" not in slack_message(record)["text"]
+    assert ecs_document(record)["event"].get("url") is None

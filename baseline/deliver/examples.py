@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from rarenet.baseline.deliver.formats import render
+from rarenet.baseline.deliver.links import Links
 from rarenet.baseline.deliver.outbox import SignalRecord
 from rarenet.baseline.deliver.signing import sign
 from rarenet.baseline.detect.late import Arrival
@@ -153,15 +154,19 @@ def example_record(**overrides: Any) -> SignalRecord:
     )
 
 
+EXAMPLE_LINKS = Links("https://rarenet.example.com", "https://fleet.example.com")
+
+
 def golden(fmt: str) -> str:
-    """The example body in `fmt`, pretty-printed for the docs (the wire form is compact)."""
-    body = render(fmt, example_record())
+    """The example body in `fmt`, pretty-printed for the docs (the wire form is compact),
+    with `[server] public_url` and `fleet_url` set."""
+    body = render(fmt, example_record(), EXAMPLE_LINKS)
     return orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2).decode()
 
 
 def golden_signature() -> str:
     """The signature header of the compact `json` example body under EXAMPLE_SECRET."""
-    return sign(EXAMPLE_SECRET, render("json", example_record()))
+    return sign(EXAMPLE_SECRET, render("json", example_record(), EXAMPLE_LINKS))
 
 
 _BLOCK = re.compile(r"(<!-- golden:(\w+) -->\n)(.*?)(<!-- /golden -->)", re.S)

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from rarenet.baseline.deliver.links import NO_LINKS, Links
 from rarenet.baseline.deliver.outbox import SignalRecord
 from rarenet.baseline.detect.destination import destination_kind
 from rarenet.baseline.detect.late import LATE_AFTER
@@ -78,8 +79,9 @@ NATIVE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def native_document(record: SignalRecord) -> dict[str, Any]:
-    """The stored document, completed: every documented field present, current scores."""
+def native_document(record: SignalRecord, links: Links = NO_LINKS) -> dict[str, Any]:
+    """The stored document, completed: every documented field present, current scores,
+    and `links` to the signal's console page and its host in Fleet (null: not set)."""
     doc = clean(record.document)
     for group, keys in NATIVE_FIELDS.items():
         section = doc.get(group) if isinstance(doc.get(group), dict) else {}
@@ -108,6 +110,7 @@ def native_document(record: SignalRecord) -> dict[str, Any]:
     doc.setdefault("reason", "")
     doc["score"] = record.score
     doc["initial_score"] = record.initial_score
+    doc["links"] = links.of(doc)
     return dict(doc)
 
 
@@ -161,9 +164,10 @@ def _why(reason: Any, host: Any) -> str:
     return rest if sep and rest and lead.endswith(f" on {host}") else text
 
 
-def slack_text(record: SignalRecord) -> str:
-    """The message: who/what/where/why on the first line, then the numbers."""
-    doc = native_document(record)
+def slack_text(record: SignalRecord, links: Links = NO_LINKS) -> str:
+    """The message: who/what/where/why on the first line, then the numbers, then the
+    links (when `[server] public_url` / `fleet_url` are set)."""
+    doc = native_document(record, links)
     e = slack_escape
     proc, dest, net = doc["process"], doc["destination"], doc["network"]
     what = f"{e(proc.get('name'))} ({e(proc.get('executable') or 'path unknown')})"
@@ -209,8 +213,20 @@ def slack_text(record: SignalRecord) -> str:
         f"signal {e(doc.get('id'))} · at {e(doc.get('@timestamp'))} · "
         f"bucket {e(_get(doc, 'bucket.start') or '?')} ({e(_get(doc, 'bucket.span') or '?')})"
         f"{_late_words(doc, e)}",
+        *_link_line(doc["links"]),
     ]
     return "\n".join(lines)
+
+
+def _link_line(links: dict[str, str | None]) -> list[str]:
+    """ "open: https://…/signals/ID · in Fleet: https://…" (nothing without links). The
+    URLs are built from configuration and percent-encoded values: nothing to escape."""
+    parts = [
+        f"{label}: {links[key]}"
+        for key, label in (("signal", "open"), ("fleet_host", "in Fleet"))
+        if links.get(key)
+    ]
+    return [" · ".join(parts)] if parts else []
 
 
 def _seen_words(known: Any) -> str:
@@ -277,9 +293,9 @@ def _chain_line(proc: dict[str, Any], e: Callable[..., str]) -> list[str]:
     return [f"chain: {e(proc.get('name') or '?')} ← " + " ← ".join(steps)] if steps else []
 
 
-def slack_message(record: SignalRecord) -> dict[str, Any]:
+def slack_message(record: SignalRecord, links: Links = NO_LINKS) -> dict[str, Any]:
     """The incoming-webhook body; `mrkdwn: false` so hostile text cannot format itself."""
-    return {"text": slack_text(record), "mrkdwn": False}
+    return {"text": slack_text(record, links), "mrkdwn": False}
 
 
 # -- ecs ------------------------------------------------------------------------------------
@@ -342,10 +358,10 @@ def _kibana_threat(threat: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def ecs_document(record: SignalRecord) -> dict[str, Any]:
+def ecs_document(record: SignalRecord, links: Links = NO_LINKS) -> dict[str, Any]:
     """A nested ECS document: `@timestamp` is when the signal was created, the connection's
-    own time is `kibana.alert.original_time`."""
-    doc = native_document(record)
+    own time is `kibana.alert.original_time`; `event.url` the signal's console page."""
+    doc = native_document(record, links)
     proc, dest, net = doc["process"], doc["destination"], doc["network"]
     created = format_time(record.created_at)
     reason = doc.get("reason") or ""
@@ -374,6 +390,7 @@ def ecs_document(record: SignalRecord) -> dict[str, Any]:
                 "dataset": "rarenet.signals",
                 "risk_score": risk,
                 "reason": reason,
+                "url": doc["links"]["signal"],
             },
             "rule": {
                 "id": RULE_ID,
@@ -448,6 +465,7 @@ def ecs_document(record: SignalRecord) -> dict[str, Any]:
                 "arrival": doc.get("arrival") or None,
                 "destination_kind": dest.get("kind"),
                 "process_chain": proc.get("chain") or None,
+                "links": doc["links"],
             },
         }
     )
@@ -456,13 +474,13 @@ def ecs_document(record: SignalRecord) -> dict[str, Any]:
 
 # -- dispatch -------------------------------------------------------------------------------
 
-RENDERERS: dict[str, Callable[[SignalRecord], dict[str, Any]]] = {
+RENDERERS: dict[str, Callable[[SignalRecord, Links], dict[str, Any]]] = {
     "json": native_document,
     "slack": slack_message,
     "ecs": ecs_document,
 }
 
 
-def render(fmt: str, record: SignalRecord) -> bytes:
+def render(fmt: str, record: SignalRecord, links: Links = NO_LINKS) -> bytes:
     """The exact request body for `fmt` (sorted keys, so the bytes are stable)."""
-    return _dumps(RENDERERS[fmt](record))
+    return _dumps(RENDERERS[fmt](record, links))

@@ -26,6 +26,7 @@ from rarenet.baseline.config import Config
 from rarenet.baseline.deliver import outbox
 from rarenet.baseline.deliver.deadline import deadline_session
 from rarenet.baseline.deliver.formats import render
+from rarenet.baseline.deliver.links import NO_LINKS, Links
 from rarenet.baseline.deliver.sender import DELIVERED, PERMANENT, Outcome, post
 from rarenet.baseline.deliver.webhooks import Webhook, configured_webhooks
 from rarenet.baseline.store import Store
@@ -79,7 +80,12 @@ class _Result:
     outcome: Outcome
 
 
-def _serve(webhook: Webhook, rows: list[outbox.Due], results: queue.Queue[_Result | None]) -> None:
+def _serve(
+    webhook: Webhook,
+    rows: list[outbox.Due],
+    results: queue.Queue[_Result | None],
+    links: Links = NO_LINKS,
+) -> None:
     """One webhook's thread: send its rows in order until done, down, or out of budget."""
     started = time.monotonic()
     try:
@@ -88,7 +94,7 @@ def _serve(webhook: Webhook, rows: list[outbox.Due], results: queue.Queue[_Resul
                 if time.monotonic() - started > BUDGET:
                     break
                 try:
-                    body = render(webhook.format, row.signal)
+                    body = render(webhook.format, row.signal, links)
                 except Exception as exc:  # a defect: fail this row visibly, keep going
                     outcome = Outcome(PERMANENT, None, f"cannot render: {type(exc).__name__}")
                 else:
@@ -121,7 +127,10 @@ def deliver_once(
     results: queue.Queue[_Result | None] = queue.Queue()
     threads = [
         threading.Thread(
-            target=_serve, args=(w, rows, results), name=f"deliver-{w.name}", daemon=True
+            target=_serve,
+            args=(w, rows, results, Links.from_config(config)),
+            name=f"deliver-{w.name}",
+            daemon=True,
         )
         for w, rows in work
     ]
