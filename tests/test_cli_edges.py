@@ -122,6 +122,7 @@ def test_signals_show_and_list_give_the_context(signalled_db: Path) -> None:
         "SCORE",
         "HOST",
         "BINARY",
+        "TRIAGE",
         "DELIVERY",
     ]
     beacon = next(row for row in rows if "/tmp/.x/beacon" in row)

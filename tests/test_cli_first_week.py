@@ -258,3 +258,51 @@ def test_a_live_store_is_pruned_from_now_and_a_replay_from_its_newest_data(
                 mark_replay(store, "rarenet demo")
             pruned = prune_once(store, config, now=jan + 400 * DAY)
             assert pruned.observations == (0 if replay else 10), name
+
+
+def test_triage_from_the_shell_ack_assign_close_comment(tmp_path: Path) -> None:
+    """`signals ack|assign|close|comment` over several ids at once; the state shows in
+    `list`, `show` and the JSON; a closed signal stays closed; closing as a false positive
+    releases the binary (the acknowledgement's verdict the rule reads) and points at
+    `allow add`; every change is in the audit trail."""
+    db = tmp_path / "t.db"
+    with Store(db) as store:
+        a, b, c = (add_signal(store, 1000.0 + n, host=f"web-{n:03d}") for n in range(3))
+    assert run("users", "add", "ann", "--role", "analyst", "--db", str(db), "--no-password")[0] == 0
+    code, out, _ = run("signals", "ack", "--db", str(db), a[:8], b)
+    assert code == 0 and out.splitlines()[0] == "acknowledged 2 signals"
+    code, out, _ = run("signals", "ack", "--db", str(db), a, "--json")
+    assert orjson.loads(out) == {
+        "changed": [],
+        "unchanged": [{"id": a, "why": "already acknowledged"}],
+    }
+    code, _, err = run("signals", "assign", "--db", str(db), c, "--to", "bob")
+    assert code == 2 and "no console user 'bob'" in err and "users: ann" in err
+    assert run("signals", "assign", "--db", str(db), b, c, "--to", "ann")[0] == 0
+    code, out, _ = run("signals", "close", "--db", str(db), a, b, "--as", "false-positive",
+                       "--comment", "the nightly backup")  # fmt: skip
+    assert code == 0 and "closed as false-positive: 2 signals" in out and "allow add" in out
+    code, out, _ = run("signals", "close", "--db", str(db), a, "--as", "true-positive")
+    assert "0 signals" in out and "unchanged, already closed: false positive" in out
+    assert run("signals", "comment", "--db", str(db), c, "looking at it")[0] == 0
+    listed = {
+        s["id"]: s["triage"]
+        for s in orjson.loads(run("signals", "list", "--db", str(db), "--json")[1])["signals"]
+    }
+    assert listed[a]["state"] == "closed" and listed[a]["resolution"] == "false_positive"
+    assert listed[b]["assignee"] == "ann" and listed[b]["state"] == "closed"
+    assert listed[c] | {"updated_at": 0} == {"state": "in_progress", "resolution": None,
+        "assignee": "ann", "updated_at": 0, "updated_by": listed[c]["updated_by"], "comments": 1}  # fmt: skip
+    text = run("signals", "list", "--db", str(db))[1]
+    assert "closed: false positive" in text and "in progress (ann)" in text
+    shown = run("signals", "show", "--db", str(db), b)[1]
+    assert "triage   closed: false positive" in shown and ": the nightly backup" in shown
+    with Store(db) as store:
+        verdicts = dict(store.conn.execute("SELECT signal_id, verdict FROM signal_acks"))
+    assert verdicts == {a: "benign", b: "benign", c: None}
+    audit = run("audit", "list", "--db", str(db))[1]
+    assert (
+        audit.count("signal.close") == 2 and "signal.assign" in audit and "signal.comment" in audit
+    )
+    code, _, err = run("signals", "close", "--db", str(db), "feedfacefeed", "--as", "true-positive")
+    assert code == 2 and "no signal" in err

@@ -266,7 +266,8 @@ def test_signals_are_grouped_and_paged(tmp_path: Path) -> None:
         only = views.signals_page(store, views.SignalFilter(host="web-2"))
         assert [g.id for g in only.groups] == ["g000"] and only.groups[0].signals == 1
         assert views.acknowledge(store, "s0000", 5.0) and not views.acknowledge(store, "s0000", 6.0)
-        assert not views.acknowledge(store, "nope", 5.0)
+        with pytest.raises(InputError, match="no signal 'nope'"):
+            views.acknowledge(store, "nope", 5.0)
         with pytest.raises(InputError, match="verdict must be one of benign, attack"):
             views.acknowledge(store, "s0001", 5.0, verdict="maybe")
         assert views.acknowledge(store, "s0002", 5.0, verdict="benign")

@@ -195,8 +195,12 @@ def _register() -> None:
         signals_cmd,
         simulate_cmd,
         status_cmd,
+        triage_cmd,
         users_cmd,
     )
+
+    for command in triage_cmd.COMMANDS:
+        signals_cmd.signals.add_command(command)
 
     main.add_command(allow_cmd.allow)
     main.add_command(baseline_cmd.baseline_group)

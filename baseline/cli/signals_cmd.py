@@ -1,4 +1,5 @@
-"""`rarenet signals list|show ID|redeliver ID|deliver`: the signal outbox and its deliveries.
+"""`rarenet signals list|show ID|redeliver ID|deliver`: the signal outbox and its deliveries
+(triage: `ack|assign|close|comment`, baseline/cli/triage_cmd.py).
 
 Webhooks are named (`[[webhooks]] name`, or host + short hash): URLs carry tokens and are
 never printed.
@@ -20,6 +21,7 @@ from rarenet.baseline.deliver.formats import printable
 from rarenet.baseline.deliver.outbox import summary_state
 from rarenet.baseline.deliver.webhooks import configured_webhooks
 from rarenet.baseline.errors import EXIT_FINDINGS, InputError
+from rarenet.baseline.triage import comments_of
 from rarenet.baseline.units import format_time, parse_time
 
 
@@ -84,7 +86,7 @@ def list_(
     state: Context, only_state: str | None, since: str | None, limit: int, as_json: bool
 ) -> int | None:
     """Newest signals first in data time (the signal's bucket): id, data time, score,
-    host, binary, delivery state per webhook."""
+    host, binary, triage state, delivery state per webhook."""
 
     def body() -> int:
         try:
@@ -106,11 +108,12 @@ def list_(
                 f"{r.score:.0f}",
                 printable(r.host),
                 printable(r.path or r.name),
+                printable(r.triage.label),
                 f"{summary_state(r.deliveries)} ({_deliveries_line(r)})",
             )
             for r in records
         ]
-        header = ("ID", "DATA TIME", "SCORE", "HOST", "BINARY", "DELIVERY")
+        header = ("ID", "DATA TIME", "SCORE", "HOST", "BINARY", "TRIAGE", "DELIVERY")
         widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
         for row in [header, *rows]:
             cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
@@ -126,8 +129,9 @@ def list_(
 @json_option
 @click.pass_obj
 def show(state: Context, sid: str, as_json: bool) -> int | None:
-    """One signal (ID or a unique prefix of at least 6 characters): delivery state,
-    attempts and last error per webhook, then the full signal document."""
+    """One signal (ID or a unique prefix of at least 6 characters): triage state and
+    comments, delivery state, attempts and last error per webhook, then the full signal
+    document."""
 
     def body() -> int:
         with open_store(state.config()) as store:
@@ -146,7 +150,13 @@ def show(state: Context, sid: str, as_json: bool) -> int | None:
         for label, value in _context_lines(record.document):
             click.echo(f"{label:<8} {printable(value)}")
         click.echo(f"reason   {printable(record.document.get('reason', ''))}")
-        click.echo(f"state    {summary_state(record.deliveries)}")
+        click.echo(f"triage   {printable(record.triage.label)}")
+        with open_store(state.config()) as store:
+            for said in comments_of(store, record.id):
+                click.echo(
+                    f"  {format_time(int(said.at))} {printable(said.author)}: {printable(said.text)}"
+                )
+        click.echo(f"delivery {summary_state(record.deliveries)}")
         for d in record.deliveries:
             when = (
                 f"delivered {format_time(d.delivered_at)}"

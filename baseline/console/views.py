@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rarenet.baseline.access.audit import cli_principal, record
+from rarenet.baseline import triage
+from rarenet.baseline.access.audit import cli_principal
 from rarenet.baseline.access.roles import Principal
 from rarenet.baseline.deliver.outbox import STATES
 from rarenet.baseline.detect.exceptions import ExceptedShare, broad_exceptions, excepted_last_day
 from rarenet.baseline.detect.silence import Arrivals, arrivals
-from rarenet.baseline.detect.suspects import VERDICTS
+from rarenet.baseline.detect.suspects import BENIGN, VERDICTS
 from rarenet.baseline.errors import InputError
 from rarenet.baseline.store import Store
 from rarenet.baseline.units import parse_time
@@ -447,24 +448,19 @@ def acknowledge(
     who: Principal | None = None,
     verdict: str | None = None,
 ) -> bool:
-    """Mark a signal acknowledged by `who` (audited); False when it already was.
-    `verdict` "benign" closes it: its binary is routine on its host again; "attack" or
-    none keeps the binary a suspect there (baseline/detect/suspects.py)."""
+    """Acknowledge a signal as `who` (audited), or with a verdict close it: "benign" as a
+    false positive (its binary is routine on its host again), "attack" as a true
+    positive (the binary stays a suspect there: baseline/detect/suspects.py). False when
+    nothing changed (it already was)."""
     if verdict is not None and verdict not in VERDICTS:
         raise InputError(f"verdict must be one of {', '.join(VERDICTS)}, got {verdict!r}")
-    with store.transaction() as conn:
-        cursor = conn.execute(
-            "INSERT OR IGNORE INTO signal_acks (signal_id, acknowledged_at, acknowledged_by, "
-            "verdict) SELECT id, ?, ?, ? FROM signals WHERE id = ?",
-            (now, who.name if who else None, verdict, sid),
-        )
-        done = cursor.rowcount > 0
-        if done:
-            detail = {"verdict": verdict} if verdict else None
-            record(
-                conn, who or cli_principal(), "signal.acknowledge", f"signal:{sid}", detail, now=now
-            )
-        return done
+    by = who or cli_principal()
+    if verdict is None:
+        done = triage.acknowledge(store, [sid], by, now)
+    else:
+        resolution = triage.FALSE_POSITIVE if verdict == BENIGN else triage.TRUE_POSITIVE
+        done = triage.close(store, [sid], resolution, by, now)
+    return bool(done.changed)
 
 
 def verdict_of(store: Store, sid: str) -> str | None:

@@ -16,13 +16,14 @@ rows are never deleted. Every state change commits on its own (`Store.transactio
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
 from rarenet.baseline.errors import InputError
 from rarenet.baseline.store import Store
+from rarenet.baseline.triage import Triage, triage_of
 from rarenet.baseline.units import format_time
 
 PENDING, RETRYING, DELIVERED, FAILED, DEAD = "pending", "retrying", "delivered", "failed", "dead"
@@ -74,6 +75,7 @@ class SignalRecord:
     created_at: float
     document: dict[str, Any]
     deliveries: tuple[DeliveryState, ...] = ()
+    triage: Triage = Triage()
 
     def as_json(self) -> dict[str, Any]:
         """What `rarenet signals show --json` and `GET /v1/signals` print."""
@@ -89,6 +91,7 @@ class SignalRecord:
             "created": format_time(self.created_at),
             "state": summary_state(self.deliveries),
             "deliveries": [d.as_json() for d in self.deliveries],
+            "triage": self.triage.as_json(),
             "document": self.document,
         }
 
@@ -171,7 +174,11 @@ def list_signals(
         f"{clause} ORDER BY s.bucket DESC, s.created_at DESC, s.id LIMIT ?",
         (*params, max(0, limit)),
     ).fetchall()
-    return [_record(row, deliveries_of(store, str(row[0]))) for row in rows]
+    triaged = triage_of(store.conn, [str(row[0]) for row in rows])
+    return [
+        replace(_record(row, deliveries_of(store, str(row[0]))), triage=triaged[str(row[0])])
+        for row in rows
+    ]
 
 
 def get_signal(store: Store, key: str) -> SignalRecord:
@@ -192,7 +199,10 @@ def get_signal(store: Store, key: str) -> SignalRecord:
         raise InputError(f"no signal with id {key!r}", hint=f"{hint}see `rarenet signals list`")
     if len(rows) > 1:
         raise InputError(f"signal id prefix {key!r} is ambiguous", hint="give more characters")
-    return _record(rows[0], deliveries_of(store, str(rows[0][0])))
+    sid = str(rows[0][0])
+    return replace(
+        _record(rows[0], deliveries_of(store, sid)), triage=triage_of(store.conn, [sid])[sid]
+    )
 
 
 # -- queueing -----------------------------------------------------------------------------

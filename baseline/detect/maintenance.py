@@ -75,7 +75,7 @@ def prune_once(store: Store, config: Config, now: int | None = None) -> Pruned:
 
 def prune_signals(store: Store, before: float) -> int:
     """Delete signals raised before `before` (wall time) with their deliveries,
-    acknowledgements and audit rows, in batches (each its own transaction)."""
+    acknowledgements, triage, comments and audit rows, in batches (each its own transaction)."""
     removed = 0
     while True:
         with store.transaction() as conn:
@@ -90,6 +90,8 @@ def prune_signals(store: Store, before: float) -> int:
             rows = [(sid,) for sid in ids]
             conn.executemany("DELETE FROM deliveries WHERE signal_id = ?", rows)
             conn.executemany("DELETE FROM signal_acks WHERE signal_id = ?", rows)
+            conn.executemany("DELETE FROM signal_triage WHERE signal_id = ?", rows)
+            conn.executemany("DELETE FROM signal_comments WHERE signal_id = ?", rows)
             conn.executemany("DELETE FROM audit WHERE target = 'signal:' || ?", rows)
             conn.executemany("DELETE FROM signals WHERE id = ?", rows)
             removed += len(ids)

@@ -633,6 +633,41 @@ def _binary_users(db: Database) -> None:
         )
 
 
+def _triage(db: Database) -> None:
+    """Triage (docs/operations.md "Triage"): each signal's state — open, acknowledged,
+    in progress, closed as a true or a false positive — with its assignee (a row only
+    once someone acted; none: open), and the analysts' comments. Signals acknowledged
+    before are acknowledged, or closed where their verdict said benign (false positive)
+    or attack (true positive)."""
+    db.execute(
+        """CREATE TABLE signal_triage (
+            signal_id TEXT PRIMARY KEY REFERENCES signals (id),
+            state TEXT NOT NULL,
+            resolution TEXT,
+            assignee TEXT,
+            updated_at REAL NOT NULL,
+            updated_by TEXT
+        ) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX signal_triage_state ON signal_triage (state, assignee)")
+    db.execute(
+        """CREATE TABLE signal_comments (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            signal_id TEXT NOT NULL REFERENCES signals (id),
+            at REAL NOT NULL,
+            author TEXT NOT NULL,
+            text TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX signal_comments_signal ON signal_comments (signal_id, id)")
+    db.execute(
+        "INSERT INTO signal_triage (signal_id, state, resolution, updated_at, updated_by) "
+        "SELECT signal_id, CASE WHEN verdict IS NULL THEN 'acknowledged' ELSE 'closed' END, "
+        "CASE verdict WHEN 'benign' THEN 'false_positive' WHEN 'attack' THEN 'true_positive' "
+        "END, acknowledged_at, acknowledged_by FROM signal_acks"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_initial", _initial),
     ("0002_detection", _detection),
@@ -652,6 +687,7 @@ MIGRATIONS: list[Migration] = [
     ("0017_usage_memory", _usage_memory),
     ("0018_destinations", _destinations),
     ("0019_binary_users", _binary_users),
+    ("0020_triage", _triage),
 ]
 
 
