@@ -18,6 +18,7 @@ import orjson
 import pytest
 import requests
 from browser import Watch, launch
+from deliver_helpers import add_signals
 from osquery_lines import event, line, socket_row
 from playwright.sync_api import Browser, BrowserContext, Page
 from serve_process import PASSWORD, TOKEN, ServerProcess
@@ -153,6 +154,11 @@ def signal_id(server: ServerProcess, path: str) -> str:
     return str(row[0])
 
 
+def host_of(server: ServerProcess, sid: str) -> str:
+    with sqlite3.connect(server.db) as conn:
+        return str(conn.execute("SELECT host FROM signals WHERE id = ?", (sid,)).fetchone()[0])
+
+
 def test_every_page_loads_clean(
     context: BrowserContext, server: ServerProcess, tmp_path: Path
 ) -> None:
@@ -207,7 +213,7 @@ def test_filters_change_the_list(context: BrowserContext, server: ServerProcess)
     page.click("form.filters button[type=submit]")
     page.wait_for_url("**min_score=90**")
     scores = [
-        float(s) for s in page.locator("table.groups tr.group td:first-child").all_inner_texts()
+        float(s) for s in page.locator("table.groups tr.group > td > span.score").all_inner_texts()
     ]
     assert scores and all(score >= 90 for score in scores) and len(scores) < 6
     page.goto(f"{server.url}/signals?host=web-10")
@@ -569,3 +575,77 @@ def test_a_slack_messages_link_opens_its_signal_page(
     assert page.url == f"{server.url}/signals/{sid}"
     assert sid in page.inner_text("main") and "/usr/bin/bash" in page.inner_text("h1")
     assert watch.problems() == []
+
+
+def test_a_signal_from_open_to_closed_as_a_false_positive_with_a_comment(
+    context: BrowserContext, server: ServerProcess
+) -> None:
+    """Open → acknowledged → assigned → a comment → closed as a false positive; for an
+    admin the exception form then opens prefilled for this binary on this host; the
+    list and the JSON (a personal API token on /v1/signals) show the state."""
+    sid = signal_id(server, "/tmp/.x/beacon")
+    page, watch = signed_in(context, server, "ada")
+    page.goto(f"{server.url}/signals/{sid}")
+    assert page.inner_text("#triage-state") == "open"
+    page.click("button#ack")
+    page.wait_for_url("**done=acknowledged**")
+    assert page.inner_text("#triage-state") == "acknowledged"
+    page.select_option("form.assign select[name=assignee]", "ann")
+    page.click("form.assign button[type=submit]")
+    page.wait_for_url("**done=assigned**")
+    assert page.inner_text("#triage-state") == "in progress (ann)"
+    page.fill("form.comment textarea[name=text]", "the web team's health probe <b>x</b>")
+    page.click("form.comment button[type=submit]")
+    page.wait_for_url("**done=comment**")
+    assert "ada" in page.inner_text("#comments") and "health probe <b>x</b>" in page.inner_text(
+        "#comments"
+    )
+    page.fill("form.close input[name=comment]", "confirmed with the web team")
+    page.click("form.close button[value=false_positive]")
+    page.wait_for_url(f"**/signals/{sid}/allow?closed=false_positive")
+    assert "Closed as a false positive" in page.inner_text(".flash")
+    assert page.input_value("input[name=path]") == "/tmp/.x/beacon"
+    assert page.input_value("input[name=host]") == host_of(server, sid)
+    page.goto(f"{server.url}/signals?executable=beacon")
+    assert "closed: false positive (ann)" not in page.inner_text("table.groups")
+    assert "closed: false positive" in page.inner_text("table.groups")
+    listed = requests.get(
+        f"{server.url}/v1/signals",
+        headers={"Authorization": f"Bearer {server.api_token('vic')}"},
+        timeout=30,
+    ).json()["signals"]
+    mine = next(s for s in listed if s["id"] == sid)["triage"]
+    assert (mine["state"], mine["resolution"], mine["assignee"], mine["comments"]) == (
+        "closed", "false_positive", "ann", 2,
+    )  # fmt: skip
+    page.goto(f"{server.url}/signals/{sid}")
+    assert "Close: true positive" not in page.inner_text(".actions")  # closed stays closed
+    trail = page.inner_text("section.trail")
+    for action in ("signal.acknowledge", "signal.assign", "signal.comment", "signal.close"):
+        assert action in trail
+    assert watch.problems() == []
+
+
+def test_bulk_acknowledge_fifty_signals(context: BrowserContext, tmp_path: Path) -> None:
+    """An analyst selects the 50 rows of the first page and acknowledges them at once;
+    closed signals among them stay closed."""
+    workdir = tmp_path / "bulk"
+    workdir.mkdir()
+    with Store(workdir / "rarenet.db") as store:
+        ids = add_signals(store, 52, created_at=1768212000.0)
+    with ServerProcess(workdir) as bulk:
+        bulk.add_user("ann", "analyst")
+        page, watch = signed_in(context, bulk, "ann")
+        boxes = page.locator("input[type=checkbox][name=group]")
+        assert boxes.count() == 50
+        for n in range(50):
+            boxes.nth(n).check()
+        page.click("form#bulk button[value=acknowledge]")
+        page.wait_for_url("**done=**")
+        assert "acknowledge: 50 signal(s) changed" in page.inner_text(".flash")
+        with Store(bulk.db) as store:
+            states = dict(store.conn.execute("SELECT signal_id, state FROM signal_triage"))
+        assert len(states) == 50 and set(states.values()) == {"acknowledged"}
+        assert set(states) < set(ids)
+        assert page.locator("table.groups .tag.triage").count() == 50
+        assert watch.problems() == []

@@ -17,6 +17,7 @@ from rarenet.baseline.detect.presence import refresh_presence
 from rarenet.baseline.detect.shards import configured_shards
 from rarenet.baseline.detect.why import Finding, Why, why
 from rarenet.baseline.store import Store
+from rarenet.baseline.triage import Comment, comments_of
 
 DAY = 86400
 ALLOW_FOR = 30 * DAY  # the default expiry an "allow this" form offers
@@ -38,6 +39,8 @@ class SignalView:
     timeline: Markup
     parts: Markup
     parts_table: tuple[tuple[str, float], ...]
+    comments: tuple[Comment, ...] = ()
+    users: tuple[str, ...] = ()  # console users a signal can be assigned to
 
     @property
     def executable(self) -> str:
@@ -120,6 +123,8 @@ def signal_view(
         timeline=plots.timeline_svg(timeline),
         parts=plots.parts_svg(parts_table, settings.threshold),
         parts_table=parts_table,
+        comments=tuple(comments_of(store, record.id)),
+        users=tuple(str(r[0]) for r in store.conn.execute("SELECT name FROM users ORDER BY name")),
     )
 
 

@@ -214,6 +214,7 @@ class SignalRow:
     reason: str
     acknowledged: bool
     deliveries: tuple[Delivery, ...]
+    triage: str = "open"  # the triage label: "open", "in progress (ann)", "closed: …"
 
     @property
     def executable(self) -> str:
@@ -256,7 +257,8 @@ _ROW_SQL = (
     "SELECT s.id, s.host, s.name, s.path, s.bucket, s.score, s.created_at, "
     "coalesce(s.group_id, s.id), coalesce(json_extract(s.document, '$.kind'), ''), "
     "coalesce(json_extract(s.document, '$.reason'), ''), "
-    "EXISTS (SELECT 1 FROM signal_acks a WHERE a.signal_id = s.id) FROM signals AS s"
+    "EXISTS (SELECT 1 FROM signal_acks a WHERE a.signal_id = s.id), t.state, t.resolution, "
+    "t.assignee FROM signals AS s LEFT JOIN signal_triage AS t ON t.signal_id = s.id"
 )
 
 
@@ -277,9 +279,29 @@ def _rows(store: Store, where: str, params: list[Any]) -> list[SignalRow]:
             reason=str(reason),
             acknowledged=bool(acked),
             deliveries=deliveries.get(str(sid), ()),
+            triage=triage.Triage(state or triage.OPEN, resolution, assignee).label,
         )
-        for sid, host, name, path, bucket, score, created, group, kind, reason, acked in rows
-    ]
+        for (
+            sid, host, name, path, bucket, score, created, group, kind, reason, acked,
+            state, resolution, assignee,
+        ) in rows
+    ]  # fmt: skip
+
+
+def group_signal_ids(store: Store, groups: list[str]) -> list[str]:
+    """Every signal of the given groups (a row of the list is a group)."""
+    found: list[str] = []
+    for start in range(0, len(groups), 400):
+        chunk = groups[start : start + 400]
+        marks = ", ".join("?" * len(chunk))
+        found += [
+            str(r[0])
+            for r in store.conn.execute(
+                f"SELECT id FROM signals WHERE group_id IN ({marks}) OR id IN ({marks})",
+                [*chunk, *chunk],
+            )
+        ]
+    return list(dict.fromkeys(found))
 
 
 def _deliveries(store: Store, ids: list[str]) -> dict[str, tuple[Delivery, ...]]:

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from rarenet.baseline import triage
 from rarenet.baseline.access.audit import list_audit, record, record_now
 from rarenet.baseline.access.credentials import Credentials
 from rarenet.baseline.access.gate import Gatekeeper, Identified, peer_of
@@ -45,6 +46,7 @@ from rarenet.baseline.store import Store
 from rarenet.baseline.units import parse_expiry
 
 MAX_FORM = 64 * 1024
+MAX_BULK_GROUPS = 200  # rows one bulk action may name
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
@@ -117,6 +119,10 @@ class Console:
             Route(
                 "/signals/{sid}/redeliver", action(self.redeliver, "redeliver"), methods=["POST"]
             ),
+            Route("/signals/{sid}/assign", action(self.assign, "acknowledge"), methods=["POST"]),
+            Route("/signals/{sid}/close", action(self.close, "acknowledge"), methods=["POST"]),
+            Route("/signals/{sid}/comment", action(self.comment, "acknowledge"), methods=["POST"]),
+            Route("/signals/bulk", action(self.bulk, "acknowledge"), methods=["POST"]),
             Route("/exceptions", page(self.exceptions), methods=["GET"]),
             Route("/exceptions", action(self.add_exception, "add_exception"), methods=["POST"]),
             Route(
@@ -311,6 +317,8 @@ class Console:
             learning=learning,
             webhooks=self.webhooks,
             states=("none", *STATES),
+            flash=request.query_params.get("done", "")[:300],
+            back=_local(request.url.path + (f"?{request.url.query}" if request.url.query else "")),
         )
 
     def signal(self, request: Request, session: Session | None, who: Principal) -> str:
@@ -335,7 +343,11 @@ class Console:
         with self.open_store() as store:
             record_ = _signal(store, request.path_params["sid"])
         form = pages.allow_form(record_)
-        return render("allow.html", session=session, me=who, form=form, record=record_, error="")
+        closed = request.query_params.get("closed") == triage.FALSE_POSITIVE
+        return render(
+            "allow.html", session=session, me=who, form=form, record=record_, error="",
+            closed=closed,
+        )  # fmt: skip
 
     def exceptions(self, _request: Request, session: Session | None, who: Principal) -> str:
         with self.open_store() as store:
@@ -393,6 +405,69 @@ class Console:
             except InputError as exc:
                 raise Refused(400, str(exc)) from None
         return f"/signals/{record_.id}?done=acknowledged"
+
+    def assign(self, request: Request, form: dict[str, str], who: Principal) -> str:
+        with self.open_store() as store:
+            record_ = _signal(store, request.path_params["sid"])
+            name = form.get("assignee", "")
+            name = who.name if name == "me" else name
+            try:
+                triage.assign(store, [record_.id], name, who, time.time())
+            except InputError as exc:
+                raise Refused(400, str(exc)) from None
+        return f"/signals/{record_.id}?{urlencode({'done': f'assigned to {name}'})}"
+
+    def close(self, request: Request, form: dict[str, str], who: Principal) -> str:
+        """Close as a true or a false positive; a false positive goes on to the exception
+        form, prefilled, for whoever may add one."""
+        resolution = form.get("resolution", "")
+        with self.open_store() as store:
+            record_ = _signal(store, request.path_params["sid"])
+            try:
+                done = triage.close(
+                    store, [record_.id], resolution, who, time.time(), form.get("comment") or None
+                )
+            except InputError as exc:
+                raise Refused(400, str(exc)) from None
+        if not done.changed:
+            return f"/signals/{record_.id}?{urlencode({'done': done.unchanged[0][1]})}"
+        if resolution == triage.FALSE_POSITIVE and who.can("add_exception"):
+            return f"/signals/{record_.id}/allow?closed=false_positive"
+        said = f"closed as {resolution.replace('_', ' ')}"
+        return f"/signals/{record_.id}?{urlencode({'done': said})}"
+
+    def comment(self, request: Request, form: dict[str, str], who: Principal) -> str:
+        with self.open_store() as store:
+            record_ = _signal(store, request.path_params["sid"])
+            try:
+                triage.comment(store, record_.id, form.get("text", ""), who, time.time())
+            except InputError as exc:
+                raise Refused(400, str(exc)) from None
+        return f"/signals/{record_.id}?{urlencode({'done': 'comment added'})}#comments"
+
+    def bulk(self, _request: Request, form: dict[str, str], who: Principal) -> str:
+        """One action on every signal of the selected groups (rows of the list)."""
+        groups = [g for g in form.get("group", "").split(",") if g][:MAX_BULK_GROUPS]
+        if not groups:
+            raise Refused(400, "select at least one row")
+        action = form.get("action", "")
+        with self.open_store() as store:
+            sids = views.group_signal_ids(store, groups)
+            try:
+                if action == "acknowledge":
+                    done = triage.acknowledge(store, sids, who, time.time())
+                elif action in ("close_true_positive", "close_false_positive"):
+                    resolution = action.removeprefix("close_")
+                    done = triage.close(store, sids, resolution, who, time.time())
+                else:
+                    raise Refused(400, f"unknown bulk action {action[:40]!r}")
+            except InputError as exc:
+                raise Refused(400, str(exc)) from None
+        said = f"{action.replace('_', ' ')}: {len(done.changed)} signal(s) changed"
+        if done.unchanged:
+            said += f", {len(done.unchanged)} left as they were (closed already or no change)"
+        back = form.get("back", "/signals")
+        return f"{_local(back)}{'&' if '?' in _local(back) else '?'}{urlencode({'done': said})}"
 
     def redeliver(self, request: Request, form: dict[str, str], who: Principal) -> str:
         names = self.webhooks
@@ -513,7 +588,11 @@ async def _form(request: Request) -> dict[str, str]:
         if len(body) > MAX_FORM:
             raise Refused(413, f"form over {MAX_FORM} bytes")
     text = body.decode("utf-8", "replace")
-    return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=50))
+    pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_BULK_GROUPS + 20)
+    form = dict(pairs)
+    # the list's checkboxes: every selected row (group ids are hex: joined by commas)
+    form["group"] = ",".join(v for k, v in pairs if k == "group" and "," not in v)
+    return form
 
 
 def _same_origin(request: Request) -> bool:
