@@ -255,8 +255,11 @@ def _reading(everything: list[FleetQuality]) -> list[str]:
         f"(up to {worst_rollout['name-only rare']} and {worst_rollout['new terms (path)']} "
         f"signals for one program); rarenet raises at most {worst_rollout['rarenet']} per "
         f"rollout. The JDK upgrade, which reaches CI runners one by one over days, raised "
-        f"{jdk} signals per fleet: its first runner signals, later runners are counted on it "
-        "(an *upgrade*: a known program at a new package path in its first week).",
+        f"{jdk} signals per fleet — at most one: its first runner's, later runners counted "
+        "on it (an *upgrade*: a known program at a new package path in its first week); none "
+        "where the new java talks to the repository the fleet's java already uses (a "
+        "familiar destination quiets its first runner, and a rollout never signals louder "
+        'than its hosts would: docs/scoring.md "Rollouts and lateral spread").'
         f"* **scheduled jobs**: rarenet raised {scheduled[0]} signals at a host's first run "
         f"of a job and {scheduled[1]} from its second run on ({summary['scheduled_jobs']} "
         "host-jobs): the long memory recognises a weekly, monthly or quarterly run from the "
@@ -267,9 +270,10 @@ def _reading(everything: list[FleetQuality]) -> list[str]:
         f"* **apps users install**: at most {summary['user-app_max']['rarenet']} signal(s) "
         "for one app across a fleet (new terms: "
         f"{summary['user-app_max']['new terms (path)']}, a new path per developer's home): "
-        'an app\'s first workstations are signalled ("newly installed?" for /opt), later '
-        "ones talk where two other hosts already talk or are peers of hosts that use it "
-        "routinely.",
+        'an app\'s first workstation is judged on its own ("newly installed?" for /opt, '
+        "quiet where it talks where the fleet talks); a later workstation where a person starts "
+        "it in its first week is counted on that signal, or a peer that runs it speaks for it "
+        '(docs/scoring.md "Apps people install").'
         f"* **false signals**: rarenet {rate:.2f} per 100 host-days over all fleets (goal "
         f"{FALSE_GOAL} on every fleet), beside {summary['false']['name-only rare'][1]:.2f} for name-only rare and "
         f"{summary['false']['new terms (path)'][1]:.2f} for new terms, whose counts exclude "
