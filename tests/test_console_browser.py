@@ -174,6 +174,10 @@ def test_every_page_loads_clean(
         "binary": "/binary?key=bash",
         "binary-path": "/binary?key=/usr/bin/bash",
         "health": "/health",
+        "hosts": "/hosts",
+        "binaries": "/binaries",
+        "exceptions": "/exceptions",
+        "webhooks": "/webhooks",
     }
     for name, path in visits.items():
         response = page.goto(f"{server.url}{path}")
@@ -649,3 +653,46 @@ def test_bulk_acknowledge_fifty_signals(context: BrowserContext, tmp_path: Path)
         assert set(states) < set(ids)
         assert page.locator("table.groups .tag.triage").count() == 50
         assert watch.problems() == []
+
+
+def test_inventory_pages_search_and_have_json_twins(
+    context: BrowserContext, server: ServerProcess
+) -> None:
+    """Hosts, binaries (by any part of a path or name: `bas` finds /usr/bin/bash), the
+    webhooks' delivery state, each with `?format=json`; an unknown host or binary says
+    so and offers the search, with no empty plot."""
+    page, watch = signed_in(context, server, "vic")
+    page.goto(f"{server.url}/hosts")
+    total = int(page.inner_text("#total-hosts"))
+    page.fill("form.filters input[name=q]", "web-1")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**q=web-1**")
+    names = page.locator("table.hosts tbody td:first-child a").all_inner_texts()
+    assert names and all("web-1" in name for name in names) and len(names) < total
+    page.goto(f"{server.url}/binaries?q=bas")
+    paths = page.locator("table.binaries tbody td:first-child").all_inner_texts()
+    assert "/usr/bin/bash" in paths and all("bas" in p for p in paths)
+    page.goto(f"{server.url}/binaries?q=%25")  # a literal %, not "anything"
+    assert page.inner_text("#total-binaries") == "0"
+    page.goto(f"{server.url}/webhooks")
+    assert "soc" in page.inner_text("table.webhooks") and "http" not in page.inner_text(
+        "table.webhooks"
+    )
+    cookies = _cookies(context)
+    hosts = requests.get(f"{server.url}/hosts?q=web-1&format=json", cookies=cookies, timeout=30)
+    assert hosts.headers["content-type"] == "application/json"
+    assert {h["host"] for h in hosts.json()["hosts"]} == set(names)
+    found = requests.get(f"{server.url}/binaries?q=bas&format=json", cookies=cookies, timeout=30)
+    assert any(b["path"] == "/usr/bin/bash" and b["hosts"] > 0 for b in found.json()["binaries"])
+    hooks = requests.get(f"{server.url}/webhooks?format=json", cookies=cookies, timeout=30).json()
+    assert [h["name"] for h in hooks["webhooks"]] == ["soc"]
+    listed = requests.get(f"{server.url}/signals?format=json", cookies=cookies, timeout=30).json()
+    assert listed["total_signals"] == sum(g["signals"] for g in listed["groups"])
+    excepted = requests.get(f"{server.url}/exceptions?format=json", cookies=cookies, timeout=30)
+    assert "exceptions" in excepted.json()
+    page.goto(f"{server.url}/host?name=no-such-host")
+    assert "Nothing is stored for this host" in page.inner_text("#unknown")
+    assert page.locator("svg.plot").count() == 0
+    page.click("#unknown a")
+    page.wait_for_url("**/hosts?q=no-such-host")
+    assert watch.problems() == []

@@ -19,7 +19,7 @@ from rarenet.baseline.detect.silence import Arrivals, arrivals
 from rarenet.baseline.detect.suspects import BENIGN, VERDICTS
 from rarenet.baseline.errors import InputError
 from rarenet.baseline.store import Store
-from rarenet.baseline.units import parse_time
+from rarenet.baseline.units import format_time, parse_time
 
 PAGE_GROUPS = 50  # groups (rows) per page of the signals list
 MEMBERS_SHOWN = 50  # hosts listed inside one group row
@@ -689,6 +689,36 @@ def binary_page(store: Store, span: int, history: int, key: str) -> BinaryPage:
         signals=tuple(signals),
         known=bool(rows) or bool(signals),
     )
+
+
+def signals_json(page: SignalsPage, learning: Learning) -> dict[str, Any]:
+    """The signals list's JSON twin: the page's groups with their signals' triage."""
+    return {
+        "total_signals": page.total_signals,
+        "total_groups": page.total_groups,
+        "learning": {"buckets": learning.buckets, "needed": learning.needed},
+        "older": page.filters.query(after=page.older.text, before="") if page.older else None,
+        "groups": [
+            {
+                "id": group.id,
+                "signals": group.signals,
+                "hosts": group.hosts,
+                "max_score": group.max_score,
+                "members": [
+                    {
+                        "id": m.id,
+                        "host": m.host,
+                        "executable": m.executable,
+                        "bucket": format_time(m.bucket),
+                        "score": m.score,
+                        "triage": m.triage,
+                    }
+                    for m in group.members
+                ],
+            }
+            for group in page.groups
+        ],
+    }
 
 
 # -- learning --------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from rarenet.baseline import triage
@@ -30,7 +30,7 @@ from rarenet.baseline.access.limiter import SigninLimiter
 from rarenet.baseline.access.roles import Principal
 from rarenet.baseline.access.users import count_users, verify_password
 from rarenet.baseline.config import Config
-from rarenet.baseline.console import pages, plots, views
+from rarenet.baseline.console import inventory, pages, plots, views
 from rarenet.baseline.console.render import STATIC, render
 from rarenet.baseline.console.session import COOKIE, Session, Sessions
 from rarenet.baseline.deliver.outbox import STATES, get_signal, redeliver
@@ -59,7 +59,7 @@ SECURITY_HEADERS = {
 }
 
 Handler = Callable[[Request], Awaitable[Response]]
-Page = Callable[[Request, Session | None, Principal], str]
+Page = Callable[[Request, Session | None, Principal], "str | dict[str, Any]"]
 Action = Callable[[Request, dict[str, str], Principal], str]
 
 
@@ -124,6 +124,9 @@ class Console:
             Route("/signals/{sid}/comment", action(self.comment, "acknowledge"), methods=["POST"]),
             Route("/signals/bulk", action(self.bulk, "acknowledge"), methods=["POST"]),
             Route("/exceptions", page(self.exceptions), methods=["GET"]),
+            Route("/hosts", page(self.hosts), methods=["GET"]),
+            Route("/binaries", page(self.binaries), methods=["GET"]),
+            Route("/webhooks", page(self.webhook_page), methods=["GET"]),
             Route("/exceptions", action(self.add_exception, "add_exception"), methods=["POST"]),
             Route(
                 "/exceptions/{eid:int}/remove",
@@ -181,10 +184,16 @@ class Console:
                     raise Refused(403, _not_allowed(who, needs))
                 body = await run_in_threadpool(build, request, session, who)
             except Refused as exc:
+                if _wants_json(request):
+                    return _secure(JSONResponse({"error": exc.message}, status_code=exc.status))
                 body, status = self._error_page(exc, session, who), exc.status
             else:
                 status = 200
-            response = _secure(HTMLResponse(body, status_code=status))
+            response: Response = _secure(
+                JSONResponse(body)
+                if isinstance(body, dict)
+                else HTMLResponse(body, status_code=status)
+            )
             if found.fresh and session is not None:
                 self._set_cookie(response, request, session)
             return response
@@ -301,14 +310,19 @@ class Console:
 
     # -- pages ---------------------------------------------------------------------------
 
-    def signals(self, request: Request, session: Session | None, who: Principal) -> str:
+    def signals(
+        self, request: Request, session: Session | None, who: Principal
+    ) -> str | dict[str, Any]:
+        asked = {k: v for k, v in request.query_params.items() if k not in ("format", "done")}
         try:
-            filters = views.SignalFilter.parse(dict(request.query_params))
+            filters = views.SignalFilter.parse(asked)
         except InputError as exc:
             raise Refused(400, str(exc)) from None
         with self.open_store() as store:
             page = views.signals_page(store, filters)
             learning = views.learning_state(store, self._span(), self.config.detect.warmup_buckets)
+        if _wants_json(request):
+            return views.signals_json(page, learning)
         return render(
             "signals.html",
             session=session,
@@ -349,10 +363,43 @@ class Console:
             closed=closed,
         )  # fmt: skip
 
-    def exceptions(self, _request: Request, session: Session | None, who: Principal) -> str:
+    def exceptions(
+        self, request: Request, session: Session | None, who: Principal
+    ) -> str | dict[str, Any]:
         with self.open_store() as store:
             entries = list_exceptions(store)
+        if _wants_json(request):
+            return {"exceptions": entries}
         return render("exceptions.html", session=session, me=who, entries=entries, now=time.time())
+
+    def hosts(
+        self, request: Request, session: Session | None, who: Principal
+    ) -> str | dict[str, Any]:
+        query = request.query_params.get("q", "")[:200]
+        with self.open_store() as store:
+            found = inventory.host_list(store, self._span(), query)
+        if _wants_json(request):
+            return found.as_json()
+        return render("hosts.html", session=session, me=who, page=found)
+
+    def binaries(
+        self, request: Request, session: Session | None, who: Principal
+    ) -> str | dict[str, Any]:
+        query = request.query_params.get("q", "")[:200]
+        with self.open_store() as store:
+            found = inventory.binary_list(store, self._span(), query)
+        if _wants_json(request):
+            return found.as_json()
+        return render("binaries.html", session=session, me=who, page=found)
+
+    def webhook_page(
+        self, request: Request, session: Session | None, who: Principal
+    ) -> str | dict[str, Any]:
+        with self.open_store() as store:
+            hooks = inventory.webhook_list(store, self.config)
+        if _wants_json(request):
+            return {"webhooks": [hook.as_json() for hook in hooks]}
+        return render("webhooks.html", session=session, me=who, hooks=hooks)
 
     def audit(self, _request: Request, session: Session | None, who: Principal) -> str:
         with self.open_store() as store:
@@ -602,6 +649,11 @@ def _same_origin(request: Request) -> bool:
         return True  # not a browser form post, or an old browser: the CSRF token decides
     host = request.headers.get("host", "")
     return origin in (f"http://{host}", f"https://{host}")
+
+
+def _wants_json(request: Request) -> bool:
+    """A page's JSON twin: `?format=json`."""
+    return request.query_params.get("format") == "json"
 
 
 def _local(target: str) -> str:
