@@ -183,7 +183,7 @@ def test_every_page_loads_clean(
         response = page.goto(f"{server.url}{path}")
         assert response is not None and response.status == 200, (name, response)
         assert page.locator("h1").count() == 1, name
-        if name in ("signals", "signal", "binary", "health"):
+        if name in ("signals", "signal", "binary", "health", "hosts", "webhooks"):
             page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
             assert (shots / f"{name}.png").stat().st_size > 10_000, name
     assert watch.problems() == []

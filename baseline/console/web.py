@@ -375,22 +375,28 @@ class Console:
     def hosts(
         self, request: Request, session: Session | None, who: Principal
     ) -> str | dict[str, Any]:
-        query = request.query_params.get("q", "")[:200]
-        with self.open_store() as store:
-            found = inventory.host_list(store, self._span(), query)
-        if _wants_json(request):
-            return found.as_json()
-        return render("hosts.html", session=session, me=who, page=found)
+        return self._search(request, session, who, inventory.host_list, "hosts.html")
 
     def binaries(
         self, request: Request, session: Session | None, who: Principal
     ) -> str | dict[str, Any]:
+        return self._search(request, session, who, inventory.binary_list, "binaries.html")
+
+    def _search(
+        self,
+        request: Request,
+        session: Session | None,
+        who: Principal,
+        search: Callable[[Store, int, str], inventory.HostList | inventory.BinaryList],
+        template: str,
+    ) -> str | dict[str, Any]:
+        """An inventory list searched by `?q=` (any part of a name), or its JSON twin."""
         query = request.query_params.get("q", "")[:200]
         with self.open_store() as store:
-            found = inventory.binary_list(store, self._span(), query)
+            found = search(store, self._span(), query)
         if _wants_json(request):
             return found.as_json()
-        return render("binaries.html", session=session, me=who, page=found)
+        return render(template, session=session, me=who, page=found)
 
     def webhook_page(
         self, request: Request, session: Session | None, who: Principal
