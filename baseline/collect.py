@@ -21,14 +21,17 @@ MACHINE_ID = Path("/etc/machine-id")
 
 
 def local_host_id(configured: str = "", machine_id: Path = MACHINE_ID) -> str:
-    """`[collect] host_id`, else /etc/machine-id, else the hostname."""
-    if configured:
-        return configured
+    """`[collect] host_id`, else the hostname (osquery's default --host_identifier, what
+    a person calls the host), else /etc/machine-id."""
+    return configured or socket.gethostname() or local_host_uuid(machine_id)
+
+
+def local_host_uuid(machine_id: Path = MACHINE_ID) -> str:
+    """/etc/machine-id: the host's lasting id (a signal's `host.id`), "" without one."""
     try:
-        text = machine_id.read_text(encoding="ascii").strip()
+        return machine_id.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):
-        text = ""
-    return text or socket.gethostname()
+        return ""
 
 
 @dataclass
@@ -39,6 +42,7 @@ class Collector:
     normaliser: Normaliser
     host: str
     proc_root: str = "/proc"
+    host_uuid: str = ""  # /etc/machine-id (default: the host name)
     _previous: set[tuple[int, int, int]] = field(default_factory=set)
 
     def collect_once(self, now: int | None = None) -> tuple[int, int]:
@@ -59,7 +63,11 @@ class Collector:
             try:
                 observations.append(
                     self.normaliser.observe(
-                        row.as_osquery_row(), when, self.host, self.host, OPEN_SOCKETS_QUERY
+                        row.as_osquery_row(),
+                        when,
+                        self.host,
+                        self.host_uuid or self.host,
+                        OPEN_SOCKETS_QUERY,
                     )
                 )
             except (Filtered, RowError):

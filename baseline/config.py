@@ -99,7 +99,9 @@ class IngestSettings:
 @dataclass(frozen=True)
 class CollectSettings:
     interval: float = setting(60.0, "How often `rarenet collect` reads /proc.", "duration", low=1)
-    host_id: str = setting("", "Host identifier for collected rows (default /etc/machine-id).")
+    host_id: str = setting(
+        "", "Host name for collected rows (default: the hostname; /etc/machine-id is its host.id)."
+    )
 
 
 @dataclass(frozen=True)

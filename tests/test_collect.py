@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from netns import (
 )
 
 from rarenet.baseline.cli import main
-from rarenet.baseline.collect import Collector, local_host_id
+from rarenet.baseline.collect import Collector, local_host_id, local_host_uuid
 from rarenet.baseline.ingest.normalise import Normaliser
 from rarenet.baseline.store import Store
 
@@ -40,12 +41,15 @@ def connect_udp(kids: list[Child], veth_ns: VethNamespace, port: int) -> int:
     return int(child.line()["pid"])
 
 
-def test_local_host_id_prefers_config_then_machine_id(tmp_path: Path) -> None:
+def test_local_host_id_prefers_config_then_the_hostname(tmp_path: Path) -> None:
+    """The console names this host as a person does (its hostname, osquery's default),
+    not by its machine-id hash; the machine-id is kept as its lasting id."""
     machine_id = tmp_path / "machine-id"
     machine_id.write_text("0123456789abcdef\n")
     assert local_host_id("db-7", machine_id) == "db-7"
-    assert local_host_id("", machine_id) == "0123456789abcdef"
-    assert local_host_id("", tmp_path / "missing")  # falls back to the hostname
+    assert local_host_id("", machine_id) == socket.gethostname()
+    assert local_host_uuid(machine_id) == "0123456789abcdef"
+    assert local_host_uuid(tmp_path / "missing") == ""
 
 
 def test_collector_stores_new_sockets_once(

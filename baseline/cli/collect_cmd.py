@@ -12,7 +12,7 @@ import click
 import orjson
 
 from rarenet.baseline.cli import Context, common_options, json_option, open_store
-from rarenet.baseline.collect import Collector, local_host_id
+from rarenet.baseline.collect import Collector, local_host_id, local_host_uuid
 from rarenet.baseline.config import Config
 from rarenet.baseline.errors import ConfigError
 from rarenet.baseline.ingest.chunks import build_parser
@@ -33,9 +33,9 @@ def collect(
 ) -> int | None:
     """Read this host's sockets from /proc (the rows of the pack query) into the store.
 
-    Rows are stored as observations of this host (`[collect] host_id`, default
-    /etc/machine-id). Like the pack's differential logging, only sockets that are new
-    since the previous scan are stored. Runs until Ctrl-C / SIGTERM unless --once or
+    Rows are stored as observations of this host (`[collect] host_id`, default the
+    hostname; /etc/machine-id is its host.id). Like the pack's differential logging, only
+    sockets that are new since the previous scan are stored. Runs until Ctrl-C / SIGTERM unless --once or
     --count is given; each scan commits before the next starts.
     """
     return _collect(state.config(), once, interval, count, as_json)
@@ -57,7 +57,9 @@ def _collect(
     totals = {"scans": 0, "sockets": 0, "observations": 0}
     try:
         with open_store(config, create=True) as store:
-            collector = Collector(store, build_parser(config).normaliser, host)
+            collector = Collector(
+                store, build_parser(config).normaliser, host, host_uuid=local_host_uuid()
+            )
             while not stop.is_set():
                 started = time.monotonic()
                 sockets, stored = collector.collect_once()

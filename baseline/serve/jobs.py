@@ -24,7 +24,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from rarenet.baseline.collect import Collector, local_host_id
+from rarenet.baseline.collect import Collector, local_host_id, local_host_uuid
 from rarenet.baseline.config import Config, DetectSettings
 from rarenet.baseline.deliver import DeliveryReport, deliver_once
 from rarenet.baseline.deliver.outbox import webhook_trouble
@@ -286,7 +286,9 @@ class Jobs:
         with self.store() as store:
             if self._collector is None:
                 host = local_host_id(self.config.collect.host_id)
-                self._collector = Collector(store, build_parser(self.config).normaliser, host)
+                self._collector = Collector(
+                    store, build_parser(self.config).normaliser, host, host_uuid=local_host_uuid()
+                )
             self._collector.store = store
             sockets, stored = self._collector.collect_once()
         self.metrics.rows.labels("accepted").inc(stored)
