@@ -33,6 +33,15 @@ def store(tmp_path: Path) -> Iterator[Store]:
         yield opened
 
 
+@pytest.fixture(scope="session")
+def hand_fleet_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The hand-built fleet's store (tests/hand_fleet.py: 27 hosts × 4 days, then the
+    attacks), ingested once per test session; copy it before writing to it."""
+    from hand_fleet import build_hand_fleet
+
+    return build_hand_fleet(tmp_path_factory.mktemp("hand-fleet"))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's RARENET_* variables or ./rarenet.toml."""

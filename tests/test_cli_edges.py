@@ -15,9 +15,9 @@ from pathlib import Path
 import orjson
 import pytest
 from click.testing import CliRunner
+from hand_fleet import RUN_AT
 from osquery_lines import event as result_event
 from osquery_lines import line, socket_row
-from test_detect import RUN_AT, fleet_db  # noqa: F401  (fixture)
 
 from rarenet.baseline.cli import main
 from rarenet.baseline.config import load_config
@@ -33,10 +33,10 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture
-def signalled_db(fleet_db: Path, tmp_path: Path) -> Path:  # noqa: F811
+def signalled_db(hand_fleet_db: Path, tmp_path: Path) -> Path:
     """The hand-built fleet of test_detect after one run that raised its signals."""
     db = tmp_path / "s.db"
-    shutil.copy(fleet_db, db)
+    shutil.copy(hand_fleet_db, db)
     with Store(db) as store:
         assert detect_once(store, load_config(None, env={}).detect, RUN_AT).signals >= 3
     return db

@@ -19,10 +19,10 @@ import pytest
 import requests
 from browser import Watch, launch
 from deliver_helpers import add_signals
+from hand_fleet import ATTACK_AT, BASH_SHELL, BEACON, MASQUERADE, ROLLOUT, RUN_AT, routine_lines
 from osquery_lines import event, line, socket_row
 from playwright.sync_api import Browser, BrowserContext, Page
 from serve_process import PASSWORD, TOKEN, ServerProcess
-from test_detect import ATTACK_AT, BASH_SHELL, BEACON, MASQUERADE, ROLLOUT, RUN_AT, routine_lines
 
 from rarenet.baseline.config import load_config
 from rarenet.baseline.deliver import get_signal

@@ -48,7 +48,7 @@ def test_list_show_redeliver_and_deliver(tmp_path: Path) -> None:
         assert (
             code == 0
             and f"signal   {other}" in out
-            and "oncall: failed, 1 attempts, HTTP 400" in out
+            and "oncall: failed, 1 attempt, HTTP 400" in out
         )
         assert "last error: HTTP 400" in out and "s3cr3t" not in out
         code, out = invoke(db, toml, "show", sid, "--json")

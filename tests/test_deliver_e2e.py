@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 from deliver_helpers import with_webhooks
 from deliver_receiver import receiving
+from ecs_fields import check_ecs
 from osquery_lines import T0, event, line, socket_row
-from test_deliver_formats import check_ecs
 
 from rarenet.baseline.config import Config
 from rarenet.baseline.deliver import deliver_once, list_signals

@@ -13,6 +13,20 @@ from typing import Any
 import orjson
 import pytest
 from click.testing import CliRunner
+from hand_fleet import (
+    ATTACK_AT,
+    BASH_SHELL,
+    BEACON,
+    END,
+    HOSTS,
+    MASQUERADE,
+    ROLLOUT,
+    RUN_AT,
+    SPAN,
+    START,
+    WEB,
+    routine_lines,
+)
 from osquery_lines import T0, event, line, socket_row
 from store_copy import opened_copy
 
@@ -27,162 +41,19 @@ from rarenet.baseline.detect.signal import signal_id
 from rarenet.baseline.ingest.pipeline import Ingester
 from rarenet.baseline.store import Store
 
-SPAN = 900
-DAYS = 4
-START = (T0 // 86400) * 86400
-END = START + DAYS * 86400
-WEB = [f"web-{i:02d}" for i in range(24)]
-DB = [f"db-{i:02d}" for i in range(3)]
-HOSTS = WEB + DB
-
-
-def routine_lines() -> list[bytes]:
-    """4 days: nginx inbound on web servers every bucket, bash health checks on db
-    servers every bucket, curl hourly everywhere, apt daily everywhere."""
-    rnd = random.Random(7)
-    out = []
-    for bucket in range(START, END, SPAN):
-        for host in HOSTS:
-            t = bucket + rnd.randrange(SPAN)
-            if host in WEB:
-                row = socket_row(
-                    pid=800,
-                    name="nginx",
-                    path="/usr/sbin/nginx",
-                    remote_address=f"198.51.100.{rnd.randrange(250)}",
-                    remote_port=50000 + rnd.randrange(9999),
-                    local_port=443,
-                    direction="inbound",
-                    username="www-data",
-                )
-            else:
-                row = socket_row(
-                    pid=900,
-                    name="bash",
-                    path="/usr/bin/bash",
-                    cmdline="bash /usr/local/bin/health",
-                    remote_address="10.0.0.9",
-                    remote_port=5432 + rnd.randrange(2),
-                    username="postgres",
-                )
-            out.append(line(event(row, host=host, unix=t)))
-            if (bucket // SPAN) % 4 == HOSTS.index(host) % 4:
-                out.append(
-                    line(
-                        event(
-                            socket_row(
-                                pid=rnd.randrange(2000, 9000),
-                                name="curl",
-                                path="/usr/bin/curl",
-                                remote_address="203.0.113.80",
-                                remote_port=443,
-                            ),
-                            host=host,
-                            unix=t + 1,
-                        )
-                    )
-                )
-            if (bucket - START) % 86400 == 3 * 3600:
-                out.append(
-                    line(
-                        event(
-                            socket_row(
-                                pid=rnd.randrange(2000, 9000),
-                                name="http",
-                                path="/usr/lib/apt/methods/http",
-                                remote_address="203.0.113.90",
-                                remote_port=80,
-                                username="_apt",
-                            ),
-                            host=host,
-                            unix=t + 2,
-                        )
-                    )
-                )
-    return out
-
-
-ATTACK_AT = END - 3 * 3600  # 3 hours before the end of the data
-BEACON = line(
-    event(
-        socket_row(
-            pid=6666,
-            name="beacon",
-            path="/tmp/.x/beacon",
-            remote_address="203.0.113.99",
-            remote_port=8443,
-            cmdline="/tmp/.x/beacon",
-            username="www-data",
-        ),
-        host="web-05",
-        unix=ATTACK_AT + 10,
-    )
-)
-BASH_SHELL = line(
-    event(
-        socket_row(
-            pid=7777, name="bash", path="/usr/bin/bash", cmdline="bash -i", remote_port=4444
-        ),
-        host="web-07",
-        unix=ATTACK_AT + 20,
-    )
-)
-MASQUERADE = line(
-    event(
-        socket_row(
-            pid=8888,
-            name="curl",
-            path="/var/tmp/.cache/curl",
-            remote_address="198.51.100.5",
-            remote_port=80,
-        ),
-        host="web-09",
-        unix=ATTACK_AT + 30,
-    )
-)
-ROLLOUT = [
-    line(
-        event(
-            socket_row(
-                pid=5000,
-                name="acme-agent",
-                path="/opt/acme/bin/acme-agent",
-                remote_address="203.0.113.200",
-                remote_port=443,
-                username="root",
-            ),
-            host=host,
-            unix=ATTACK_AT + 40 + i,
-        )
-    )
-    for i, host in enumerate(WEB[10:20])
-]
-RUN_AT = ATTACK_AT - ATTACK_AT % SPAN + 2 * SPAN  # the first run whose window holds the attacks
-
-
-@pytest.fixture(scope="module")
-def fleet_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("fleet")
-    log = directory / "fleet.log"
-    log.write_bytes(b"".join([*routine_lines(), BEACON, BASH_SHELL, MASQUERADE, *ROLLOUT]))
-    db = directory / "fleet.db"
-    with Store(db) as store:
-        report = Ingester(store, load_config(None, env={})).ingest([str(log)])
-        assert report.rejected == 0
-    return db
-
 
 @pytest.fixture
-def store(fleet_db: Path, tmp_path: Path) -> Iterator[Store]:
-    yield from opened_copy(fleet_db, tmp_path)
+def fleet_store(hand_fleet_db: Path, tmp_path: Path) -> Iterator[Store]:
+    """A copy of the hand-built fleet's store (conftest's `hand_fleet_db`) to run on."""
+    yield from opened_copy(hand_fleet_db, tmp_path)
 
 
 def signalled(run_docs: list[dict[str, object]]) -> dict[tuple[str, str], dict[str, object]]:
     return {(d["host"]["name"], d["process"]["executable"]): d for d in run_docs}  # type: ignore[index]
 
 
-def test_attacks_fire_and_routine_stays_quiet(store: Store, config: Config) -> None:
-    run = detect_once(store, config.detect, RUN_AT)
+def test_attacks_fire_and_routine_stays_quiet(fleet_store: Store, config: Config) -> None:
+    run = detect_once(fleet_store, config.detect, RUN_AT)
     found = signalled(run.documents)
     rollout = [key for key in found if key[1] == "/opt/acme/bin/acme-agent"]
     assert len(rollout) == 1, "the rollout of acme-agent to 10 hosts at once pages once"
@@ -197,7 +68,7 @@ def test_attacks_fire_and_routine_stays_quiet(store: Store, config: Config) -> N
         agent["reason"]
     )
     assert run.suppressed == 9  # the other nine hosts are counted on the rollout's signal
-    assert store.conn.execute(
+    assert fleet_store.conn.execute(
         "SELECT suppressed_count FROM signals WHERE id = ?", (agent["id"],)
     ).fetchone() == (9,)
     beacon = found[("web-05", "/tmp/.x/beacon")]
@@ -221,26 +92,26 @@ def test_attacks_fire_and_routine_stays_quiet(store: Store, config: Config) -> N
 
 
 def test_overlapping_runs_never_duplicate_and_repeats_are_suppressed(
-    store: Store, config: Config
+    fleet_store: Store, config: Config
 ) -> None:
-    first = detect_once(store, config.detect, RUN_AT)
-    again = detect_once(store, config.detect, RUN_AT)
-    later = detect_once(store, config.detect, RUN_AT + SPAN)  # overlapping look-back
+    first = detect_once(fleet_store, config.detect, RUN_AT)
+    again = detect_once(fleet_store, config.detect, RUN_AT)
+    later = detect_once(fleet_store, config.detect, RUN_AT + SPAN)  # overlapping look-back
     assert first.signals == 4 and again.signals == 0 and later.signals == 0
-    assert store.conn.execute("SELECT count(*) FROM signals").fetchone()[0] == 4
+    assert fleet_store.conn.execute("SELECT count(*) FROM signals").fetchone()[0] == 4
     sid = signal_id("web-05", "beacon", "/tmp/.x/beacon", ATTACK_AT - ATTACK_AT % SPAN)
-    assert store.conn.execute(
+    assert fleet_store.conn.execute(
         "SELECT initial_score FROM signals WHERE id = ?", (sid,)
     ).fetchone() == (100.0,)
 
 
 def test_the_same_binary_later_is_suppressed_and_counted(
-    store: Store, config: Config, tmp_path: Path
+    fleet_store: Store, config: Config, tmp_path: Path
 ) -> None:
     """Within suppress_for, a repeat of a signalled (host, executable) is counted on the
     first signal instead of paging again (threshold lowered: a repeat is less rare)."""
     settings = replace(config.detect, threshold=30)
-    detect_once(store, settings, RUN_AT)
+    detect_once(fleet_store, settings, RUN_AT)
     log = tmp_path / "more.log"
     log.write_bytes(
         line(
@@ -257,38 +128,40 @@ def test_the_same_binary_later_is_suppressed_and_counted(
             )
         )
     )
-    Ingester(store, load_config(None, env={})).ingest([str(log)])
-    run = detect_once(store, settings, RUN_AT + 3 * SPAN)
+    Ingester(fleet_store, load_config(None, env={})).ingest([str(log)])
+    run = detect_once(fleet_store, settings, RUN_AT + 3 * SPAN)
     assert run.signals == 0 and run.suppressed == 1
-    assert store.conn.execute(
+    assert fleet_store.conn.execute(
         "SELECT suppressed_count FROM signals WHERE path = '/tmp/.x/beacon'"
     ).fetchone() == (1,)
 
 
-def test_exceptions_are_counted_not_silently_dropped(store: Store, config: Config) -> None:
-    add_exception(store, Exception_(0, path_glob="/tmp/.x/*", reason="red team exercise"))
-    add_exception(store, Exception_(0, host="web-0?", cidr="198.51.100.0/24"))
-    run = detect_once(store, config.detect, RUN_AT)
+def test_exceptions_are_counted_not_silently_dropped(fleet_store: Store, config: Config) -> None:
+    add_exception(fleet_store, Exception_(0, path_glob="/tmp/.x/*", reason="red team exercise"))
+    add_exception(fleet_store, Exception_(0, host="web-0?", cidr="198.51.100.0/24"))
+    run = detect_once(fleet_store, config.detect, RUN_AT)
     assert set(signalled(run.documents)) == {
         ("web-07", "/usr/bin/bash"),
         ("web-10", "/opt/acme/bin/acme-agent"),  # the rollout's one signal
     }
     assert run.excepted == 2
-    assert [r[0] for r in store.conn.execute("SELECT matched FROM exceptions ORDER BY id")] == [
+    assert [
+        r[0] for r in fleet_store.conn.execute("SELECT matched FROM exceptions ORDER BY id")
+    ] == [
         1,
         1,
     ]
 
 
-def test_expired_exception_no_longer_applies(store: Store, config: Config) -> None:
-    add_exception(store, Exception_(0, path_glob="/tmp/.x/*", expires_at=ATTACK_AT - 60))
-    run = detect_once(store, config.detect, RUN_AT)
+def test_expired_exception_no_longer_applies(fleet_store: Store, config: Config) -> None:
+    add_exception(fleet_store, Exception_(0, path_glob="/tmp/.x/*", expires_at=ATTACK_AT - 60))
+    run = detect_once(fleet_store, config.detect, RUN_AT)
     assert ("web-05", "/tmp/.x/beacon") in signalled(run.documents)
 
 
-def test_threshold_and_max_signals(store: Store, config: Config) -> None:
+def test_threshold_and_max_signals(fleet_store: Store, config: Config) -> None:
     strict = replace(config.detect, threshold=90, max_signals=1)
-    run = detect_once(store, strict, RUN_AT)
+    run = detect_once(fleet_store, strict, RUN_AT)
     assert run.signals == 1 and run.truncated == 1  # beacon and masquerade ≥ 90, bash 60 below
     assert run.documents[0]["score"] == 100.0
 
@@ -328,17 +201,19 @@ def test_ingestion_order_is_irrelevant(tmp_path: Path, config: Config) -> None:
     }
 
 
-def test_prune_once_keeps_what_the_baseline_needs(store: Store, config: Config) -> None:
-    detect_once(store, config.detect, RUN_AT)
+def test_prune_once_keeps_what_the_baseline_needs(fleet_store: Store, config: Config) -> None:
+    detect_once(fleet_store, config.detect, RUN_AT)
     short = replace(config, store=replace(config.store, retention=86400.0))
-    pruned = prune_once(store, short, now=END)
+    pruned = prune_once(fleet_store, short, now=END)
     assert pruned.observations > 0
-    assert store.conn.execute("SELECT min(time) FROM observations").fetchone()[0] >= END - 86400
+    assert (
+        fleet_store.conn.execute("SELECT min(time) FROM observations").fetchone()[0] >= END - 86400
+    )
 
 
-def test_detect_command_json_and_exit_code(fleet_db: Path, tmp_path: Path) -> None:
+def test_detect_command_json_and_exit_code(hand_fleet_db: Path, tmp_path: Path) -> None:
     db = tmp_path / "cli.db"
-    shutil.copy(fleet_db, db)
+    shutil.copy(hand_fleet_db, db)
     result = CliRunner().invoke(main, ["detect", "--db", str(db), "--at", str(RUN_AT), "--json"])
     assert result.exit_code == 1, result.output  # 1: new signals were queued
     document = orjson.loads(result.stdout)
@@ -369,9 +244,9 @@ def test_allow_commands(tmp_path: Path) -> None:
     assert runner.invoke(main, ["allow", "remove", "--db", db, "1"]).exit_code == 1
 
 
-def test_baseline_show_and_export(fleet_db: Path, tmp_path: Path) -> None:
+def test_baseline_show_and_export(hand_fleet_db: Path, tmp_path: Path) -> None:
     db = tmp_path / "b.db"
-    shutil.copy(fleet_db, db)
+    shutil.copy(hand_fleet_db, db)
     runner = CliRunner()
     shown = runner.invoke(main, ["baseline", "show", "--db", str(db), "nginx"])
     assert shown.exit_code == 0 and "/usr/sbin/nginx" in shown.stdout
@@ -428,10 +303,10 @@ def test_a_compressed_drill_with_one_second_buckets(tmp_path: Path) -> None:
 
 
 def test_a_broad_exception_is_refused_with_what_it_would_hide(
-    fleet_db: Path, tmp_path: Path
+    hand_fleet_db: Path, tmp_path: Path
 ) -> None:
     db = tmp_path / "broad.db"
-    shutil.copy(fleet_db, db)
+    shutil.copy(hand_fleet_db, db)
     with Store(db) as opened:
         run = detect_once(opened, load_config(None, env={}).detect, RUN_AT)
     as_web = [d for d in run.documents if d["user"]["name"] == "www-data"]  # type: ignore[index]
@@ -473,16 +348,16 @@ def test_a_broad_exception_is_refused_with_what_it_would_hide(
 
 
 def test_signals_older_than_their_retention_go_with_deliveries_acks_and_audit(
-    store: Store, config: Config
+    fleet_store: Store, config: Config
 ) -> None:
-    run = detect_once(store, config.detect, RUN_AT)
+    run = detect_once(fleet_store, config.detect, RUN_AT)
     assert run.signals == 4
     old, young = (
         sorted(d["id"] for d in run.documents)[:2],
         sorted(d["id"] for d in run.documents)[2:],
     )
     now = time.time()
-    with store.transaction() as conn:
+    with fleet_store.transaction() as conn:
         conn.executemany(
             "UPDATE signals SET created_at = ? WHERE id = ?", [(now - 400 * 86400, s) for s in old]
         )
@@ -492,36 +367,36 @@ def test_signals_older_than_their_retention_go_with_deliveries_acks_and_audit(
                 (sid["id"],),
             )
     for sid in [*old, *young]:
-        assert views.acknowledge(store, sid, now, verdict="attack")
-    pruned = prune_once(store, config, now=END)
+        assert views.acknowledge(fleet_store, sid, now, verdict="attack")
+    pruned = prune_once(fleet_store, config, now=END)
     assert pruned.signals == 2
-    left = {sid for (sid,) in store.conn.execute("SELECT id FROM signals")}
+    left = {sid for (sid,) in fleet_store.conn.execute("SELECT id FROM signals")}
     assert left == set(young)
     for table, column in (("deliveries", "signal_id"), ("signal_acks", "signal_id")):
-        kept = {s for (s,) in store.conn.execute(f"SELECT {column} FROM {table}")}
+        kept = {s for (s,) in fleet_store.conn.execute(f"SELECT {column} FROM {table}")}
         assert kept == set(young), table
-    targets = {entry.target for entry in list_audit(store, limit=100)}
+    targets = {entry.target for entry in list_audit(fleet_store, limit=100)}
     assert not any(f"signal:{s}" in targets for s in old)
     assert all(f"signal:{s}" in targets for s in young)
     summary = set(
-        store.conn.execute("SELECT group_id, signals, latest, max_score FROM signal_group")
+        fleet_store.conn.execute("SELECT group_id, signals, latest, max_score FROM signal_group")
     )
     truth = set(
-        store.conn.execute(
+        fleet_store.conn.execute(
             "SELECT coalesce(group_id, id), count(*), max(created_at), max(score) FROM signals "
             "GROUP BY 1"
         )
     )
     assert summary == truth  # the triggers keep the console's per-group summary
-    hosts = set(store.conn.execute("SELECT group_id, host FROM signal_group_host"))
+    hosts = set(fleet_store.conn.execute("SELECT group_id, host FROM signal_group_host"))
     assert hosts == set(
-        store.conn.execute("SELECT DISTINCT coalesce(group_id, id), host FROM signals")
+        fleet_store.conn.execute("SELECT DISTINCT coalesce(group_id, id), host FROM signals")
     )
-    assert set(store.conn.execute("SELECT host, signals FROM signal_host")) == set(
-        store.conn.execute("SELECT host, count(*) FROM signals GROUP BY host")
+    assert set(fleet_store.conn.execute("SELECT host, signals FROM signal_host")) == set(
+        fleet_store.conn.execute("SELECT host, count(*) FROM signals GROUP BY host")
     )
-    assert set(store.conn.execute("SELECT path, name, signals FROM signal_binary")) == set(
-        store.conn.execute("SELECT path, name, count(*) FROM signals GROUP BY path, name")
+    assert set(fleet_store.conn.execute("SELECT path, name, signals FROM signal_binary")) == set(
+        fleet_store.conn.execute("SELECT path, name, count(*) FROM signals GROUP BY path, name")
     )
     forever = replace(config, store=replace(config.store, signal_retention=0.0))
-    assert prune_once(store, forever, now=END).signals == 0
+    assert prune_once(fleet_store, forever, now=END).signals == 0

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hand_fleet import END, SPAN, START, WEB, routine_lines
 from osquery_lines import event, line, socket_row
-from test_detect import END, SPAN, START, WEB, routine_lines
 
 from rarenet.baseline.config import Config, load_config
 from rarenet.baseline.detect.backtest import backtest

@@ -10,9 +10,9 @@ from pathlib import Path
 import orjson
 import pytest
 from click.testing import CliRunner
+from hand_fleet import ATTACK_AT, RUN_AT, SPAN
 from osquery_lines import event, line, socket_row
 from store_copy import opened_copy
-from test_detect import ATTACK_AT, RUN_AT, SPAN, fleet_db  # noqa: F401  (fixture)
 
 from rarenet.baseline.cli import main
 from rarenet.baseline.config import Config, load_config
@@ -29,8 +29,8 @@ BEACON = "/tmp/.x/beacon"
 
 
 @pytest.fixture
-def store(fleet_db: Path, tmp_path: Path) -> Iterator[Store]:  # noqa: F811
-    yield from opened_copy(fleet_db, tmp_path)
+def store(hand_fleet_db: Path, tmp_path: Path) -> Iterator[Store]:
+    yield from opened_copy(hand_fleet_db, tmp_path)
 
 
 def beacon_on(host: str, unix: int, tmp_path: Path) -> Path:
@@ -123,9 +123,9 @@ def test_a_second_host_is_signalled_and_grouped_with_the_first(
     assert stored == (2, 1)
 
 
-def test_cli_json_and_text(fleet_db: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_cli_json_and_text(hand_fleet_db: Path, tmp_path: Path) -> None:
     db = tmp_path / "cli.db"
-    shutil.copy(fleet_db, db)
+    shutil.copy(hand_fleet_db, db)
     args = ["explain", "--db", str(db), "web-07", "/usr/bin/bash", "--at", str(RUN_AT)]
     result = CliRunner().invoke(main, [*args, "--json"])
     assert result.exit_code == 0, result.output

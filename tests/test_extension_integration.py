@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from fake_osquery import FakeCore, equals, fill, socket_rows
-from test_extension import SnapshotServer, snapshot_doc
+from snapshot_server import SnapshotServer, snapshot_doc
 
 from rarenet.extension.zipapp import SHEBANG, build
 

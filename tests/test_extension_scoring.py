@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from hand_fleet import ATTACK_AT, BASH_SHELL, BEACON, MASQUERADE, ROLLOUT, SPAN, routine_lines
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_detect import ATTACK_AT, BASH_SHELL, BEACON, MASQUERADE, ROLLOUT, SPAN, routine_lines
 
 from rarenet.baseline.config import load_config
 from rarenet.baseline.detect import scoring as rule_scoring

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hand_fleet import ATTACK_AT, SPAN
 from netns import (
     Child,
     VethNamespace,
@@ -20,7 +21,6 @@ from netns import (
     holder_argv,
     veth_ns_fixture,  # noqa: F401 - registers the `veth_ns` fixture
 )
-from test_detect import ATTACK_AT, SPAN, fleet_db  # noqa: F401  (fixture)
 
 from rarenet.baseline.collect import Collector
 from rarenet.baseline.config import load_config
@@ -70,13 +70,13 @@ def reverse_shell(veth_ns: VethNamespace, listener: Child) -> Iterator[tuple[int
 
 
 def test_a_childs_socket_is_signalled_naming_bash_and_grouped_across_hosts(
-    fleet_db: Path,  # noqa: F811
+    hand_fleet_db: Path,
     tmp_path: Path,
     reverse_shell: tuple[int, int],
 ) -> None:
     bash_pid, sleep_pid = reverse_shell
     db = tmp_path / "live.db"
-    shutil.copy(fleet_db, db)
+    shutil.copy(hand_fleet_db, db)
     config = load_config(None, env={})
     first_at, second_at = ATTACK_AT + 60, ATTACK_AT + 1800
     with Store(db) as store:
@@ -109,7 +109,7 @@ def test_a_childs_socket_is_signalled_naming_bash_and_grouped_across_hosts(
 
 
 def test_a_process_that_reconnects_after_its_signal_is_signalled_again_and_grouped(
-    fleet_db: Path,  # noqa: F811
+    hand_fleet_db: Path,
     tmp_path: Path,
     veth_ns: VethNamespace,
     listener: Child,
@@ -118,7 +118,7 @@ def test_a_process_that_reconnects_after_its_signal_is_signalled_again_and_group
     (past suppress_for, after a quiet spell) the same binary on the same host connects
     again: a new signal, saying it is returning, in the first one's group."""
     db = tmp_path / "live.db"
-    shutil.copy(fleet_db, db)
+    shutil.copy(hand_fleet_db, db)
     config = load_config(None, env={})
     dropped = tmp_path / ".x" / "bash"  # a dropper's place: a suspect never settles there
     dropped.parent.mkdir()

@@ -296,3 +296,45 @@ def test_a_dropper_or_a_shell_is_never_on_a_schedule(
             use(store, host, path, t, parent="cron", port=4444)
             counts.append(len(signals_for(run(store, settings, t), path)))
         assert counts == [1, 1], path
+
+
+def _attack(store: Store, host: str, t: int, path: str, port: int, **columns: Any) -> None:
+    """One attack connection: `path` on `host` at `t` to a never-used address."""
+    name = columns.pop("name", path.rsplit("/", 1)[-1])
+    log = Path(store.path).parent / f"attack-{host}-{t}.log"
+    log.write_bytes(connection_line(host, t, name, path, "198.51.100.66", port, **columns))
+    assert Ingester(store, load_config(None, env={})).ingest([str(log)]).rejected == 0
+
+
+def test_every_attack_family_is_signalled_on_a_small_fleet_after_four_months(
+    store: Store, settings: DetectSettings
+) -> None:
+    """The small long-running fleet (12 hosts, January to May): in its 18th week one of
+    each attack family, each a signal — never-seen, masquerade, host novelty, an implant
+    spreading to three hosts, a classic tool repeated on another host, a child of a shell
+    holding the socket, and a return after a quiet day."""
+    day = START + 124 * DAY  # 2026-05-09, two weeks into the routine data's last stretch
+    shell = {"parent_name": "bash", "username": "www-data", "uid": "33"}
+    attacks: list[tuple[str, str, int, int, dict[str, Any]]] = [
+        ("never-seen", "web-03", day + 10 * HOUR, 4444, {"path": NC, **shell}),
+        ("masquerade", "db-02", day + 11 * HOUR, 8443,
+         {"path": "/dev/shm/nginx", "name": "nginx", **shell}),
+        ("host-novelty", "web-07", day + 12 * HOUR, 5432,
+         {"path": "/usr/lib/postgresql/16/bin/postgres", **shell}),
+        ("spread", "web-01", day + 13 * HOUR, 8080, {"path": "/var/tmp/.cache/agent", **shell}),
+        ("spread", "db-00", day + 15 * HOUR, 8080, {"path": "/var/tmp/.cache/agent", **shell}),
+        ("spread", "dev-alice", day + 17 * HOUR, 8080,
+         {"path": "/var/tmp/.cache/agent", **shell}),
+        ("child-shell", "web-06", day + 18 * HOUR, 4444,
+         {"path": "/usr/bin/sleep", "parent_name": "bash", "username": "www-data"}),
+        ("repeat", "db-01", day + DAY + 10 * HOUR, 4444, {"path": NC, **shell}),
+        ("returning", "web-03", day + 2 * DAY + 10 * HOUR, 4444, {"path": NC, **shell}),
+    ]  # fmt: skip
+    missed = []
+    for family, host, t, port, columns in attacks:
+        path = columns.pop("path")
+        _attack(store, host, t, path, port, **columns)
+        found = [s for s in signals_for(run(store, settings, t), path) if s["host"]["name"] == host]
+        if not found:
+            missed.append((family, host, path))
+    assert missed == []

@@ -282,8 +282,31 @@ def _reading(everything: list[FleetQuality]) -> list[str]:
         f"these too); host novelty — a binary common on some hosts used for the first time "
         f"on a mature one — {len(novelty)} (`sshd` accepting a first session: {sshd}); "
         f"other, {other}.{_lower_false(summary)}",
+        _where_a_reference_wins(summary),
         "",
     ]
+
+
+def _where_a_reference_wins(summary: dict[str, Any]) -> str:
+    """The rows where a reference detector does better than rarenet, and why."""
+    ours = summary["scheduled"]["rarenet"][0]
+    fewer = {
+        d: summary["scheduled"][d][0] for d in DETECTORS[1:] if summary["scheduled"][d][0] < ours
+    }
+    if not fewer:
+        return (
+            "* **where a reference beats rarenet**: nowhere in these fleets — no reference "
+            "catches more of any family, and none raises fewer signals on any benign row."
+        )
+    named = " and ".join(f"{d} ({n})" for d, n in fewer.items())
+    return (
+        f"* **where a reference beats rarenet**: a scheduled job's first runs — {named} "
+        f"against rarenet's {ours}. They fire once per name or path for the whole fleet, so a "
+        "job reaching six hosts one by one costs them one signal, and rarenet up to one per "
+        "host where no familiar destination or peer speaks for it. The same property is why "
+        "they miss a spreading implant's later hosts and a repeated tool (the tables above); "
+        "rarenet chooses to see each host."
+    )
 
 
 def _lower_false(summary: dict[str, Any]) -> str:
