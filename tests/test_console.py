@@ -21,6 +21,7 @@ from rarenet.baseline.console.inert import MAX_SHOWN, inert
 from rarenet.baseline.console.render import binary_anchor, render
 from rarenet.baseline.console.session import Sessions
 from rarenet.baseline.console.web import _local, exception_from_form
+from rarenet.baseline.detect.exceptions import Exception_, add_exception, list_exceptions
 from rarenet.baseline.errors import InputError
 from rarenet.baseline.store import Store
 
@@ -355,3 +356,18 @@ def test_a_signal_page_says_whether_the_user_ran_it_before(
         html = render("signal.html", session=None, me=cli_principal(), view=view, trail=[],
                       flash="", webhooks=())  # fmt: skip
     assert html.split('<td id="user">', 1)[1].split("</td>", 1)[0].endswith(said)
+
+
+def test_the_exceptions_page_searches_every_field_and_reason(tmp_path: Path) -> None:
+    with Store(tmp_path / "e.db") as store:
+        add_exception(store, Exception_(0, path_glob="/opt/agent/*", reason="our 100% agent"))
+        add_exception(store, Exception_(0, host="db-0?", path_glob="/usr/bin/borg",
+                                        reason="nightly backups"))  # fmt: skip
+        assert [e["id"] for e in list_exceptions(store, "agent")] == [1]
+        assert [e["id"] for e in list_exceptions(store, "db-0")] == [2]  # the host glob
+        assert [e["id"] for e in list_exceptions(store, "%")] == [1]  # a literal %
+        assert [e["id"] for e in list_exceptions(store, "")] == [1, 2]
+        found = list_exceptions(store, "backup")
+    html = render("exceptions.html", session=None, me=cli_principal(), entries=found, now=0,
+                  query="backup")  # fmt: skip
+    assert "/usr/bin/borg" in html and "/opt/agent" not in html and 'value="backup"' in html

@@ -366,11 +366,15 @@ class Console:
     def exceptions(
         self, request: Request, session: Session | None, who: Principal
     ) -> str | dict[str, Any]:
+        query = request.query_params.get("q", "")[:200]
         with self.open_store() as store:
-            entries = list_exceptions(store)
+            entries = list_exceptions(store, query)
         if _wants_json(request):
-            return {"exceptions": entries}
-        return render("exceptions.html", session=session, me=who, entries=entries, now=time.time())
+            return {"query": query, "exceptions": entries}
+        return render(
+            "exceptions.html", session=session, me=who, entries=entries, now=time.time(),
+            query=query,
+        )  # fmt: skip
 
     def hosts(
         self, request: Request, session: Session | None, who: Principal

@@ -301,11 +301,19 @@ def _validate(entry: Exception_) -> None:
         raise InputError(f"{entry.port} is not a port", where="--port")
 
 
-def list_exceptions(store: Store) -> list[dict[str, object]]:
-    """Every exception with its match count."""
+def list_exceptions(store: Store, query: str = "") -> list[dict[str, object]]:
+    """Every exception with its match count; with `query`, those where it is part of a
+    field, the reason or who added it."""
+    like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    searched = " || char(10) || ".join(
+        f"coalesce({c}, '')" for c in ("name", "path_glob", "host", "user", "cidr", "port",
+                                       "reason", "created_by")
+    )  # fmt: skip
     cursor = store.conn.execute(
         "SELECT id, name, path_glob, host, user, cidr, port, expires_at, reason, created_at, "
-        "matched, created_by, broad FROM exceptions ORDER BY id"
+        f"matched, created_by, broad FROM exceptions WHERE {searched} LIKE ? ESCAPE '\\' "
+        "ORDER BY id",
+        (like,),
     )
     columns = [d[0] for d in cursor.description]
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
