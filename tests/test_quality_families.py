@@ -12,7 +12,7 @@ import pytest
 from quality_eval import FleetQuality, measure
 
 SEEDS = (1, 2)
-HOSTS, DAYS = 40, 6.0  # attacks from day 1.5; host novelty needs 3 days of a host's history
+HOSTS, DAYS = 30, 6.0  # attacks from day 1.5; host novelty needs 3 days of a host's history
 
 pytestmark = pytest.mark.slow
 

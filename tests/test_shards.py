@@ -36,7 +36,7 @@ from rarenet.baseline.units import parse_time
 
 pytestmark = pytest.mark.slow
 
-HOSTS, DAYS, SEED = 36, 2.5, 4
+HOSTS, DAYS, SEED = 24, 2.0, 4
 COLUMNS = ", ".join(OBSERVATION_COLUMNS)
 
 SHARD_ROLE = '[detect]\nrole = "shard"\n'
