@@ -690,6 +690,10 @@ def test_inventory_pages_search_and_have_json_twins(
     assert listed["total_signals"] == sum(g["signals"] for g in listed["groups"])
     excepted = requests.get(f"{server.url}/exceptions?format=json", cookies=cookies, timeout=30)
     assert "exceptions" in excepted.json()
+    flood = requests.post(
+        f"{server.url}/signals/bulk", data=[("group", "a1")] * 300, cookies=cookies, timeout=30
+    )
+    assert flood.status_code == 413  # a form past its field cap is refused, never a 500
     page.goto(f"{server.url}/host?name=no-such-host")
     assert "Nothing is stored for this host" in page.inner_text("#unknown")
     assert page.locator("svg.plot").count() == 0

@@ -746,7 +746,7 @@ def learning_state(store: Store, span: int, warmup_buckets: int) -> Learning:
     """Buckets of fleet history against the warm-up, and the hosts seen."""
     buckets, hosts = store.conn.execute(
         "SELECT (SELECT count(*) FROM fleet_bucket WHERE span = :span), "
-        "(SELECT count(DISTINCT host) FROM host_bucket WHERE span = :span)",
+        "(SELECT count(*) FROM host_last WHERE span = :span)",  # one row per host: cheap
         {"span": span},
     ).fetchone()
     return Learning(int(buckets), warmup_buckets, span, int(hosts))

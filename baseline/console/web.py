@@ -645,7 +645,10 @@ async def _form(request: Request) -> dict[str, str]:
         if len(body) > MAX_FORM:
             raise Refused(413, f"form over {MAX_FORM} bytes")
     text = body.decode("utf-8", "replace")
-    pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_BULK_GROUPS + 20)
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_BULK_GROUPS + 20)
+    except ValueError:
+        raise Refused(413, f"a form of more than {MAX_BULK_GROUPS + 20} fields") from None
     form = dict(pairs)
     # the list's checkboxes: every selected row (group ids are hex: joined by commas)
     form["group"] = ",".join(v for k, v in pairs if k == "group" and "," not in v)
