@@ -145,7 +145,8 @@ def first_connections(gathered: Gathered, asked: Iterable[int]) -> dict[int, Fir
         firsts = [gathered.candidates[i].first_id for i in mine]
         for i, row in zip(mine, source.first_endpoints(firsts), strict=True):
             if row is not None:
-                remote, port, direction, user, uid = row
+                remote, port, direction, user, *rest = row  # an older shard sends no uid
+                uid = rest[0] if rest else None
                 found[i] = FirstConnection(
                     str(remote or ""),
                     int(port or 0),
