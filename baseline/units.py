@@ -27,15 +27,22 @@ _RELATIVE = re.compile(r"^\s*\d+(?:\.\d+)?\s*[smhdw]\s*$")
 
 def parse_expiry(value: str, now: float) -> int:
     """An expiry as unix seconds: a duration from `now` with its unit (`30d`, `12h`,
-    `2w`) or a time (unix seconds, ISO 8601); raises ValueError naming both forms."""
+    `2w`) or a time (unix seconds, ISO 8601) after `now`; raises ValueError naming both
+    forms, or saying the time is already past."""
     if _RELATIVE.match(value):
         return int(now + parse_duration(value.strip()))
     try:
-        return parse_time(value)
+        at = parse_time(value)
     except (ValueError, OverflowError):
         raise ValueError(
             f"{value!r} is neither a duration (30d, 12h) nor a time (unix seconds, ISO 8601)"
         ) from None
+    if at <= now:
+        raise ValueError(
+            f"{value!r} is already past (a bare number is a unix time; a duration needs its "
+            "unit: 30d, 12h)"
+        )
+    return at
 
 
 def parse_duration(value: str | int | float) -> float:

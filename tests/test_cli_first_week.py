@@ -3,6 +3,7 @@ command that once did the wrong thing and now does what the rest of rarenet does
 
 from __future__ import annotations
 
+import gzip
 import os
 import subprocess
 import time
@@ -18,8 +19,10 @@ from serve_process import ServerProcess
 
 from rarenet.baseline.cli import main
 from rarenet.baseline.config import load_config
+from rarenet.baseline.console import views
 from rarenet.baseline.detect.maintenance import mark_replay, prune_once
 from rarenet.baseline.errors import ConfigError
+from rarenet.baseline.serve.store_lock import serving_alone
 from rarenet.baseline.store import Store
 from rarenet.baseline.units import parse_expiry
 
@@ -47,6 +50,11 @@ def test_allow_add_takes_a_duration_as_the_console_does(tmp_path: Path) -> None:
     assert parse_expiry("1767225600", now=0) == 1767225600
     assert parse_expiry("12h", now=100) == 100 + 12 * 3600
     assert parse_expiry("2026-01-01T00:00:00Z", now=0) == 1767225600
+    with pytest.raises(ValueError, match="already past"):
+        parse_expiry("30", now=1000)  # not 30 seconds: unix time 30, long gone
+    code, _, err = run("allow", "add", "--db", db, "--path", "/opt/c/*",
+                       "--expires", "2020-01-01", "--reason", "c")  # fmt: skip
+    assert code == 2 and "already past" in err
 
 
 def test_allow_add_needs_a_reason(tmp_path: Path) -> None:
@@ -208,14 +216,24 @@ def test_a_file_that_is_no_result_log_is_named_once(tmp_path: Path) -> None:
     pretty.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2))
     broken = tmp_path / "broken.log"
     broken.write_bytes(b'{"name": "x", "columns": \n')
-    code, out, err = run("ingest", "--db", str(db), str(syslog), str(pretty), str(broken))
-    assert code == 2
+    bom = tmp_path / "bom.log"  # a byte order mark before JSON lines: still a result log
+    bom.write_bytes(b"\xef\xbb\xbf" + b'{"name": "y", "columns": \n')
+    whole = gzip.compress(b"".join(
+        line(result_event(socket_row(pid=300 + n), host="web-02", unix=1768212000 + n))
+        for n in range(50)
+    ))  # fmt: skip
+    damaged = tmp_path / "rotated.log.gz"  # cut while being compressed
+    damaged.write_bytes(whole[: len(whole) // 2])
+    code, out, err = run("ingest", "--db", str(db), str(syslog), str(pretty), str(broken),
+                         str(bom), str(damaged))  # fmt: skip
+    assert code == 2 and f"{damaged}" in err  # the damaged file is named, the run goes on
     assert f"{syslog}: not an osquery result log: none of its first 20 non-empty lines" in err
     assert f"{pretty}: not an osquery result log: one JSON document spread over" in err
     assert "jq -c" in err
-    assert "1 rejected" in out  # only the broken JSON line
+    assert "2 rejected" in out  # only the two broken JSON lines
     listed = orjson.loads(run("quarantine", "list", "--db", str(db), "--json")[1])
-    assert [row["source"] for row in listed] == [str(broken.resolve())]
+    assert sorted(row["source"] for row in listed) == sorted([str(broken.resolve()),
+                                                              str(bom.resolve())])  # fmt: skip
 
 
 def test_quarantine_clear_by_source_or_all_and_audited(tmp_path: Path) -> None:
@@ -306,3 +324,19 @@ def test_triage_from_the_shell_ack_assign_close_comment(tmp_path: Path) -> None:
     )
     code, _, err = run("signals", "close", "--db", str(db), "feedfacefeed", "--as", "true-positive")
     assert code == 2 and "no signal" in err
+
+
+def test_the_serve_lock_makes_its_folder_and_bulk_acts_only_on_what_was_shown(
+    tmp_path: Path,
+) -> None:
+    """`serve --db new/dir/x.db` makes the folder as the store would; a bulk action
+    over a group leaves a signal that joined it after the list was shown."""
+    with serving_alone(str(tmp_path / "new" / "dir" / "x.db"), "127.0.0.1:0"):
+        assert (tmp_path / "new" / "dir" / "x.db.serve.lock").exists()
+    with Store(tmp_path / "b.db") as store:
+        seen = add_signal(store, 1000.0, host="web-001")
+        later = add_signal(store, 3000.0, host="web-002")
+        with store.transaction() as conn:
+            conn.execute("UPDATE signals SET group_id = ?", (seen,))
+        assert views.group_signal_ids(store, [seen], 2000.0) == [seen]
+        assert sorted(views.group_signal_ids(store, [seen], 3000.0)) == sorted([seen, later])

@@ -151,11 +151,12 @@ class WebhookRow:
     format: str
     states: dict[str, int]  # deliveries by state
     last_delivered: float | None
-    last_error: str | None
+    last_error: str | None  # of a delivery failing now (none once it recovered)
 
     @property
     def failing(self) -> bool:
-        return any(self.states.get(s, 0) for s in ("retrying", "failed", "dead"))
+        """Still retrying, or gave up on a signal after its last success."""
+        return self.last_error is not None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -185,10 +186,13 @@ def webhook_list(store: Store, config: Config) -> list[WebhookRow]:
         last = store.conn.execute(
             "SELECT max(delivered_at) FROM deliveries WHERE webhook = ?", (hook.name,)
         ).fetchone()[0]
+        # failing now: a delivery still retrying, or one given up after the last success
         error = store.conn.execute(
             "SELECT last_error FROM deliveries WHERE webhook = ? AND last_error IS NOT NULL "
+            "AND (state = 'retrying' OR (state IN ('failed', 'dead') "
+            "AND coalesce(last_attempt_at, 0) > coalesce(?, 0))) "
             "ORDER BY last_attempt_at DESC LIMIT 1",
-            (hook.name,),
+            (hook.name, last),
         ).fetchone()
         found.append(
             WebhookRow(hook.name, hook.format, states, last, None if error is None else error[0])

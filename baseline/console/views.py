@@ -288,8 +288,9 @@ def _rows(store: Store, where: str, params: list[Any]) -> list[SignalRow]:
     ]  # fmt: skip
 
 
-def group_signal_ids(store: Store, groups: list[str]) -> list[str]:
-    """Every signal of the given groups (a row of the list is a group)."""
+def group_signal_ids(store: Store, groups: list[str], created_by: float) -> list[str]:
+    """Every signal of the given groups (a row of the list is a group) created by
+    `created_by` — when the list was shown: a later one was never seen."""
     found: list[str] = []
     for start in range(0, len(groups), 400):
         chunk = groups[start : start + 400]
@@ -297,8 +298,9 @@ def group_signal_ids(store: Store, groups: list[str]) -> list[str]:
         found += [
             str(r[0])
             for r in store.conn.execute(
-                f"SELECT id FROM signals WHERE group_id IN ({marks}) OR id IN ({marks})",
-                [*chunk, *chunk],
+                f"SELECT id FROM signals WHERE (group_id IN ({marks}) OR id IN ({marks})) "
+                "AND created_at <= ?",
+                [*chunk, *chunk, created_by],
             )
         ]
     return list(dict.fromkeys(found))
@@ -697,7 +699,9 @@ def signals_json(page: SignalsPage, learning: Learning) -> dict[str, Any]:
         "total_signals": page.total_signals,
         "total_groups": page.total_groups,
         "learning": {"buckets": learning.buckets, "needed": learning.needed},
-        "older": page.filters.query(after=page.older.text, before="") if page.older else None,
+        "older": page.filters.query(after=page.older.text, before="") | {"format": "json"}
+        if page.older
+        else None,
         "groups": [
             {
                 "id": group.id,

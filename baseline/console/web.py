@@ -332,6 +332,7 @@ class Console:
             webhooks=self.webhooks,
             states=("none", *STATES),
             flash=request.query_params.get("done", "")[:300],
+            shown_at=time.time(),
             back=_local(request.url.path + (f"?{request.url.query}" if request.url.query else "")),
         )
 
@@ -508,8 +509,12 @@ class Console:
         if not groups:
             raise Refused(400, "select at least one row")
         action = form.get("action", "")
+        try:  # only what the analyst saw: a signal that joined a group since is left open
+            shown_at = float(form.get("shown_at", ""))
+        except ValueError:
+            raise Refused(400, "reload the list and select again (no shown_at)") from None
         with self.open_store() as store:
-            sids = views.group_signal_ids(store, groups)
+            sids = views.group_signal_ids(store, groups, shown_at)
             try:
                 if action == "acknowledge":
                     done = triage.acknowledge(store, sids, who, time.time())

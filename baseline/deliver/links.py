@@ -41,7 +41,9 @@ class Links:
         host: dict[str, Any] = found if isinstance(found, dict) else {}
         return {
             "signal": self.signal(str(document.get("id") or "")),
-            "fleet_host": self.fleet_host(str(host.get("name") or ""), host.get("id") or None),
+            "fleet_host": self.fleet_host(
+                str(host.get("name") or ""), str(host.get("id") or "") or None
+            ),
         }
 
 

@@ -153,9 +153,10 @@ def deliveries_of(store: Store, sid: str) -> tuple[DeliveryState, ...]:
 def list_signals(
     store: Store, *, limit: int = 100, since: float | None = None, state: str | None = None
 ) -> list[SignalRecord]:
-    """Signals newest first in data time (their bucket; then by creation), optionally
-    created at/after `since` and with at least one delivery in `state` (`none`: signals
-    without any delivery row). A late host's signal sorts where its data belongs."""
+    """Signals newest first in data time (their bucket; then by creation) — or, with
+    `since`, those created at/after it, newest created first — optionally with at least
+    one delivery in `state` (`none`: signals without any delivery row). A late host's
+    signal sorts where its data belongs."""
     where: list[str] = []
     params: list[Any] = []
     if since is not None:
@@ -169,9 +170,14 @@ def list_signals(
         where.append("EXISTS (SELECT 1 FROM deliveries d WHERE d.signal_id = s.id AND d.state = ?)")
         params.append(state)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
+    # a poller moving `since` forward pages by creation: a late host's signal (an older
+    # bucket, created now) must not fall off the end of its page
+    order = (
+        "s.created_at DESC, s.id" if since is not None else "s.bucket DESC, s.created_at DESC, s.id"
+    )
     rows = store.conn.execute(
         f"SELECT {', '.join('s.' + c for c in _SIGNAL_COLUMNS.split(', '))} FROM signals s "
-        f"{clause} ORDER BY s.bucket DESC, s.created_at DESC, s.id LIMIT ?",
+        f"{clause} ORDER BY {order} LIMIT ?",
         (*params, max(0, limit)),
     ).fetchall()
     triaged = triage_of(store.conn, [str(row[0]) for row in rows])

@@ -79,13 +79,13 @@ def lives_off_the_land(name: str) -> bool:
 
 
 FIRST_LOGIN_UID = 1000  # Debian's and Red Hat's UID_MIN: the first account of a person
-NOBODY_UID = 65534
+NOT_PEOPLE = (65534, 4294967294, 4294967295)  # nobody, and (uid_t) -2 and -1
 
 
 def started_by_a_person(uid: int) -> bool:
     """Whether a process runs as a login account (uid from UID_MIN, not nobody) rather
     than root or a service account: an app someone installed and runs themselves."""
-    return FIRST_LOGIN_UID <= uid != NOBODY_UID
+    return uid >= FIRST_LOGIN_UID and uid not in NOT_PEOPLE
 
 
 def shell_behind(name: str, chain: tuple[Ancestor, ...]) -> Ancestor | None:

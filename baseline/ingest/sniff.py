@@ -12,6 +12,7 @@ one, to be fixed and ingested again.
 
 from __future__ import annotations
 
+import zlib
 from typing import BinaryIO
 
 import orjson
@@ -23,7 +24,11 @@ SNIFF_LINES = 20  # non-empty lines that must all fail for a file to be named
 def not_a_result_log(stream: BinaryIO) -> str | None:
     """Why the file whose head `stream` reads is not an osquery result log, or None
     when it may be one (some line in its head is JSON, or it is empty)."""
-    head = stream.read(SNIFF_BYTES)
+    try:
+        head = stream.read(SNIFF_BYTES)
+    except (OSError, EOFError, zlib.error):
+        return None  # a damaged file: the reader names it, keeping what it can read
+    head = head.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark
     lines = [line.strip() for line in head.split(b"\n")]
     if len(head) == SNIFF_BYTES and lines:
         lines.pop()  # the last line may be cut
