@@ -8,17 +8,11 @@ from typing import Any
 
 from rarenet.baseline.config import Config
 from rarenet.baseline.deliver.webhooks import configured_webhooks
-from rarenet.baseline.store import Store
+from rarenet.baseline.store import Store, contains
 from rarenet.baseline.units import format_time
 
 LISTED = 500  # rows a page lists (the total is always counted)
 QUIET = 3600  # a host without data in the fleet's newest hour is quiet
-
-
-def _like(query: str) -> str:
-    """A LIKE pattern matching `query` anywhere, its own % and _ taken literally."""
-    escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 @dataclass(frozen=True)
@@ -63,7 +57,7 @@ def host_list(store: Store, span: int, query: str = "") -> HostList:
         "SELECT max(bucket) FROM fleet_bucket WHERE span = ?", (span,)
     ).fetchone()[0]
     quiet_before = (int(newest) + span - QUIET) if newest is not None else 0
-    where, params = "h.span = ? AND h.host LIKE ? ESCAPE '\\'", [span, _like(query)]
+    where, params = "h.span = ? AND h.host LIKE ? ESCAPE '\\'", [span, contains(query)]
     total = conn.execute(f"SELECT count(*) FROM host_last AS h WHERE {where}", params).fetchone()[0]
     rows = conn.execute(
         "SELECT h.host, h.last_bucket, coalesce(c.signals, 0), "
@@ -122,7 +116,7 @@ class BinaryList:
 def binary_list(store: Store, span: int, query: str = "") -> BinaryList:
     """Every (name, path) that used the network, matching `query` in its name or path
     (`pyth` finds /usr/bin/python3.11), most widespread first."""
-    pattern = _like(query)
+    pattern = contains(query)
     where = "n.span = ? AND (n.name LIKE ? ESCAPE '\\' OR n.path LIKE ? ESCAPE '\\')"
     params = [span, pattern, pattern]
     total = store.conn.execute(

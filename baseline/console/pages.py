@@ -32,8 +32,6 @@ class SignalView:
     answer: Why | None  # `rarenet explain` at the run that emitted the signal
     finding: Finding | None  # the answer's verdict for the signal's bucket
     group: tuple[views.SignalRow, ...]  # the other signals of its group
-    acknowledged_at: float | None
-    verdict: str | None  # the acknowledgement's: benign, attack, or None
     counted: int  # later uses (or a rollout's hosts) counted on this signal
     presence: Markup
     timeline: Markup
@@ -114,8 +112,6 @@ def signal_view(
         answer=answer,
         finding=finding,
         group=group,
-        acknowledged_at=views.acknowledged_at(store, record.id),
-        verdict=views.verdict_of(store, record.id),
         counted=views.counted_on(store, record.id),
         presence=plots.presence_svg(
             series, marker=record.bucket, label=f"hosts using {executable} per bucket"

@@ -502,20 +502,6 @@ def counted_on(store: Store, sid: str) -> int:
     return 0 if row is None else int(row[0])
 
 
-def acknowledged_at(store: Store, sid: str) -> float | None:
-    row = store.conn.execute(
-        "SELECT acknowledged_at FROM signal_acks WHERE signal_id = ?", (sid,)
-    ).fetchone()
-    return None if row is None else float(row[0])
-
-
-def acknowledged_by(store: Store, sid: str) -> str | None:
-    row = store.conn.execute(
-        "SELECT acknowledged_by FROM signal_acks WHERE signal_id = ?", (sid,)
-    ).fetchone()
-    return None if row is None else row[0]
-
-
 # -- series for plots --------------------------------------------------------------------
 
 

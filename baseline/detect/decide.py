@@ -226,14 +226,14 @@ class _Walk:
     ) -> None:
         """One host of a rollout: counted on the rollout's signal, or raising it."""
         leader = self.latest_any(exe, cand.bucket)
-        unrolled = float(self.scores.evidenced[i])
+        evidenced = float(self.scores.evidenced[i])
         if leader is not None:
             self.decisions.bumps[leader[0]] += 1
             self.decisions.verdicts[i] = Verdict(
                 i, Outcome.ROLLOUT, float(self.scores.score[i]), leader[0], group=leader[1]
             )
             return
-        score = min(unrolled, ROLLOUT_SCORE)
+        score = min(evidenced, ROLLOUT_SCORE)
         self.signal(i, cand, exe, sid, sid, score, True, detail)
 
     def signal(

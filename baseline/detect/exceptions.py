@@ -22,7 +22,7 @@ import orjson
 from rarenet.baseline.access.audit import cli_principal, record
 from rarenet.baseline.access.roles import Principal
 from rarenet.baseline.errors import InputError
-from rarenet.baseline.store import Store
+from rarenet.baseline.store import Store, contains
 from rarenet.baseline.units import format_duration, format_time
 
 # Binaries an attacker typically uses: an exception whose name or path glob matches two
@@ -304,7 +304,6 @@ def _validate(entry: Exception_) -> None:
 def list_exceptions(store: Store, query: str = "") -> list[dict[str, object]]:
     """Every exception with its match count; with `query`, those where it is part of a
     field, the reason or who added it."""
-    like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     searched = " || char(10) || ".join(
         f"coalesce({c}, '')" for c in ("name", "path_glob", "host", "user", "cidr", "port",
                                        "reason", "created_by")
@@ -313,7 +312,7 @@ def list_exceptions(store: Store, query: str = "") -> list[dict[str, object]]:
         "SELECT id, name, path_glob, host, user, cidr, port, expires_at, reason, created_at, "
         f"matched, created_by, broad FROM exceptions WHERE {searched} LIKE ? ESCAPE '\\' "
         "ORDER BY id",
-        (like,),
+        (contains(query),),
     )
     columns = [d[0] for d in cursor.description]
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]

@@ -228,7 +228,7 @@ def read_chunks(
             if len(partial) <= max_line:
                 partial = (partial + last)[: max_line + 1]
             partial_len += len(last)
-    if partial_len and (partial_len > max_line or not can_grow or _complete_json(partial)):
+    if partial_len and (partial_len > max_line or not can_grow or is_json(partial)):
         number += 1
         offset += partial_len
         oversize = partial_len if partial_len > max_line else 0
@@ -285,7 +285,8 @@ class LimitedReader:
         return data
 
 
-def _complete_json(data: bytes) -> bool:
+def is_json(data: bytes) -> bool:
+    """Whether `data` is one whole JSON document."""
     try:
         orjson.loads(data)
     except orjson.JSONDecodeError:

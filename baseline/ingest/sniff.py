@@ -15,7 +15,7 @@ from __future__ import annotations
 import zlib
 from typing import BinaryIO
 
-import orjson
+from rarenet.baseline.ingest.reader import is_json
 
 SNIFF_BYTES = 64 << 10  # at most this much of a file's head is looked at
 SNIFF_LINES = 20  # non-empty lines that must all fail for a file to be named
@@ -35,7 +35,7 @@ def not_a_result_log(stream: BinaryIO) -> str | None:
     seen = [line for line in lines if line][:SNIFF_LINES]
     if not seen:
         return None
-    if seen[0] in (b"{", b"[") and not _parses(seen[0]):
+    if seen[0] in (b"{", b"[") and not is_json(seen[0]):
         return (
             "not an osquery result log: one JSON document spread over many lines "
             "(pretty-printed); result logs have one JSON document per line — reformat it "
@@ -47,11 +47,3 @@ def not_a_result_log(stream: BinaryIO) -> str | None:
         f"not an osquery result log: none of its first {len(seen)} non-empty lines is a "
         "JSON document (is it a syslog or other text log?); nothing was read from it"
     )
-
-
-def _parses(line: bytes) -> bool:
-    try:
-        orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return False
-    return True

@@ -25,6 +25,7 @@ from rarenet.baseline.config import Config
 from rarenet.baseline.ingest.chunks import MAX_REJECTS_KEPT, ChunkResult, build_parser, parse_lines
 from rarenet.baseline.ingest.model import Observation, Reject
 from rarenet.baseline.ingest.parser import LineResult, Parser
+from rarenet.baseline.ingest.reader import is_json
 
 GZIP_MAGIC = b"\x1f\x8b"
 ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
@@ -103,7 +104,7 @@ def parse_body(parser: Parser, body: bytes, limit: int) -> ParsedBody:
     newline = text.find(b"\n")
     if newline == -1:  # one line: one document (Fleet's compact body), parsed once
         return _single(parser, text, limit, None)
-    if not _is_json(text[:newline].strip()):  # not NDJSON: a pretty-printed document?
+    if not is_json(text[:newline].strip()):  # not NDJSON: a pretty-printed document?
         whole = _document(text)
         if whole is not None:
             return _single(parser, text, limit, whole)
@@ -125,14 +126,6 @@ def _numbered_lines(body: bytes) -> Iterator[tuple[int, bytes, int]]:
         if line:
             yield number, line, 0
         start = end + 1
-
-
-def _is_json(data: bytes) -> bool:
-    try:
-        orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return False
-    return True
 
 
 def _document(text: bytes) -> Any:

@@ -1,5 +1,5 @@
 """The SQLite store (WAL): observations, presence, quarantine, checkpoints, runs, signals."""
 
-from rarenet.baseline.store.store import Checkpoint, Store, StoreSummary
+from rarenet.baseline.store.store import Checkpoint, Store, StoreSummary, contains
 
-__all__ = ["Checkpoint", "Store", "StoreSummary"]
+__all__ = ["Checkpoint", "Store", "StoreSummary", "contains"]

@@ -53,6 +53,13 @@ class Checkpoint:
     tail: bytes = b""  # the bytes just before `offset` (plain files)
 
 
+def contains(text: str) -> str:
+    """A LIKE pattern (with `ESCAPE '\\'`) matching `text` anywhere, its own % and _
+    taken literally: a search box's query."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 @dataclass(frozen=True)
 class StoreSummary:
     """What the store holds, for `rarenet status`."""
