@@ -40,7 +40,7 @@ check: lint
 # The README's console screenshots (docs/screenshots/*.png), from the browser test.
 screenshots: $(STAMP)
 	bash .ci/debian-deps
-	SCREENSHOTS_INTO_DOCS=1 $(PY) -m pytest -W error -q tests/test_console_browser.py -k every_page_loads_clean
+	SCREENSHOTS_INTO_DOCS=1 $(PY) -m pytest -W error -q tests/console/test_console_browser.py -k every_page_loads_clean
 
 bench: $(STAMP)
 	$(PY) -m pytest -W error -s tests/benchmarks -p no:cacheprovider -o testpaths=tests/benchmarks -o python_files='bench_*.py'

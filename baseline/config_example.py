@@ -1,6 +1,6 @@
 """The example rarenet.toml (docs/examples/rarenet.toml): every setting, commented, with
 its default and what it does — generated from the settings themselves so it cannot
-drift (tests/test_config_example.py compares the file with `example_toml()`)."""
+drift (tests/cli/test_config_example.py compares the file with `example_toml()`)."""
 
 from __future__ import annotations
 

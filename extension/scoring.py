@@ -2,7 +2,7 @@
 
 docs/scoring.md documents the formula; baseline/detect/scoring.py computes it over
 arrays on the central service. Hosts have no numpy, so this is the same arithmetic on
-floats (tests/test_extension_scoring.py checks they agree on random inputs).
+floats (tests/host/test_extension_scoring.py checks they agree on random inputs).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ thrift's pure-Python protocol makes several function calls per string; a 2,000-r
 tuple-shaped type specs in osquery-python's generated code. So the reply to `call` —
 `call_result{0: ExtensionResponse{1: ExtensionStatus{1: code, 2: message, 3: uuid},
 2: list<map<string,string>>}}` — is written here as the same TBinaryProtocol bytes
-(strict, version 1) in one join. tests/test_extension.py checks the bytes equal what
+(strict, version 1) in one join. tests/host/test_extension.py checks the bytes equal what
 thrift's own protocol writes.
 """
 

@@ -8,8 +8,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import e2e_backtest
 import pytest
+from support import e2e_backtest
 
 from rarenet.baseline.config import Config, DetectSettings, load_config
 from rarenet.baseline.store import Store
@@ -28,16 +28,17 @@ def settings(config: Config) -> DetectSettings:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
+def empty_store(tmp_path: Path) -> Iterator[Store]:
+    """A new store with every migration applied and nothing in it."""
     with Store(tmp_path / "rarenet.db") as opened:
         yield opened
 
 
 @pytest.fixture(scope="session")
 def hand_fleet_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The hand-built fleet's store (tests/hand_fleet.py: 27 hosts × 4 days, then the
+    """The hand-built fleet's store (tests/support/hand_fleet.py: 27 hosts × 4 days, then the
     attacks), ingested once per test session; copy it before writing to it."""
-    from hand_fleet import build_hand_fleet
+    from support.hand_fleet import build_hand_fleet
 
     return build_hand_fleet(tmp_path_factory.mktemp("hand-fleet"))
 
@@ -54,7 +55,6 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 E2E_MODULE = "test_backtest_e2e.py"
-E2E_DIR_VARIABLE = "E2E_BACKTEST_DIR"  # where the one background job of a run writes
 E2E_JOB = pytest.StashKey[tuple[subprocess.Popen[bytes], Path]]()
 # Modules that take longest, started first so that with several workers (`make test`:
 # pytest-xdist, whole modules per worker) no long module is left running alone at the end.
@@ -80,7 +80,7 @@ HEAVY_FIRST = (
 def _e2e_selected(config: pytest.Config) -> bool:
     """Whether this run's paths include the end-to-end module (a directory above it or
     the file itself), judged before collection."""
-    module = (Path(__file__).parent / E2E_MODULE).resolve()
+    module = (Path(__file__).parent / "detect" / E2E_MODULE).resolve()
     paths = [str(a).split("::", 1)[0] for a in config.args] or ["."]
     return any(
         (config.invocation_params.dir / arg).resolve() in (module, *module.parents) for arg in paths
@@ -97,7 +97,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return
     directory = Path(tempfile.mkdtemp(prefix="rarenet-e2e-"))
     config.stash[E2E_JOB] = (e2e_backtest.start(directory), directory)
-    os.environ[E2E_DIR_VARIABLE] = str(directory)
+    os.environ[e2e_backtest.DIR_VARIABLE] = str(directory)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -123,12 +123,3 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         import shutil
 
         shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def e2e_backtest_dir() -> Path:
-    """The directory with the e2e fleet, its labels and `result.json` (see e2e_backtest),
-    once the run's background job has finished."""
-    where = os.environ.get(E2E_DIR_VARIABLE)
-    assert where, "the end-to-end job was not started (run the module by its path)"
-    return e2e_backtest.wait(Path(where))

@@ -5,7 +5,7 @@ an `Evaluation`; `rarenet explain`, the console and the report ask `why`
 (baseline/detect/why.py), which evaluates the same window over the same sources (a
 single store, or host shards) and renders each finding with the same `describe`. So the
 reason `explain` gives for a stored signal at the time of the run that raised it is
-the stored reason, word for word (tests/test_explain.py checks every signal of
+the stored reason, word for word (tests/detect/test_explain.py checks every signal of
 simulated fleets, and explain over shards against one node).
 """
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from netns import (
+from report import table, write_section
+from support.netns import (
     Child,
     VethNamespace,
     children,
@@ -25,7 +26,6 @@ from netns import (
     veth_namespace,
     wait_until,
 )
-from report import table, write_section
 
 CLIENTS = 50
 PER_CLIENT = (20, 40)  # 2,001 and 4,001 sockets on the host

@@ -24,7 +24,7 @@ import requests
 from report import table, write_section
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from serve_process import ServerProcess
+from support.serve_process import ServerProcess
 
 from rarenet.baseline.config import load_config
 from rarenet.baseline.console import pages, views

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fake_osquery import FakeCore, fill, socket_rows
 from osquery.extensions.Extension import call_args, call_result
 from report import table, write_section
+from support.fake_osquery import FakeCore, fill, socket_rows
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol
 from thrift.Thrift import TMessageType
 from thrift.transport import TTransport
@@ -262,7 +262,7 @@ def summary(results: dict[str, dict[str, Any]]) -> str:
     return (
         f"`rarenet.ext` (the built file, pure-Python Thrift — thrift's C codec does not "
         f"accept osquery-python's generated types) registered with the fake osquery core "
-        f"(tests/fake_osquery.py); {CALLS} `generate` calls of `unusual_network_activity`, "
+        f"(tests/support/fake_osquery.py); {CALLS} `generate` calls of `unusual_network_activity`, "
         f"each a fresh Thrift connection as osquery makes them, each asking core for the "
         f"pack query's rows ({SOCKETS:,} sockets in its SQLite tables) and scoring them "
         f"against a {ENTRIES:,}-entry snapshot, read from a file or fetched over HTTP "

@@ -3,7 +3,7 @@
 held-out seeds at a third size that were never looked at while the rule was tuned, and
 3 small, long-running fleets (16 hosts, 76 days: one host is 6 % of them); writes
 docs/quality.md. The references and the scoring of every detector are in
-tests/quality_eval.py (name-only rare, Elastic's keying; new terms on the executable).
+tests/support/quality_eval.py (name-only rare, Elastic's keying; new terms on the executable).
 
 Goals (issues 11 and 28): recall 1.0 on spreading implants (every host), on both hosts
 of a twice-used tool, on never-seen and masquerading binaries, child-held shells and
@@ -27,7 +27,7 @@ from report import table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from quality_eval import (
+from support.quality_eval import (
     DETECTORS,
     FAMILIES,
     FleetQuality,
@@ -406,7 +406,7 @@ def test_quality(tmp_path: Path) -> None:
         f"{small} hosts (small and long-running), each backtested with default settings "
         "(15-minute buckets, 45-minute look-back every 15 minutes, threshold 50, 14-day history, "
         "20 warm-up buckets). Beside rarenet, on the same observations, two reference detectors "
-        "written in a few lines each (tests/quality_eval.py): **name-only rare** — Elastic's "
+        "written in a few lines each (tests/support/quality_eval.py): **name-only rare** — Elastic's "
         "keying for this rule: a process name seen in < 1 % of the earlier 15-minute buckets "
         "(after 20) signals every host using it in that bucket — and **new terms (path)**: the "
         "first bucket in 14 days in which an executable path appears anywhere signals every "

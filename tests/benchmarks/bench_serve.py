@@ -26,7 +26,7 @@ import orjson
 from report import table, write_section
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from serve_process import TOKEN, ServerProcess
+from support.serve_process import TOKEN, ServerProcess
 
 from rarenet.baseline.simulate import SimulationSpec, simulate_to_path
 

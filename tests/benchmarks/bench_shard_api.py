@@ -20,7 +20,7 @@ from report import table, write_section
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from serve_process import SHARD_TOKEN, ServerProcess
+from support.serve_process import SHARD_TOKEN, ServerProcess
 
 AUTH = {"Authorization": f"Bearer {SHARD_TOKEN}"}
 

@@ -32,7 +32,7 @@ from rarenet.baseline.store import Store
 from rarenet.baseline.store.health import WHOLE_CHECK_MAX_BYTES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from serve_process import SHARD_TOKEN, ServerProcess
+from support.serve_process import SHARD_TOKEN, ServerProcess
 
 # Read at import: the suite's autouse fixture clears RARENET_* variables before each test.
 SHARDS = 3

@@ -23,7 +23,7 @@ from report import table, write_section
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from serve_process import ServerProcess, _vm_hwm
+from support.serve_process import ServerProcess, _vm_hwm
 
 from rarenet.baseline.console import views
 from rarenet.baseline.deliver.outbox import list_signals

@@ -1,0 +1,30 @@
+"""Fixtures of the detection tests: the hand-built fleet's store to run on, and the
+end-to-end backtest's results once its background job (started by tests/conftest.py)
+has finished."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import e2e_backtest
+from support.store_copy import opened_copy
+
+from rarenet.baseline.store import Store
+
+
+@pytest.fixture
+def hand_fleet_store(hand_fleet_db: Path, tmp_path: Path) -> Iterator[Store]:
+    """A copy of the hand-built fleet's store (`hand_fleet_db`) to run on."""
+    yield from opened_copy(hand_fleet_db, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def e2e_backtest_dir() -> Path:
+    """The directory with the e2e fleet, its labels and `result.json` (see
+    support/e2e_backtest.py), once the run's background job has finished."""
+    where = os.environ.get(e2e_backtest.DIR_VARIABLE)
+    assert where, "the end-to-end job was not started (run the module by its path)"
+    return e2e_backtest.wait(Path(where))
