@@ -50,6 +50,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check rarenet/__init__.py rarenet/__main__.py baseline extension tests
 	$(VENV)/bin/mypy
 	$(PY) -m rarenet.baseline.cli.reference --check docs/cli.md
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_layout.py  # the tour (docs/design.md) names every module
 
 # docs/cli.md from every command's --help (lint fails when it is stale).
 cli-reference: $(STAMP)

@@ -91,7 +91,7 @@ def _e2e_selected(config: pytest.Config) -> bool:
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Start the end-to-end backtest's data job once per run, in the process that runs
     the session (pytest-xdist's controller, which starts its workers after this hook
-    with the directory in their environment), so its ~4 minutes overlap the suite."""
+    with the directory in their environment), so its ~1.5 minutes overlap the suite."""
     config = session.config
     if hasattr(config, "workerinput") or not _e2e_selected(config):
         return

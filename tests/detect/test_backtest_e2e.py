@@ -1,4 +1,4 @@
-"""End to end: `rarenet backtest` over a simulated 200-host, 14-day fleet with injected
+"""End to end: `rarenet backtest` over a simulated 100-host, 10-day fleet with injected
 attacks (reverse shells from bash, nc, socat, perl, awk, openssl, telnet; a /tmp beacon;
 a copied curl in an odd path; sshd and kworker look-alikes in /dev/shm), rollouts, cron
 jobs, hosts joining late and user tools. Asserts the specific signals and silences."""

@@ -1,7 +1,7 @@
-"""The end-to-end backtest's data (a simulated 200-host, 14-day fleet with attacks) and
+"""The end-to-end backtest's data (a simulated 100-host, 10-day fleet with attacks) and
 its `rarenet backtest --json`, made in a background process: conftest starts it once per
 run (in pytest-xdist's controller when `make test` runs workers) and runs
-tests/detect/test_backtest_e2e.py last, so its ~4 minutes overlap the rest of the suite instead
+tests/detect/test_backtest_e2e.py last, so its ~1.5 minutes overlap the rest of the suite instead
 of adding to it."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ DIR_VARIABLE = "E2E_BACKTEST_DIR"  # where the one background job of a run write
 def prepare(directory: Path) -> None:
     log = directory / "fleet.log.gz"
     labels = directory / "fleet.labels.jsonl"
-    simulate_to_path(SimulationSpec(hosts=200, days=14, attacks=True, seed=1), log, labels)
+    simulate_to_path(SimulationSpec(hosts=100, days=10, attacks=True, seed=1), log, labels)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RARENET_")}
     result = subprocess.run(
         [sys.executable, "-m", "rarenet", "backtest", "--labels", str(labels), "--json",
