@@ -69,47 +69,42 @@ def add(
     a broad one is refused without --broad, and it expires after at most
     [detect] exception_max_age (the default expiry too)."""
 
-    def body() -> int:
-        try:
-            expires_at = parse_expiry(expires, time.time()) if expires else None
-        except ValueError as exc:
-            raise InputError(str(exc), where="--expires") from None
-        if not reason.strip():
-            raise InputError(
-                "say why this is allowed (it is shown on every match)", where="--reason"
-            )
-        entry = Exception_(0, name, path_glob, host, user, cidr, port, expires_at, reason)
-        config = state.config()
-        # Exceptions may be set up before any data arrives: this one may create the store.
-        with open_store(config, create=True) as store:
-            added = add_exception(
-                store,
-                entry,
-                confirm_broad=broad,
-                max_age=config.detect.exception_max_age,
-                history=config.detect.history,
-            )
-        if as_json:
-            click.echo(
-                orjson.dumps(
-                    {
-                        "id": added.id,
-                        "expires_at": added.entry.expires_at,
-                        "broad": added.broad is not None,
-                        "preview": added.preview.as_json(),
-                    }
-                ).decode()
-            )
-            return 0
-        expiry = added.entry.expires_at
-        until = f" until {format_time(expiry)}" if expiry is not None else ""
-        click.echo(f"added exception {added.id}{until}: {added.entry.describe()}")
-        click.echo(f"  {added.preview.describe()}")
-        if added.broad is not None:
-            click.echo(f"  broad ({added.broad}): flagged on Health", err=True)
+    try:
+        expires_at = parse_expiry(expires, time.time()) if expires else None
+    except ValueError as exc:
+        raise InputError(str(exc), where="--expires") from None
+    if not reason.strip():
+        raise InputError("say why this is allowed (it is shown on every match)", where="--reason")
+    entry = Exception_(0, name, path_glob, host, user, cidr, port, expires_at, reason)
+    config = state.config()
+    # Exceptions may be set up before any data arrives: this one may create the store.
+    with open_store(config, create=True) as store:
+        added = add_exception(
+            store,
+            entry,
+            confirm_broad=broad,
+            max_age=config.detect.exception_max_age,
+            history=config.detect.history,
+        )
+    if as_json:
+        click.echo(
+            orjson.dumps(
+                {
+                    "id": added.id,
+                    "expires_at": added.entry.expires_at,
+                    "broad": added.broad is not None,
+                    "preview": added.preview.as_json(),
+                }
+            ).decode()
+        )
         return 0
-
-    return body()
+    expiry = added.entry.expires_at
+    until = f" until {format_time(expiry)}" if expiry is not None else ""
+    click.echo(f"added exception {added.id}{until}: {added.entry.describe()}")
+    click.echo(f"  {added.preview.describe()}")
+    if added.broad is not None:
+        click.echo(f"  broad ({added.broad}): flagged on Health", err=True)
+    return 0
 
 
 @allow.command("list")
@@ -119,30 +114,27 @@ def add(
 def list_(state: Context, as_json: bool) -> int | None:
     """Every exception with its match count."""
 
-    def body() -> int:
-        with open_store(state.config()) as store:
-            entries = list_exceptions(store)
-        if as_json:
-            click.echo(orjson.dumps(entries).decode())
-            return 0
-        if not entries:
-            click.echo("no exceptions")
-        for e in entries:
-            fields = [
-                f"{key}={e[key]}"
-                for key in ("name", "path_glob", "host", "user", "cidr", "port")
-                if e[key] is not None
-            ]
-            expiry = f" until {format_time(int(str(e['expires_at'])))}" if e["expires_at"] else ""
-            by = f"  by {e['created_by']}" if e["created_by"] else ""
-            flag = "  BROAD" if e["broad"] else ""
-            click.echo(
-                f"{e['id']:>4}  {' '.join(fields)}{expiry}  matched {e['matched']}{by}{flag}"
-                f"  {e['reason']}"
-            )
+    with open_store(state.config()) as store:
+        entries = list_exceptions(store)
+    if as_json:
+        click.echo(orjson.dumps(entries).decode())
         return 0
-
-    return body()
+    if not entries:
+        click.echo("no exceptions")
+    for e in entries:
+        fields = [
+            f"{key}={e[key]}"
+            for key in ("name", "path_glob", "host", "user", "cidr", "port")
+            if e[key] is not None
+        ]
+        expiry = f" until {format_time(int(str(e['expires_at'])))}" if e["expires_at"] else ""
+        by = f"  by {e['created_by']}" if e["created_by"] else ""
+        flag = "  BROAD" if e["broad"] else ""
+        click.echo(
+            f"{e['id']:>4}  {' '.join(fields)}{expiry}  matched {e['matched']}{by}{flag}"
+            f"  {e['reason']}"
+        )
+    return 0
 
 
 @allow.command("remove")
@@ -153,15 +145,12 @@ def list_(state: Context, as_json: bool) -> int | None:
 def remove(state: Context, exception_id: int, as_json: bool) -> int | None:
     """Remove an exception (exit 1 if there was none with that id)."""
 
-    def body() -> int:
-        with open_store(state.config()) as store:
-            removed = remove_exception(store, exception_id)
-        if as_json:
-            click.echo(orjson.dumps({"id": exception_id, "removed": removed}).decode())
-        else:
-            click.echo(
-                f"removed exception {exception_id}" if removed else f"no exception {exception_id}"
-            )
-        return 0 if removed else EXIT_FINDINGS
-
-    return body()
+    with open_store(state.config()) as store:
+        removed = remove_exception(store, exception_id)
+    if as_json:
+        click.echo(orjson.dumps({"id": exception_id, "removed": removed}).decode())
+    else:
+        click.echo(
+            f"removed exception {exception_id}" if removed else f"no exception {exception_id}"
+        )
+    return 0 if removed else EXIT_FINDINGS

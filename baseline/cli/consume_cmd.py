@@ -110,37 +110,34 @@ def consume(
         connect_timeout=patience,
     )
 
-    def body() -> int:
-        if check_subject is not None:
-            check_settings(settings)
-            for line in asyncio.run(check_stream(settings, check_subject)):
-                click.echo(line)
-            return EXIT_OK
-        config = state.config()
-        announce_new_store(config)
-
-        shown = [0.0]
-
-        def progress(report: ConsumeReport) -> None:
-            now = time.monotonic()
-            if not as_json and now - shown[0] >= PROGRESS_EVERY:
-                shown[0] = now
-                click.echo(
-                    f"batch {report.batches}: {report.messages:,} messages, "
-                    f"{report.inserted:,} observations stored, {report.quarantined:,} quarantined "
-                    f"(sequence {report.last_sequence})",
-                    err=True,
-                )
-
-        report = run_consumer(settings, config, on_batch=progress)
-        if as_json:
-            click.echo(orjson.dumps(report.as_json()).decode())
-        else:
-            click.echo(
-                f"{report.messages:,} messages, {report.inserted:,} observations stored, "
-                f"{report.duplicates:,} duplicates, {report.quarantined:,} quarantined "
-                f"in {report.seconds:.1f} s"
-            )
+    if check_subject is not None:
+        check_settings(settings)
+        for line in asyncio.run(check_stream(settings, check_subject)):
+            click.echo(line)
         return EXIT_OK
+    config = state.config()
+    announce_new_store(config)
 
-    return body()
+    shown = [0.0]
+
+    def progress(report: ConsumeReport) -> None:
+        now = time.monotonic()
+        if not as_json and now - shown[0] >= PROGRESS_EVERY:
+            shown[0] = now
+            click.echo(
+                f"batch {report.batches}: {report.messages:,} messages, "
+                f"{report.inserted:,} observations stored, {report.quarantined:,} quarantined "
+                f"(sequence {report.last_sequence})",
+                err=True,
+            )
+
+    report = run_consumer(settings, config, on_batch=progress)
+    if as_json:
+        click.echo(orjson.dumps(report.as_json()).decode())
+    else:
+        click.echo(
+            f"{report.messages:,} messages, {report.inserted:,} observations stored, "
+            f"{report.duplicates:,} duplicates, {report.quarantined:,} quarantined "
+            f"in {report.seconds:.1f} s"
+        )
+    return EXIT_OK

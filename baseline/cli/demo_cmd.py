@@ -73,14 +73,11 @@ def demo(
             click.get_current_context(),
         )
 
-    def body() -> int:
-        if workdir:
-            Path(workdir).mkdir(parents=True, exist_ok=True)
-            return _demo(state, hosts, days, seed, Path(workdir), kept=True, as_json=as_json)
-        with tempfile.TemporaryDirectory(prefix="rarenet-demo-") as scratch:
-            return _demo(state, hosts, days, seed, Path(scratch), kept=False, as_json=as_json)
-
-    return body()
+    if workdir:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        return _demo(state, hosts, days, seed, Path(workdir), kept=True, as_json=as_json)
+    with tempfile.TemporaryDirectory(prefix="rarenet-demo-") as scratch:
+        return _demo(state, hosts, days, seed, Path(scratch), kept=False, as_json=as_json)
 
 
 @dataclass

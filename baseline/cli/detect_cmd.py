@@ -17,7 +17,7 @@ from rarenet.baseline.cli import (
     open_store,
     scratch_store_options,
 )
-from rarenet.baseline.cli.options import input_size, time_option
+from rarenet.baseline.cli.options import input_size, shards_option, time_option
 from rarenet.baseline.cli.summary import echo_summary, plural
 from rarenet.baseline.config import override
 from rarenet.baseline.detect.backtest import backtest as run_backtest
@@ -67,14 +67,7 @@ def run_line(run: RunResult) -> str:
 
 @click.command()
 @click.option("--at", "at", metavar="TIME", help="Data time of the run (default: now).")
-@click.option(
-    "--shard",
-    "shards",
-    multiple=True,
-    metavar="URL",
-    help="A host shard's `rarenet serve` (repeat for each; default: [detect] shards). "
-    "Its token comes from [detect] shard_token or $RARENET_DETECT_SHARD_TOKEN.",
-)
+@shards_option(". Its token comes from [detect] shard_token or $RARENET_DETECT_SHARD_TOKEN.")
 @common_options
 @json_option
 @click.pass_obj
@@ -180,18 +173,6 @@ def backtest(
             "writes --db; drop --db (to fill a store: `rarenet ingest --db PATH FILE...`)",
             click.get_current_context(),
         )
-    return _backtest(state, files, start, end, labels, arrivals, as_json)
-
-
-def _backtest(
-    state: Context,
-    files: tuple[str, ...],
-    start: str | None,
-    end: str | None,
-    labels: str | None,
-    arrivals: str | None,
-    as_json: bool,
-) -> int:
     config = state.config()
     with _Progress(sum(input_size(name) for name in files), enabled=not as_json) as progress:
         result = run_backtest(

@@ -8,7 +8,7 @@ import click
 import orjson
 
 from rarenet.baseline.cli import Context, common_options, json_option, open_store
-from rarenet.baseline.cli.options import time_option
+from rarenet.baseline.cli.options import shards_option, time_option
 from rarenet.baseline.config import override
 from rarenet.baseline.detect.shards import configured_shards
 from rarenet.baseline.detect.why import Why, why
@@ -20,14 +20,7 @@ from rarenet.baseline.units import format_time
 @click.argument("host")
 @click.argument("executable")
 @click.option("--at", "at", metavar="TIME", help="Data time of the run to explain (default: now).")
-@click.option(
-    "--shard",
-    "shards",
-    multiple=True,
-    metavar="URL",
-    help="A host shard's `rarenet serve` (repeat for each; default: [detect] shards): "
-    "explain over the shards, as the detection node's rule scores.",
-)
+@shards_option(": explain over the shards, as the detection node's rule scores.")
 @common_options
 @json_option
 @click.pass_obj

@@ -1,11 +1,27 @@
-"""Helpers the commands share for their options: times and input sizes."""
+"""Helpers the commands share for their options: shard URLs, times and input sizes."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
+
+import click
 
 from rarenet.baseline.errors import InputError
 from rarenet.baseline.units import parse_time
+
+
+def shards_option(purpose: str) -> Callable[[Any], Any]:
+    """`--shard URL` (repeatable, into `shards`): a host shard's `rarenet serve`;
+    `purpose` ends the help text."""
+    return click.option(
+        "--shard",
+        "shards",
+        multiple=True,
+        metavar="URL",
+        help="A host shard's `rarenet serve` (repeat for each; default: [detect] shards)" + purpose,
+    )
 
 
 def time_option(value: str | None, option: str) -> int | None:

@@ -51,46 +51,43 @@ def serve(
     requests, stop the jobs and exit 0.
     """
 
-    def body() -> int:
-        from dataclasses import replace
+    from dataclasses import replace
 
-        from rarenet.baseline.access.credentials import Credentials
-        from rarenet.baseline.access.users import count_users
-        from rarenet.baseline.serve.server import serve as run_server
-        from rarenet.baseline.store import Store
+    from rarenet.baseline.access.credentials import Credentials
+    from rarenet.baseline.access.users import count_users
+    from rarenet.baseline.serve.server import serve as run_server
+    from rarenet.baseline.store import Store
 
-        config = state.config()
-        server = replace(
-            config.server,
-            host=host if host is not None else config.server.host,
-            port=port if port is not None else config.server.port,
-        )
-        config = replace(config, server=server)
-        announce_new_store(config)
+    config = state.config()
+    server = replace(
+        config.server,
+        host=host if host is not None else config.server.host,
+        port=port if port is not None else config.server.port,
+    )
+    config = replace(config, server=server)
+    announce_new_store(config)
 
-        def ready(url: str) -> None:
-            secrets = Credentials.from_config(config).any_secret
-            auth = "tokens required" if secrets else "no tokens: loopback only"
-            click.echo(f"rarenet: listening on {url} (store {config.store.path}; {auth})")
-            click.echo(f"rarenet: console at {url}/ — open it in a browser")
-            with Store(config.store.path) as store:
-                if count_users(store) == 0:
-                    click.echo(
-                        "rarenet: no console users yet: make the first admin with "
-                        "`rarenet users add NAME --role admin`, then sign in"
-                    )
-            if local:
-                click.echo("rarenet: collecting this host's sockets from /proc (--local)")
+    def ready(url: str) -> None:
+        secrets = Credentials.from_config(config).any_secret
+        auth = "tokens required" if secrets else "no tokens: loopback only"
+        click.echo(f"rarenet: listening on {url} (store {config.store.path}; {auth})")
+        click.echo(f"rarenet: console at {url}/ — open it in a browser")
+        with Store(config.store.path) as store:
+            if count_users(store) == 0:
+                click.echo(
+                    "rarenet: no console users yet: make the first admin with "
+                    "`rarenet users add NAME --role admin`, then sign in"
+                )
+        if local:
+            click.echo("rarenet: collecting this host's sockets from /proc (--local)")
 
-        code = run_server(
-            config,
-            local=local,
-            access_log=access_log,
-            on_run=console_sink(),
-            on_ready=ready,
-            on_line=console_line,
-        )
-        click.echo("rarenet: stopped; every acknowledged request is committed")
-        return code
-
-    return body()
+    code = run_server(
+        config,
+        local=local,
+        access_log=access_log,
+        on_run=console_sink(),
+        on_ready=ready,
+        on_line=console_line,
+    )
+    click.echo("rarenet: stopped; every acknowledged request is committed")
+    return code

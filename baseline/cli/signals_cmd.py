@@ -88,39 +88,36 @@ def list_(
     """Newest signals first in data time (the signal's bucket): id, data time, score,
     host, binary, triage state, delivery state per webhook."""
 
-    def body() -> int:
-        try:
-            start = parse_time(since) if since else None
-        except ValueError as exc:
-            raise InputError(str(exc), where="--since") from None
-        with open_store(state.config()) as store:
-            records = list_signals(store, limit=limit, since=start, state=only_state)
-        if as_json:
-            click.echo(orjson.dumps({"signals": [r.as_json() for r in records]}).decode())
-            return 0
-        if not records:
-            click.echo("no signals")
-            return 0
-        rows = [
-            (
-                r.id[:12],
-                format_time(r.bucket),
-                f"{r.score:.0f}",
-                printable(r.host),
-                printable(r.path or r.name),
-                printable(r.triage.label),
-                f"{summary_state(r.deliveries)} ({_deliveries_line(r)})",
-            )
-            for r in records
-        ]
-        header = ("ID", "DATA TIME", "SCORE", "HOST", "BINARY", "TRIAGE", "DELIVERY")
-        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
-        for row in [header, *rows]:
-            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-            click.echo("  ".join([*cells, row[-1]]))
+    try:
+        start = parse_time(since) if since else None
+    except ValueError as exc:
+        raise InputError(str(exc), where="--since") from None
+    with open_store(state.config()) as store:
+        records = list_signals(store, limit=limit, since=start, state=only_state)
+    if as_json:
+        click.echo(orjson.dumps({"signals": [r.as_json() for r in records]}).decode())
         return 0
-
-    return body()
+    if not records:
+        click.echo("no signals")
+        return 0
+    rows = [
+        (
+            r.id[:12],
+            format_time(r.bucket),
+            f"{r.score:.0f}",
+            printable(r.host),
+            printable(r.path or r.name),
+            printable(r.triage.label),
+            f"{summary_state(r.deliveries)} ({_deliveries_line(r)})",
+        )
+        for r in records
+    ]
+    header = ("ID", "DATA TIME", "SCORE", "HOST", "BINARY", "TRIAGE", "DELIVERY")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, row[-1]]))
+    return 0
 
 
 @signals.command("show")
@@ -133,51 +130,46 @@ def show(state: Context, sid: str, as_json: bool) -> int | None:
     comments, delivery state, attempts and last error per webhook, then the full signal
     document."""
 
-    def body() -> int:
-        with open_store(state.config()) as store:
-            record = get_signal(store, sid)
-        if as_json:
-            click.echo(orjson.dumps(record.as_json()).decode())
-            return 0
-        click.echo(f"signal   {record.id}")
-        click.echo(f"created  {format_time(record.created_at)}")
-        click.echo(f"host     {printable(record.host)}")
-        click.echo(
-            f"binary   {printable(record.name)} ({printable(record.path or 'path unknown')})"
-        )
-        click.echo(f"score    {record.score:.1f} (initial {record.initial_score:.1f})")
-        click.echo(f"bucket   {format_time(record.bucket)} (data time)")
-        for label, value in _context_lines(record.document):
-            click.echo(f"{label:<8} {printable(value)}")
-        click.echo(f"reason   {printable(record.document.get('reason', ''))}")
-        click.echo(f"triage   {printable(record.triage.label)}")
-        with open_store(state.config()) as store:
-            for said in comments_of(store, record.id):
-                click.echo(
-                    f"  {format_time(int(said.at))} {printable(said.author)}: {printable(said.text)}"
-                )
-        click.echo(f"delivery {summary_state(record.deliveries)}")
-        for d in record.deliveries:
-            when = (
-                f"delivered {format_time(d.delivered_at)}"
-                if d.delivered_at is not None and d.state == "delivered"
-                else f"next attempt {format_time(d.next_attempt_at)}"
-                if d.state in ("pending", "retrying")
-                else ""
-            )
-            status = f"HTTP {d.last_status}" if d.last_status is not None else "-"
-            click.echo(
-                f"  {d.webhook}: {d.state}, {plural(d.attempts, 'attempt')}, {status}, {when}".rstrip(
-                    ", "
-                )
-            )
-            if d.last_error:
-                click.echo(f"    last error: {printable(d.last_error)}")
-        shown = _printable_tree(record.document)
-        click.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
+    with open_store(state.config()) as store:
+        record = get_signal(store, sid)
+    if as_json:
+        click.echo(orjson.dumps(record.as_json()).decode())
         return 0
-
-    return body()
+    click.echo(f"signal   {record.id}")
+    click.echo(f"created  {format_time(record.created_at)}")
+    click.echo(f"host     {printable(record.host)}")
+    click.echo(f"binary   {printable(record.name)} ({printable(record.path or 'path unknown')})")
+    click.echo(f"score    {record.score:.1f} (initial {record.initial_score:.1f})")
+    click.echo(f"bucket   {format_time(record.bucket)} (data time)")
+    for label, value in _context_lines(record.document):
+        click.echo(f"{label:<8} {printable(value)}")
+    click.echo(f"reason   {printable(record.document.get('reason', ''))}")
+    click.echo(f"triage   {printable(record.triage.label)}")
+    with open_store(state.config()) as store:
+        for said in comments_of(store, record.id):
+            click.echo(
+                f"  {format_time(int(said.at))} {printable(said.author)}: {printable(said.text)}"
+            )
+    click.echo(f"delivery {summary_state(record.deliveries)}")
+    for d in record.deliveries:
+        when = (
+            f"delivered {format_time(d.delivered_at)}"
+            if d.delivered_at is not None and d.state == "delivered"
+            else f"next attempt {format_time(d.next_attempt_at)}"
+            if d.state in ("pending", "retrying")
+            else ""
+        )
+        status = f"HTTP {d.last_status}" if d.last_status is not None else "-"
+        click.echo(
+            f"  {d.webhook}: {d.state}, {plural(d.attempts, 'attempt')}, {status}, {when}".rstrip(
+                ", "
+            )
+        )
+        if d.last_error:
+            click.echo(f"    last error: {printable(d.last_error)}")
+    shown = _printable_tree(record.document)
+    click.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
+    return 0
 
 
 @signals.command("redeliver")
@@ -190,19 +182,16 @@ def redeliver(state: Context, sid: str, webhook: str | None, as_json: bool) -> i
     """Queue a signal again (state pending, same Idempotency-Key); `rarenet serve` or
     `rarenet signals deliver` sends it."""
 
-    def body() -> int:
-        config = state.config()
-        names = [w.name for w in configured_webhooks(config)]
-        with open_store(config) as store:
-            record = get_signal(store, sid)
-            queued = redeliver_signal(store, record.id, names, now=time.time(), only=webhook)
-        if as_json:
-            click.echo(orjson.dumps({"id": record.id, "webhooks": queued}).decode())
-        else:
-            click.echo(f"queued {record.id} for {', '.join(queued)}")
-        return 0
-
-    return body()
+    config = state.config()
+    names = [w.name for w in configured_webhooks(config)]
+    with open_store(config) as store:
+        record = get_signal(store, sid)
+        queued = redeliver_signal(store, record.id, names, now=time.time(), only=webhook)
+    if as_json:
+        click.echo(orjson.dumps({"id": record.id, "webhooks": queued}).decode())
+    else:
+        click.echo(f"queued {record.id} for {', '.join(queued)}")
+    return 0
 
 
 @signals.command("deliver")
@@ -215,17 +204,14 @@ def deliver(state: Context, as_json: bool) -> int | None:
     Exit status: 0 nothing failed in this pass, 1 some delivery is retrying, failed or
     was dead-lettered (see `rarenet signals list --state …`)."""
 
-    def body() -> int:
-        config = state.config()
-        with open_store(config) as store:
-            report = deliver_once(store, config)
-        if as_json:
-            click.echo(orjson.dumps(report.as_json()).decode())
-        else:
-            click.echo(
-                f"{report.attempted} attempted: {report.delivered} delivered, "
-                f"{report.retrying} retrying, {report.failed} failed; {report.dead} dead-lettered"
-            )
-        return EXIT_FINDINGS if report.retrying or report.failed or report.dead else 0
-
-    return body()
+    config = state.config()
+    with open_store(config) as store:
+        report = deliver_once(store, config)
+    if as_json:
+        click.echo(orjson.dumps(report.as_json()).decode())
+    else:
+        click.echo(
+            f"{report.attempted} attempted: {report.delivered} delivered, "
+            f"{report.retrying} retrying, {report.failed} failed; {report.dead} dead-lettered"
+        )
+    return EXIT_FINDINGS if report.retrying or report.failed or report.dead else 0

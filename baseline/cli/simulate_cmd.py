@@ -172,14 +172,11 @@ def simulate(
             click.get_current_context(),
         )
 
-    def body() -> int:
-        spec = _spec(hosts, days, attacks, seed, start, fmt, scenarios)
-        labels_path = _labels_path(out, labels)
-        result = _write(spec, out, labels_path, arrivals)
-        _report(result, days, out, labels_path, as_json)
-        return 0
-
-    return body()
+    spec = _spec(hosts, days, attacks, seed, start, fmt, scenarios)
+    labels_path = _labels_path(out, labels)
+    result = _write(spec, out, labels_path, arrivals)
+    _report(result, days, out, labels_path, as_json)
+    return 0
 
 
 __all__ = ["simulate"]

@@ -70,17 +70,14 @@ def users_add(
 ) -> int | None:
     """Add a user (the first admin is made this way: never a default password)."""
 
-    def body() -> int:
-        password = None if no_password else _password(password_stdin)
-        with open_store(state.config(), create=True) as store:
-            user = add_user(store, name, role, password, cli_principal())
-        if as_json:
-            click.echo(orjson.dumps(user.as_json()).decode())
-        else:
-            click.echo(f"added {user.role} {user.name}")
-        return 0
-
-    return body()
+    password = None if no_password else _password(password_stdin)
+    with open_store(state.config(), create=True) as store:
+        user = add_user(store, name, role, password, cli_principal())
+    if as_json:
+        click.echo(orjson.dumps(user.as_json()).decode())
+    else:
+        click.echo(f"added {user.role} {user.name}")
+    return 0
 
 
 @users.command("list")
@@ -90,23 +87,20 @@ def users_add(
 def users_list(state: Context, as_json: bool) -> int | None:
     """Every user with their role."""
 
-    def body() -> int:
-        with open_store(state.config()) as store:
-            found = list_users(store)
-        if as_json:
-            click.echo(orjson.dumps([u.as_json() for u in found]).decode())
-            return 0
-        if not found:
-            click.echo("no users: add the first admin with `rarenet users add NAME --role admin`")
-        for u in found:
-            sign_in = "password" if u.has_password else "proxy/tokens only"
-            click.echo(
-                f"{u.name:<24} {u.role:<8} {sign_in:<18} added {format_time(u.created_at)} "
-                f"by {u.created_by}"
-            )
+    with open_store(state.config()) as store:
+        found = list_users(store)
+    if as_json:
+        click.echo(orjson.dumps([u.as_json() for u in found]).decode())
         return 0
-
-    return body()
+    if not found:
+        click.echo("no users: add the first admin with `rarenet users add NAME --role admin`")
+    for u in found:
+        sign_in = "password" if u.has_password else "proxy/tokens only"
+        click.echo(
+            f"{u.name:<24} {u.role:<8} {sign_in:<18} added {format_time(u.created_at)} "
+            f"by {u.created_by}"
+        )
+    return 0
 
 
 @users.command("passwd")
@@ -117,14 +111,11 @@ def users_list(state: Context, as_json: bool) -> int | None:
 def users_passwd(state: Context, name: str, password_stdin: bool) -> int | None:
     """Set a user's password."""
 
-    def body() -> int:
-        password = _password(password_stdin)
-        with open_store(state.config()) as store:
-            set_password(store, name, password, cli_principal())
-        click.echo(f"password of {name} changed")
-        return 0
-
-    return body()
+    password = _password(password_stdin)
+    with open_store(state.config()) as store:
+        set_password(store, name, password, cli_principal())
+    click.echo(f"password of {name} changed")
+    return 0
 
 
 @users.command("role")
@@ -135,13 +126,10 @@ def users_passwd(state: Context, name: str, password_stdin: bool) -> int | None:
 def users_role(state: Context, name: str, role: str) -> int | None:
     """Change a user's role (takes effect on their next request)."""
 
-    def body() -> int:
-        with open_store(state.config()) as store:
-            set_role(store, name, role, cli_principal())
-        click.echo(f"{name} is now {role}")
-        return 0
-
-    return body()
+    with open_store(state.config()) as store:
+        set_role(store, name, role, cli_principal())
+    click.echo(f"{name} is now {role}")
+    return 0
 
 
 @users.command("remove")
@@ -151,13 +139,10 @@ def users_role(state: Context, name: str, role: str) -> int | None:
 def users_remove(state: Context, name: str) -> int | None:
     """Remove a user and revoke their tokens (exit 1 if there was none)."""
 
-    def body() -> int:
-        with open_store(state.config()) as store:
-            removed = remove_user(store, name, cli_principal())
-        click.echo(f"removed {name}" if removed else f"no user {name}")
-        return 0 if removed else EXIT_FINDINGS
-
-    return body()
+    with open_store(state.config()) as store:
+        removed = remove_user(store, name, cli_principal())
+    click.echo(f"removed {name}" if removed else f"no user {name}")
+    return 0 if removed else EXIT_FINDINGS
 
 
 @click.group()
@@ -177,23 +162,20 @@ def tokens_add(
 ) -> int | None:
     """Make a token; its secret is printed once, only its hash is stored."""
 
-    def body() -> int:
-        import time
+    import time
 
-        try:
-            expires_at = time.time() + parse_duration(expires) if expires else None
-        except ValueError as exc:
-            raise InputError(str(exc), where="--expires") from None
-        with open_store(state.config()) as store:
-            token, secret = create_token(store, user, label, expires_at, cli_principal())
-        if as_json:
-            click.echo(orjson.dumps({**token.as_json(), "token": secret}).decode())
-        else:
-            click.echo(f"token {token.id} for {token.user} ({token.label}); shown once:")
-            click.echo(secret)
-        return 0
-
-    return body()
+    try:
+        expires_at = time.time() + parse_duration(expires) if expires else None
+    except ValueError as exc:
+        raise InputError(str(exc), where="--expires") from None
+    with open_store(state.config()) as store:
+        token, secret = create_token(store, user, label, expires_at, cli_principal())
+    if as_json:
+        click.echo(orjson.dumps({**token.as_json(), "token": secret}).decode())
+    else:
+        click.echo(f"token {token.id} for {token.user} ({token.label}); shown once:")
+        click.echo(secret)
+    return 0
 
 
 @tokens.command("list")
@@ -203,21 +185,18 @@ def tokens_add(
 def tokens_list(state: Context, as_json: bool) -> int | None:
     """Every token (never its secret)."""
 
-    def body() -> int:
-        with open_store(state.config()) as store:
-            found = list_tokens(store)
-        if as_json:
-            click.echo(orjson.dumps([t.as_json() for t in found]).decode())
-            return 0
-        if not found:
-            click.echo("no tokens")
-        for t in found:
-            status = f"revoked {format_time(t.revoked_at)}" if t.revoked_at else "live"
-            used = format_time(t.last_used_at) if t.last_used_at else "never"
-            click.echo(f"{t.id:>4}  {t.user:<20} {t.label:<16} {status}  last used {used}")
+    with open_store(state.config()) as store:
+        found = list_tokens(store)
+    if as_json:
+        click.echo(orjson.dumps([t.as_json() for t in found]).decode())
         return 0
-
-    return body()
+    if not found:
+        click.echo("no tokens")
+    for t in found:
+        status = f"revoked {format_time(t.revoked_at)}" if t.revoked_at else "live"
+        used = format_time(t.last_used_at) if t.last_used_at else "never"
+        click.echo(f"{t.id:>4}  {t.user:<20} {t.label:<16} {status}  last used {used}")
+    return 0
 
 
 @tokens.command("revoke")
@@ -227,13 +206,10 @@ def tokens_list(state: Context, as_json: bool) -> int | None:
 def tokens_revoke(state: Context, token_id: int) -> int | None:
     """Revoke a token (exit 1 if there was no live one with that id)."""
 
-    def body() -> int:
-        with open_store(state.config()) as store:
-            revoked = revoke_token(store, token_id, cli_principal())
-        click.echo(f"revoked token {token_id}" if revoked else f"no live token {token_id}")
-        return 0 if revoked else EXIT_FINDINGS
-
-    return body()
+    with open_store(state.config()) as store:
+        revoked = revoke_token(store, token_id, cli_principal())
+    click.echo(f"revoked token {token_id}" if revoked else f"no live token {token_id}")
+    return 0 if revoked else EXIT_FINDINGS
 
 
 @click.group()
@@ -253,18 +229,13 @@ def audit_list(
 ) -> int | None:
     """Newest first."""
 
-    def body() -> int:
-        with open_store(state.config()) as store:
-            entries = list_audit(store, limit=limit, target=target, action=action)
-        if as_json:
-            click.echo(orjson.dumps([e.as_json() for e in entries]).decode())
-            return 0
-        if not entries:
-            click.echo("nothing recorded")
-        for e in entries:
-            click.echo(
-                f"{format_time(e.at)}  {e.actor:<20} {e.via:<8} {e.address:<15} {e.describe()}"
-            )
+    with open_store(state.config()) as store:
+        entries = list_audit(store, limit=limit, target=target, action=action)
+    if as_json:
+        click.echo(orjson.dumps([e.as_json() for e in entries]).decode())
         return 0
-
-    return body()
+    if not entries:
+        click.echo("nothing recorded")
+    for e in entries:
+        click.echo(f"{format_time(e.at)}  {e.actor:<20} {e.via:<8} {e.address:<15} {e.describe()}")
+    return 0

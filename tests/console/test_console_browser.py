@@ -30,7 +30,7 @@ from support.hand_fleet import (
     RUN_AT,
     routine_lines,
 )
-from support.osquery_lines import event, line, socket_row
+from support.osquery_lines import socket_line
 from support.serve_process import PASSWORD, TOKEN, ServerProcess
 
 from rarenet.baseline.config import load_config
@@ -49,30 +49,20 @@ DOC_SCREENSHOTS = DOCS / "screenshots"
 HOSTILE_NAME = "<script>window.__pwned=1</script>"
 HOSTILE_PATH = '/tmp/"><img src=x onerror="window.__pwned=2">'
 HOSTILE_CMDLINE = "sh -c 'id' \u202etxt.exe <b>bold</b> \x1b[31m\u200b"
-HOSTILE = line(
-    event(
-        socket_row(
-            pid=5150,
-            name=HOSTILE_NAME,
-            path=HOSTILE_PATH,
-            cmdline=HOSTILE_CMDLINE,
-            remote_address="203.0.113.66",
-            remote_port=4444,
-        ),
-        host="web-11",
-        unix=ATTACK_AT + 30,
-    )
+HOSTILE = socket_line(
+    "web-11",
+    ATTACK_AT + 30,
+    pid=5150,
+    name=HOSTILE_NAME,
+    path=HOSTILE_PATH,
+    cmdline=HOSTILE_CMDLINE,
+    remote_address="203.0.113.66",
+    remote_port=4444,
 )
 
 SPREAD = "/dev/shm/.k/kworkerd"  # lateral movement: web-12, then web-13 two hours later
 SPREAD_LINES = [
-    line(
-        event(
-            socket_row(pid=3100 + i, name="kworkerd", path=SPREAD, remote_address="203.0.113.77"),
-            host=host,
-            unix=at,
-        )
-    )
+    socket_line(host, at, pid=3100 + i, name="kworkerd", path=SPREAD, remote_address="203.0.113.77")
     for i, (host, at) in enumerate((("web-12", ATTACK_AT - 7200 + 40), ("web-13", ATTACK_AT + 40)))
 ]
 
@@ -558,8 +548,7 @@ def test_the_home_page_says_learning_and_what_to_do(
         assert "No data yet." in page.inner_text("#learning")
         start = 1767225600  # 2026-01-01
         body = b"".join(
-            line(event(socket_row(pid=700 + n, name="nginx", path="/usr/sbin/nginx"),
-                       host=f"web-{n % 3}", unix=start + n * 900 + 30))
+            socket_line(f"web-{n % 3}", start + n * 900 + 30, pid=700 + n, name="nginx", path="/usr/sbin/nginx")
             for n in range(7)
         )  # fmt: skip
         assert server.post(body, headers={}).status_code == 200

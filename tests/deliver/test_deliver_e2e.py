@@ -10,7 +10,7 @@ import orjson
 from support.deliver_helpers import with_webhooks
 from support.deliver_receiver import receiving
 from support.ecs_fields import check_ecs
-from support.osquery_lines import T0, event, line, socket_row
+from support.osquery_lines import T0, socket_line
 
 from rarenet.baseline.config import Config
 from rarenet.baseline.deliver import deliver_once, list_signals
@@ -27,32 +27,28 @@ HOSTS = [f"web-{i:02d}" for i in range(8)]
 def fleet_log(path: Path) -> int:
     """30 buckets of curl on every host, then a beacon from /tmp on web-03."""
     lines = [
-        line(
-            event(
-                socket_row(name="curl", path="/usr/bin/curl", remote_address="203.0.113.80"),
-                host=host,
-                unix=START + b * SPAN + i,
-            )
+        socket_line(
+            host,
+            START + b * SPAN + i,
+            name="curl",
+            path="/usr/bin/curl",
+            remote_address="203.0.113.80",
         )
         for b in range(30)
         for i, host in enumerate(HOSTS)
     ]
     attack = START + 29 * SPAN + 100
     lines.append(
-        line(
-            event(
-                socket_row(
-                    pid=6666,
-                    name="beacon",
-                    path="/tmp/.x/beacon",
-                    cmdline="/tmp/.x/beacon --c2 203.0.113.99",
-                    remote_address="203.0.113.99",
-                    remote_port=8443,
-                    username="www-data",
-                ),
-                host="web-03",
-                unix=attack,
-            )
+        socket_line(
+            "web-03",
+            attack,
+            pid=6666,
+            name="beacon",
+            path="/tmp/.x/beacon",
+            cmdline="/tmp/.x/beacon --c2 203.0.113.99",
+            remote_address="203.0.113.99",
+            remote_port=8443,
+            username="www-data",
         )
     )
     path.write_bytes(b"".join(lines))

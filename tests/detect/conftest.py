@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from support import e2e_backtest
-from support.store_copy import opened_copy
+from support.stores import opened_copy
 
 from rarenet.baseline.store import Store
 

@@ -25,7 +25,7 @@ from support.hand_fleet import (
     WEB,
     routine_lines,
 )
-from support.osquery_lines import T0, event, line, socket_row
+from support.osquery_lines import T0, socket_line
 
 from rarenet.baseline.access.audit import list_audit
 from rarenet.baseline.cli import main
@@ -105,18 +105,14 @@ def test_the_same_binary_later_is_suppressed_and_counted(
     detect_once(hand_fleet_store, settings, RUN_AT)
     log = tmp_path / "more.log"
     log.write_bytes(
-        line(
-            event(
-                socket_row(
-                    pid=6667,
-                    name="beacon",
-                    path="/tmp/.x/beacon",
-                    remote_address="203.0.113.99",
-                    remote_port=8443,
-                ),
-                host="web-05",
-                unix=RUN_AT + 100,
-            )
+        socket_line(
+            "web-05",
+            RUN_AT + 100,
+            pid=6667,
+            name="beacon",
+            path="/tmp/.x/beacon",
+            remote_address="203.0.113.99",
+            remote_port=8443,
         )
     )
     Ingester(hand_fleet_store, load_config(None, env={})).ingest([str(log)])
@@ -271,22 +267,10 @@ def test_a_compressed_drill_with_one_second_buckets(tmp_path: Path) -> None:
         },
     )
     lines = [
-        line(
-            event(
-                socket_row(pid=100 + i, name="nginx", path="/usr/sbin/nginx"),
-                host=f"h{i % 5}",
-                unix=T0 + i // 5,
-            )
-        )
+        socket_line(f"h{i % 5}", T0 + i // 5, pid=100 + i, name="nginx", path="/usr/sbin/nginx")
         for i in range(5 * 400)
     ]
-    lines.append(
-        line(
-            event(
-                socket_row(pid=9, name="nc", path="/usr/bin/nc.openbsd"), host="h2", unix=T0 + 399
-            )
-        )
-    )
+    lines.append(socket_line("h2", T0 + 399, pid=9, name="nc", path="/usr/bin/nc.openbsd"))
     log = tmp_path / "drill.log"
     log.write_bytes(b"".join(lines))
     with Store(tmp_path / "drill.db") as store:

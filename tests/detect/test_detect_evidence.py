@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from support.hand_fleet import END, SPAN, START, WEB, routine_lines
-from support.osquery_lines import event, line, socket_row
+from support.osquery_lines import socket_line
 
 from rarenet.baseline.config import Config, load_config
 from rarenet.baseline.detect.backtest import backtest
@@ -36,17 +36,13 @@ def config() -> Config:
     return load_config(None, env={})
 
 
-def _row(host: str, unix: int, **fields: Any) -> bytes:
-    return line(event(socket_row(**fields), host=host, unix=unix))
-
-
 def newcomers() -> list[bytes]:
     """web-new serves nginx from JOINED; db-new runs the db servers' bash health check;
     two hours before the end web-new's web application spawns a bash reverse shell."""
     out = []
     for bucket in range(JOINED, END, SPAN):
         out.append(
-            _row(
+            socket_line(
                 "web-new",
                 bucket + 5,
                 pid=800,
@@ -60,7 +56,7 @@ def newcomers() -> list[bytes]:
             )
         )
         out.append(
-            _row(
+            socket_line(
                 "db-new",
                 bucket + 7,
                 pid=900,
@@ -73,7 +69,7 @@ def newcomers() -> list[bytes]:
             )
         )
     out.append(
-        _row(
+        socket_line(
             "web-new",
             SHELL_AT + 11,
             pid=7001,
@@ -94,7 +90,7 @@ def hops(path: str, hosts: list[str], first: int, every: int) -> list[bytes]:
     for number, host in enumerate(hosts):
         for bucket in range(first + number * every, END, SPAN):
             out.append(
-                _row(
+                socket_line(
                     host,
                     bucket + 13,
                     pid=3100 + number,
@@ -173,7 +169,7 @@ def test_a_shell_is_never_a_rollout(tmp_path: Path, config: Config) -> None:
     first = START + 60 * HOUR
     hosts = WEB[:4]
     shells = [
-        _row(
+        socket_line(
             host,
             first + number * 45 * 60 + 17,
             pid=6100 + number,
@@ -205,9 +201,9 @@ def test_a_deployments_first_day_discounts_package_programs_only(
     early, later = START + 7 * HOUR, START + 31 * HOUR
     nc = "/usr/bin/nc.openbsd"
     extra = [
-        _row("web-03", early + 20, pid=4100, name="nc", path=nc, remote_port=4444),
-        _row("web-04", early + 20, pid=4101, name="beacon", path="/tmp/.x/beacon"),
-        _row("web-05", later + 20, pid=4102, name="nc", path=nc, remote_port=4444),
+        socket_line("web-03", early + 20, pid=4100, name="nc", path=nc, remote_port=4444),
+        socket_line("web-04", early + 20, pid=4101, name="beacon", path="/tmp/.x/beacon"),
+        socket_line("web-05", later + 20, pid=4102, name="nc", path=nc, remote_port=4444),
     ]
     signals = replay(tmp_path, config, extra, START)
     found = {(s["host"]["name"], s["process"]["executable"]): s for s in signals}
@@ -231,8 +227,10 @@ def test_a_fresh_install_is_said_plainly_and_ranked_below_a_dropper(
     scored below a never-seen dropper in a hidden directory at the same moment."""
     at = START + 60 * HOUR
     extra = [
-        _row("web-06", at + 20, pid=4200, name="zoom", path="/opt/zoom/zoom", remote_port=443),
-        _row("web-07", at + 20, pid=4201, name="zoomd", path="/var/tmp/.z/zoomd"),
+        socket_line(
+            "web-06", at + 20, pid=4200, name="zoom", path="/opt/zoom/zoom", remote_port=443
+        ),
+        socket_line("web-07", at + 20, pid=4201, name="zoomd", path="/var/tmp/.z/zoomd"),
     ]
     signals = replay(tmp_path, config, extra, at - 4 * HOUR)
     found = {s["process"]["executable"]: s for s in signals}
@@ -255,10 +253,12 @@ def test_a_tool_a_person_installs_talking_where_the_fleet_talks_is_not_a_shell_t
     familiar = {"remote_address": "203.0.113.80", "remote_port": 443}
     gh = "/home/alice/.local/bin/gh"
     extra = [
-        _row("web-08", at + 20, pid=4300, name="gh", path=gh, **familiar),
-        _row("web-09", at + 20, pid=4301, name="gh", path=gh.replace("alice", "bob")),
-        _row("web-10", at + 20, pid=4302, name="kswapd", path="/dev/shm/.k/kswapd", **familiar),
-        _row("web-11", at + 20, pid=4303, name="socat", path="/home/eve/socat", **familiar),
+        socket_line("web-08", at + 20, pid=4300, name="gh", path=gh, **familiar),
+        socket_line("web-09", at + 20, pid=4301, name="gh", path=gh.replace("alice", "bob")),
+        socket_line(
+            "web-10", at + 20, pid=4302, name="kswapd", path="/dev/shm/.k/kswapd", **familiar
+        ),
+        socket_line("web-11", at + 20, pid=4303, name="socat", path="/home/eve/socat", **familiar),
     ]
     signals = replay(tmp_path, config, extra, at - 4 * HOUR)
     found = {s["host"]["name"]: s for s in signals if s["process"]["name"] != "nginx"}
@@ -297,7 +297,7 @@ def test_a_binary_spreading_to_one_address_never_makes_it_familiar(
     first = START + 60 * HOUR
     path = "/usr/lib/x86_64-linux-gnu/kmod-helper"
     extra = [
-        _row(host, first + n * 3 * HOUR + 20, pid=4400 + n, name="kmod-helper", path=path,
+        socket_line(host, first + n * 3 * HOUR + 20, pid=4400 + n, name="kmod-helper", path=path,
              remote_address="198.51.100.99", remote_port=8443)
         for n, host in enumerate(WEB[12:15])
     ]  # fmt: skip
@@ -318,7 +318,7 @@ def _app_hops(path: str, hosts: list[str], first: int, uid: int, user: str) -> l
     for number, host in enumerate(hosts):
         for bucket in range(first + number * (6 * HOUR + SPAN), END, 4 * SPAN):
             out.append(
-                _row(host, bucket + 29, pid=5200 + number, name="notes", path=path,
+                socket_line(host, bucket + 29, pid=5200 + number, name="notes", path=path,
                      cmdline=path, remote_address="192.0.2.77", remote_port=443,
                      uid=str(uid), username=user)
             )  # fmt: skip

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 from support.hand_fleet import ATTACK_AT, RUN_AT, SPAN
-from support.osquery_lines import event, line, socket_row
+from support.osquery_lines import event, line, socket_line, socket_row
 
 from rarenet.baseline.cli import main
 from rarenet.baseline.config import Config, load_config
@@ -29,13 +29,7 @@ BEACON = "/tmp/.x/beacon"
 def beacon_on(host: str, unix: int, tmp_path: Path) -> Path:
     log = tmp_path / f"beacon-{host}.log"
     log.write_bytes(
-        line(
-            event(
-                socket_row(pid=4242, name="beacon", path=BEACON, remote_address="203.0.113.99"),
-                host=host,
-                unix=unix,
-            )
-        )
+        socket_line(host, unix, pid=4242, name="beacon", path=BEACON, remote_address="203.0.113.99")
     )
     return log
 
@@ -208,7 +202,7 @@ def test_explain_at_its_run_says_every_stored_signal_word_for_word(
     groups, returns, child shells), `explain` at the run that raised each signal gives
     its verdict, score, reason and explanation exactly as stored."""
     log, labels = tmp_path / "fleet.log.gz", tmp_path / "labels.jsonl"
-    spec = SimulationSpec(hosts=30, days=3, attacks=True, seed=seed, scenarios="all")
+    spec = SimulationSpec(hosts=20, days=3, attacks=True, seed=seed, scenarios="all")
     simulate_to_path(spec, log, labels)
     config = load_config(None, env={})
     replayed = tmp_path / "replay.db"

@@ -34,6 +34,7 @@ from support.late_fleet import (
     fleet,
 )
 from support.serve_process import ServerProcess
+from support.stores import ingest_lines
 
 from rarenet.baseline.cli import main as cli
 from rarenet.baseline.config import DetectSettings, load_config
@@ -43,7 +44,6 @@ from rarenet.baseline.detect.backtest import backtest
 from rarenet.baseline.detect.rule import RunResult, detect_once
 from rarenet.baseline.detect.silence import arrivals
 from rarenet.baseline.detect.why import why
-from rarenet.baseline.ingest.pipeline import Ingester
 from rarenet.baseline.simulate import SimulationSpec, simulate_to_path
 from rarenet.baseline.store import Store
 from rarenet.baseline.units import parse_time
@@ -55,9 +55,7 @@ def lines() -> list[Line]:
 
 
 def ingest(store: Store, directory: Path, chunk: list[bytes], name: str) -> None:
-    log = directory / f"{name}.log"
-    log.write_bytes(b"".join(chunk))
-    assert Ingester(store, load_config(None, env={})).ingest([str(log)]).rejected == 0
+    ingest_lines(store, chunk, directory / f"{name}.log")
 
 
 def live(

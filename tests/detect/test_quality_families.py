@@ -1,6 +1,6 @@
 """Every scenario family of `rarenet simulate --scenarios all`, on two seeds: the
-behaviour issue 11 asks for, with thresholds that fail if it regresses. The full
-comparison with the reference detectors is `make bench` (docs/quality.md)."""
+behaviour issue 11 asks for, with thresholds that fail if it regresses. rarenet alone:
+the comparison with the reference detectors is `make bench` (docs/quality.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from support.quality_eval import FleetQuality, measure
 
 SEEDS = (1, 2)
-HOSTS, DAYS = 30, 6.0  # attacks from day 1.5; host novelty needs 3 days of a host's history
+HOSTS, DAYS = 30, 5.0  # attacks from day 1.5; host novelty needs 3 days of a host's history
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,9 @@ def fleets(tmp_path_factory: pytest.TempPathFactory) -> list[FleetQuality]:
     workdir: Path = tmp_path_factory.mktemp("quality")
     # One process per seed (the machine has 2 cores; each fleet is CPU-bound Python).
     with ProcessPoolExecutor(len(SEEDS), mp_context=multiprocessing.get_context("spawn")) as pool:
-        runs = [pool.submit(measure, HOSTS, DAYS, seed, workdir) for seed in SEEDS]
+        runs = [
+            pool.submit(measure, HOSTS, DAYS, seed, workdir, references=False) for seed in SEEDS
+        ]
         return [run.result() for run in runs]
 
 
@@ -117,15 +119,12 @@ def test_an_app_users_install_raises_at_most_one_signal_across_the_fleet(
     fleets: list[FleetQuality],
 ) -> None:
     """zoom and obsidian in /opt, the JetBrains toolbox in each developer's home, reaching
-    2–5 workstations over four days: new terms signals the toolbox on every workstation
-    (a new path each time), rarenet at most once per app."""
+    2–5 workstations over four days: rarenet signals each at most once (new terms, which
+    signals the toolbox on every workstation, is beside it in `make bench`)."""
     for fleet in fleets:
         apps = fleet.benign_signals("rarenet", "user-app")
         assert len(apps) >= 2, apps  # the apps are in the run
         assert max(apps.values()) <= 1, apps
-        assert sum(fleet.benign_signals("new terms (path)", "user-app").values()) > sum(
-            apps.values()
-        )
 
 
 def test_re_imaged_hosts_stay_quiet(fleets: list[FleetQuality]) -> None:
@@ -136,9 +135,10 @@ def test_re_imaged_hosts_stay_quiet(fleets: list[FleetQuality]) -> None:
 
 
 # Scheduled jobs (weekly, monthly, quarterly) reach hosts one by one over the run's first
-# quarter; a small fleet for 24 days sees every weekly job run again. Hourly buckets keep
-# the backtest short; schedules are read by the day (baseline/detect/schedule.py).
-SCHEDULED_SEEDS, SCHEDULED_HOSTS, SCHEDULED_DAYS = (5, 6), 12, 24.0
+# quarter; a small fleet for 16 days sees every weekly job run again (the monthly and
+# quarterly ones recur in tests/detect/test_schedules.py and `make bench`). Hourly buckets
+# keep the backtest short; schedules are read by the day (baseline/detect/schedule.py).
+SCHEDULED_SEEDS, SCHEDULED_HOSTS, SCHEDULED_DAYS = (5, 6), 12, 16.0
 HOURLY = {
     "RARENET_DETECT_BUCKET_SPAN": "1h",
     "RARENET_DETECT_INTERVAL": "1h",
@@ -151,7 +151,9 @@ def scheduled(tmp_path_factory: pytest.TempPathFactory) -> list[FleetQuality]:
     workdir: Path = tmp_path_factory.mktemp("scheduled")
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         runs = [
-            pool.submit(measure, SCHEDULED_HOSTS, SCHEDULED_DAYS, seed, workdir, False, HOURLY)
+            pool.submit(
+                measure, SCHEDULED_HOSTS, SCHEDULED_DAYS, seed, workdir, False, HOURLY, False
+            )
             for seed in SCHEDULED_SEEDS
         ]
         return [run.result() for run in runs]

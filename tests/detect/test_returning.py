@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 from support.osquery_lines import T0, connection_line
-from support.store_copy import opened_copy
+from support.stores import ingest_lines, opened_copy, store_of_lines
 
 from rarenet.baseline.cli.explain_cmd import describe
-from rarenet.baseline.config import DetectSettings, load_config
+from rarenet.baseline.config import DetectSettings
 from rarenet.baseline.console import views
 from rarenet.baseline.detect.exceptions import Exception_, add_exception
 from rarenet.baseline.detect.peers import (
@@ -29,7 +29,6 @@ from rarenet.baseline.detect.peers import (
 from rarenet.baseline.detect.rule import RunResult, detect_once
 from rarenet.baseline.detect.suspects import count_occasions
 from rarenet.baseline.detect.why import why
-from rarenet.baseline.ingest.pipeline import Ingester
 from rarenet.baseline.store import Store
 
 SPAN, HOUR, DAY = 900, 3600, 86400
@@ -73,13 +72,7 @@ def routine() -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def base_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("returning")
-    log = directory / "fleet.log"
-    log.write_bytes(b"".join(routine()))
-    db = directory / "fleet.db"
-    with Store(db) as store:
-        assert Ingester(store, load_config(None, env={})).ingest([str(log)]).rejected == 0
-    return db
+    return store_of_lines(tmp_path_factory.mktemp("returning"), routine())
 
 
 @pytest.fixture
@@ -92,8 +85,7 @@ def use(store: Store, host: str, path: str, at: int, remote: str = "198.51.100.2
     """The binary at `path` on `host` connects out at data time `at`."""
     name = path.rsplit("/", 1)[-1]
     log = Path(store.path).parent / f"use-{host}-{at}.log"
-    log.write_bytes(_row(host, at, name, path, remote, 4444))
-    assert Ingester(store, load_config(None, env={})).ingest([str(log)]).rejected == 0
+    ingest_lines(store, [_row(host, at, name, path, remote, 4444)], log)
 
 
 def run(store: Store, settings: DetectSettings, at: int) -> RunResult:

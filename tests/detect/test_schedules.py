@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from support.osquery_lines import T0, connection_line
-from support.store_copy import opened_copy
+from support.stores import ingest_lines, opened_copy, store_of_lines
 
 from rarenet.baseline.cli.explain_cmd import describe
 from rarenet.baseline.config import DetectSettings, load_config
@@ -28,7 +28,6 @@ from rarenet.baseline.detect.schedule import (
     recurrence,
 )
 from rarenet.baseline.detect.why import why
-from rarenet.baseline.ingest.pipeline import Ingester
 from rarenet.baseline.store import Store
 from rarenet.baseline.units import format_time, parse_time
 
@@ -94,12 +93,8 @@ def routine() -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def base_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("schedules")
-    log = directory / "fleet.log"
-    log.write_bytes(b"".join(routine()))
-    db = directory / "fleet.db"
+    db = store_of_lines(tmp_path_factory.mktemp("schedules"), routine())
     with Store(db) as store:
-        assert Ingester(store, load_config(None, env={})).ingest([str(log)]).rejected == 0
         refresh_presence(store, SPAN)
         with store.transaction() as conn:  # a service that has been running: all scored
             conn.execute("DELETE FROM pending_host_bucket")
@@ -116,8 +111,7 @@ def use(store: Store, host: str, path: str, t: int, parent: str = "cron", port: 
     """`path` on `host` connects out at data time `t`, started by `parent`."""
     name = path.rsplit("/", 1)[-1]
     log = Path(store.path).parent / f"use-{host}-{t}.log"
-    log.write_bytes(_row(host, t, name, path, "203.0.113.200", port, parent))
-    assert Ingester(store, load_config(None, env={})).ingest([str(log)]).rejected == 0
+    ingest_lines(store, [_row(host, t, name, path, "203.0.113.200", port, parent)], log)
 
 
 def run(store: Store, settings: DetectSettings, t: int) -> RunResult:
@@ -311,8 +305,9 @@ def _attack(store: Store, host: str, t: int, path: str, port: int, **columns: An
     """One attack connection: `path` on `host` at `t` to a never-used address."""
     name = columns.pop("name", path.rsplit("/", 1)[-1])
     log = Path(store.path).parent / f"attack-{host}-{t}.log"
-    log.write_bytes(connection_line(host, t, name, path, "198.51.100.66", port, **columns))
-    assert Ingester(store, load_config(None, env={})).ingest([str(log)]).rejected == 0
+    ingest_lines(
+        store, [connection_line(host, t, name, path, "198.51.100.66", port, **columns)], log
+    )
 
 
 def test_every_attack_family_is_signalled_on_a_small_fleet_after_four_months(

@@ -123,6 +123,16 @@ def snapshot_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
+@pytest.fixture
+def registered(
+    core: FakeCore, launcher: list[str], spawn: Any, snapshot_env: dict[str, str]
+) -> tuple[Extension, int]:
+    """The extension started against `core` with a snapshot, once it registered:
+    (its process, its uuid)."""
+    ext = spawn(launcher, core.path, snapshot_env)
+    return ext, core.wait_for("rarenet")
+
+
 def wait_until(check: Any, timeout: float = 10, step: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -150,11 +160,8 @@ def scored(core: FakeCore, uuid: int, context: Any = None) -> list[dict[str, str
 
 
 @pytest.mark.slow
-def test_registers_and_generates(
-    core: FakeCore, launcher: list[str], spawn: Any, snapshot_env: dict[str, str]
-) -> None:
-    spawn(launcher, core.path, snapshot_env)
-    uuid = core.wait_for("rarenet")
+def test_registers_and_generates(core: FakeCore, registered: tuple[Extension, int]) -> None:
+    _, uuid = registered
     assert 1 <= uuid <= 65535 and os.path.exists(f"{core.path}.{uuid}")
     info, registry = core.extensions_by_uuid[uuid]
     assert info.name == "rarenet"
@@ -195,10 +202,9 @@ def test_registers_and_generates(
 
 @pytest.mark.slow
 def test_bad_calls_get_a_status_and_the_extension_lives(
-    core: FakeCore, launcher: list[str], spawn: Any, snapshot_env: dict[str, str]
+    core: FakeCore, registered: tuple[Extension, int]
 ) -> None:
-    ext = spawn(launcher, core.path, snapshot_env)
-    uuid = core.wait_for("rarenet")
+    ext, uuid = registered
     client = core.extension(uuid)
     cases = [
         (("table", "unusual_network_activity", {"action": "generate", "context": "{oops"}), "malformed context JSON"),
@@ -217,11 +223,8 @@ def test_bad_calls_get_a_status_and_the_extension_lives(
 
 
 @pytest.mark.slow
-def test_ping_and_shutdown(
-    core: FakeCore, launcher: list[str], spawn: Any, snapshot_env: dict[str, str]
-) -> None:
-    ext = spawn(launcher, core.path, snapshot_env)
-    uuid = core.wait_for("rarenet")
+def test_ping_and_shutdown(core: FakeCore, registered: tuple[Extension, int]) -> None:
+    ext, uuid = registered
     assert core.extension(uuid).ping().code == 0
     core.extension(uuid).shutdown()
     assert ext.wait(10) == 0
@@ -231,21 +234,17 @@ def test_ping_and_shutdown(
 
 @pytest.mark.slow
 def test_sigterm_exits_cleanly_and_deregisters(
-    core: FakeCore, launcher: list[str], spawn: Any, snapshot_env: dict[str, str]
+    core: FakeCore, registered: tuple[Extension, int]
 ) -> None:
-    ext = spawn(launcher, core.path, snapshot_env)
-    uuid = core.wait_for("rarenet")
+    ext, uuid = registered
     ext.proc.send_signal(signal.SIGTERM)
     assert ext.wait(10) == 0
     assert core.uuid_of("rarenet") is None and not os.path.exists(f"{core.path}.{uuid}")
 
 
 @pytest.mark.slow
-def test_exits_when_core_goes_away(
-    core: FakeCore, launcher: list[str], spawn: Any, snapshot_env: dict[str, str]
-) -> None:
-    ext = spawn(launcher, core.path, snapshot_env)
-    core.wait_for("rarenet")
+def test_exits_when_core_goes_away(core: FakeCore, registered: tuple[Extension, int]) -> None:
+    ext, _ = registered
     core.stop()
     started = time.monotonic()
     assert ext.wait(10) == 1

@@ -8,14 +8,14 @@ rows that prove its filters, joins and `direction`.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import OSQUERY_SCHEMA, ROOT
+from support import ROOT
+from support.osquery_schema import Schema, create_tables, osquery_schema
 
 from rarenet.baseline.packs import Query, load_queries
 from rarenet.baseline.packs.queries import load_query
@@ -23,13 +23,6 @@ from rarenet.extension.collector import COLUMNS as COLLECTOR_COLUMNS
 from rarenet.extension.tables import SOCKET_TYPES
 
 QUERIES_DIR = ROOT / "queries"
-AFFINITY = {
-    "text": "TEXT",
-    "integer": "INTEGER",
-    "bigint": "INTEGER",
-    "unsigned_bigint": "INTEGER",
-    "double": "REAL",
-}
 OPEN_SOCKETS_COLUMNS = [
     "pid", "fd", "socket", "family", "protocol", "local_address", "local_port",
     "remote_address", "remote_port", "state", "net_namespace", "name", "path", "cmdline",
@@ -43,18 +36,15 @@ SOCKET_EVENTS_COLUMNS = [
     "remote_address", "remote_port", "path", "auid", "time", "status", "success", "direction",
 ]  # fmt: skip
 
-Schema = dict[str, dict[str, Any]]
-
 
 @pytest.fixture(scope="module")
 def schema() -> Schema:
-    tables = json.loads(OSQUERY_SCHEMA.read_text(encoding="utf-8"))
-    return {table["name"]: table for table in tables}
+    return osquery_schema()
 
 
 @pytest.fixture
 def db(schema: Schema) -> Iterator[sqlite3.Connection]:
-    conn = osquery_database(schema)
+    conn = create_tables(sqlite3.connect(":memory:"), schema)
     yield conn
     conn.close()
 
@@ -62,15 +52,6 @@ def db(schema: Schema) -> Iterator[sqlite3.Connection]:
 @pytest.fixture(scope="module")
 def queries() -> dict[str, Query]:
     return {query.name: query for query in load_queries(QUERIES_DIR)}
-
-
-def osquery_database(schema: Schema) -> sqlite3.Connection:
-    """One empty SQLite table per osquery table, all columns, SQLite affinities."""
-    conn = sqlite3.connect(":memory:")
-    for name, table in schema.items():
-        columns = ", ".join(f'"{c["name"]}" {AFFINITY[c["type"]]}' for c in table["columns"])
-        conn.execute(f'CREATE TABLE "{name}" ({columns})')
-    return conn
 
 
 def prepare(conn: sqlite3.Connection, schema: Schema, query: Query) -> set[tuple[str, str]]:
@@ -137,31 +118,28 @@ def test_the_pack_has_the_contract_queries(queries: dict[str, Query]) -> None:
     assert not queries["rarenet_open_sockets"].optional
 
 
-def test_unknown_column_fails_naming_the_file(
-    tmp_path: Path, db: sqlite3.Connection, schema: Schema
+@pytest.mark.parametrize(
+    ("name", "sql", "error"),
+    [
+        (
+            "broken_query",
+            "SELECT s.no_such_column FROM process_open_sockets AS s;",
+            r"broken_query\.sql: no such column: s\.no_such_column",
+        ),
+        ("no_table", "SELECT pid FROM bpf_socket_events_v2;", r"no_table\.sql: no such table"),
+        (
+            "windows_only",
+            "SELECT executable FROM appcompat_shims;",
+            r"windows_only\.sql: table appcompat_shims is not",
+        ),
+    ],
+    ids=["unknown column", "unknown table", "windows-only table"],
+)
+def test_a_query_osquery_cannot_run_on_linux_fails_naming_the_file(
+    tmp_path: Path, db: sqlite3.Connection, schema: Schema, name: str, sql: str, error: str
 ) -> None:
-    path = _query_file(
-        tmp_path, "broken_query", "SELECT s.no_such_column FROM process_open_sockets AS s;"
-    )
-    with pytest.raises(
-        AssertionError, match=r"broken_query\.sql: no such column: s\.no_such_column"
-    ):
-        prepare(db, schema, load_query(path))
-
-
-def test_unknown_table_fails_naming_the_file(
-    tmp_path: Path, db: sqlite3.Connection, schema: Schema
-) -> None:
-    path = _query_file(tmp_path, "no_table", "SELECT pid FROM bpf_socket_events_v2;")
-    with pytest.raises(AssertionError, match=r"no_table\.sql: no such table"):
-        prepare(db, schema, load_query(path))
-
-
-def test_windows_only_table_fails_naming_the_file(
-    tmp_path: Path, db: sqlite3.Connection, schema: Schema
-) -> None:
-    path = _query_file(tmp_path, "windows_only", "SELECT executable FROM appcompat_shims;")
-    with pytest.raises(AssertionError, match=r"windows_only\.sql: table appcompat_shims is not"):
+    path = _query_file(tmp_path, name, sql)
+    with pytest.raises(AssertionError, match=error):
         prepare(db, schema, load_query(path))
 
 

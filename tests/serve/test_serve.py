@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 import requests
-from support.osquery_lines import T0, batch, event, fleet_body, line, socket_row
+from support.osquery_lines import T0, batch, event, fleet_body, line, socket_line, socket_row
 from support.serve_process import METRICS_TOKEN, TOKEN, ServerProcess
 
 from rarenet.baseline.config import load_config
@@ -84,7 +84,7 @@ def test_fleet_body_becomes_observations_and_twice_stores_nothing_new(
 
 
 def test_ndjson_array_batch_and_gzip(srv: ServerProcess) -> None:
-    ndjson = b"".join(line(event(socket_row(remote_port=p), host="nd", unix=T0)) for p in (1, 2))
+    ndjson = b"".join(socket_line("nd", T0, remote_port=p) for p in (1, 2))
     assert srv.post(ndjson).json()["accepted"] == 2
     array = orjson.dumps([batch([socket_row(remote_port=p) for p in (3, 4, 5)], host="arr")])
     assert srv.post(array).json()["accepted"] == 3

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from support.osquery_lines import T0, batch, event, fleet_body, line, socket_row
+from support.osquery_lines import T0, batch, event, fleet_body, line, socket_line, socket_row
 
 from rarenet.baseline.access.credentials import Credentials, Purpose
 from rarenet.baseline.config import Config, load_config
@@ -226,9 +226,7 @@ def test_group_commit_counts_each_request_and_shares_transactions(
     writer = CommitWriter(str(db))
     writer.start()
     parser = build_parser(config)
-    bodies = [
-        line(event(socket_row(remote_port=1 + (i % 10)), host="g", unix=T0)) for i in range(40)
-    ]
+    bodies = [socket_line("g", T0, remote_port=1 + (i % 10)) for i in range(40)]
     futures = []
     start = threading.Barrier(8)
 
@@ -261,7 +259,7 @@ def test_snapshot_cache_per_run_and_stable_etags(config: Config, tmp_path: Path)
 
     parser = build_parser(config)
     with Store(tmp_path / "s.db") as store:
-        first = parse_body(parser, line(event(socket_row(), host="h1", unix=T0)), LIMIT).result
+        first = parse_body(parser, socket_line("h1", T0), LIMIT).result
         with store.transaction():
             store.insert_observations(first.observations)
         cache = SnapshotCache(config.detect)

@@ -69,7 +69,7 @@ def test_partitioned_shards_give_the_single_node_signals_through_an_outage(
     tmp_path: Path,
 ) -> None:
     log, labels = tmp_path / "fleet.log.gz", tmp_path / "labels.jsonl"
-    spec = SimulationSpec(hosts=36, days=2.5, attacks=True, seed=4, scenarios="all")
+    spec = SimulationSpec(hosts=24, days=2.5, attacks=True, seed=4, scenarios="all")
     simulate_to_path(spec, log, labels)
     messages = []
     with gzip.open(log) as lines:

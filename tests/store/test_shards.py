@@ -176,6 +176,23 @@ def test_an_idle_shard_does_not_make_every_run_reach_back(
     assert windows and set(windows[1:]) == {int(settings.lookback)}, windows
 
 
+def serve_shards(
+    stack: ExitStack, fleet: tuple[Path, int, int], tmp_path: Path, count: int
+) -> list[ServerProcess]:
+    """`count` real `rarenet serve` shards (role shard) on loopback, each holding its
+    share of the fleet's hosts, running until `stack` closes."""
+    source, first, last = fleet
+    servers = []
+    for k in range(count):
+        workdir = tmp_path / f"shard-{k}"
+        workdir.mkdir()
+        server = ServerProcess(workdir, extra_toml=SHARD_ROLE, scoped=True)
+        with Store(server.db) as store:
+            copy(store, source, first, last + 1, k, count)
+        servers.append(stack.enter_context(server))
+    return servers
+
+
 def test_shards_over_http_give_the_single_node_signals(
     fleet: tuple[Path, int, int], tmp_path: Path
 ) -> None:
@@ -192,18 +209,12 @@ def test_shards_over_http_give_the_single_node_signals(
             detect_once(single, settings, at)
         expected = signals(single)
     assert len(expected) >= 5
-    dbs: list[Path] = []
     with ExitStack() as stack:
-        remotes = []
-        for k in range(2):
-            workdir = tmp_path / f"shard-{k}"
-            workdir.mkdir()
-            server = ServerProcess(workdir, extra_toml=SHARD_ROLE, scoped=True)
-            with Store(server.db) as store:
-                copy(store, source, first, last + 1, k, 2)
-            stack.enter_context(server)
-            remotes.append(RemoteSource(server.url, SHARD_TOKEN, f"shard-{k}"))
-            dbs.append(server.db)
+        servers = serve_shards(stack, fleet, tmp_path, 2)
+        remotes = [
+            RemoteSource(server.url, SHARD_TOKEN, f"shard-{k}") for k, server in enumerate(servers)
+        ]
+        dbs = [server.db for server in servers]
         for wrong in ("wrong-token", TOKEN):  # the ingest token opens no shard
             refused = RemoteSource(remotes[0].url.removesuffix("/v1/shard"), wrong, "x")
             with pytest.raises(ShardUnavailable, match="HTTP 401"):
@@ -288,14 +299,7 @@ def test_rarenet_detect_over_shard_urls_is_the_single_node_run(
     expected = {doc["id"]: doc["score"] for doc in one.documents}
     assert expected, "the run should raise a signal to compare"
     with ExitStack() as stack:
-        servers = []
-        for k in range(2):
-            workdir = tmp_path / f"shard-{k}"
-            workdir.mkdir()
-            server = ServerProcess(workdir, extra_toml=SHARD_ROLE, scoped=True)
-            with Store(server.db) as store:
-                copy(store, source, first, last + 1, k, 2)
-            servers.append(stack.enter_context(server))
+        servers = serve_shards(stack, fleet, tmp_path, 2)
         urls = [server.url for server in servers]
         done = rarenet_detect(tmp_path / "coordinator.db", at, urls)
         assert done.returncode == 1, done.stderr  # new signals queued

@@ -39,23 +39,9 @@ from osquery.extensions.ttypes import (
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol
 from thrift.transport import TSocket, TTransport
 
-from support import OSQUERY_SCHEMA
+from support.osquery_schema import create_tables, osquery_schema
 
 logging.getLogger("thrift").setLevel(logging.CRITICAL)  # its connect errors are expected here
-AFFINITY = {
-    "text": "TEXT",
-    "integer": "INTEGER",
-    "bigint": "INTEGER",
-    "unsigned_bigint": "INTEGER",
-    "double": "REAL",
-}
-
-
-def osquery_tables() -> dict[str, list[str]]:
-    tables = json.loads(OSQUERY_SCHEMA.read_text(encoding="utf-8"))
-    return {
-        t["name"]: [f'"{c["name"]}" {AFFINITY[c["type"]]}' for c in t["columns"]] for t in tables
-    }
 
 
 class FakeCore(ExtensionManager.Iface):  # type: ignore[misc]
@@ -70,10 +56,9 @@ class FakeCore(ExtensionManager.Iface):  # type: ignore[misc]
         self.refuse_json = refuse_json  # an osquery whose SQLite lacks JSON functions
         self.ping_interval = ping_interval
         self.query_delay = query_delay  # seconds each query() sleeps (a slow core)
-        self.db = sqlite3.connect(":memory:", check_same_thread=False)
-        self.tables = osquery_tables()
-        for name, columns in self.tables.items():
-            self.db.execute(f'CREATE TABLE "{name}" ({", ".join(columns)})')
+        schema = osquery_schema()
+        self.db = create_tables(sqlite3.connect(":memory:", check_same_thread=False), schema)
+        self.tables = set(schema)
         self.lock = threading.Lock()
         self.extensions_by_uuid: dict[int, tuple[InternalExtensionInfo, dict[str, Any]]] = {}
         self.queries: list[str] = []

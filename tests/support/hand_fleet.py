@@ -12,7 +12,7 @@ from pathlib import Path
 from rarenet.baseline.config import load_config
 from rarenet.baseline.ingest.pipeline import Ingester
 from rarenet.baseline.store import Store
-from support.osquery_lines import T0, event, line, socket_row
+from support.osquery_lines import T0, event, line, socket_line, socket_row
 
 SPAN = 900
 DAYS = 4
@@ -55,92 +55,72 @@ def routine_lines() -> list[bytes]:
             out.append(line(event(row, host=host, unix=t)))
             if (bucket // SPAN) % 4 == HOSTS.index(host) % 4:
                 out.append(
-                    line(
-                        event(
-                            socket_row(
-                                pid=rnd.randrange(2000, 9000),
-                                name="curl",
-                                path="/usr/bin/curl",
-                                remote_address="203.0.113.80",
-                                remote_port=443,
-                            ),
-                            host=host,
-                            unix=t + 1,
-                        )
+                    socket_line(
+                        host,
+                        t + 1,
+                        pid=rnd.randrange(2000, 9000),
+                        name="curl",
+                        path="/usr/bin/curl",
+                        remote_address="203.0.113.80",
+                        remote_port=443,
                     )
                 )
             if (bucket - START) % 86400 == 3 * 3600:
                 out.append(
-                    line(
-                        event(
-                            socket_row(
-                                pid=rnd.randrange(2000, 9000),
-                                name="http",
-                                path="/usr/lib/apt/methods/http",
-                                remote_address="203.0.113.90",
-                                remote_port=80,
-                                username="_apt",
-                            ),
-                            host=host,
-                            unix=t + 2,
-                        )
+                    socket_line(
+                        host,
+                        t + 2,
+                        pid=rnd.randrange(2000, 9000),
+                        name="http",
+                        path="/usr/lib/apt/methods/http",
+                        remote_address="203.0.113.90",
+                        remote_port=80,
+                        username="_apt",
                     )
                 )
     return out
 
 
 ATTACK_AT = END - 3 * 3600  # 3 hours before the end of the data
-BEACON = line(
-    event(
-        socket_row(
-            pid=6666,
-            name="beacon",
-            path="/tmp/.x/beacon",
-            remote_address="203.0.113.99",
-            remote_port=8443,
-            cmdline="/tmp/.x/beacon",
-            username="www-data",
-        ),
-        host="web-05",
-        unix=ATTACK_AT + 10,
-    )
+BEACON = socket_line(
+    "web-05",
+    ATTACK_AT + 10,
+    pid=6666,
+    name="beacon",
+    path="/tmp/.x/beacon",
+    remote_address="203.0.113.99",
+    remote_port=8443,
+    cmdline="/tmp/.x/beacon",
+    username="www-data",
 )
-BASH_SHELL = line(
-    event(
-        socket_row(
-            pid=7777, name="bash", path="/usr/bin/bash", cmdline="bash -i", remote_port=4444
-        ),
-        host="web-07",
-        unix=ATTACK_AT + 20,
-    )
+BASH_SHELL = socket_line(
+    "web-07",
+    ATTACK_AT + 20,
+    pid=7777,
+    name="bash",
+    path="/usr/bin/bash",
+    cmdline="bash -i",
+    remote_port=4444,
 )
-MASQUERADE = line(
-    event(
-        socket_row(
-            pid=8888,
-            name="curl",
-            path="/var/tmp/.cache/curl",
-            remote_address="198.51.100.5",
-            remote_port=80,
-        ),
-        host="web-09",
-        unix=ATTACK_AT + 30,
-    )
+MASQUERADE = socket_line(
+    "web-09",
+    ATTACK_AT + 30,
+    pid=8888,
+    name="curl",
+    path="/var/tmp/.cache/curl",
+    remote_address="198.51.100.5",
+    remote_port=80,
 )
 ROLLOUT = [
-    line(
-        event(
-            socket_row(
-                pid=5000,
-                name="acme-agent",
-                path="/opt/acme/bin/acme-agent",
-                remote_address="203.0.113.200",
-                remote_port=443,
-                username="root",
-            ),
-            host=host,
-            unix=ATTACK_AT + 40 + i,
-        )
+    socket_line(
+        host,
+        ATTACK_AT + 40 + i,
+        pid=5000,
+        name="acme-agent",
+        path="/opt/acme/bin/acme-agent",
+        remote_address="203.0.113.200",
+        remote_port=443,
+        username="root",
     )
     for i, host in enumerate(WEB[10:20])
 ]

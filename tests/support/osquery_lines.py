@@ -84,6 +84,12 @@ def line(obj: Any) -> bytes:
     return orjson.dumps(obj) + b"\n"
 
 
+def socket_line(host: str, unix: int, **columns: Any) -> bytes:
+    """One result line: a socket row of `columns` (socket_row's defaults for the rest),
+    added on `host` at data time `unix`."""
+    return line(event(socket_row(**columns), host=host, unix=unix))
+
+
 def connection_line(
     host: str, t: int, name: str, path: str, remote: str, port: int, **columns: Any
 ) -> bytes:

@@ -170,6 +170,7 @@ def measure(
     workdir: Path,
     late: bool = False,
     env: dict[str, str] | None = None,
+    references: bool = True,
 ) -> FleetQuality:
     """Simulate one fleet with every scenario family, backtest rarenet, run both
     references on the same observations. `late`: the lines arrive as the simulated
@@ -177,7 +178,8 @@ def measure(
     rarenet and a Fleet outage) and everything is replayed in arrival order; the
     references, like Elastic's rules, score a bucket only with the data that arrived
     within their look-back after it (late data is never analysed). `env`: settings for
-    rarenet as RARENET_* variables (default: every default)."""
+    rarenet as RARENET_* variables (default: every default). `references`: False scores
+    rarenet alone (the tests; the comparison is `make bench`)."""
     log, labels_path = workdir / f"fleet-{hosts}-{seed}.log.gz", workdir / f"labels-{seed}.jsonl"
     arrivals = workdir / f"arrivals-{hosts}-{seed}.jsonl" if late else None
     spec = SimulationSpec(hosts=hosts, days=days, attacks=True, seed=seed, scenarios="all")
@@ -205,11 +207,10 @@ def measure(
     quality = FleetQuality(
         hosts, seed, float(metrics.get("host_days", 0)), read_labels(labels_path), spec.start
     )
-    quality.detectors = {
-        "rarenet": Scored(rarenet),
-        "name-only rare": Scored(name_only_rare(presence), by_name=True),
-        "new terms (path)": Scored(new_terms(presence)),
-    }
+    quality.detectors = {"rarenet": Scored(rarenet)}
+    if references:
+        quality.detectors["name-only rare"] = Scored(name_only_rare(presence), by_name=True)
+        quality.detectors["new terms (path)"] = Scored(new_terms(presence))
     quality.documents = result.signals
     benign = benign_paths()
     quality.present = {
