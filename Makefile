@@ -26,8 +26,9 @@ demo: $(STAMP)
 	$(VENV)/bin/rarenet demo --workdir .run/demo
 
 # Tests drive a real headless Chromium: .ci/debian-deps installs it when missing.
-# Two workers (pytest-xdist), each running whole modules (their fixtures build once).
-TEST_WORKERS ?= 2
+# Three workers on two cores (pytest-xdist), each running whole modules (their fixtures
+# build once): many tests wait on real servers' timeouts, and a third worker fills that time.
+TEST_WORKERS ?= 3
 test: $(STAMP)
 	bash .ci/debian-deps
 	$(PY) -m pytest -W error -n $(TEST_WORKERS) --dist loadfile

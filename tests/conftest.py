@@ -59,21 +59,21 @@ E2E_JOB = pytest.StashKey[tuple[subprocess.Popen[bytes], Path]]()
 # Modules that take longest, started first so that with several workers (`make test`:
 # pytest-xdist, whole modules per worker) no long module is left running alone at the end.
 HEAVY_FIRST = (
-    "test_shards.py",
     "test_quality_families.py",
+    "test_shards.py",
     "test_partitions.py",
+    "test_late_live.py",
     "test_shard_api.py",
     "test_consume.py",
-    "test_late_live.py",
+    "test_late.py",
     "test_explain.py",
     "test_serve_heartbeat.py",
     "test_webhook_health.py",
     "test_deliver_deadline.py",
     "test_nats_faults.py",
-    "test_serve.py",
     "test_serve_defences.py",
-    "test_late.py",
     "test_access.py",
+    "test_serve.py",
 )
 
 

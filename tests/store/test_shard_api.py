@@ -12,6 +12,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import requests
 from support.osquery_lines import T0, connection_line
@@ -108,9 +109,9 @@ def test_a_question_past_shard_timeout_is_stopped_and_the_shard_stays_healthy(
     is answered, and questions beyond two at a time are turned away."""
     extra = '[detect]\nrole = "shard"\nshard_timeout = "1s"\n'
     keys = [["path", f"/usr/bin/x{i}", T0 // 900 * 900] for i in range(1_000_000)]
-    heavy = {"op": "hosts_in_bucket", "args": {"span": 900, "keys": keys}}
+    heavy = orjson.dumps({"op": "hosts_in_bucket", "args": {"span": 900, "keys": keys}})
     with ServerProcess(tmp_path, extra_toml=extra, scoped=True) as server:
-        answer = ask(server, heavy)
+        answer = ask(server, None, data=heavy)  # encoded once: 40 MB of JSON
         assert answer.status_code == 503, answer.text[:200]
         assert "hosts_in_bucket stopped after 1 s ([detect] shard_timeout)" in answer.text
         health = server.get("/healthz")
@@ -118,7 +119,7 @@ def test_a_question_past_shard_timeout_is_stopped_and_the_shard_stays_healthy(
         light = {"op": "hosts_in_bucket", "args": {"span": 900, "keys": keys[:3]}}
         assert ask(server, light).json()["result"] == [0, 0, 0]
         with ThreadPoolExecutor(3) as pool:
-            answers = list(pool.map(lambda _: ask(server, heavy), range(3)))
+            answers = list(pool.map(lambda _: ask(server, None, data=heavy), range(3)))
         busy = [a for a in answers if "questions at a time" in a.text]
         assert busy and all(a.status_code == 503 for a in answers), [a.text for a in answers]
         assert server.get("/healthz").json()["status"] == "ok"
