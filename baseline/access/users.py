@@ -7,6 +7,7 @@ revokes their tokens.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -30,7 +31,14 @@ TOKEN_PREFIX = "rnu_"
 LAST_USED_EVERY = 60.0  # seconds between `last_used_at` writes for one token
 
 _HASHER = PasswordHasher()
-_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))  # verified when the user is unknown
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash verified when the user is unknown (the same work as a known one); made on
+    first use, not at import: argon2 costs ~0.1 s and 64 MiB, and most processes that
+    import this module (every CLI command, every serve start) never sign anyone in."""
+    return _HASHER.hash(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True)
@@ -183,7 +191,7 @@ def verify_password(store: Store, name: str, password: str) -> User | None:
     """The user when `password` is theirs, else None. An unknown name costs the same
     hash as a known one, so timing does not tell which names exist."""
     row = store.conn.execute("SELECT password_hash FROM users WHERE name = ?", (name,)).fetchone()
-    stored = row[0] if row is not None and row[0] else _DUMMY_HASH
+    stored = row[0] if row is not None and row[0] else _dummy_hash()
     try:
         _HASHER.verify(stored, password[:MAX_PASSWORD])
     except (VerificationError, InvalidHashError):

@@ -8,6 +8,7 @@ codes (README.md, "Exit codes").
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sqlite3
 import sys
@@ -167,7 +168,49 @@ def _guard(command: click.Command) -> None:
             _guard(sub)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Every command's module and object, imported when the command is first asked for, so
+# `rarenet --version`, `rarenet detect …` or a serve start load only what they run.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "allow": ("allow_cmd", "allow"),
+    "audit": ("users_cmd", "audit"),
+    "backtest": ("detect_cmd", "backtest"),
+    "baseline": ("baseline_cmd", "baseline_group"),
+    "collect": ("collect_cmd", "collect"),
+    "consume": ("consume_cmd", "consume"),
+    "demo": ("demo_cmd", "demo"),
+    "detect": ("detect_cmd", "detect"),
+    "explain": ("explain_cmd", "explain"),
+    "ingest": ("ingest_cmd", "ingest"),
+    "packs": ("packs_cmd", "packs"),
+    "quarantine": ("quarantine_cmd", "quarantine"),
+    "report": ("report_cmd", "report"),
+    "serve": ("serve_cmd", "serve"),
+    "signals": ("signals_cmd", "signals"),
+    "simulate": ("simulate_cmd", "simulate"),
+    "status": ("status_cmd", "status"),
+    "tokens": ("users_cmd", "tokens"),
+    "users": ("users_cmd", "users"),
+}
+
+
+class LazyCommands(click.Group):
+    """The top-level group: it names every command in COMMANDS and imports one (its
+    body guarded by `run_guarded`) only when it runs or its help is read."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, attribute = COMMANDS[cmd_name]
+            loaded = importlib.import_module(f"rarenet.baseline.cli.{module}")
+            command: click.Command = getattr(loaded, attribute)
+            _guard(command)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyCommands, context_settings={"help_option_names": ["-h", "--help"]})
 @common_options
 @click.version_option(__version__, prog_name="rarenet")
 @click.pass_context
@@ -177,55 +220,6 @@ def main(ctx: click.Context) -> None:
     if not isinstance(sys.stdout, InertStream):  # data printed can never drive a terminal
         sys.stdout = InertStream(sys.stdout)
 
-
-def _register() -> None:
-    from rarenet.baseline.cli import (
-        allow_cmd,
-        baseline_cmd,
-        collect_cmd,
-        consume_cmd,
-        demo_cmd,
-        detect_cmd,
-        explain_cmd,
-        ingest_cmd,
-        packs_cmd,
-        quarantine_cmd,
-        report_cmd,
-        serve_cmd,
-        signals_cmd,
-        simulate_cmd,
-        status_cmd,
-        triage_cmd,
-        users_cmd,
-    )
-
-    for command in triage_cmd.COMMANDS:
-        signals_cmd.signals.add_command(command)
-
-    main.add_command(allow_cmd.allow)
-    main.add_command(baseline_cmd.baseline_group)
-    main.add_command(demo_cmd.demo)
-    main.add_command(detect_cmd.detect)
-    main.add_command(detect_cmd.backtest)
-    main.add_command(explain_cmd.explain)
-    main.add_command(collect_cmd.collect)
-    main.add_command(consume_cmd.consume)
-    main.add_command(ingest_cmd.ingest)
-    main.add_command(packs_cmd.packs)
-    main.add_command(quarantine_cmd.quarantine)
-    main.add_command(report_cmd.report)
-    main.add_command(signals_cmd.signals)
-    main.add_command(serve_cmd.serve)
-    main.add_command(simulate_cmd.simulate)
-    main.add_command(status_cmd.status)
-    main.add_command(users_cmd.users)
-    main.add_command(users_cmd.tokens)
-    main.add_command(users_cmd.audit)
-    for command in main.commands.values():
-        _guard(command)
-
-
-_register()
 
 __all__ = [
     "EXIT_BAD_INPUT",

@@ -15,6 +15,7 @@ import orjson
 
 from rarenet.baseline.cli import Context, common_options, json_option, open_store
 from rarenet.baseline.cli.summary import plural
+from rarenet.baseline.cli.triage_cmd import COMMANDS as TRIAGE_COMMANDS
 from rarenet.baseline.deliver import STATES, SignalRecord, deliver_once, get_signal, list_signals
 from rarenet.baseline.deliver import redeliver as redeliver_signal
 from rarenet.baseline.deliver.formats import printable
@@ -28,6 +29,10 @@ from rarenet.baseline.units import format_time, parse_time
 @click.group()
 def signals() -> None:
     """The signal outbox: every signal, its delivery state per webhook, redelivery."""
+
+
+for _triage in TRIAGE_COMMANDS:  # ack, assign, close, comment (baseline/cli/triage_cmd.py)
+    signals.add_command(_triage)
 
 
 def _deliveries_line(record: SignalRecord) -> str:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import orjson
 from click.testing import CliRunner
 from support import ROOT
@@ -106,9 +107,17 @@ def test_python_dash_m_baseline_is_the_same_command(tmp_path: Path) -> None:
     assert proc.returncode == 0 and proc.stdout.startswith("rarenet, version")
 
 
+def every_command() -> list[tuple[str, click.Command]]:
+    """Every top-level command, each imported as running it would (they load lazily)."""
+    ctx = click.Context(main)
+    found = [(name, main.get_command(ctx, name)) for name in main.list_commands(ctx)]
+    assert all(command is not None for _, command in found)
+    return [(name, command) for name, command in found if command is not None]
+
+
 def test_every_command_is_in_the_readme() -> None:
     readme = README.read_text()
-    for name, command in main.commands.items():
+    for name, command in every_command():
         assert f"rarenet {name}" in readme, f"`rarenet {name}` is not documented in README.md"
         subcommands = getattr(command, "commands", {})
         for sub in subcommands:
@@ -116,7 +125,7 @@ def test_every_command_is_in_the_readme() -> None:
 
 
 def test_every_command_accepts_db_and_config() -> None:
-    for name, command in main.commands.items():
+    for name, command in every_command():
         leaves = getattr(command, "commands", {name: command})
         for leaf_name, leaf in leaves.items():
             options = {opt for param in leaf.params for opt in getattr(param, "opts", [])}
