@@ -7,7 +7,6 @@ codes (README.md, "Exit codes").
 
 from __future__ import annotations
 
-import functools
 import importlib
 import os
 import sqlite3
@@ -113,7 +112,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 
 def run_guarded(action: Callable[[], int | None]) -> None:
     """Run a command, turning rarenet errors into a message and an exit code — the one
-    place the CLI does so (`_guard` runs every command's body through it). click's own
+    place the CLI does so (every command is a GuardedCommand, which runs its body through
+    it). click's own
     usage errors, `--help` and aborts pass through to click."""
     try:
         code = action()
@@ -149,23 +149,30 @@ def _quiet_stdout() -> None:
         pass
 
 
-def _guard(command: click.Command) -> None:
-    """Run `command`'s body (and every subcommand's) under `run_guarded`, however it is
-    invoked — through `rarenet` or, in tests, on its own: what a body returns is the
-    process's exit code."""
-    body = command.callback
-    leaf = not isinstance(command, click.Group)  # a group's own callback runs on into its commands
-    if leaf and body is not None and not getattr(body, "guarded", False):
+class GuardedCommand(click.Command):
+    """A command whose body runs under `run_guarded` however it is invoked (through
+    `rarenet` or, in tests, on its own): what the body returns is the exit code."""
 
-        @functools.wraps(body)
-        def guarded(*args: Any, **kwargs: Any) -> None:
-            run_guarded(lambda: body(*args, **kwargs))
+    def invoke(self, ctx: click.Context) -> Any:
+        run_guarded(lambda: super(GuardedCommand, self).invoke(ctx))
 
-        guarded.guarded = True  # type: ignore[attr-defined]
-        command.callback = guarded
-    if isinstance(command, click.Group):
-        for sub in command.commands.values():
-            _guard(sub)
+
+class GuardedGroup(click.Group):
+    """A command group whose commands (and subgroups) are GuardedCommands; its own
+    callback runs on into them, so it is not guarded itself."""
+
+    command_class = GuardedCommand
+    group_class = type  # subgroups are GuardedGroups too
+
+
+def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], GuardedCommand]:
+    """`click.command` for rarenet: the body's errors become a message and an exit code."""
+    return click.command(*args, cls=GuardedCommand, **kwargs)
+
+
+def group(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], GuardedGroup]:
+    """`click.group` for rarenet: every command in it is a GuardedCommand."""
+    return click.group(*args, cls=GuardedGroup, **kwargs)
 
 
 # Every command's module and object, imported when the command is first asked for, so
@@ -194,8 +201,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class LazyCommands(click.Group):
-    """The top-level group: it names every command in COMMANDS and imports one (its
-    body guarded by `run_guarded`) only when it runs or its help is read."""
+    """The top-level group: it names every command in COMMANDS and imports one only
+    when it runs or its help is read."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *COMMANDS})
@@ -204,9 +211,7 @@ class LazyCommands(click.Group):
         if cmd_name not in self.commands and cmd_name in COMMANDS:
             module, attribute = COMMANDS[cmd_name]
             loaded = importlib.import_module(f"rarenet.baseline.cli.{module}")
-            command: click.Command = getattr(loaded, attribute)
-            _guard(command)
-            self.add_command(command, cmd_name)
+            self.add_command(getattr(loaded, attribute), cmd_name)
         return super().get_command(ctx, cmd_name)
 
 
@@ -225,7 +230,9 @@ __all__ = [
     "EXIT_BAD_INPUT",
     "Context",
     "announce_new_store",
+    "command",
     "common_options",
+    "group",
     "json_option",
     "main",
     "open_store",

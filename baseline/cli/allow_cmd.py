@@ -7,7 +7,7 @@ import time
 import click
 import orjson
 
-from rarenet.baseline.cli import Context, common_options, json_option, open_store
+from rarenet.baseline.cli import Context, common_options, group, json_option, open_store
 from rarenet.baseline.detect.exceptions import (
     Exception_,
     add_exception,
@@ -18,7 +18,7 @@ from rarenet.baseline.errors import EXIT_FINDINGS, InputError
 from rarenet.baseline.units import format_time, parse_expiry
 
 
-@click.group()
+@group()
 def allow() -> None:
     """Exceptions: connections that never become signals (matches are counted)."""
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import click
 import orjson
 
-from rarenet.baseline.cli import Context, common_options, json_option, open_store
+from rarenet.baseline.cli import Context, common_options, group, json_option, open_store
 from rarenet.baseline.detect.snapshot import build_snapshot
 from rarenet.baseline.errors import EXIT_FINDINGS
 
 
-@click.group("baseline")
+@group("baseline")
 def baseline_group() -> None:
     """Inspect per-binary baselines; export the extension snapshot."""
 

@@ -11,7 +11,7 @@ from types import FrameType
 import click
 import orjson
 
-from rarenet.baseline.cli import Context, common_options, json_option, open_store
+from rarenet.baseline.cli import Context, command, common_options, json_option, open_store
 from rarenet.baseline.collect import Collector, local_host_id, local_host_uuid
 from rarenet.baseline.config import Config
 from rarenet.baseline.errors import ConfigError
@@ -19,7 +19,7 @@ from rarenet.baseline.ingest.chunks import build_parser
 from rarenet.baseline.units import parse_duration
 
 
-@click.command()
+@command()
 @click.option("--once", is_flag=True, help="Scan once and exit.")
 @click.option(
     "--interval", metavar="DURATION", help="Time between scans (default [collect] interval, 60s)."

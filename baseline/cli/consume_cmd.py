@@ -11,6 +11,7 @@ import orjson
 from rarenet.baseline.cli import (
     Context,
     announce_new_store,
+    command,
     common_options,
     json_option,
 )
@@ -28,7 +29,7 @@ from rarenet.baseline.units import parse_duration
 PROGRESS_EVERY = 10.0  # seconds between progress lines on stderr
 
 
-@click.command()
+@command()
 @click.argument("servers", nargs=-1, required=True, metavar="nats://HOST:PORT...")
 @click.option("--stream", required=True, help="The JetStream stream Fleet publishes into.")
 @click.option("--subject", default="", help="Only these subjects (e.g. osquery.result.>).")

@@ -27,7 +27,7 @@ import requests
 
 from rarenet.baseline.access.audit import cli_principal
 from rarenet.baseline.access.users import add_user, create_token, get_user
-from rarenet.baseline.cli import Context, json_option, scratch_store_options
+from rarenet.baseline.cli import Context, command, json_option, scratch_store_options
 from rarenet.baseline.cli.inert_output import echo_styled
 from rarenet.baseline.cli.summary import Columns, Look, echo_summary, fit, plural, signal_row
 from rarenet.baseline.config import DetectSettings
@@ -49,7 +49,7 @@ BODY_ROWS = 500  # rows per Fleet webhook body
 START_TIMEOUT = 60.0
 
 
-@click.command()
+@command()
 @click.option("--hosts", type=click.IntRange(2, 500), default=30, show_default=True)
 @click.option("--days", type=click.FloatRange(0.5, 7), default=2.0, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)

@@ -12,6 +12,7 @@ import orjson
 
 from rarenet.baseline.cli import (
     Context,
+    command,
     common_options,
     json_option,
     open_store,
@@ -65,7 +66,7 @@ def run_line(run: RunResult) -> str:
     return text + (f" ({extra})" if extra else "")
 
 
-@click.command()
+@command()
 @click.option("--at", "at", metavar="TIME", help="Data time of the run (default: now).")
 @shards_option(". Its token comes from [detect] shard_token or $RARENET_DETECT_SHARD_TOKEN.")
 @common_options
@@ -136,7 +137,7 @@ def _detect(state: Context, at: str | None, shards: tuple[str, ...], as_json: bo
     return EXIT_FINDINGS if documents else EXIT_OK
 
 
-@click.command()
+@command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option("--from", "start", metavar="TIME", help="First data time to score.")
 @click.option("--to", "end", metavar="TIME", help="Last data time to score.")

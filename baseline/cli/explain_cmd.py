@@ -7,7 +7,7 @@ import time
 import click
 import orjson
 
-from rarenet.baseline.cli import Context, common_options, json_option, open_store
+from rarenet.baseline.cli import Context, command, common_options, json_option, open_store
 from rarenet.baseline.cli.options import shards_option, time_option
 from rarenet.baseline.config import override
 from rarenet.baseline.detect.shards import configured_shards
@@ -16,7 +16,7 @@ from rarenet.baseline.errors import EXIT_OK, InputError
 from rarenet.baseline.units import format_time
 
 
-@click.command()
+@command()
 @click.argument("host")
 @click.argument("executable")
 @click.option("--at", "at", metavar="TIME", help="Data time of the run to explain (default: now).")

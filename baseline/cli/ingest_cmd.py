@@ -8,14 +8,14 @@ import sys
 import click
 import orjson
 
-from rarenet.baseline.cli import Context, common_options, json_option, open_store
+from rarenet.baseline.cli import Context, command, common_options, json_option, open_store
 from rarenet.baseline.cli.options import input_size
 from rarenet.baseline.errors import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, InputError
 from rarenet.baseline.ingest.pipeline import Ingester, IngestReport
 from rarenet.baseline.ingest.workers import default_workers
 
 
-@click.command()
+@command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE... | -")
 @click.option(
     "--workers",

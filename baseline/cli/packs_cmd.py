@@ -7,13 +7,13 @@ from pathlib import Path
 import click
 import orjson
 
-from rarenet.baseline.cli import common_options, json_option
+from rarenet.baseline.cli import common_options, group, json_option
 from rarenet.baseline.errors import EXIT_FINDINGS, EXIT_OK, InputError
 from rarenet.baseline.packs import BuildReport, build
 from rarenet.baseline.packs.paths import resolve_dirs
 
 
-@click.group()
+@group()
 @common_options
 def packs() -> None:
     """Query packs for osquery, Fleet and Kolide, generated from queries/."""

@@ -10,7 +10,7 @@ import click
 import orjson
 
 from rarenet.baseline.access.audit import cli_principal
-from rarenet.baseline.cli import Context, common_options, json_option, open_store
+from rarenet.baseline.cli import Context, common_options, group, json_option, open_store
 from rarenet.baseline.cli.inert_output import inert_line
 from rarenet.baseline.cli.summary import plural
 from rarenet.baseline.errors import InputError
@@ -18,7 +18,7 @@ from rarenet.baseline.ingest.quarantine import clear_quarantine
 from rarenet.baseline.units import format_time
 
 
-@click.group()
+@group()
 def quarantine() -> None:
     """Inspect input lines that were rejected (bad JSON, wrong types, missing keys)."""
 

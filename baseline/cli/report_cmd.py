@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import orjson
 
-from rarenet.baseline.cli import Context, common_options, json_option, open_store
+from rarenet.baseline.cli import Context, command, common_options, json_option, open_store
 from rarenet.baseline.cli.options import time_option
 from rarenet.baseline.console.report import build_report, check_target, quality_of, write_report
 from rarenet.baseline.detect.backtest import backtest
@@ -17,7 +17,7 @@ from rarenet.baseline.simulate.labels import read_labels
 from rarenet.baseline.store import Store
 
 
-@click.command()
+@command()
 @click.option("--out", "out", required=True, metavar="FILE", help="Where to write the HTML page.")
 @click.option("--since", metavar="TIME", help="Only signals bucketed at or after TIME.")
 @click.option(

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import click
 
-from rarenet.baseline.cli import Context, announce_new_store, common_options
+from rarenet.baseline.cli import Context, announce_new_store, command, common_options
 from rarenet.baseline.cli.detect_cmd import signal_line
 from rarenet.baseline.detect.rule import RunResult
 
@@ -29,7 +29,7 @@ def console_line(line: str) -> None:
     click.echo(f"rarenet: {line}")
 
 
-@click.command()
+@command()
 @click.option("--local", is_flag=True, help="Also collect this host's sockets from /proc.")
 @click.option("--host", metavar="ADDRESS", help="Address to bind (default [server] host).")
 @click.option(

@@ -13,7 +13,7 @@ from typing import Any
 import click
 import orjson
 
-from rarenet.baseline.cli import Context, common_options, json_option, open_store
+from rarenet.baseline.cli import Context, common_options, group, json_option, open_store
 from rarenet.baseline.cli.summary import plural
 from rarenet.baseline.cli.triage_cmd import COMMANDS as TRIAGE_COMMANDS
 from rarenet.baseline.deliver import STATES, SignalRecord, deliver_once, get_signal, list_signals
@@ -26,7 +26,7 @@ from rarenet.baseline.triage import comments_of
 from rarenet.baseline.units import format_time, parse_time
 
 
-@click.group()
+@group()
 def signals() -> None:
     """The signal outbox: every signal, its delivery state per webhook, redelivery."""
 

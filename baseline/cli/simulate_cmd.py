@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import orjson
 
-from rarenet.baseline.cli import Context, common_options, json_option
+from rarenet.baseline.cli import Context, command, common_options, json_option
 from rarenet.baseline.cli.summary import plural
 from rarenet.baseline.errors import InputError
 from rarenet.baseline.simulate import (
@@ -98,7 +98,7 @@ def _report(
     )
 
 
-@click.command(
+@command(
     help=(
         "Write a SYNTHETIC osquery fleet result log, plus a labels file of the attacks in it.\n\n"
         "Nothing in the output comes from real hosts: hostnames, addresses (documentation and "

@@ -7,13 +7,13 @@ from typing import Any
 import click
 import orjson
 
-from rarenet.baseline.cli import Context, common_options, json_option, open_store
+from rarenet.baseline.cli import Context, command, common_options, json_option, open_store
 from rarenet.baseline.cli.summary import plural
 from rarenet.baseline.detect.maintenance import replay_of
 from rarenet.baseline.units import format_age, format_time
 
 
-@click.command()
+@command()
 @common_options
 @json_option
 @click.pass_obj

@@ -13,7 +13,7 @@ import orjson
 
 from rarenet.baseline import triage
 from rarenet.baseline.access.audit import cli_principal
-from rarenet.baseline.cli import Context, common_options, json_option, open_store
+from rarenet.baseline.cli import Context, command, common_options, json_option, open_store
 from rarenet.baseline.cli.summary import plural
 from rarenet.baseline.deliver import get_signal
 from rarenet.baseline.store import Store
@@ -36,7 +36,7 @@ def _report(done: triage.Changed, verb: str, as_json: bool) -> int:
     return 0
 
 
-@click.command("ack")
+@command("ack")
 @ids_argument
 @common_options
 @json_option
@@ -48,7 +48,7 @@ def ack(state: Context, sids: tuple[str, ...], as_json: bool) -> int | None:
     return _report(done, "acknowledged", as_json)
 
 
-@click.command("assign")
+@command("assign")
 @ids_argument
 @click.option("--to", "assignee", required=True, metavar="USER", help="A console user.")
 @common_options
@@ -61,7 +61,7 @@ def assign(state: Context, sids: tuple[str, ...], assignee: str, as_json: bool) 
     return _report(done, f"assigned to {assignee}:", as_json)
 
 
-@click.command("close")
+@command("close")
 @ids_argument
 @click.option(
     "--as",
@@ -95,7 +95,7 @@ def close(
     return code
 
 
-@click.command("comment")
+@command("comment")
 @click.argument("sid", metavar="ID")
 @click.argument("text")
 @common_options

@@ -20,7 +20,7 @@ from rarenet.baseline.access.users import (
     set_password,
     set_role,
 )
-from rarenet.baseline.cli import Context, common_options, json_option, open_store
+from rarenet.baseline.cli import Context, common_options, group, json_option, open_store
 from rarenet.baseline.errors import EXIT_FINDINGS, InputError
 from rarenet.baseline.units import format_time, parse_duration
 
@@ -50,7 +50,7 @@ stdin_option = click.option(
 )
 
 
-@click.group()
+@group()
 def users() -> None:
     """Console users: named accounts with a role (viewer, analyst, admin)."""
 
@@ -145,7 +145,7 @@ def users_remove(state: Context, name: str) -> int | None:
     return 0 if removed else EXIT_FINDINGS
 
 
-@click.group()
+@group()
 def tokens() -> None:
     """Personal API tokens: scripts act as a user, with that user's role."""
 
@@ -212,7 +212,7 @@ def tokens_revoke(state: Context, token_id: int) -> int | None:
     return 0 if revoked else EXIT_FINDINGS
 
 
-@click.group()
+@group()
 def audit() -> None:
     """The audit trail: who changed what, when and from where."""
 
