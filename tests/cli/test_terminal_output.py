@@ -30,7 +30,9 @@ def rarenet(*args: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def hostile_fleet_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Routine nginx, one attack whose name and path hold escape sequences, and a bad line
+    quarantined as it came."""
     directory = tmp_path_factory.mktemp("terminal")
     log = directory / "hostile.log"
     routine = [
@@ -55,17 +57,17 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ],
     ids=["detect", "explain", "signals-list"],
 )
-def test_text_output_escapes_what_hosts_sent(db: Path, command: list[str]) -> None:
-    out = rarenet(*command, "--db", str(db))
+def test_text_output_escapes_what_hosts_sent(hostile_fleet_db: Path, command: list[str]) -> None:
+    out = rarenet(*command, "--db", str(hostile_fleet_db))
     assert out, command
     assert not any(raw in out for raw in RAW), out[:300]
     assert b"\\u001b" in out or b"\\x1b" in out, out[:300]
 
 
-def test_json_output_is_inert_and_parses_to_the_exact_values(db: Path) -> None:
+def test_json_output_is_inert_and_parses_to_the_exact_values(hostile_fleet_db: Path) -> None:
     at = str(T0 + 31 * 900)
-    detected = rarenet("detect", "--at", at, "--db", str(db), "--json")
-    explained = rarenet("explain", HOST, PATH, "--at", at, "--db", str(db), "--json")
+    detected = rarenet("detect", "--at", at, "--db", str(hostile_fleet_db), "--json")
+    explained = rarenet("explain", HOST, PATH, "--at", at, "--db", str(hostile_fleet_db), "--json")
     for out in (detected, explained):
         assert not any(raw in out for raw in RAW), out[:300]
     assert orjson.loads(explained)["host"] == HOST
@@ -73,13 +75,15 @@ def test_json_output_is_inert_and_parses_to_the_exact_values(db: Path) -> None:
     assert finding["name"] == NAME and finding["path"] == PATH
 
 
-def test_a_rejected_line_is_shown_inert_on_a_terminal_and_exact_when_piped(db: Path) -> None:
-    piped = rarenet("quarantine", "show", "1", "--db", str(db))
+def test_a_rejected_line_is_shown_inert_on_a_terminal_and_exact_when_piped(
+    hostile_fleet_db: Path,
+) -> None:
+    piped = rarenet("quarantine", "show", "1", "--db", str(hostile_fleet_db))
     assert piped == b'{"name": "x\x1b[2J", "oops": \n'  # to fix and ingest again
     leader, follower = pty.openpty()
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "rarenet", "quarantine", "show", "1", "--db", str(db)],
+            [sys.executable, "-m", "rarenet", "quarantine", "show", "1", "--db", str(hostile_fleet_db)],
             stdout=follower, stderr=subprocess.DEVNULL, timeout=120, check=True,
         )  # fmt: skip
         assert done.returncode == 0

@@ -22,7 +22,8 @@ def report(db: Path, out: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def one_connection_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding one connection (nginx on web-1), ingested by `rarenet ingest`."""
     directory = tmp_path_factory.mktemp("report")
     log = directory / "fleet.log"
     log.write_bytes(connection_line("web-1", T0, "nginx", "/usr/sbin/nginx", "192.0.2.1", 443))
@@ -35,11 +36,11 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_a_planted_partial_link_is_never_followed(db: Path, tmp_path: Path) -> None:
+def test_a_planted_partial_link_is_never_followed(one_connection_db: Path, tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.write_text("precious")
     (tmp_path / ".report.html.partial").symlink_to(victim)
-    done = report(db, str(tmp_path / "report.html"))
+    done = report(one_connection_db, str(tmp_path / "report.html"))
     assert done.returncode == 0, done.stderr
     assert victim.read_text() == "precious"
     assert (tmp_path / "report.html").read_text().startswith("<!doctype html>")
@@ -49,7 +50,7 @@ def test_a_planted_partial_link_is_never_followed(db: Path, tmp_path: Path) -> N
 
 
 def test_a_pipe_a_device_a_link_or_a_directory_is_refused_and_nothing_is_left(
-    db: Path, tmp_path: Path
+    one_connection_db: Path, tmp_path: Path
 ) -> None:
     pipe = tmp_path / "pipe"
     os.mkfifo(pipe)
@@ -62,7 +63,7 @@ def test_a_pipe_a_device_a_link_or_a_directory_is_refused_and_nothing_is_left(
         targets["device"] = str(device)
     before = sorted(p.name for p in tmp_path.iterdir())
     for kind, target in targets.items():
-        done = report(db, target)
+        done = report(one_connection_db, target)
         assert done.returncode == 2, (kind, done.stderr)
         assert "the report replaces only a regular file" in done.stderr, done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before
@@ -71,6 +72,6 @@ def test_a_pipe_a_device_a_link_or_a_directory_is_refused_and_nothing_is_left(
         assert stat.S_ISCHR(os.lstat(targets["device"]).st_mode)
 
 
-def test_an_empty_name_is_bad_input_not_an_internal_error(db: Path) -> None:
-    done = report(db, "")
+def test_an_empty_name_is_bad_input_not_an_internal_error(one_connection_db: Path) -> None:
+    done = report(one_connection_db, "")
     assert done.returncode == 2 and "--out must name a file" in done.stderr, done.stderr
