@@ -113,8 +113,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 def run_guarded(action: Callable[[], int | None]) -> None:
     """Run a command, turning rarenet errors into a message and an exit code — the one
     place the CLI does so (every command is a GuardedCommand, which runs its body through
-    it). click's own
-    usage errors, `--help` and aborts pass through to click."""
+    it). click's own usage errors, `--help` and aborts pass through to click."""
     try:
         code = action()
     except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):

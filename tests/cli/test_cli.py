@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from support import ROOT
 from support.osquery_lines import T0, event, line, socket_row
 
-from rarenet.baseline.cli import main
+from rarenet.baseline.cli import GuardedCommand, main
 
 README = ROOT / "README.md"
 
@@ -113,6 +113,24 @@ def every_command() -> list[tuple[str, click.Command]]:
     found = [(name, main.get_command(ctx, name)) for name in main.list_commands(ctx)]
     assert all(command is not None for _, command in found)
     return [(name, command) for name, command in found if command is not None]
+
+
+def test_commands_load_when_they_run_and_every_one_is_guarded() -> None:
+    """`rarenet --version` imports no command module; every command, loaded, is a
+    GuardedCommand (or a group of them) named as `rarenet` lists it."""
+    probe = (
+        "import sys\nfrom rarenet.baseline.cli import main\n"
+        "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.endswith('_cmd')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.splitlines()[-1] == "[]", done.stdout
+    for name, command in every_command():
+        assert command.name == name
+        leaves = getattr(command, "commands", {name: command}).values()
+        assert all(isinstance(leaf, GuardedCommand) for leaf in leaves), name
 
 
 def test_every_command_is_in_the_readme() -> None:
