@@ -103,3 +103,15 @@ def test_the_cli_reference_is_the_commands_own_help(tmp_path: Path) -> None:
     stale.write_text(text.replace("Show this message and exit.", "Shows help.", 1))
     refused = subprocess.run([*command, str(stale)], capture_output=True, text=True, timeout=120)
     assert refused.returncode == 1 and "run `make cli-reference`" in refused.stderr
+
+
+def test_no_test_or_benchmark_imports_a_test_module() -> None:
+    """Shared fixtures and helpers live in a conftest.py or tests/support/, never in a
+    test module another file imports (tests/benchmarks/ included)."""
+    crossing = [
+        (where, name)
+        for where, name in imports("tests")
+        if name.split(".")[-1].startswith(("test_", "bench_", "conftest"))
+    ]
+    assert crossing == []
+    assert any(name.startswith("support") for _, name in imports("tests/benchmarks"))

@@ -23,8 +23,7 @@ import orjson
 from report import table, write_section
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from support.nats_server import Cluster, add_stream, publish
-from test_consume import SUBJECTS, fleet_lines
+from support.nats_server import SUBJECTS, Cluster, add_stream, fleet_lines, publish
 
 MESSAGES = 50_000
 BATCH = 500

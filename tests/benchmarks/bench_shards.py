@@ -1,7 +1,7 @@
 """Benchmark: one fleet-wide detection run over 3 host shards × 3,000 hosts beside one node
 × 9,000 hosts holding the same presence (issue 13).
 
-Stores are built as in bench_detect.py: a real 200-host, 14-day simulation, folded,
+Stores are built as in bench_detect.py (replicated_fleet.py): a real 200-host, 14-day simulation, folded,
 replicated under new host names (45 copies on the node; copies 0–14, 15–29, 30–44 on
 the three shards, so the shards' hosts are disjoint and their sums are the node's). Each
 run is a fresh process at the last run time of the data that raises signals:
@@ -23,7 +23,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import orjson
-from bench_detect import base_store, replicate
+from replicated_fleet import base_store, replicate
 from report import table, write_section
 
 from rarenet.baseline.config import load_config

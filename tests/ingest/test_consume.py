@@ -19,15 +19,16 @@ from pathlib import Path
 import orjson
 import pytest
 from support.nats_server import (
+    SUBJECTS,
     Cluster,
     add_stream,
     consumer_state,
+    fleet_lines,
     publish,
     stored_count,
     stored_rows,
     wait_until,
 )
-from support.osquery_lines import event, line, socket_row
 from support.serve_process import ServerProcess
 
 from rarenet.baseline.config import load_config
@@ -37,24 +38,6 @@ from rarenet.baseline.store import Store
 pytestmark = pytest.mark.slow
 
 STREAM = "OSQUERY"
-SUBJECTS = ["osquery.result.>"]
-T0 = 1_767_225_600  # 2026-01-01
-
-
-def fleet_lines(count: int, hosts: int = 20) -> list[tuple[str, bytes]]:
-    """`count` result logs, as Fleet publishes them: subject osquery.result.<host>."""
-    out = []
-    for i in range(count):
-        host = f"host-{i % hosts:02d}"
-        row = socket_row(
-            pid=1000 + i % 50,
-            name="curl" if i % 3 else "nginx",
-            path="/usr/bin/curl" if i % 3 else "/usr/sbin/nginx",
-            remote_address=f"198.51.100.{i % 200}",
-            remote_port=str(1024 + i % 5000),
-        )
-        out.append((f"osquery.result.{host}", line(event(row, host=host, unix=T0 + i)).rstrip()))
-    return out
 
 
 def reference_rows(tmp_path: Path, messages: list[tuple[str, bytes]]) -> set[tuple[object, ...]]:

@@ -19,6 +19,8 @@ from pathlib import Path
 import nats
 from nats.js.api import StreamConfig
 
+from support.osquery_lines import event, line, socket_row
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -235,3 +237,25 @@ def wait_until(condition: Callable[[], bool], timeout: float = 120) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.1)
+
+
+SUBJECTS = ["osquery.result.>"]  # what Fleet publishes into
+FLEET_T0 = 1_767_225_600  # 2026-01-01: the data time of fleet_lines()' first log
+
+
+def fleet_lines(count: int, hosts: int = 20) -> list[tuple[str, bytes]]:
+    """`count` result logs, as Fleet publishes them: subject osquery.result.<host>."""
+    out = []
+    for i in range(count):
+        host = f"host-{i % hosts:02d}"
+        row = socket_row(
+            pid=1000 + i % 50,
+            name="curl" if i % 3 else "nginx",
+            path="/usr/bin/curl" if i % 3 else "/usr/sbin/nginx",
+            remote_address=f"198.51.100.{i % 200}",
+            remote_port=str(1024 + i % 5000),
+        )
+        out.append(
+            (f"osquery.result.{host}", line(event(row, host=host, unix=FLEET_T0 + i)).rstrip())
+        )
+    return out
