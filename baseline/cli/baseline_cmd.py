@@ -28,10 +28,6 @@ def baseline_group() -> None:
 def show(state: Context, name: str | None, limit: int, as_json: bool) -> int | None:
     """Binaries in the baseline window (NAME: only that process name or path), rarest
     first; rarity 0-100 as scores are (100: never seen). Exit 1 when NAME is unknown."""
-    return _show(state, name, limit, as_json)
-
-
-def _show(state: Context, name: str | None, limit: int, as_json: bool) -> int:
     config = state.config()
     with open_store(config) as store:
         snapshot = build_snapshot(store, config.detect)
@@ -76,10 +72,6 @@ def _show(state: Context, name: str | None, limit: int, as_json: bool) -> int:
 @click.pass_obj
 def export(state: Context, host: str | None, out: str | None) -> int | None:
     """Write the versioned extension snapshot JSON (docs/snapshot.md)."""
-    return _export(state, host, out)
-
-
-def _export(state: Context, host: str | None, out: str | None) -> int:
     config = state.config()
     with open_store(config) as store:
         data = orjson.dumps(build_snapshot(store, config.detect, host), option=orjson.OPT_INDENT_2)

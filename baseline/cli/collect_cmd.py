@@ -13,7 +13,6 @@ import orjson
 
 from rarenet.baseline.cli import Context, command, common_options, json_option, open_store
 from rarenet.baseline.collect import Collector, local_host_id, local_host_uuid
-from rarenet.baseline.config import Config
 from rarenet.baseline.errors import ConfigError
 from rarenet.baseline.ingest.chunks import build_parser
 from rarenet.baseline.units import parse_duration
@@ -38,12 +37,7 @@ def collect(
     sockets that are new since the previous scan are stored. Runs until Ctrl-C / SIGTERM unless --once or
     --count is given; each scan commits before the next starts.
     """
-    return _collect(state.config(), once, interval, count, as_json)
-
-
-def _collect(
-    config: Config, once: bool, interval: str | None, count: int | None, as_json: bool
-) -> int:
+    config = state.config()
     try:
         every = parse_duration(interval) if interval else config.collect.interval
     except ValueError as exc:

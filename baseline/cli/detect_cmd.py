@@ -85,10 +85,6 @@ def detect(state: Context, at: str | None, shards: tuple[str, ...], as_json: boo
     Exit status: 0 no new signal, 1 new signals were queued, 2 bad input or config,
     3 the store failed.
     """
-    return _detect(state, at, shards, as_json)
-
-
-def _detect(state: Context, at: str | None, shards: tuple[str, ...], as_json: bool) -> int:
     config = override(state.config(), "detect", {"shards": list(shards) or None})
     if config.detect.role == "shard":
         raise ConfigError(

@@ -38,13 +38,7 @@ def explain(
 
     Writes no signal. Exit status: 0, or 2 for bad input.
     """
-    return _explain(state, host, executable, at, shards, as_json)
-
-
-def _explain(
-    state: Context, host: str, exe: str, at: str | None, shards: tuple[str, ...], as_json: bool
-) -> int:
-    if not host.strip() or not exe.strip():
+    if not host.strip() or not executable.strip():
         raise InputError("HOST and EXECUTABLE must not be empty", hint="e.g. web-07 /usr/bin/bash")
     config = override(state.config(), "detect", {"shards": list(shards) or None})
     when = time_option(at, "--at")
@@ -55,7 +49,7 @@ def _explain(
             store,
             config.detect,
             host,
-            exe,
+            executable,
             int(time.time()) if when is None else when,
             sources=sources,
         )

@@ -38,10 +38,7 @@ def ingest(
     Exit status: 0 all lines accepted, 1 some lines quarantined, 2 an input could not
     be read (or bad config), 3 the store failed.
     """
-    return _ingest(state, files, workers or default_workers(), as_json)
-
-
-def _ingest(state: Context, files: tuple[str, ...], workers: int, as_json: bool) -> int:
+    workers = workers or default_workers()
     config = state.config()
     missing = [name for name in files if name != "-" and not os.path.exists(name)]
     if len(missing) == len(files):  # nothing to read: no store is created for it

@@ -30,10 +30,6 @@ def quarantine() -> None:
 @click.pass_obj
 def list_(state: Context, limit: int, as_json: bool) -> int | None:
     """The newest rejected lines: id, file:line, reason."""
-    return _list(state, limit, as_json)
-
-
-def _list(state: Context, limit: int, as_json: bool) -> int:
     with open_store(state.config()) as store:
         rows = store.conn.execute(
             "SELECT id, received_at, source, line, reason, raw_size FROM quarantine "
@@ -84,10 +80,6 @@ def show(state: Context, qid: int, as_json: bool) -> int | None:
     piped, with control characters escaped on a terminal; with --json one document whose
     `raw` is the bytes decoded as UTF-8 (invalid bytes replaced) and `raw_base64` the
     exact bytes."""
-    return _show(state, qid, as_json)
-
-
-def _show(state: Context, qid: int, as_json: bool) -> int:
     with open_store(state.config()) as store:
         row = store.conn.execute(
             "SELECT source, line, reason, raw, received_at FROM quarantine WHERE id = ?", (qid,)

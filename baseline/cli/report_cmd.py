@@ -45,22 +45,12 @@ def report(
 
     Reads the store (--db) unless --backtest is given. Exit status: 0, 2 bad input.
     """
-    return _report(state, Path(out), since, replay, labels, as_json)
-
-
-def _report(
-    state: Context,
-    out: Path,
-    since: str | None,
-    replay: tuple[str, ...],
-    labels: str | None,
-    as_json: bool,
-) -> int:
+    target = Path(out)
     if labels and not replay:
         raise InputError("--labels needs --backtest FLEET.log", where="--labels")
-    check_target(out)
-    if not out.parent.is_dir():
-        raise InputError(f"{out.parent} is not a directory", where="--out")
+    check_target(target)
+    if not target.parent.is_dir():
+        raise InputError(f"{target.parent} is not a directory", where="--out")
     config = state.config()
     start = time_option(since, "--since")
     span = max(1, int(config.detect.bucket_span))
@@ -81,9 +71,9 @@ def _report(
     else:
         with open_store(config) as store:
             content = build_report(store, config, since=start)
-    size = write_report(content, out)
+    size = write_report(content, target)
     summary = {
-        "out": str(out),
+        "out": str(target),
         "bytes": size,
         "signals": content.page.total_signals,
         "detailed": len(content.details),
@@ -93,7 +83,7 @@ def _report(
         click.echo(orjson.dumps(summary).decode())
     else:
         click.echo(
-            f"wrote {out} ({size:,} bytes): {summary['signals']} signals, "
+            f"wrote {target} ({size:,} bytes): {summary['signals']} signals, "
             f"{summary['detailed']} in full"
         )
     return EXIT_OK

@@ -20,10 +20,6 @@ from rarenet.baseline.units import format_age, format_time
 def status(state: Context, as_json: bool) -> int | None:
     """Summarise the store: observations, hosts, binaries, time range, quarantine,
     signals (how many nobody acknowledged), learning and the last detection run."""
-    return _status(state, as_json)
-
-
-def _status(state: Context, as_json: bool) -> int:
     config = state.config()
     with open_store(config) as store:
         summary = store.summary()
