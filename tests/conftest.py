@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from support import e2e_backtest
+from support.stores import opened_copy
 
 from rarenet.baseline.config import Config, DetectSettings, load_config
 from rarenet.baseline.store import Store
@@ -43,11 +44,15 @@ def hand_fleet_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_hand_fleet(tmp_path_factory.mktemp("hand-fleet"))
 
 
+@pytest.fixture
+def hand_fleet_store(hand_fleet_db: Path, tmp_path: Path) -> Iterator[Store]:
+    """A copy of the hand-built fleet's store (`hand_fleet_db`) to run on and change."""
+    yield from opened_copy(hand_fleet_db, tmp_path)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's RARENET_* variables or ./rarenet.toml."""
-    import os
-
     for name in list(os.environ):
         if name.startswith("RARENET_"):
             monkeypatch.delenv(name)

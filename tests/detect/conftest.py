@@ -1,24 +1,13 @@
-"""Fixtures of the detection tests: the hand-built fleet's store to run on, and the
-end-to-end backtest's results once its background job (started by tests/conftest.py)
-has finished."""
+"""Fixtures of the detection tests: the end-to-end backtest's results once its
+background job (started by tests/conftest.py) has finished."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support import e2e_backtest
-from support.stores import opened_copy
-
-from rarenet.baseline.store import Store
-
-
-@pytest.fixture
-def hand_fleet_store(hand_fleet_db: Path, tmp_path: Path) -> Iterator[Store]:
-    """A copy of the hand-built fleet's store (`hand_fleet_db`) to run on."""
-    yield from opened_copy(hand_fleet_db, tmp_path)
 
 
 @pytest.fixture(scope="session")

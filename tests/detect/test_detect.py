@@ -26,6 +26,7 @@ from support.hand_fleet import (
     routine_lines,
 )
 from support.osquery_lines import T0, socket_line
+from support.stores import ingest_lines
 
 from rarenet.baseline.access.audit import list_audit
 from rarenet.baseline.cli import main
@@ -103,19 +104,16 @@ def test_the_same_binary_later_is_suppressed_and_counted(
     first signal instead of paging again (threshold lowered: a repeat is less rare)."""
     settings = replace(config.detect, threshold=30)
     detect_once(hand_fleet_store, settings, RUN_AT)
-    log = tmp_path / "more.log"
-    log.write_bytes(
-        socket_line(
-            "web-05",
-            RUN_AT + 100,
-            pid=6667,
-            name="beacon",
-            path="/tmp/.x/beacon",
-            remote_address="203.0.113.99",
-            remote_port=8443,
-        )
+    again = socket_line(
+        "web-05",
+        RUN_AT + 100,
+        pid=6667,
+        name="beacon",
+        path="/tmp/.x/beacon",
+        remote_address="203.0.113.99",
+        remote_port=8443,
     )
-    Ingester(hand_fleet_store, load_config(None, env={})).ingest([str(log)])
+    ingest_lines(hand_fleet_store, [again], tmp_path / "more.log")
     run = detect_once(hand_fleet_store, settings, RUN_AT + 3 * SPAN)
     assert run.signals == 0 and run.suppressed == 1
     assert hand_fleet_store.conn.execute(
@@ -158,13 +156,11 @@ def test_threshold_and_max_signals(hand_fleet_store: Store, config: Config) -> N
 
 
 def test_warm_up_blocks_signals_and_says_so(tmp_path: Path, config: Config) -> None:
-    log = tmp_path / "young.log"
-    log.write_bytes(
-        b"".join(routine_lines()[: len(HOSTS) * 12])
-        + BEACON.replace(str(ATTACK_AT + 10).encode(), str(START + 12 * SPAN + 5).encode())
-    )
+    early_beacon = BEACON.replace(str(ATTACK_AT + 10).encode(), str(START + 12 * SPAN + 5).encode())
     with Store(tmp_path / "young.db") as store:
-        Ingester(store, load_config(None, env={})).ingest([str(log)])
+        ingest_lines(
+            store, [*routine_lines()[: len(HOSTS) * 12], early_beacon], tmp_path / "young.log"
+        )
         run = detect_once(store, config.detect, START + 14 * SPAN)
     assert (
         run.signals == 0
@@ -176,10 +172,8 @@ def test_warm_up_blocks_signals_and_says_so(tmp_path: Path, config: Config) -> N
 def test_ingestion_order_is_irrelevant(tmp_path: Path, config: Config) -> None:
     lines = [*routine_lines(), BEACON, BASH_SHELL, MASQUERADE, *ROLLOUT]
     random.Random(3).shuffle(lines)
-    log = tmp_path / "shuffled.log"
-    log.write_bytes(b"".join(lines))
     with Store(tmp_path / "shuffled.db") as store:
-        Ingester(store, load_config(None, env={})).ingest([str(log)])
+        ingest_lines(store, lines, tmp_path / "shuffled.log")
         run = detect_once(store, config.detect, RUN_AT)
     assert {(d["id"], d["score"]) for d in run.documents} == {
         (signal_id(h, n, p, ATTACK_AT - ATTACK_AT % SPAN), s)

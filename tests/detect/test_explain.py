@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from support.hand_fleet import ATTACK_AT, RUN_AT, SPAN
 from support.osquery_lines import event, line, socket_line, socket_row
+from support.stores import ingest_lines
 
 from rarenet.baseline.cli import main
 from rarenet.baseline.config import Config, load_config
@@ -19,19 +20,10 @@ from rarenet.baseline.detect.decide import Outcome
 from rarenet.baseline.detect.exceptions import Exception_, add_exception
 from rarenet.baseline.detect.rule import detect_once
 from rarenet.baseline.detect.why import why
-from rarenet.baseline.ingest.pipeline import Ingester
 from rarenet.baseline.simulate import SimulationSpec, simulate_to_path
 from rarenet.baseline.store import Store
 
 BEACON = "/tmp/.x/beacon"
-
-
-def beacon_on(host: str, unix: int, tmp_path: Path) -> Path:
-    log = tmp_path / f"beacon-{host}.log"
-    log.write_bytes(
-        socket_line(host, unix, pid=4242, name="beacon", path=BEACON, remote_address="203.0.113.99")
-    )
-    return log
 
 
 def only(store: Store, config: Config, host: str, exe: str, at: int = RUN_AT) -> object:
@@ -96,9 +88,10 @@ def test_a_second_host_is_signalled_and_grouped_with_the_first(
     first = detect_once(hand_fleet_store, config.detect, RUN_AT)
     (leader,) = [d for d in first.documents if d["process"]["executable"] == BEACON]
     later = ATTACK_AT + 2 * 3600
-    Ingester(hand_fleet_store, load_config(None, env={})).ingest(
-        [str(beacon_on("db-02", later, tmp_path))]
+    beacon = socket_line(
+        "db-02", later, pid=4242, name="beacon", path=BEACON, remote_address="203.0.113.99"
     )
+    ingest_lines(hand_fleet_store, [beacon], tmp_path / "beacon-db-02.log")
     at = later - later % SPAN + 2 * SPAN
     run = detect_once(hand_fleet_store, config.detect, at)
     (second,) = [d for d in run.documents if d["process"]["executable"] == BEACON]
@@ -160,9 +153,8 @@ def test_a_child_holding_the_shells_socket_names_the_shell(
         great_grandparent_path="/usr/lib/systemd/systemd",
         great_grandparent_cmdline="/sbin/init",
     )
-    log = tmp_path / "child.log"
-    log.write_bytes(line(event(row, host="web-03", unix=ATTACK_AT + 50)))
-    Ingester(hand_fleet_store, load_config(None, env={})).ingest([str(log)])
+    child = line(event(row, host="web-03", unix=ATTACK_AT + 50))
+    ingest_lines(hand_fleet_store, [child], tmp_path / "child.log")
     run = detect_once(hand_fleet_store, config.detect, RUN_AT)
     (doc,) = [d for d in run.documents if d["process"]["name"] == "sleep"]
     assert f"held by a child of the shell bash (pid 5000): {shell}" in doc["reason"]

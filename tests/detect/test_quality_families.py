@@ -152,7 +152,13 @@ def scheduled(tmp_path_factory: pytest.TempPathFactory) -> list[FleetQuality]:
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         runs = [
             pool.submit(
-                measure, SCHEDULED_HOSTS, SCHEDULED_DAYS, seed, workdir, False, HOURLY, False
+                measure,
+                SCHEDULED_HOSTS,
+                SCHEDULED_DAYS,
+                seed,
+                workdir,
+                env=HOURLY,
+                references=False,
             )
             for seed in SCHEDULED_SEEDS
         ]

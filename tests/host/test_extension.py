@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import OSQUERY_SCHEMA, ROOT
+from support import ROOT
+from support.osquery_schema import osquery_schema
 from support.snapshot_server import SnapshotServer, snapshot_doc
 
 from rarenet.extension import sdk
@@ -446,8 +447,10 @@ def test_pack_columns_keep_osquery_s_own_types() -> None:
     from rarenet.extension.collector import COLUMNS
     from rarenet.extension.tables import SOCKET_TYPES
 
-    schema = json.loads(OSQUERY_SCHEMA.read_text())
-    types = {t["name"]: {c["name"]: c["type"] for c in t["columns"]} for t in schema}
+    types = {
+        name: {c["name"]: c["type"] for c in table["columns"]}
+        for name, table in osquery_schema().items()
+    }
     source = {"username": ("users", "username")}
     for column in ("name", "path", "cmdline", "cwd", "uid"):
         source[column] = ("processes", column)

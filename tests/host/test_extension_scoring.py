@@ -8,7 +8,6 @@ each candidate's host at that bucket, and the extension's lookup scores the same
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import orjson
@@ -17,12 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.hand_fleet import (
     ATTACK_AT,
-    BASH_SHELL,
-    BEACON,
-    MASQUERADE,
-    ROLLOUT,
     SPAN,
-    routine_lines,
 )
 
 from rarenet.baseline.config import load_config
@@ -30,7 +24,6 @@ from rarenet.baseline.detect import scoring as rule_scoring
 from rarenet.baseline.detect.features import gather
 from rarenet.baseline.detect.presence import refresh_presence
 from rarenet.baseline.detect.snapshot import build_snapshot
-from rarenet.baseline.ingest.pipeline import Ingester
 from rarenet.baseline.store import Store
 from rarenet.extension import scoring as ext_scoring
 from rarenet.extension.assess import assess
@@ -146,19 +139,8 @@ def test_worked_examples_of_docs_scoring() -> None:
         assert ext_scoring.score(ext_scoring.Inputs(**base, **known, **values)).score == expected
 
 
-@pytest.fixture(scope="module")
-def fleet_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("extfleet")
-    log = directory / "fleet.log"
-    log.write_bytes(b"".join([*routine_lines(), BEACON, BASH_SHELL, MASQUERADE, *ROLLOUT]))
-    db = directory / "fleet.db"
-    with Store(db) as store:
-        assert Ingester(store, load_config(None, env={})).ingest([str(log)]).rejected == 0
-    return db
-
-
 @pytest.mark.slow
-def test_snapshot_lookup_scores_like_the_rule(fleet_store: Path) -> None:
+def test_snapshot_lookup_scores_like_the_rule(hand_fleet_store: Store) -> None:
     """Every candidate of the attack bucket: the extension, given the snapshot exported for
     that host at that bucket, gives the rule's score. The rollout's later hosts are the
     one known difference: the rule counts hosts in the scored bucket itself (spread), which
@@ -166,21 +148,21 @@ def test_snapshot_lookup_scores_like_the_rule(fleet_store: Path) -> None:
     settings_ = load_config(None, env={}).detect
     bucket = ATTACK_AT - ATTACK_AT % SPAN
     compared = 0
-    with Store(fleet_store) as store:
-        refresh_presence(store, SPAN)
-        gathered = gather(store, SPAN, int(settings_.history), [bucket], settings_.warmup_buckets)
-        scores = rule_scoring.score(gathered.features)
-        snapshots: dict[str, object] = {}
-        for i, cand in enumerate(gathered.candidates):
-            if cand.host not in snapshots:
-                doc = build_snapshot(store, settings_, host=cand.host, at=bucket)
-                snapshots[cand.host] = parse_snapshot(orjson.dumps(doc))
-            result = assess(snapshots[cand.host], cand.name, cand.path)  # type: ignore[arg-type]
-            if cand.path == "/opt/acme/bin/acme-agent":
-                assert gathered.features.recent_hosts[i] > 1  # the in-bucket rollout
-                continue
-            assert result.score.score == float(scores.score[i]), (cand, result.reason)
-            compared += 1
+    store = hand_fleet_store
+    refresh_presence(store, SPAN)
+    gathered = gather(store, SPAN, int(settings_.history), [bucket], settings_.warmup_buckets)
+    scores = rule_scoring.score(gathered.features)
+    snapshots: dict[str, object] = {}
+    for i, cand in enumerate(gathered.candidates):
+        if cand.host not in snapshots:
+            doc = build_snapshot(store, settings_, host=cand.host, at=bucket)
+            snapshots[cand.host] = parse_snapshot(orjson.dumps(doc))
+        result = assess(snapshots[cand.host], cand.name, cand.path)  # type: ignore[arg-type]
+        if cand.path == "/opt/acme/bin/acme-agent":
+            assert gathered.features.recent_hosts[i] > 1  # the in-bucket rollout
+            continue
+        assert result.score.score == float(scores.score[i]), (cand, result.reason)
+        compared += 1
     assert compared >= 27
     beacon = assess(snapshots["web-05"], "beacon", "/tmp/.x/beacon")  # type: ignore[arg-type]
     assert beacon.score.score == 100.0 and "never seen" in beacon.reason

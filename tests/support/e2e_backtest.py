@@ -1,8 +1,8 @@
 """The end-to-end backtest's data (a simulated 100-host, 10-day fleet with attacks) and
 its `rarenet backtest --json`, made in a background process: conftest starts it once per
 run (in pytest-xdist's controller when `make test` runs workers) and runs
-tests/detect/test_backtest_e2e.py last, so its ~1.5 minutes overlap the rest of the suite instead
-of adding to it."""
+tests/detect/test_backtest_e2e.py last, so its ~1.5 minutes overlap the rest of the suite
+instead of adding to it."""
 
 from __future__ import annotations
 

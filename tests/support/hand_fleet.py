@@ -9,10 +9,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from rarenet.baseline.config import load_config
-from rarenet.baseline.ingest.pipeline import Ingester
-from rarenet.baseline.store import Store
 from support.osquery_lines import T0, event, line, socket_line, socket_row
+from support.stores import store_of_lines
 
 SPAN = 900
 DAYS = 4
@@ -129,10 +127,4 @@ RUN_AT = ATTACK_AT - ATTACK_AT % SPAN + 2 * SPAN  # the first run whose window h
 
 def build_hand_fleet(directory: Path) -> Path:
     """The fleet's store (routine and attacks ingested, nothing detected yet)."""
-    log = directory / "fleet.log"
-    log.write_bytes(b"".join([*routine_lines(), BEACON, BASH_SHELL, MASQUERADE, *ROLLOUT]))
-    db = directory / "fleet.db"
-    with Store(db) as store:
-        report = Ingester(store, load_config(None, env={})).ingest([str(log)])
-        assert report.rejected == 0
-    return db
+    return store_of_lines(directory, [*routine_lines(), BEACON, BASH_SHELL, MASQUERADE, *ROLLOUT])
